@@ -1,0 +1,184 @@
+"""The `natlab` command: parse arguments, call the layers below, render.
+
+User mistakes (NatlabError) print one clear message and exit 2, never a
+traceback; Ctrl-C exits 130 after whatever was half-built is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from natlab.errors import NatlabError
+
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "main-branch.yaml"
+
+
+def _default_topology() -> str:
+    return str(DEFAULT_TOPOLOGY)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="natlab")
+def cli() -> None:
+    """natlab: NAT routers, phones and STUN in Linux network namespaces.
+
+    Describe a network in YAML (topologies/), bring it up as real network
+    stacks, run anything inside any node, and take it all down again.
+    """
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def validate(files: tuple[str, ...]) -> None:
+    """Check topology FILES and show the planned addresses; builds nothing."""
+    from natlab.render import print_table, topology_table
+    from natlab.topology import load_topology
+
+    for file in files:
+        topology = load_topology(file)
+        print_table(topology_table(topology, f"{file}: topology '{topology.name}' is valid"))
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--name", help="Lab name (default: the topology's name); run copies side by side.")
+def up(file: str, name: str | None) -> None:
+    """Bring the topology in FILE up as network namespaces."""
+    from natlab.lab import Lab
+    from natlab.render import print_table, status_table
+
+    lab = Lab.from_file(file, name)
+    lab.up()
+    print_table(status_table(lab.status()))
+    click.echo(f"\nlab '{lab.name}' is up: natlab exec NODE -- CMD, natlab down {lab.name}")
+
+
+@cli.command()
+@click.argument("lab", required=False)
+@click.option("--all", "everything", is_flag=True, help="Take down every lab natlab recorded.")
+def down(lab: str | None, everything: bool) -> None:
+    """Take LAB down (the only lab up, if not named): processes, namespaces, state."""
+    from natlab.lab import Lab, down_all
+
+    if everything:
+        if lab:
+            raise NatlabError("give a lab name or --all, not both", fix="drop one of them")
+        removed, skipped = down_all()
+        for name in removed:
+            click.echo(f"lab '{name}' is down")
+        for name in skipped:
+            click.echo(f"lab '{name}' is still being built by a live 'natlab up'; left alone")
+        if not removed and not skipped:
+            click.echo("no lab was up")
+        return
+    target = Lab.attach(lab)
+    target.down()
+    click.echo(f"lab '{target.name}' is down")
+
+
+@cli.command()
+@click.argument("lab", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def status(lab: str | None, as_json: bool) -> None:
+    """Show running labs (or LAB) as the kernel has them: nodes, interfaces, addresses."""
+    from natlab.lab import Lab, require_root, running_labs
+    from natlab.render import print_table, status_table
+
+    require_root("natlab status")
+    names = [lab] if lab else running_labs()
+    described = [Lab.attach(name).status() for name in names]
+    if as_json:
+        click.echo(json.dumps({"labs": described}, indent=2))
+    elif not described:
+        click.echo("no lab is up")
+    for entry in [] if as_json else described:
+        print_table(status_table(entry))
+        for problem in entry["problems"]:
+            click.secho(f"  problem: {problem}", fg="red")
+    if any(entry["problems"] for entry in described):
+        sys.exit(1)
+
+
+@cli.command(
+    "exec",
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.argument("node")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--lab", help="The lab NODE is in (default: the only lab up).")
+def exec_(node: str, command: tuple[str, ...], lab: str | None) -> None:
+    """Run COMMAND inside NODE (a shell if none): natlab exec phone-a -- ping 203.0.113.4
+
+    Standard input and output, the terminal and the exit status pass through.
+    """
+    from natlab.lab import Lab, require_root
+    from natlab.lab.processes import EXEC
+    from natlab.plumbing.namespaces import enter
+
+    require_root("natlab exec")
+    argv = list(command[1:] if command[:1] == ("--",) else command)
+    argv = argv or [os.environ.get("SHELL", "/bin/bash")]
+    if shutil.which(argv[0]) is None:
+        raise NatlabError(f"command not found: {argv[0]}", fix="check the spelling and PATH")
+    target = Lab.attach(lab)
+    namespace = target.namespace(node)
+    target.adopt(os.getpid(), node, EXEC)
+    enter(namespace)
+    os.environ.update(NATLAB_LAB=target.name, NATLAB_NODE=node)
+    os.execvp(argv[0], argv)
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--name", help="Lab name (default: the topology's name).")
+def reach(file: str | None, name: str | None) -> None:
+    """Bring FILE up (default: main-branch), ping every node from every node, take it down.
+
+    Exits 1 if any node cannot reach any address of another.
+    """
+    from natlab.lab import Lab
+    from natlab.render import print_table, reach_table
+    from natlab.scenario.reachability import reachability
+
+    with Lab.from_file(file or _default_topology(), name) as lab:
+        click.echo(f"lab '{lab.name}' is up; pinging...")
+        probes = reachability(lab)
+    print_table(reach_table(probes))
+    missed = [p for p in probes if not p.reached]
+    click.echo(f"{len(probes) - len(missed)} of {len(probes)} addresses reached; lab is down")
+    if missed:
+        sys.exit(1)
+
+
+_MAIN_PID = os.getpid()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Ctrl-C and SIGTERM unwind natlab (cleaning up); a forked helper just exits."""
+    if os.getpid() != _MAIN_PID:
+        os._exit(128 + signum)
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Entry point: NatlabError -> message and exit 2; Ctrl-C or SIGTERM -> exit 130."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        cli.main(standalone_mode=False)
+    except NatlabError as error:
+        click.secho(f"natlab: error: {error}", fg="red", err=True)
+        sys.exit(error.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("natlab: interrupted; nothing was left behind", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)

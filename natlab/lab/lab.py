@@ -1,0 +1,211 @@
+"""A topology made real, and everything needed to take it away again.
+
+`Lab.up()` records, then builds; any failure or interrupt half-way tears down
+what was made before the error surfaces. `Lab.down()` works from the ledger
+alone, so it also cleans up after a creator that was SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from natlab.errors import NatlabError
+from natlab.lab import status as lab_status
+from natlab.lab.build import build, planned_namespaces
+from natlab.lab.ledger import Ledger, lab_names, locked
+from natlab.lab.naming import check_lab_name, lab_dir, node_namespace
+from natlab.lab.processes import EXEC, record, terminate
+from natlab.plumbing import namespaces
+from natlab.router import KernelForwarding
+from natlab.topology import Topology, load_topology, parse_topology
+
+TOPOLOGY_COPY = "topology.yaml"
+
+
+def require_root(action: str) -> None:
+    if os.geteuid() != 0:
+        raise NatlabError(
+            f"{action} needs root: it creates and enters network namespaces",
+            fix="run it as root, e.g. with sudo",
+        )
+
+
+@dataclass
+class Lab:
+    """One running (or about to run) copy of a topology, named `name`."""
+
+    topology: Topology
+    name: str = ""
+    dataplane: KernelForwarding = field(default_factory=KernelForwarding)
+
+    def __post_init__(self) -> None:
+        self.name = check_lab_name(self.name or self.topology.name)
+
+    @classmethod
+    def from_file(cls, path: str | Path, name: str | None = None) -> Lab:
+        return cls(load_topology(path), name or "")
+
+    @classmethod
+    def attach(cls, name: str | None = None) -> Lab:
+        """The running lab called name; with no name, the only one running."""
+        ledger = _ledger(name)
+        copy = lab_dir(ledger.lab) / TOPOLOGY_COPY
+        return cls(parse_topology(copy.read_text(), ledger.topology), ledger.lab)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def up(self) -> Lab:
+        require_root("natlab up")
+        with locked():
+            if Ledger.load(self.name) is not None:
+                raise NatlabError(
+                    f"a lab named '{self.name}' is already up",
+                    fix=f"take it down with 'natlab down {self.name}', "
+                    "or start another copy with --name",
+                )
+            wanted = planned_namespaces(self.topology, self.name)
+            taken = [n for n in wanted if namespaces.exists(n)]
+            if taken:
+                raise NatlabError(
+                    f"namespace {taken[0]} exists already and is not part of a lab "
+                    f"named '{self.name}'",
+                    fix="start this lab under another name with --name",
+                )
+            ledger = Ledger(
+                lab=self.name,
+                topology=self.topology.source,
+                creator=record(os.getpid(), "", "natlab up"),
+                namespaces=wanted,
+            )
+            ledger.save()
+            self._keep_topology(ledger.directory)
+        builder = os.getpid()
+        try:
+            build(self.topology, ledger, self.dataplane)
+            with locked():
+                ledger.state = "up"
+                ledger.save()
+        except BaseException:
+            if os.getpid() != builder:
+                os._exit(1)  # a forked helper unwinding our stack must not tear down
+            self.down()
+            raise
+        return self
+
+    def down(self) -> None:
+        require_root("natlab down")
+        teardown(self.name)
+
+    def __enter__(self) -> Lab:
+        return self.up()
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def _keep_topology(self, directory: Path) -> None:
+        (directory / TOPOLOGY_COPY).write_text(self.topology.text)
+
+    # -- inside nodes ----------------------------------------------------------
+
+    def namespace(self, node: str) -> str:
+        self.topology.node(node)  # a clear error for an unknown node
+        return node_namespace(self.name, node)
+
+    def exec(self, node: str, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess:
+        """Run argv inside node and wait for it (subprocess.run's keyword arguments)."""
+        return subprocess.run(list(argv), preexec_fn=self._entering(node), **kwargs)
+
+    def popen(self, node: str, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen:
+        """Start argv inside node in the background; the caller waits for it."""
+        return subprocess.Popen(list(argv), preexec_fn=self._entering(node), **kwargs)
+
+    def _entering(self, node: str) -> Callable[[], None]:
+        namespace = self.namespace(node)
+        return lambda: namespaces.enter(namespace)
+
+    def adopt(self, pid: int, node: str, what: str) -> None:
+        """Record a process living inside node so that `down` stops it.
+
+        Finished `exec` sessions are forgotten here; a finished daemon stays
+        recorded, so `status` can say it died.
+        """
+        with locked():
+            ledger = _ledger(self.name)
+            ledger.processes = [p for p in ledger.processes if p.what != EXEC or p.alive()] + [
+                record(pid, node, what)
+            ]
+            ledger.save()
+
+    def status(self) -> dict:
+        return lab_status.describe(self.topology, _ledger(self.name))
+
+
+def _ledger(name: str | None) -> Ledger:
+    if name is None:
+        running = lab_names()
+        if len(running) != 1:
+            raise NatlabError(
+                "no lab is up"
+                if not running
+                else f"{len(running)} labs are up: " + ", ".join(running),
+                fix="start one with 'natlab up FILE'"
+                if not running
+                else "name the lab you mean with --lab",
+            )
+        name = running[0]
+    ledger = Ledger.load(name)
+    if ledger is None:
+        running = lab_names()
+        raise NatlabError(
+            f"no lab named '{name}' is up",
+            fix=f"labs up: {', '.join(running)}" if running else "start one with 'natlab up FILE'",
+        )
+    return ledger
+
+
+def teardown(name: str) -> list[str]:
+    """Stop a lab's processes and remove its namespaces and state; what was removed.
+
+    Ctrl-C and SIGTERM wait until it is done: a teardown cut short leaves debris.
+    """
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        return _remove(name)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _remove(name: str) -> list[str]:
+    with locked():
+        ledger = Ledger.load(name)
+        if ledger is None:
+            return []
+        terminate(ledger.processes)
+        removed = [n for n in reversed(ledger.namespaces) if namespaces.remove(n)]
+        ledger.forget()
+    return removed
+
+
+def down_all() -> tuple[list[str], list[str]]:
+    """Tear down every lab natlab recorded; (labs removed, labs skipped while being built)."""
+    require_root("natlab down --all")
+    removed, skipped = [], []
+    for name in lab_names():
+        ledger = Ledger.load(name)
+        if ledger is not None and ledger.building_elsewhere():
+            skipped.append(name)
+            continue
+        teardown(name)
+        removed.append(name)
+    return removed, skipped
+
+
+def running_labs() -> list[str]:
+    return lab_names()

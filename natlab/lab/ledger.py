@@ -1,0 +1,112 @@
+"""What a lab created, written down before it is created.
+
+Every namespace is recorded before the kernel is asked for it, and every
+process as soon as it runs, so `natlab down` can undo a lab whose creator
+died half-way (even by SIGKILL) and never touches anything natlab did not
+make. One lock serialises every change to any ledger.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from natlab.lab.naming import lab_dir, state_root
+from natlab.lab.processes import ProcessRecord, start_time
+
+LEDGER = "ledger.json"
+
+
+@dataclass
+class Ledger:
+    lab: str
+    topology: str  # the file the lab was built from
+    creator: ProcessRecord
+    state: str = "building"  # building | up
+    namespaces: list[str] = field(default_factory=list)
+    processes: list[ProcessRecord] = field(default_factory=list)
+
+    @property
+    def directory(self) -> Path:
+        return lab_dir(self.lab)
+
+    def save(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        data = {
+            "lab": self.lab,
+            "topology": self.topology,
+            "creator": self.creator.as_json(),
+            "state": self.state,
+            "namespaces": self.namespaces,
+            "processes": [p.as_json() for p in self.processes],
+        }
+        temporary = self.directory / f".{LEDGER}.tmp"
+        temporary.write_text(json.dumps(data, indent=2))
+        os.replace(temporary, self.directory / LEDGER)
+
+    @classmethod
+    def load(cls, lab: str) -> Ledger | None:
+        try:
+            data = json.loads((lab_dir(lab) / LEDGER).read_text())
+        except FileNotFoundError:
+            return None
+        return cls(
+            lab=data["lab"],
+            topology=data["topology"],
+            creator=ProcessRecord(**data["creator"]),
+            state=data["state"],
+            namespaces=list(data["namespaces"]),
+            processes=[ProcessRecord(**p) for p in data["processes"]],
+        )
+
+    def building_elsewhere(self) -> bool:
+        """Another natlab process is still building this lab."""
+        return (
+            self.state == "building"
+            and self.creator.pid != os.getpid()
+            and start_time(self.creator.pid) == self.creator.start
+        )
+
+    def forget(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def lab_names() -> list[str]:
+    root = state_root()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / LEDGER).is_file())
+
+
+@contextmanager
+def locked() -> Iterator[None]:
+    """Hold natlab's lock; the state root goes away again when no lab is left."""
+    root = state_root()
+    lock_path = root / ".lock"
+    while True:
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            continue  # the root was removed between mkdir and open
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the lock file was removed while we waited: take the new one
+    try:
+        yield
+    finally:
+        if not lab_names() and not any(p.name != ".lock" for p in root.iterdir()):
+            os.unlink(lock_path)
+            os.rmdir(root)
+        os.close(fd)

@@ -1,0 +1,79 @@
+"""Named network namespaces: create, enter, configure, remove.
+
+Names live as bind mounts in /run/netns, the same place `ip netns` uses, so
+the usual tools can look inside a lab. Nothing here decides which names are
+ours to touch: that is the lab's ledger.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pyroute2 import IPRoute, netns
+
+NETNS_DIR = "/run/netns"
+
+
+def create(name: str) -> None:
+    """Create a namespace; FileExistsError if the name is taken."""
+    netns.create(name)
+
+
+def remove(name: str) -> bool:
+    """Remove a namespace's name; False if it was already gone."""
+    try:
+        netns.remove(name)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def exists(name: str) -> bool:
+    return os.path.exists(os.path.join(NETNS_DIR, name))
+
+
+def names() -> list[str]:
+    return sorted(netns.listnetns())
+
+
+def inode(name: str) -> int | None:
+    """The namespace's identity, to tell which processes live inside it."""
+    try:
+        return os.stat(os.path.join(NETNS_DIR, name)).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def netlink(name: str) -> IPRoute:
+    """A netlink socket bound to the namespace (never creates one); close it."""
+    return IPRoute(netns=name, flags=0)
+
+
+def open_fd(name: str) -> int:
+    """A file descriptor of the namespace, to place a veth peer into it; close it."""
+    return os.open(os.path.join(NETNS_DIR, name), os.O_RDONLY)
+
+
+@contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Run the block with this thread inside the namespace (for /proc/sys and ioctls)."""
+    netns.pushns(name)
+    try:
+        yield
+    finally:
+        netns.popns()
+
+
+def enter(name: str) -> None:
+    """Move this process into the namespace for good: for a child before exec."""
+    netns.setns(name, flags=0)
+
+
+def set_sysctls(name: str, values: dict[str, str]) -> None:
+    """Write net sysctls as seen from inside the namespace."""
+    with entered(name):
+        for key, value in values.items():
+            with open(f"/proc/sys/{key.replace('.', '/')}", "w") as handle:
+                handle.write(value)

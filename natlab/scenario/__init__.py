@@ -1,0 +1,1 @@
+"""What a test or a lesson does inside a lab, step by step."""

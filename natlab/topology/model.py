@@ -1,0 +1,132 @@
+"""A topology after validation: every name resolved, every address planned.
+
+These frozen objects are what the lab builds and what scenarios reason about;
+nothing downstream needs to look at the YAML again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+from natlab.core.behaviour import Behaviour
+from natlab.errors import NatlabError
+
+
+class Role(StrEnum):
+    """What runs on a host; the lab starts the matching endpoint later."""
+
+    PLAIN = "plain"
+    PHONE = "phone"
+    PBX = "pbx"
+    STUN_SERVER = "stun-server"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One L2 segment (a bridge), with the router that is its gateway, if any."""
+
+    name: str
+    subnet: IPv4Network
+    gateway: str | None = None  # router whose LAN this segment is
+
+
+@dataclass(frozen=True)
+class Interface:
+    """A node's attachment to a segment; the interface is named after the segment."""
+
+    segment: str
+    addresses: tuple[IPv4Interface, ...]
+
+    @property
+    def name(self) -> str:
+        return self.segment
+
+    @property
+    def address(self) -> IPv4Address:
+        return self.addresses[0].ip
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route in a node: destination None is the default route."""
+
+    destination: IPv4Network | None
+    via: IPv4Address
+
+    def __str__(self) -> str:
+        return f"{self.destination or 'default'} via {self.via}"
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A static inbound map: external ports to a host's internal ports."""
+
+    proto: str  # "tcp" | "udp"
+    external_ports: tuple[int, int]  # inclusive range; one port is (p, p)
+    host: str
+    address: IPv4Address
+    internal_ports: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Stun:
+    """The router's built-in STUN responder on its WAN address."""
+
+    port: int = 3478
+    alt_port: int = 3479
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    interfaces: tuple[Interface, ...]
+
+    def interface_on(self, segment: str) -> Interface | None:
+        return next((i for i in self.interfaces if i.segment == segment), None)
+
+
+@dataclass(frozen=True)
+class Host(Node):
+    role: Role = Role.PLAIN
+
+
+@dataclass(frozen=True)
+class Router(Node):
+    """interfaces[0] is the WAN; the rest are LANs."""
+
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    forwards: tuple[Forward, ...] = ()
+    stun: Stun | None = None
+
+    @property
+    def wan(self) -> Interface:
+        return self.interfaces[0]
+
+    @property
+    def lans(self) -> tuple[Interface, ...]:
+        return self.interfaces[1:]
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    source: str  # the file it came from, for messages
+    segments: dict[str, Segment]
+    routers: dict[str, Router]
+    hosts: dict[str, Host]
+    text: str = field(default="", repr=False, compare=False)  # the YAML, kept with a lab
+
+    @property
+    def nodes(self) -> dict[str, Node]:
+        return {**self.routers, **self.hosts}
+
+    def node(self, name: str) -> Node:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise NatlabError(
+                f"no node named '{name}' in topology '{self.name}'",
+                fix=f"use one of: {', '.join(self.nodes)}",
+            ) from None

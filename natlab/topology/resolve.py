@@ -1,0 +1,481 @@
+"""Cross-checks and address planning: from what the file says to a Topology.
+
+Checks run in the order a reader would: names, segments, attachments,
+explicit addresses, NAT and forwards. Addresses not given are planned from
+the segment's subnet, lowest free first: gateways (router LANs) first, so a
+LAN's gateway is its .1 unless the file says otherwise, then router WANs,
+then hosts, each in file order.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+import netaddr
+from pydantic import ValidationError
+
+from natlab.core.behaviour import PRESETS, Behaviour, behaviour_from
+from natlab.errors import NatlabError
+from natlab.topology.model import (
+    Forward,
+    Host,
+    Interface,
+    Role,
+    Router,
+    Segment,
+    Stun,
+    Topology,
+)
+from natlab.topology.schema import (
+    NAME_PATTERN,
+    ForwardSpec,
+    InterfaceSpec,
+    RouterSpec,
+    TopologySpec,
+)
+from natlab.topology.yaml_source import Path, YamlDocument, dotted
+
+IFNAME_MAX = 15  # Linux IFNAMSIZ less the NUL
+NODE_NAME_MAX = 32
+MAX_ADDRESSES = 16
+
+# Network safety: a lab only ever uses private and documentation ranges.
+LAB_RANGES = netaddr.IPSet(
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",  # carrier-grade NAT (RFC 6598)
+        "192.0.2.0/24",  # documentation (RFC 5737): the emulated internet
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+    ]
+)
+
+
+def resolve(spec: TopologySpec, doc: YamlDocument, filename: str) -> Topology:
+    return _Resolver(spec, doc, filename).topology()
+
+
+class _Resolver:
+    def __init__(self, spec: TopologySpec, doc: YamlDocument, filename: str) -> None:
+        self.spec = spec
+        self.doc = doc
+        self.filename = filename
+        self.taken: dict[IPv4Address, str] = {}  # address -> field path that holds it
+
+    def fail(self, path: Path, problem: str, fix: str | None = None) -> NatlabError:
+        return NatlabError(
+            problem,
+            file=self.filename,
+            line=self.doc.line_of(path),
+            field=dotted(path),
+            fix=fix,
+        )
+
+    def topology(self) -> Topology:
+        self._check_names()
+        segments = self._segments()
+        gateways = self._attachments()
+        self._check_router_chains(gateways)
+        requests = self._explicit_addresses(segments)
+        planned = self._plan(segments, requests)
+        routers = {
+            name: self._router(name, spec, planned) for name, spec in self.spec.routers.items()
+        }
+        hosts = {
+            name: Host(
+                name=name,
+                interfaces=(Interface(spec.segment, planned[("hosts", name)]),),
+                role=spec.role,
+            )
+            for name, spec in self.spec.hosts.items()
+        }
+        return Topology(
+            name=self.spec.name,
+            source=self.filename,
+            segments={
+                name: Segment(name, subnet, gateways.get(name)) for name, subnet in segments.items()
+            },
+            routers=routers,
+            hosts=hosts,
+        )
+
+    # -- names ---------------------------------------------------------------
+
+    def _check_names(self) -> None:
+        pattern = re.compile(NAME_PATTERN)
+        for name in self.spec.segments:
+            if not pattern.match(name) or len(name) > IFNAME_MAX:
+                raise self.fail(
+                    ("segments", name),
+                    f"segment name '{name}' cannot become a Linux interface name",
+                    f"use at most {IFNAME_MAX} letters, digits, '-', '_' or '.', "
+                    "starting with a letter or digit",
+                )
+        seen: dict[str, str] = {}
+        for group in ("routers", "hosts"):
+            for name in getattr(self.spec, group):
+                if not pattern.match(name) or len(name) > NODE_NAME_MAX:
+                    raise self.fail(
+                        (group, name),
+                        f"node name '{name}' cannot name a network namespace",
+                        f"use at most {NODE_NAME_MAX} letters, digits, '-', '_' or '.', "
+                        "starting with a letter or digit",
+                    )
+                if name in seen:
+                    raise self.fail(
+                        (group, name),
+                        f"'{name}' is both a router and a host",
+                        "give every node its own name",
+                    )
+                seen[name] = group
+
+    # -- segments ------------------------------------------------------------
+
+    def _segments(self) -> dict[str, IPv4Network]:
+        segments: dict[str, IPv4Network] = {}
+        for name, seg in self.spec.segments.items():
+            path = ("segments", name, "subnet")
+            subnet = seg.subnet
+            if netaddr.IPNetwork(str(subnet)) not in LAB_RANGES:
+                raise self.fail(
+                    path,
+                    f"subnet {subnet} is outside the ranges a lab may use",
+                    "use a private range (10/8, 172.16/12, 192.168/16, 100.64/10) for LANs "
+                    "and a documentation range (203.0.113.0/24, 198.51.100.0/24, "
+                    "192.0.2.0/24) for the emulated internet",
+                )
+            if subnet.prefixlen > 30:
+                raise self.fail(path, f"subnet {subnet} is too small", "use a /30 or larger")
+            for other, other_subnet in segments.items():
+                if subnet.overlaps(other_subnet):
+                    raise self.fail(
+                        path,
+                        f"subnet {subnet} overlaps segment '{other}' ({other_subnet})",
+                        "give every segment its own, non-overlapping subnet",
+                    )
+            segments[name] = subnet
+        return segments
+
+    # -- attachments ---------------------------------------------------------
+
+    def _interfaces(self, spec: RouterSpec) -> list[tuple[Path, InterfaceSpec]]:
+        lans: list[tuple[Path, InterfaceSpec]] = []
+        if spec.lan is not None:
+            lans.append((("lan",), spec.lan))
+        for index, lan in enumerate(spec.lans or []):
+            lans.append((("lans", index), lan))
+        return [(("wan",), spec.wan), *lans]
+
+    def _attachments(self) -> dict[str, str]:
+        """Check every segment reference; return segment -> the router that is its gateway."""
+        known = ", ".join(self.spec.segments)
+        gateways: dict[str, str] = {}
+        for name, router in self.spec.routers.items():
+            base = ("routers", name)
+            if router.lan is not None and router.lans:
+                raise self.fail(
+                    (*base, "lans"),
+                    "give either lan or lans, not both",
+                    "list every LAN under lans",
+                )
+            if router.lan is None and not router.lans:
+                raise self.fail(
+                    base, "a router needs a LAN", "add lan: {segment: ...} under the router"
+                )
+            used: dict[str, Path] = {}
+            for sub, iface in self._interfaces(router):
+                path = (*base, *sub, "segment")
+                if iface.segment not in self.spec.segments:
+                    raise self.fail(
+                        path,
+                        f"unknown segment '{iface.segment}'",
+                        f"use one of the segments: {known}",
+                    )
+                if iface.segment in used:
+                    raise self.fail(
+                        path,
+                        f"router '{name}' already has an interface on '{iface.segment}'",
+                        "attach each interface of a router to a different segment",
+                    )
+                used[iface.segment] = path
+                if sub[0] == "wan":
+                    continue
+                if iface.segment in gateways:
+                    raise self.fail(
+                        path,
+                        f"segment '{iface.segment}' is already the LAN of router "
+                        f"'{gateways[iface.segment]}'",
+                        "a LAN has one gateway router; give this router its own LAN segment",
+                    )
+                gateways[iface.segment] = name
+        for name, host in self.spec.hosts.items():
+            if host.segment not in self.spec.segments:
+                raise self.fail(
+                    ("hosts", name, "segment"),
+                    f"unknown segment '{host.segment}'",
+                    f"use one of the segments: {known}",
+                )
+        return gateways
+
+    def _check_router_chains(self, gateways: dict[str, str]) -> None:
+        """A router's WAN may sit on another router's LAN, but never in a loop."""
+        for name in self.spec.routers:
+            chain = [name]
+            current = name
+            while (upstream := gateways.get(self.spec.routers[current].wan.segment)) is not None:
+                if upstream in chain:
+                    raise self.fail(
+                        ("routers", name, "wan", "segment"),
+                        f"routers form a loop: {' -> '.join([*chain, upstream])}",
+                        "a router's WAN must lead towards the internet, not back behind itself",
+                    )
+                chain.append(upstream)
+                current = upstream
+
+    # -- addresses -----------------------------------------------------------
+
+    def _explicit_addresses(
+        self, segments: dict[str, IPv4Network]
+    ) -> list[tuple[Path, str, list[IPv4Address], int]]:
+        """Every interface's (owner key, segment, given addresses, how many in all)."""
+        requests = []
+        for name, router in self.spec.routers.items():
+            lan_first = sorted(self._interfaces(router), key=lambda item: item[0][0] == "wan")
+            for sub, iface in lan_first:
+                base = ("routers", name, *sub)
+                given, count = self._count(base, iface.address, iface.addresses, 1)
+                requests.append((base, iface.segment, given, count))
+        for name, host in self.spec.hosts.items():
+            base = ("hosts", name)
+            minimum = 2 if host.role is Role.STUN_SERVER else 1
+            given, count = self._count(base, host.address, host.addresses, minimum)
+            if count < minimum:
+                raise self.fail(
+                    (*base, "addresses"),
+                    f"a {host.role} needs {minimum} addresses (RFC 5780 answers from a second "
+                    "address)",
+                    f"write addresses: {minimum}, or leave it out",
+                )
+            requests.append((base, host.segment, given, count))
+        for base, segment, given, _ in requests:
+            subnet = segments[segment]
+            for index, address in enumerate(given):
+                path = self._address_path(base, index)
+                if address not in subnet:
+                    raise self.fail(
+                        path,
+                        f"address {address} is outside segment '{segment}' ({subnet})",
+                        f"pick an address in {subnet}, or leave it out to have one planned",
+                    )
+                if address in (subnet.network_address, subnet.broadcast_address):
+                    raise self.fail(
+                        path,
+                        f"address {address} is the network or broadcast address of {subnet}",
+                        f"pick a host address in {subnet}",
+                    )
+                if address in self.taken:
+                    raise self.fail(
+                        path,
+                        f"address {address} is already used by {self.taken[address]}",
+                        "give every interface its own address, or leave it out to have one planned",
+                    )
+                self.taken[address] = dotted(path)
+        return requests
+
+    def _count(
+        self, base: Path, address: IPv4Address | None, addresses: object, default: int
+    ) -> tuple[list[IPv4Address], int]:
+        if address is not None and addresses is not None:
+            raise self.fail(
+                (*base, "addresses"),
+                "give either address or addresses, not both",
+                "list every address under addresses",
+            )
+        if address is not None:
+            return [address], 1
+        if isinstance(addresses, list):
+            if not addresses:
+                raise self.fail((*base, "addresses"), "addresses is empty", "list an address")
+            return list(addresses), len(addresses)
+        if isinstance(addresses, int):
+            if not 1 <= addresses <= MAX_ADDRESSES:
+                raise self.fail(
+                    (*base, "addresses"),
+                    f"addresses: {addresses} is out of range",
+                    f"ask for 1 to {MAX_ADDRESSES} addresses",
+                )
+            return [], addresses
+        return [], default
+
+    @staticmethod
+    def _address_path(base: Path, index: int) -> Path:
+        return (*base, "addresses", index) if index else (*base, "address")
+
+    def _plan(
+        self,
+        segments: dict[str, IPv4Network],
+        requests: list[tuple[Path, str, list[IPv4Address], int]],
+    ) -> dict[Path, tuple[IPv4Interface, ...]]:
+        # Gateways first, then WANs, then hosts: sorted() is stable.
+        order = {"lan": 0, "lans": 0, "wan": 1}
+        ranked = sorted(requests, key=lambda r: order.get(str(r[0][-1]), 2))
+        free = {
+            name: (IPv4Address(int(a)) for a in netaddr.IPNetwork(str(subnet)).iter_hosts())
+            for name, subnet in segments.items()
+        }
+        planned: dict[Path, tuple[IPv4Interface, ...]] = {}
+        for base, segment, given, count in ranked:
+            addresses = list(given)
+            while len(addresses) < count:
+                candidate = next(free[segment], None)
+                if candidate is None:
+                    raise self.fail(
+                        base,
+                        f"segment '{segment}' ({segments[segment]}) has no free address left",
+                        "use a larger subnet for that segment",
+                    )
+                if candidate not in self.taken:
+                    self.taken[candidate] = dotted(base)
+                    addresses.append(candidate)
+            prefix = segments[segment].prefixlen
+            planned[base] = tuple(IPv4Interface(f"{a}/{prefix}") for a in addresses)
+        return planned
+
+    # -- routers -------------------------------------------------------------
+
+    def _router(
+        self, name: str, spec: RouterSpec, planned: dict[Path, tuple[IPv4Interface, ...]]
+    ) -> Router:
+        base = ("routers", name)
+        interfaces = tuple(
+            Interface(iface.segment, planned[(*base, *sub)])
+            for sub, iface in self._interfaces(spec)
+        )
+        stun = None
+        if spec.stun is True:
+            stun = Stun()
+        elif spec.stun:
+            stun = Stun(
+                self._port((*base, "stun", "port"), spec.stun.port),
+                self._port((*base, "stun", "alt_port"), spec.stun.alt_port),
+            )
+            if stun.port == stun.alt_port:
+                raise self.fail(
+                    (*base, "stun", "alt_port"),
+                    "alt_port must differ from port",
+                    "RFC 5780 answers change requests from a second port; pick another one",
+                )
+        lan_segments = {iface.segment for iface in interfaces[1:]}
+        forwards = tuple(
+            self._forward((*base, "forwards", index), name, lan_segments, forward, planned)
+            for index, forward in enumerate(spec.forwards)
+        )
+        self._check_forward_overlap(base, forwards)
+        return Router(
+            name=name,
+            interfaces=interfaces,
+            behaviour=self._behaviour((*base, "nat"), spec.nat),
+            forwards=forwards,
+            stun=stun,
+        )
+
+    def _behaviour(self, path: Path, nat: str | dict) -> Behaviour:
+        presets = ", ".join(PRESETS)
+        if isinstance(nat, str):
+            if nat not in PRESETS:
+                raise self.fail(
+                    path,
+                    f"unknown NAT preset '{nat}'",
+                    f"use one of {presets}, or give the axes (mapping, filtering, ...)",
+                )
+            return PRESETS[nat]
+        overrides = dict(nat)
+        preset = overrides.pop("preset", None)
+        if preset is not None and preset not in PRESETS:
+            raise self.fail(
+                (*path, "preset"), f"unknown NAT preset '{preset}'", f"use one of {presets}"
+            )
+        try:
+            return behaviour_from(preset, **overrides)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            axis = str(error["loc"][0]) if error["loc"] else "nat"
+            if error["type"] == "extra_forbidden":
+                raise self.fail(
+                    (*path, axis),
+                    f"unknown NAT setting '{axis}'",
+                    f"settings are: preset, {', '.join(Behaviour.model_fields)}",
+                ) from None
+            expected = error.get("ctx", {}).get("expected")
+            raise self.fail(
+                (*path, axis),
+                f"bad value {overrides.get(axis)!r} for NAT setting '{axis}': {error['msg']}",
+                f"use {expected}" if expected else None,
+            ) from None
+
+    def _port(self, path: Path, port: int) -> int:
+        if not 1 <= port <= 65535:
+            raise self.fail(path, f"port {port} is out of range", "ports run from 1 to 65535")
+        return port
+
+    def _ports(self, path: Path, text: int | str) -> tuple[int, int]:
+        """'8000' or 8000 or '8000-8010' to an inclusive range."""
+        parts = str(text).split("-")
+        if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
+            raise self.fail(
+                path, f"bad port '{text}'", "write a port (8000) or a range (8000-8010)"
+            )
+        low, high = (self._port(path, int(p)) for p in (parts[0], parts[-1]))
+        if low > high:
+            raise self.fail(path, f"port range {text} runs backwards", f"write {high}-{low}")
+        return low, high
+
+    def _forward(
+        self,
+        path: Path,
+        router: str,
+        lan_segments: set[str],
+        spec: ForwardSpec,
+        planned: dict[Path, tuple[IPv4Interface, ...]],
+    ) -> Forward:
+        external = self._ports((*path, "port"), spec.port)
+        host_name, _, port_text = spec.to.partition(":")
+        host = self.spec.hosts.get(host_name)
+        if host is None:
+            behind = [n for n, h in self.spec.hosts.items() if h.segment in lan_segments]
+            raise self.fail(
+                (*path, "to"),
+                f"forward to unknown host '{host_name}'",
+                f"use a host on {router}'s LAN: {', '.join(behind) or '(none)'}",
+            )
+        if host.segment not in lan_segments:
+            raise self.fail(
+                (*path, "to"),
+                f"host '{host_name}' is not on a LAN of router '{router}'",
+                "a port forward points at a host behind this router",
+            )
+        internal = self._ports((*path, "to"), port_text) if port_text else external
+        if internal[1] - internal[0] != external[1] - external[0]:
+            raise self.fail(
+                (*path, "to"),
+                f"{spec.to} does not match the size of port range {spec.port}",
+                "map a range to a range of the same size, or give only the first port",
+            )
+        address = planned[("hosts", host_name)][0].ip
+        return Forward(spec.proto, external, host_name, address, internal)
+
+    def _check_forward_overlap(self, base: Path, forwards: tuple[Forward, ...]) -> None:
+        for index, forward in enumerate(forwards):
+            for other in forwards[:index]:
+                low, high = forward.external_ports
+                if other.proto == forward.proto and not (
+                    high < other.external_ports[0] or low > other.external_ports[1]
+                ):
+                    raise self.fail(
+                        (*base, "forwards", index, "port"),
+                        f"{forward.proto} port {low}-{high} is already forwarded to {other.host}",
+                        "forward each external port once",
+                    )

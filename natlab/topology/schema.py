@@ -1,0 +1,65 @@
+"""The shape of a topology file, as pydantic models of exactly what users write.
+
+Only structure and value types are checked here; cross-references (unknown
+segment, address outside its subnet...) are checked in `checks.py`, where
+messages can name both ends.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from natlab.topology.model import Role
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class SegmentSpec(_Spec):
+    subnet: IPv4Network
+
+
+class InterfaceSpec(_Spec):
+    segment: str
+    address: IPv4Address | None = None
+    addresses: int | list[IPv4Address] | None = None
+
+
+class ForwardSpec(_Spec):
+    proto: Literal["tcp", "udp"]
+    port: int | str
+    to: str
+
+
+class StunSpec(_Spec):
+    port: int = 3478
+    alt_port: int = 3479
+
+
+class RouterSpec(_Spec):
+    wan: InterfaceSpec
+    lan: InterfaceSpec | None = None
+    lans: list[InterfaceSpec] | None = None
+    nat: str | dict[str, Any] = "port-restricted"
+    stun: bool | StunSpec = False
+    forwards: list[ForwardSpec] = Field(default_factory=list)
+
+
+class HostSpec(_Spec):
+    segment: str
+    address: IPv4Address | None = None
+    addresses: int | list[IPv4Address] | None = None
+    role: Role = Role.PLAIN
+
+
+class TopologySpec(_Spec):
+    name: str = Field(pattern=NAME_PATTERN, max_length=32)
+    segments: dict[str, SegmentSpec]
+    routers: dict[str, RouterSpec] = Field(default_factory=dict)
+    hosts: dict[str, HostSpec] = Field(default_factory=dict)
