@@ -1,0 +1,25 @@
+"""The Internet checksum, updated incrementally (RFC 1624).
+
+A NAT changes a few 16-bit words of a packet (an address, a port, an ICMP
+identifier) and must fix every checksum that covers them. Recomputing over
+the whole packet would cost time per byte and, worse, would turn a packet
+that arrived corrupt into one that looks valid. RFC 1624 equation 3 adjusts
+the old checksum by the difference instead, so a bad packet stays bad.
+"""
+
+from __future__ import annotations
+
+
+def incremental_update(checksum: int, old: bytes, new: bytes) -> int:
+    """The checksum after the 16-bit-aligned words `old` were replaced by `new`.
+
+    RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'), in one's complement arithmetic.
+    `old` and `new` have the same even length and start at an even offset
+    from the start of what the checksum covers.
+    """
+    total = ~checksum & 0xFFFF
+    for i in range(0, len(old), 2):
+        total += (~((old[i] << 8) | old[i + 1]) & 0xFFFF) + ((new[i] << 8) | new[i + 1])
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
