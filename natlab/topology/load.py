@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from natlab.errors import NatlabError
+from natlab.topology.messages import complaint, fix_for
 from natlab.topology.model import Topology
 from natlab.topology.resolve import resolve
 from natlab.topology.schema import TopologySpec
@@ -49,55 +50,59 @@ def parse_topology(text: str, filename: str = "<topology>") -> Topology:
     return dataclasses.replace(resolve(spec, doc, filename), text=text)
 
 
-_FIXES = {
-    "ip_v4_network": "write a network address with its prefix, e.g. 10.0.0.0/24",
-    "ip_v4_address": "write a dotted-quad IPv4 address, e.g. 10.0.0.10",
-    "string_pattern_mismatch": "use letters, digits, '-', '_' and '.', "
-    "starting with a letter or digit",
-    "missing": "add the field",
-}
-
-
 def _explain(exc: ValidationError, doc: YamlDocument, filename: str) -> NatlabError:
-    error = exc.errors()[0]
-    path = _data_path(error["loc"], doc.data)
+    """The one error worth showing: the one that reaches deepest into what the user wrote.
+
+    For a union (stun: bool or a mapping) pydantic reports every member; the
+    member that matches the shape written gets further, so its error wins.
+    """
+    path, error = max(
+        ((_data_path(e, doc.data), e) for e in exc.errors()), key=lambda found: len(found[0])
+    )
     kind = error["type"]
-    if kind == "extra_forbidden":
+    if "[key]" in error["loc"]:  # a name YAML read as a number or a boolean
+        key = path[-1]
+        path = (*path[:-1], str(key))
+        problem = f"name {key!r} is not text"
+        fix = f"quote it: '{key}'"
+    elif kind == "extra_forbidden":
         known = _known_fields(path[:-1])
-        return NatlabError(
-            f"unknown field '{path[-1]}'",
-            file=filename,
-            line=doc.line_of(path),
-            field=dotted(path),
-            fix=f"fields allowed here: {', '.join(known)}" if known else None,
-        )
-    if kind == "missing":
+        problem = f"unknown field '{path[-1]}'"
+        fix = f"fields allowed here: {', '.join(known)}" if known else None
+    elif kind == "missing":
         problem = f"missing required field '{path[-1]}'"
+        parent = f"under {dotted(path[:-1])}" if path[:-1] else "at the top level"
+        fix = f"add '{path[-1]}:' {parent}"
+    elif kind == "model_type":
+        problem = f"expected a mapping of fields (got {_value_at(doc.data, path)!r})"
+        fix = f"fields allowed here: {', '.join(_known_fields(path))}"
     else:
         value = _value_at(doc.data, path)
-        problem = f"{error['msg'][0].lower()}{error['msg'][1:]} (got {value!r})"
-    return NatlabError(
-        problem,
-        file=filename,
-        line=doc.line_of(path),
-        field=dotted(path),
-        fix=_FIXES.get(kind),
-    )
+        problem = f"{complaint(error)} (got {value!r})"
+        if kind == "string_pattern_mismatch":
+            problem = f"{value!r} is not a valid name"
+        fix = fix_for(error, path[-1] if path else None)
+    return NatlabError(problem, file=filename, line=doc.line_of(path), field=dotted(path), fix=fix)
 
 
-def _data_path(loc: tuple[Any, ...], data: Any) -> Path:
-    """Drop pydantic's union-member tags from loc, keeping keys that exist in the data."""
+def _data_path(error: Any, data: Any) -> Path:
+    """Drop pydantic's union-member tags from loc, keeping keys that exist in the data.
+
+    A key missing from the data stays only where the error is about that key:
+    a missing or an unknown field.
+    """
+    loc = error["loc"]
+    field_error = error["type"] in ("missing", "extra_forbidden")
     path: list[str | int] = []
     node = data
-    for part in loc:
+    for index, part in enumerate(loc):
         in_dict = isinstance(node, dict) and part in node
         in_list = isinstance(node, list) and isinstance(part, int) and part < len(node)
         if in_dict or in_list:
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part.isidentifier():
-            path.append(part)  # a missing or unknown field
-            break
+        elif field_error and index == len(loc) - 1:
+            path.append(part)
     return tuple(path)
 
 

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from natlab.core.behaviour import PRESETS, Behaviour, behaviour_from
 from natlab.errors import NatlabError
+from natlab.topology.messages import complaint, fix_for
 from natlab.topology.model import (
     Forward,
     Host,
@@ -311,6 +312,13 @@ class _Resolver:
         return [], default
 
     @staticmethod
+    def _plan_rank(base: Path) -> int:
+        """0 for a router LAN, 1 for a router WAN, 2 for a host."""
+        if base[0] == "hosts":
+            return 2
+        return 1 if base[2] == "wan" else 0
+
+    @staticmethod
     def _address_path(base: Path, index: int) -> Path:
         return (*base, "addresses", index) if index else (*base, "address")
 
@@ -319,9 +327,8 @@ class _Resolver:
         segments: dict[str, IPv4Network],
         requests: list[tuple[Path, str, list[IPv4Address], int]],
     ) -> dict[Path, tuple[IPv4Interface, ...]]:
-        # Gateways first, then WANs, then hosts: sorted() is stable.
-        order = {"lan": 0, "lans": 0, "wan": 1}
-        ranked = sorted(requests, key=lambda r: order.get(str(r[0][-1]), 2))
+        # Gateways (lan, lans[i]) first, then WANs, then hosts: sorted() is stable.
+        ranked = sorted(requests, key=lambda r: self._plan_rank(r[0]))
         free = {
             name: (IPv4Address(int(a)) for a in netaddr.IPNetwork(str(subnet)).iter_hosts())
             for name, subnet in segments.items()
@@ -402,32 +409,33 @@ class _Resolver:
             return behaviour_from(preset, **overrides)
         except ValidationError as exc:
             error = exc.errors()[0]
-            axis = str(error["loc"][0]) if error["loc"] else "nat"
+            if not error["loc"]:  # a check across settings: the message names them
+                raise self.fail(path, error["msg"].removeprefix("Value error, ")) from None
+            axis = str(error["loc"][0])
             if error["type"] == "extra_forbidden":
                 raise self.fail(
                     (*path, axis),
                     f"unknown NAT setting '{axis}'",
                     f"settings are: preset, {', '.join(Behaviour.model_fields)}",
                 ) from None
-            expected = error.get("ctx", {}).get("expected")
-            raise self.fail(
-                (*path, axis),
-                f"bad value {overrides.get(axis)!r} for NAT setting '{axis}': {error['msg']}",
-                f"use {expected}" if expected else None,
-            ) from None
+            problem = f"bad value {overrides.get(axis)!r} for NAT setting '{axis}'"
+            fix = fix_for(error, axis)
+            if fix is None:
+                problem += f": {complaint(error)}"
+            raise self.fail((*path, axis), problem, fix) from None
 
     def _port(self, path: Path, port: int) -> int:
         if not 1 <= port <= 65535:
             raise self.fail(path, f"port {port} is out of range", "ports run from 1 to 65535")
         return port
 
-    def _ports(self, path: Path, text: int | str) -> tuple[int, int]:
+    def _ports(
+        self, path: Path, text: int | str, form: str = "a port (8000) or a range (8000-8010)"
+    ) -> tuple[int, int]:
         """'8000' or 8000 or '8000-8010' to an inclusive range."""
         parts = str(text).split("-")
         if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
-            raise self.fail(
-                path, f"bad port '{text}'", "write a port (8000) or a range (8000-8010)"
-            )
+            raise self.fail(path, f"bad port '{text}'", f"write {form}")
         low, high = (self._port(path, int(p)) for p in (parts[0], parts[-1]))
         if low > high:
             raise self.fail(path, f"port range {text} runs backwards", f"write {high}-{low}")
@@ -442,7 +450,7 @@ class _Resolver:
         planned: dict[Path, tuple[IPv4Interface, ...]],
     ) -> Forward:
         external = self._ports((*path, "port"), spec.port)
-        host_name, _, port_text = spec.to.partition(":")
+        host_name, colon, port_text = spec.to.partition(":")
         host = self.spec.hosts.get(host_name)
         if host is None:
             behind = [n for n, h in self.spec.hosts.items() if h.segment in lan_segments]
@@ -457,8 +465,18 @@ class _Resolver:
                 f"host '{host_name}' is not on a LAN of router '{router}'",
                 "a port forward points at a host behind this router",
             )
-        internal = self._ports((*path, "to"), port_text) if port_text else external
-        if internal[1] - internal[0] != external[1] - external[0]:
+        form = f"{host_name}, {host_name}:80 or {host_name}:8000-8010"
+        internal = self._ports((*path, "to"), port_text, form) if colon else external
+        span = external[1] - external[0]
+        if colon and "-" not in port_text:  # one port: the first of a range as long as external
+            internal = (internal[0], internal[0] + span)
+            if internal[1] > 65535:
+                raise self.fail(
+                    (*path, "to"),
+                    f"{spec.to} with the {span + 1} ports of {spec.port} runs past port 65535",
+                    f"start the range at {65535 - span} or lower",
+                )
+        if internal[1] - internal[0] != span:
             raise self.fail(
                 (*path, "to"),
                 f"{spec.to} does not match the size of port range {spec.port}",
@@ -476,6 +494,11 @@ class _Resolver:
                 ):
                     raise self.fail(
                         (*base, "forwards", index, "port"),
-                        f"{forward.proto} port {low}-{high} is already forwarded to {other.host}",
+                        f"{forward.proto} port {_span(low, high)} is already forwarded "
+                        f"to {other.host}",
                         "forward each external port once",
                     )
+
+
+def _span(low: int, high: int) -> str:
+    return str(low) if low == high else f"{low}-{high}"

@@ -1,7 +1,7 @@
 """The shape of a topology file, as pydantic models of exactly what users write.
 
 Only structure and value types are checked here; cross-references (unknown
-segment, address outside its subnet...) are checked in `checks.py`, where
+segment, address outside its subnet...) are checked in `resolve.py`, where
 messages can name both ends.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from natlab.topology.model import Role
 
@@ -33,13 +33,13 @@ class InterfaceSpec(_Spec):
 
 class ForwardSpec(_Spec):
     proto: Literal["tcp", "udp"]
-    port: int | str
+    port: StrictInt | str  # strict: YAML's `true` is not port 1
     to: str
 
 
 class StunSpec(_Spec):
-    port: int = 3478
-    alt_port: int = 3479
+    port: StrictInt = 3478
+    alt_port: StrictInt = 3479
 
 
 class RouterSpec(_Spec):

@@ -37,14 +37,7 @@ def read_yaml(text: str, filename: str) -> YamlDocument:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise NatlabError(
-            f"not valid YAML: {exc.problem or exc.context}",
-            file=filename,
-            line=line,
-            fix="check the indentation and punctuation on that line",
-        ) from None
+        raise _syntax_error(exc, filename) from None
     except yaml.YAMLError as exc:
         raise NatlabError(f"not valid YAML: {exc}", file=filename) from None
     doc = YamlDocument(data=None)
@@ -52,6 +45,21 @@ def read_yaml(text: str, filename: str) -> YamlDocument:
         return doc
     doc.data = _convert(root, (), doc, filename)
     return doc
+
+
+def _syntax_error(exc: yaml.MarkedYAMLError, filename: str) -> NatlabError:
+    """Where the parser gave up, and where the construct it was reading began."""
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark else None
+    problem = f"not valid YAML: {exc.problem or exc.context}"
+    fix = "check the indentation and punctuation on that line"
+    started = exc.context_mark.line + 1 if exc.context_mark and exc.problem else None
+    if started is not None and started != line:
+        problem += f" ({exc.context} that starts on line {started})"
+        fix = f"check the indentation and punctuation from line {started} to line {line}"
+    if "'\\t'" in problem:
+        fix = "indent with spaces; YAML does not allow tabs"
+    return NatlabError(problem, file=filename, line=line, fix=fix)
 
 
 def _convert(node: yaml.Node, path: Path, doc: YamlDocument, filename: str) -> Any:
