@@ -46,15 +46,25 @@ def validate(files: tuple[str, ...]) -> None:
         print_table(topology_table(topology, f"{file}: topology '{topology.name}' is valid"))
 
 
+_dataplane_option = click.option(
+    "--dataplane",
+    type=click.Choice(["natlab", "kernel"]),
+    default="natlab",
+    show_default=True,
+    help="natlab: routers run natlab's NAT daemon; kernel: plain kernel routing, no NAT.",
+)
+
+
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--name", help="Lab name (default: the topology's name); run copies side by side.")
-def up(file: str, name: str | None) -> None:
+@_dataplane_option
+def up(file: str, name: str | None, dataplane: str) -> None:
     """Bring the topology in FILE up as network namespaces."""
     from natlab.lab import Lab
     from natlab.render import print_table, status_table
 
-    lab = Lab.from_file(file, name)
+    lab = Lab.from_file(file, name, dataplane)
     lab.up()
     print_table(status_table(lab.status()))
     click.echo(f"\nlab '{lab.name}' is up: natlab exec NODE -- CMD, natlab down {lab.name}")
@@ -138,23 +148,163 @@ def exec_(node: str, command: tuple[str, ...], lab: str | None) -> None:
 @cli.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--name", help="Lab name (default: the topology's name).")
-def reach(file: str | None, name: str | None) -> None:
-    """Bring FILE up (default: main-branch), ping every node from every node, take it down.
+@_dataplane_option
+def reach(file: str | None, name: str | None, dataplane: str) -> None:
+    """Bring FILE up (default: main-branch), ping every node from every host, take it down.
 
-    Exits 1 if any node cannot reach any address of another.
+    Exits 1 if any ping does not do what the topology says: reach what is
+    in front of or beside a host, and not what a NAT hides.
     """
     from natlab.lab import Lab
     from natlab.render import print_table, reach_table
     from natlab.scenario.reachability import reachability
 
-    with Lab.from_file(file or _default_topology(), name) as lab:
+    with Lab.from_file(file or _default_topology(), name, dataplane) as lab:
         click.echo(f"lab '{lab.name}' is up; pinging...")
         probes = reachability(lab)
     print_table(reach_table(probes))
-    missed = [p for p in probes if not p.reached]
-    click.echo(f"{len(probes) - len(missed)} of {len(probes)} addresses reached; lab is down")
-    if missed:
+    wrong = [p for p in probes if not p.as_expected]
+    reached = sum(p.reached for p in probes)
+    click.echo(
+        f"{reached} of {len(probes)} addresses reached, {len(wrong)} not as expected; lab is down"
+    )
+    for probe in wrong:
+        should = "should reach" if probe.expected else "should NOT reach"
+        click.secho(f"  {probe.source} {should} {probe.target} ({probe.address})", fg="red")
+    if wrong:
         sys.exit(1)
+
+
+@cli.group()
+def nat() -> None:
+    """Look into and steer a running router's NAT: mappings, events, behaviour."""
+
+
+_lab_option = click.option("--lab", help="The lab ROUTER is in (default: the only lab up).")
+
+
+@nat.command("show")
+@click.argument("router")
+@_lab_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def nat_show(router: str, lab: str | None, as_json: bool) -> None:
+    """ROUTER's mapping table (inside, outside, who may send in, age, expiry) and counters."""
+    from natlab.lab import Lab, require_root
+    from natlab.render import nat_tables, print_table
+
+    require_root("natlab nat show")
+    show = Lab.attach(lab).nat(router, {"op": "show"})
+    if as_json:
+        show.pop("ok", None)
+        click.echo(json.dumps(show, indent=2))
+        return
+    for table in nat_tables(show):
+        print_table(table)
+
+
+@nat.command("events")
+@click.argument("router")
+@_lab_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON lines.")
+def nat_events(router: str, lab: str | None, follow: bool, as_json: bool) -> None:
+    """What ROUTER decided and why: mappings made and expired, packets dropped with the reason."""
+    import time
+
+    from natlab.lab import Lab, require_root
+    from natlab.render import event_line, print_line
+
+    require_root("natlab nat events")
+    path = Lab.attach(lab).nat_events_path(router)
+    with path.open() as events:
+        pending = ""  # a line the daemon has not finished writing yet
+        while True:
+            pending += events.readline()
+            if pending.endswith("\n"):
+                click.echo(pending, nl=False) if as_json else print_line(
+                    event_line(json.loads(pending))
+                )
+                pending = ""
+            elif follow:
+                time.sleep(0.1)
+            else:
+                return
+
+
+@nat.command("flush")
+@click.argument("router")
+@_lab_option
+def nat_flush(router: str, lab: str | None) -> None:
+    """Forget every dynamic mapping of ROUTER (port forwards stay)."""
+    from natlab.lab import Lab, require_root
+
+    require_root("natlab nat flush")
+    flushed = Lab.attach(lab).nat(router, {"op": "flush"})["flushed"]
+    click.echo(f"router {router}: flushed {flushed} mapping(s)")
+
+
+@nat.command("set")
+@click.argument("router")
+@click.argument("settings", nargs=-1, required=True)
+@_lab_option
+def nat_set(router: str, settings: tuple[str, ...], lab: str | None) -> None:
+    """Change ROUTER's behaviour live: a PRESET and/or AXIS=VALUE settings.
+
+    \b
+    natlab nat set branch1 full-cone
+    natlab nat set branch1 filtering=address-dependent hairpin=off udp_timeout=30
+    Dynamic mappings are flushed: new behaviour, new mappings.
+    """
+    from natlab.core.behaviour import changed_behaviour
+    from natlab.lab import Lab, require_root
+
+    require_root("natlab nat set")
+    target = Lab.attach(lab)
+    current = target.nat(router, {"op": "show"})["behaviour"]
+    behaviour = changed_behaviour(current, settings)
+    answer = target.nat(router, {"op": "set", "behaviour": behaviour.model_dump(mode="json")})
+    now = answer["behaviour"]
+    click.echo(
+        f"router {router}: mapping {now['mapping']}, filtering {now['filtering']}, "
+        f"ports {now['ports']}, hairpin {'on' if now['hairpin'] else 'off'}, "
+        f"udp_timeout {now['udp_timeout']:g} s; mappings flushed"
+    )
+
+
+@cli.group()
+def clock() -> None:
+    """The lab's clock, which ages NAT mappings: move it instead of waiting."""
+
+
+@clock.command("advance")
+@click.argument("args", nargs=-1, required=True, metavar="[LAB] DURATION")
+def clock_advance(args: tuple[str, ...]) -> None:
+    """Age every mapping of LAB's routers by DURATION (e.g. 31s, 2m, 1h) at once."""
+    from natlab.lab import Lab, require_root
+
+    if len(args) > 2:
+        raise NatlabError("give at most a lab name and a duration", fix="natlab clock advance 31s")
+    seconds = _duration(args[-1])
+    require_root("natlab clock advance")
+    target = Lab.attach(args[0] if len(args) == 2 else None)
+    for router, now in target.advance_clock(seconds).items():
+        click.echo(f"router {router}: clock advanced {seconds:g} s to {now:.1f} s")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def _duration(text: str) -> float:
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = -1
+    if seconds < 0:
+        raise NatlabError(
+            f"'{text}' is not a duration", field="DURATION", fix="write e.g. 31s, 2m or 1h"
+        )
+    return seconds
 
 
 _MAIN_PID = os.getpid()

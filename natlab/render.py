@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from natlab.scenario.reachability import Probe
 from natlab.topology.model import Host, Router, Topology
 from natlab.topology.routing import plan_routes
 
+if TYPE_CHECKING:  # reading a topology must not load the lab and its netlink code
+    from natlab.scenario.reachability import Probe
 
-def topology_table(topology: Topology, title: str, translates=lambda router: False) -> Table:
+
+def topology_table(topology: Topology, title: str) -> Table:
     """Nodes, interfaces, addresses and gateways as planned."""
-    routes = plan_routes(topology, translates)
+    routes = plan_routes(topology, lambda router: router.behaviour.translate)
     table = Table(title=title, title_justify="left")
     for column in ("node", "kind", "interface", "addresses", "routes"):
         table.add_column(column)
@@ -63,10 +68,18 @@ def status_table(status: dict) -> Table:
 
 
 def reach_table(probes: list[Probe]) -> Table:
-    """Rows: who pinged; columns: whom; a cell counts the addresses reached."""
+    """Rows: who pinged; columns: whom; a cell counts the addresses reached.
+
+    Green: as the topology says (reached, or hidden by NAT and not reached);
+    red: not as it says.
+    """
     sources = list(dict.fromkeys(p.source for p in probes))
     targets = list(dict.fromkeys(p.target for p in probes))
-    table = Table(title="reachability (ping, addresses reached / tried)", title_justify="left")
+    table = Table(
+        title="reachability (ping: addresses reached / tried; [red]red[/] = not as the "
+        "topology says, - = hidden by NAT as expected)",
+        title_justify="left",
+    )
     table.add_column("from \\ to")
     for target in targets:
         table.add_column(target, justify="center")
@@ -78,11 +91,60 @@ def reach_table(probes: list[Probe]) -> Table:
                 cells.append("")
                 continue
             reached = sum(p.reached for p in tried)
-            colour = "green" if reached == len(tried) else ("red" if not reached else "yellow")
-            cells.append(f"[{colour}]{reached}/{len(tried)}[/]")
+            colour = "green" if all(p.as_expected for p in tried) else "red"
+            text = (
+                "-"
+                if not reached and not any(p.expected for p in tried)
+                else f"{reached}/{len(tried)}"
+            )
+            cells.append(f"[{colour}]{text}[/]")
         table.add_row(source, *cells)
     return table
 
 
+def nat_tables(show: dict) -> list[Table]:
+    """A router's mapping table and counters, from its daemon's `show` answer."""
+    behaviour = show["behaviour"]
+    title = (
+        f"router {show['router']}: mapping {behaviour['mapping']}, "
+        f"filtering {behaviour['filtering']}, ports {behaviour['ports']}, "
+        f"hairpin {'on' if behaviour['hairpin'] else 'off'} (clock {show['clock']:.1f} s)"
+    )
+    mappings = Table(title=title, title_justify="left")
+    for column in ("proto", "internal", "external", "for remote", "lets in", "age", "expires in"):
+        mappings.add_column(column)
+    for m in show["mappings"]:
+        state = f" ({m['tcp_state']})" if m.get("tcp_state") else ""
+        mappings.add_row(
+            m["proto"] + state,
+            m["internal"],
+            m["external"],
+            m["remote"] or "any",
+            "\n".join(m["permissions"]) or "-",
+            f"{m['age']:.1f} s",
+            f"{m['expires_in']:.1f} s",
+        )
+    counters = Table(title="counters", title_justify="left")
+    counters.add_column("counter")
+    counters.add_column("packets", justify="right")
+    for name, value in sorted(show["counters"].items()):
+        if value:
+            counters.add_row(name, str(value))
+    return [mappings, counters]
+
+
+def event_line(event: dict) -> str:
+    """One event as a line for people: time, router, kind, what happened."""
+    colour = "red" if event["kind"] in ("drop", "exhausted") else "cyan"
+    reason = f" ({event['reason']})" if event.get("reason") else ""
+    detail = escape(event.get("detail", ""))
+    kind = f"[{colour}]{event['kind']}{reason}[/]"
+    return f"{event['at']:>10.3f}  {event.get('router', ''):<10} {kind}  {detail}"
+
+
 def print_table(table: Table) -> None:
     Console().print(table)
+
+
+def print_line(text: str) -> None:
+    Console(highlight=False, soft_wrap=True).print(text)

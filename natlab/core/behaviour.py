@@ -11,10 +11,13 @@ three end up as one frozen Behaviour. The same model validates
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from natlab.errors import NatlabError
 
 
 class Mapping(StrEnum):
@@ -114,3 +117,46 @@ def behaviour_from(preset: str | None = None, **overrides: Any) -> Behaviour:
     """
     base = PRESETS[preset or "port-restricted"]
     return Behaviour.model_validate({**base.model_dump(), **overrides})
+
+
+def changed_behaviour(current: dict[str, Any], settings: Iterable[str]) -> Behaviour:
+    """`natlab nat set`: a preset's axes and/or AXIS=VALUE settings over the current behaviour.
+
+    A preset changes only what it names (mapping, filtering, translation);
+    timeouts, hairpinning and the rest stay as they were unless set too.
+    """
+    values = dict(current)
+    for setting in settings:
+        if "=" not in setting:
+            if setting not in PRESETS:
+                raise NatlabError(
+                    f"unknown NAT preset '{setting}'",
+                    field="PRESET",
+                    fix=f"use one of {', '.join(PRESETS)}, or AXIS=VALUE",
+                )
+            preset = PRESETS[setting]
+            values.update(
+                translate=preset.translate, mapping=preset.mapping, filtering=preset.filtering
+            )
+            continue
+        axis, _, value = setting.partition("=")
+        axis = axis.strip().replace("-", "_")
+        if axis not in Behaviour.model_fields or axis == "translate":
+            settable = [name for name in Behaviour.model_fields if name != "translate"]
+            raise NatlabError(
+                f"unknown NAT setting '{axis}'",
+                field=setting,
+                fix=f"settings: {', '.join(settable)}",
+            )
+        values[axis] = value.split("-", 1) if axis == "port_range" else value
+    try:
+        return Behaviour.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        axis = str(error["loc"][0]) if error["loc"] else "nat"
+        expected = error.get("ctx", {}).get("expected")
+        raise NatlabError(
+            f"bad value for NAT setting '{axis}': {error['msg']}",
+            field=axis,
+            fix=f"use {expected}" if expected else None,
+        ) from None

@@ -23,3 +23,13 @@ def incremental_update(checksum: int, old: bytes, new: bytes) -> int:
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def internet_checksum(data: bytes | bytearray) -> int:
+    """The RFC 1071 checksum of data, for packets the router builds from scratch."""
+    if len(data) % 2:
+        data = bytes(data) + b"\0"
+    total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF

@@ -10,7 +10,8 @@ from __future__ import annotations
 from natlab.lab.ledger import Ledger
 from natlab.lab.naming import node_namespace, switch_namespace
 from natlab.plumbing import links, namespaces
-from natlab.router import KernelForwarding
+from natlab.router.kernel import KernelForwarding
+from natlab.router.nat import NatDataplane
 from natlab.topology.model import Router, Topology
 from natlab.topology.routing import plan_routes
 
@@ -25,7 +26,7 @@ def planned_namespaces(topology: Topology, lab: str) -> list[str]:
     return [switch_namespace(lab)] + [node_namespace(lab, n) for n in topology.nodes]
 
 
-def build(topology: Topology, ledger: Ledger, dataplane: KernelForwarding) -> None:
+def build(topology: Topology, ledger: Ledger, dataplane: NatDataplane | KernelForwarding) -> None:
     """Create everything; the ledger already names every namespace to be made."""
     lab = ledger.lab
     for name in ledger.namespaces:
@@ -56,6 +57,6 @@ def build(topology: Topology, ledger: Ledger, dataplane: KernelForwarding) -> No
                     links.add_address(ipr, index, address)
             for route in routes[node.name]:
                 links.add_route(ipr, route.destination, route.via)
-        links.disable_tx_checksum(namespace, [iface.name for iface in node.interfaces])
+        links.disable_offloads(namespace, [iface.name for iface in node.interfaces])
         if isinstance(node, Router):
             dataplane.configure(namespace, node)

@@ -7,9 +7,13 @@ alone, so it also cleans up after a creator that was SIGKILLed.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
+import sys
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +26,15 @@ from natlab.lab.ledger import Ledger, lab_names, locked
 from natlab.lab.naming import check_lab_name, lab_dir, node_namespace
 from natlab.lab.processes import EXEC, record, terminate
 from natlab.plumbing import namespaces
-from natlab.router import KernelForwarding
+from natlab.router.control import call
+from natlab.router.files import config_path, events_path, socket_path
+from natlab.router.kernel import KernelForwarding
+from natlab.router.nat import DAEMON, NatDataplane
 from natlab.topology import Topology, load_topology, parse_topology
 
 TOPOLOGY_COPY = "topology.yaml"
+Dataplane = NatDataplane | KernelForwarding
+DATAPLANES: dict[str, type[Dataplane]] = {"natlab": NatDataplane, "kernel": KernelForwarding}
 
 
 def require_root(action: str) -> None:
@@ -42,21 +51,22 @@ class Lab:
 
     topology: Topology
     name: str = ""
-    dataplane: KernelForwarding = field(default_factory=KernelForwarding)
+    dataplane: Dataplane = field(default_factory=NatDataplane)
 
     def __post_init__(self) -> None:
         self.name = check_lab_name(self.name or self.topology.name)
 
     @classmethod
-    def from_file(cls, path: str | Path, name: str | None = None) -> Lab:
-        return cls(load_topology(path), name or "")
+    def from_file(cls, path: str | Path, name: str | None = None, dataplane: str = "natlab") -> Lab:
+        return cls(load_topology(path), name or "", _dataplane(dataplane))
 
     @classmethod
     def attach(cls, name: str | None = None) -> Lab:
         """The running lab called name; with no name, the only one running."""
         ledger = _ledger(name)
         copy = lab_dir(ledger.lab) / TOPOLOGY_COPY
-        return cls(parse_topology(copy.read_text(), ledger.topology), ledger.lab)
+        topology = parse_topology(copy.read_text(), ledger.topology)
+        return cls(topology, ledger.lab, _dataplane(ledger.dataplane))
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -82,12 +92,15 @@ class Lab:
                 topology=self.topology.source,
                 creator=record(os.getpid(), "", "natlab up"),
                 namespaces=wanted,
+                dataplane=self.dataplane.name,
             )
             ledger.save()
             self._keep_topology(ledger.directory)
         builder = os.getpid()
         try:
             build(self.topology, ledger, self.dataplane)
+            daemons = self.dataplane.start(self.topology, self.name, ledger.directory, self._launch)
+            self.dataplane.wait_ready(daemons)
             with locked():
                 ledger.state = "up"
                 ledger.save()
@@ -110,6 +123,75 @@ class Lab:
 
     def _keep_topology(self, directory: Path) -> None:
         (directory / TOPOLOGY_COPY).write_text(self.topology.text)
+
+    def _launch(self, node: str, run: Callable[[], object], log: Path) -> int:
+        """Fork a lab process into node's namespace, logging to log, recorded for teardown.
+
+        A fork, not a new interpreter: it starts with natlab already imported,
+        which keeps `up` fast however many routers there are.
+        """
+        namespace = self.namespace(node)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never return into the caller's stack
+            code = 1
+            try:
+                os.setsid()  # Ctrl-C in the terminal is for natlab, not for it
+                output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.dup2(output, 1)
+                os.dup2(output, 2)
+                # Whatever sys.stdout was in the parent (pytest swaps it), print to the log.
+                sys.stdout = sys.stderr = open(output, "w", buffering=1, closefd=False)  # noqa: SIM115
+                namespaces.enter(namespace)
+                run()
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        self.adopt(pid, node, DAEMON)
+        return pid
+
+    # -- routers -----------------------------------------------------------------
+
+    def router(self, name: str) -> str:
+        """Check that name is a router of this lab that runs natlab's NAT daemon."""
+        if name not in self.topology.routers:
+            routers = ", ".join(self.topology.routers) or "(none)"
+            raise NatlabError(
+                f"no router named '{name}' in lab '{self.name}'", fix=f"routers: {routers}"
+            )
+        if not isinstance(self.dataplane, NatDataplane):
+            raise NatlabError(
+                f"lab '{self.name}' runs with the {self.dataplane.name} dataplane: no NAT daemon",
+                fix="bring the lab up without --dataplane kernel",
+            )
+        return name
+
+    def nat(self, router: str, request: dict) -> dict:
+        """Ask a router's NAT daemon (see natlab.router.control for the requests)."""
+        config = config_path(lab_dir(self.name), self.router(router))
+        return call(socket_path(config), request)
+
+    def nat_events_path(self, router: str) -> Path:
+        """The file a router's daemon appends its events to, one JSON object a line."""
+        return events_path(config_path(lab_dir(self.name), self.router(router)))
+
+    def nat_events(self, router: str) -> list[dict]:
+        """Every event the router's daemon recorded so far, oldest first."""
+        with contextlib.suppress(NatlabError):  # a dead daemon's events are still worth reading
+            self.nat(router, {"op": "ping"})  # it writes out what it holds before answering
+        lines = self.nat_events_path(router).read_text().splitlines()
+        return [json.loads(line) for line in lines if line.endswith("}")]
+
+    def advance_clock(self, seconds: float) -> dict[str, float]:
+        """Move every router's clock forward, as if that much time had passed."""
+        return {
+            router: self.nat(router, {"op": "advance", "seconds": seconds})["clock"]
+            for router in self.topology.routers
+        }
 
     # -- inside nodes ----------------------------------------------------------
 
@@ -144,6 +226,17 @@ class Lab:
 
     def status(self) -> dict:
         return lab_status.describe(self.topology, _ledger(self.name))
+
+
+def _dataplane(name: str) -> Dataplane:
+    try:
+        return DATAPLANES[name]()
+    except KeyError:
+        raise NatlabError(
+            f"unknown dataplane '{name}'",
+            field="--dataplane",
+            fix=f"use one of {', '.join(DATAPLANES)}",
+        ) from None
 
 
 def _ledger(name: str | None) -> Ledger:

@@ -29,6 +29,7 @@ class Ledger:
     topology: str  # the file the lab was built from
     creator: ProcessRecord
     state: str = "building"  # building | up
+    dataplane: str = "natlab"  # natlab | kernel: what moves packets in the routers
     namespaces: list[str] = field(default_factory=list)
     processes: list[ProcessRecord] = field(default_factory=list)
 
@@ -43,6 +44,7 @@ class Ledger:
             "topology": self.topology,
             "creator": self.creator.as_json(),
             "state": self.state,
+            "dataplane": self.dataplane,
             "namespaces": self.namespaces,
             "processes": [p.as_json() for p in self.processes],
         }
@@ -61,6 +63,7 @@ class Ledger:
             topology=data["topology"],
             creator=ProcessRecord(**data["creator"]),
             state=data["state"],
+            dataplane=data.get("dataplane", "natlab"),
             namespaces=list(data["namespaces"]),
             processes=[ProcessRecord(**p) for p in data["processes"]],
         )

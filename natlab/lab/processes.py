@@ -56,6 +56,14 @@ def terminate(records: list[ProcessRecord], grace: float = 1.0) -> None:
         living = [r for r in living if r.alive()]
     for r in living:
         _signal(r.pid, signal.SIGKILL)
+    for r in records:
+        _reap(r.pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status of a process we forked ourselves, so no zombie stays."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _signal(pid: int, signum: int) -> None:

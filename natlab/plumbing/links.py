@@ -53,20 +53,23 @@ def add_route(ipr: IPRoute, destination: IPv4Network | None, via: IPv4Address) -
     ipr.route("add", dst=str(destination or "0.0.0.0/0"), gateway=str(via))
 
 
-def disable_tx_checksum(namespace: str, ifnames: list[str]) -> None:
-    """Have veths send finished checksums.
+def disable_offloads(namespace: str, ifnames: list[str], *, receive: bool = False) -> None:
+    """Have veths send finished checksums and, with `receive`, unmerged packets.
 
     A frame read with AF_PACKET off a veth may otherwise carry only a partial
     checksum, and a NAT that rewrites it incrementally sends packets the
-    receiver silently drops (design.md, known pitfalls).
+    receiver silently drops (design.md, known pitfalls). A router daemon also
+    needs every frame as it was sent: receive offload could merge TCP segments
+    into one packet larger than the MTU it has to send on.
     """
+    prefixes = ("tx-checksum", "rx-gro") if receive else ("tx-checksum",)
     with entered(namespace):
         ethtool = Ethtool()
         try:
             for ifname in ifnames:
                 features = ethtool.get_features(ifname)
                 for name, feature in features.features.items():
-                    if name.startswith("tx-checksum"):
+                    if name.startswith(prefixes):
                         feature.enable = False
                 ethtool.set_features(ifname, features)
         finally:

@@ -1,9 +1,14 @@
-"""Who can reach whom: every node pings every other node's addresses.
+"""Who can reach whom: every host pings every other node's addresses.
 
 The first check a user runs on a new topology, and a plain picture of what
-NAT hides: a LAN behind a translating router is unreachable from outside.
-Pings run in parallel with a one-second deadline, so a whole matrix takes
-about a second however many pairs fail.
+NAT hides: a LAN behind a translating router is unreachable from outside,
+while everything outside stays reachable from inside. Each ping is held to
+what the topology says it should do (routing.sees), so a NAT that leaks or
+a route that is missing both show. Pings run in parallel with a one-second
+deadline, so a whole matrix takes about a second however many pairs fail.
+
+With natlab's dataplane, a router's own kernel receives no IPv4 packet (its
+daemon owns them all), so routers are pinged but do not ping.
 """
 
 from __future__ import annotations
@@ -13,6 +18,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from natlab.lab import Lab
+from natlab.router.nat import NatDataplane
+from natlab.topology.model import Router
+from natlab.topology.routing import sees
 
 
 @dataclass(frozen=True)
@@ -20,28 +28,35 @@ class Probe:
     source: str
     target: str
     address: IPv4Address
+    expected: bool
     reached: bool
+
+    @property
+    def as_expected(self) -> bool:
+        return self.expected == self.reached
 
 
 def reachability(lab: Lab, timeout: float = 1.0) -> list[Probe]:
     """Ping each address of every node from every other node, all at once."""
-    nodes = lab.topology.nodes
+    topology = lab.topology
+    translates = lab.dataplane.translates
+    own_dataplane = isinstance(lab.dataplane, NatDataplane)
     pending = []
-    for source in nodes:
-        for target, node in nodes.items():
+    for source, node in topology.nodes.items():
+        if own_dataplane and isinstance(node, Router):
+            continue
+        for target, other in topology.nodes.items():
             if target == source:
                 continue
-            for iface in node.interfaces:
+            for iface in other.interfaces:
+                expected = sees(topology, translates, node, iface.segment)
                 for address in iface.addresses:
                     argv = ["ping", "-n", "-q", "-c", "1", "-W", str(timeout), str(address.ip)]
                     process = lab.popen(
-                        source,
-                        argv,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
+                        source, argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
                     )
-                    pending.append((source, target, address.ip, process))
+                    pending.append((source, target, address.ip, expected, process))
     return [
-        Probe(source, target, address, process.wait() == 0)
-        for source, target, address, process in pending
+        Probe(source, target, address, expected, process.wait() == 0)
+        for source, target, address, expected, process in pending
     ]

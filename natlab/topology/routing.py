@@ -47,3 +47,35 @@ def _routed_subnets(topology: Topology, router: Router, translates: Callable[[Ro
 
 def _on_segment(topology: Topology, segment: str) -> list[Node]:
     return [node for node in topology.nodes.values() if node.interface_on(segment)]
+
+
+def sees(
+    topology: Topology, translates: Callable[[Router], bool], source: Node, segment: str
+) -> bool:
+    """Can source reach addresses on segment, NAT permitting?
+
+    A translating router hides its LANs (one realm for all of them) from its
+    WAN side; a routing one joins them to its WAN's realm. A node sees its
+    own realm and every realm above it, never one below or beside.
+    """
+
+    def realm(name: str) -> str:
+        gateway = topology.segments[name].gateway
+        if gateway is None:
+            return name
+        router = topology.routers[gateway]
+        return f"behind {gateway}" if translates(router) else realm(router.wan.segment)
+
+    def parent(name: str) -> str | None:
+        if not name.startswith("behind "):
+            return None
+        return realm(topology.routers[name.removeprefix("behind ")].wan.segment)
+
+    uplink = source.wan if isinstance(source, Router) else source.interfaces[0]
+    target = realm(segment)
+    current: str | None = realm(uplink.segment)
+    while current is not None:
+        if current == target:
+            return True
+        current = parent(current)
+    return False

@@ -1,0 +1,843 @@
+"""The NAT engine: packets and times in, verdicts and events out. No I/O.
+
+How a packet is decided
+=======================
+
+The router daemon hands over a parsed packet and the current time: with
+`outbound` for a packet that came from the LAN towards somewhere outside,
+with `inbound` for one that came from the WAN addressed to one of the
+external addresses. The engine rewrites the packet in place and returns a
+shared `Verdict`; it reads no clock, opens no socket, logs nothing, and
+draws random numbers only from its own `random.Random(behaviour.seed)`.
+
+A *mapping* (binding) ties an internal endpoint, for one *mapping key*, to
+an external endpoint. The mapping axis trims the remote endpoint to that
+key (natlab.core.mapping): endpoint-independent keeps nothing of it, so an
+internal endpoint has one mapping for every destination; address-dependent
+keeps the remote address; address-and-port-dependent the whole remote. An
+external port serves one mapping key at a time, so a dependent mapping gets
+a distinct external port per key even when ports are preserved: a NAT that
+kept the port for every destination would look endpoint-independent to
+every discovery tool. Ports come from natlab.core.ports (preserve, falling
+back to the next free one; sequential; random; range; parity).
+
+Only an outbound packet creates a mapping (for TCP only a SYN; anything else
+without a mapping is dropped as not-syn). Each outbound packet also records
+its remote, trimmed by the filtering axis, as a *permission* of the mapping.
+An inbound packet is delivered when the mapping of its destination exists,
+has not expired, and holds a permission for its source trimmed the same
+way; otherwise it is dropped as no-mapping, expired, filtered-address (no
+permission for the source address) or filtered-port (the address is
+known, not that port). A bounded record of recently expired external
+endpoints tells "expired" from "no mapping".
+
+Time: a mapping lives `timeout` seconds after its last refresh: UDP
+`udp_timeout`, ICMP `icmp_timeout`, TCP `tcp_transitory_timeout` until
+packets have gone both ways, `tcp_established_timeout` after, and
+transitory again once a FIN or RST is seen. Outbound packets refresh;
+inbound ones too when `refresh` is `both`. Expiry is noticed lazily when a
+packet meets an old mapping, and by `expire(now)`; either way a
+MappingExpired event is emitted and the port goes back to the pool.
+
+Hairpinning: an outbound packet to an external address is translated as for
+any destination (source = the sender's external endpoint, RFC 4787 REQ-9),
+then admitted as an inbound packet would be (static map, or mapping plus
+filtering) and sent back to the LAN. With hairpinning off it is dropped
+before any mapping is made. UDP to an external address on one of
+`local_udp_ports` is for the router itself (its STUN responder): from the
+LAN it is translated first, creating or refreshing the mapping as for any
+destination, so the responder sees what a peer outside would see; from the
+WAN it is handed over as is. The responder's answer comes back through
+`inbound` like any packet from outside and must pass filtering.
+
+Static maps live on the first external address and win both ways: inbound
+to a mapped port goes to the internal host and port without filtering, and
+that host's outbound traffic from a mapped internal port leaves with the
+mapped external port. Their ports and the local UDP ports are never given
+to mappings. With several external addresses, pooling is paired: a host
+gets its address on its first mapping (round robin) and keeps it.
+
+ICMP: echo requests go out with their identifier mapped like a port (the
+remote "port" is 0; identifiers come from the whole 16-bit space, without
+parity) and replies come back through that mapping. An ICMP
+error from outside about a translated flow is matched by the packet it
+quotes: the outer destination and the quoted source go back to the
+internal endpoint. An error from an internal host about an inbound flow
+gets the quoted destination and the outer source rewritten to the external
+side. Other ICMP, other protocols and IP fragments are dropped (unsupported,
+fragment); packets from the LAN with a source outside `internal_networks`
+are dropped as not-internal. With translation off (preset `none`) every
+packet passes unchanged.
+
+Events and counters: decisions that change state or drop emit events
+(mapping created, expired, flushed, reconfigured, every drop); refreshes,
+static map hits and hairpins emit at most one event per second of engine
+time per mapping (per static map and direction), since one per packet
+would flood. Plain translations only bump counters, and the event backlog
+is bounded (`events_discarded` counts what fell off).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, replace
+from ipaddress import IPv4Address, IPv4Network
+
+from natlab.core.behaviour import PRESETS, Behaviour, Filtering, Refresh
+from natlab.core.events import (
+    Action,
+    Dropped,
+    DropReason,
+    Event,
+    Exhausted,
+    Flushed,
+    Hairpinned,
+    MappingCreated,
+    MappingExpired,
+    MappingRefreshed,
+    Reconfigured,
+    StaticMapHit,
+    Verdict,
+    format_time,
+    proto_name,
+)
+from natlab.core.mapping import Binding, MappingView, TcpState, describe_key, trim_for
+from natlab.core.packets import (
+    ICMP_ECHO_REPLY,
+    ICMP_ECHO_REQUEST,
+    ICMP_ERRORS,
+    TCP_FIN,
+    TCP_RST,
+    TCP_SYN,
+    Endpoint,
+    Packet,
+    Proto,
+)
+from natlab.core.ports import PortAllocator
+
+__all__ = [
+    "Action",
+    "DropReason",
+    "Event",
+    "MappingView",
+    "NatConfig",
+    "NatEngine",
+    "StaticMap",
+    "Verdict",
+]
+
+TOMBSTONES = 4096  # recently expired external endpoints remembered for "expired" drops
+EVENT_BACKLOG = 10_000  # events kept between two drains
+EVENT_INTERVAL = 1.0  # seconds between two refresh / hairpin / static-hit events of one mapping
+
+_UDP, _TCP, _ICMP = int(Proto.UDP), int(Proto.TCP), int(Proto.ICMP)
+_FORWARD_OUT = Verdict(Action.FORWARD_OUT)
+_FORWARD_IN = Verdict(Action.FORWARD_IN)
+_HAIRPIN = Verdict(Action.HAIRPIN)
+_LOCAL = Verdict(Action.LOCAL)
+_PASS = Verdict(Action.PASS)
+_DROPS = {reason: Verdict(Action.DROP, reason) for reason in DropReason}
+
+
+@dataclass(frozen=True)
+class StaticMap:
+    """A port forward: external ports (on the first external address) to an internal host.
+
+    Ranges are inclusive and of equal length; port p maps to
+    internal_ports[0] + (p - external_ports[0]). `proto` may be given as
+    "tcp"/"udp", as the topology spells it.
+    """
+
+    proto: Proto
+    external_ports: tuple[int, int]
+    internal_address: str
+    internal_ports: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        proto = Proto[self.proto.upper()] if isinstance(self.proto, str) else Proto(self.proto)
+        if proto is Proto.ICMP:
+            raise ValueError("a static map is for tcp or udp, not icmp")
+        object.__setattr__(self, "proto", proto)
+        (ext_low, ext_high), (int_low, int_high) = self.external_ports, self.internal_ports
+        if not (1 <= ext_low <= ext_high <= 65535 and 1 <= int_low <= int_high <= 65535):
+            raise ValueError(f"static map ports out of order or range: {self}")
+        if ext_high - ext_low != int_high - int_low:
+            raise ValueError(f"static map ranges differ in length: {self}")
+        IPv4Address(self.internal_address)
+
+
+@dataclass(frozen=True)
+class NatConfig:
+    """Everything a NAT engine is built from; the behaviour can change later (reconfigure)."""
+
+    behaviour: Behaviour
+    external_addresses: tuple[str, ...]
+    internal_networks: tuple[str, ...]
+    static_maps: tuple[StaticMap, ...] = ()
+    local_udp_ports: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.external_addresses:
+            raise ValueError("a NAT needs at least one external address")
+        for address in self.external_addresses:
+            IPv4Address(address)
+        for network in self.internal_networks:
+            IPv4Network(network, strict=False)
+
+
+class NatEngine:
+    """One NAT router's translation state. See the module docstring for the rules."""
+
+    def __init__(self, config: NatConfig) -> None:
+        self._config = config
+        self._external = frozenset(config.external_addresses)
+        self._first_external = config.external_addresses[0]
+        self._networks = tuple(IPv4Network(n, strict=False) for n in config.internal_networks)
+        self._internal_cache: dict[str, bool] = {}
+        self._local_udp = frozenset(config.local_udp_ports)
+        self._static_in: dict[tuple[int, int], tuple[int, Endpoint]] = {}
+        self._static_out: dict[tuple[int, str, int], tuple[int, Endpoint]] = {}
+        self._index_static_maps(config.static_maps)
+        reserved: dict[tuple[int, str], set[int]] = {
+            (_UDP, address): set(self._local_udp) for address in config.external_addresses
+        }
+        for proto, port in self._static_in:
+            reserved.setdefault((proto, self._first_external), set()).add(port)
+        self._reserved = {pool: frozenset(ports) for pool, ports in reserved.items()}
+        self._events: deque[Event] = deque(maxlen=EVENT_BACKLOG)
+        self._tombstones: dict[tuple[int, str, int], tuple[Endpoint, float]] = {}
+        self._static_event_at: dict[tuple[int | None, str], float] = {}
+        self._now = 0.0
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "translated_out",
+                "translated_in",
+                "hairpinned",
+                "local",
+                "passed",
+                "mappings_created",
+                "mappings_expired",
+                "mappings_flushed",
+                "events_discarded",
+                *(reason.counter for reason in DropReason),
+            ),
+            0,
+        )
+        self._apply(config.behaviour)
+
+    def _index_static_maps(self, static_maps: tuple[StaticMap, ...]) -> None:
+        for index, static in enumerate(static_maps):
+            proto = int(static.proto)
+            low = static.external_ports[0]
+            offset = static.internal_ports[0] - low
+            for port in range(low, static.external_ports[1] + 1):
+                if (proto, port) in self._static_in:
+                    raise ValueError(f"static maps overlap on {static.proto} port {port}")
+                if proto == _UDP and port in self._local_udp:
+                    raise ValueError(f"static map on udp port {port}, which the router serves")
+                internal = Endpoint(static.internal_address, port + offset)
+                self._static_in[(proto, port)] = (index, internal)
+                self._static_out[(proto, internal.address, internal.port)] = (
+                    index,
+                    Endpoint(self._first_external, port),
+                )
+
+    def _apply(self, behaviour: Behaviour) -> None:
+        """Take `behaviour` with an empty mapping table."""
+        self._behaviour = behaviour
+        self._translate = behaviour.translate
+        self._hairpin = behaviour.hairpin
+        self._mapping_trim = trim_for(behaviour.mapping)
+        self._filter_trim = trim_for(behaviour.filtering)
+        self._refresh_inbound = behaviour.refresh is Refresh.BOTH
+        self._max_per_host = behaviour.max_mappings_per_host
+        rng = random.Random(behaviour.seed)
+        self._ports = PortAllocator(
+            behaviour.ports,
+            behaviour.port_range,
+            parity=behaviour.parity,
+            rng=rng,
+            reserved=self._reserved,
+        )
+        self._identifiers = PortAllocator(
+            behaviour.ports, (0, 65535), parity=False, rng=rng, reserved={}
+        )
+        self._by_internal: dict[tuple, Binding] = {}
+        self._by_external: dict[tuple[int, str, int], Binding] = {}
+        self._per_host: dict[str, int] = {}
+        self._pairing: dict[str, str] = {}
+        self._earliest_expiry = math.inf
+
+    # -- the API the router daemon calls -------------------------------------------------
+
+    @property
+    def config(self) -> NatConfig:
+        """The configuration, with the behaviour currently in force."""
+        return self._config
+
+    def outbound(self, packet: Packet, now: float) -> Verdict:
+        """A packet from the LAN to a destination outside the internal networks."""
+        if now > self._now:
+            self._now = now
+        if not self._translate:
+            self.counters["passed"] += 1
+            return _PASS
+        src = packet.src
+        if not self._is_internal(src.address):
+            return self._drop(
+                DropReason.NOT_INTERNAL,
+                "outbound",
+                packet,
+                now,
+                f"source {src.address} is not in the internal networks "
+                f"{', '.join(self._config.internal_networks)}",
+            )
+        if packet.fragment:
+            return self._drop(
+                DropReason.FRAGMENT, "outbound", packet, now, "IP fragments are not translated"
+            )
+        proto = packet.proto
+        if proto == _ICMP:
+            if packet.icmp_type in ICMP_ERRORS:
+                return self._outbound_error(packet, now)
+            if packet.icmp_type != ICMP_ECHO_REQUEST:
+                return self._unsupported("outbound", packet, now)
+        elif proto != _UDP and proto != _TCP:
+            return self._unsupported("outbound", packet, now)
+        dst = packet.dst
+        to_us = dst.address in self._external
+        local = to_us and proto == _UDP and dst.port in self._local_udp
+        if to_us and not local:
+            if not self._hairpin:
+                return self._drop(
+                    DropReason.HAIRPIN_OFF,
+                    "outbound",
+                    packet,
+                    now,
+                    f"hairpinning is off: {src} may not reach the external address {dst}",
+                )
+            if proto == _ICMP:
+                return self._drop(
+                    DropReason.UNSUPPORTED,
+                    "outbound",
+                    packet,
+                    now,
+                    f"echo request to the router's external address {dst.address}",
+                )
+        static = self._static_out.get((proto, src.address, src.port)) if self._static_out else None
+        binding = None
+        if static is not None:
+            external = static[1]
+            self._static_hit(static[0], "outbound", packet.proto, src, external, dst, now)
+        else:
+            found = self._outbound_binding(packet, now)
+            if type(found) is Verdict:
+                return found
+            binding = found
+            external = found.external
+        packet.set_source(external)
+        if not to_us:
+            self.counters["translated_out"] += 1
+            return _FORWARD_OUT
+        if local:
+            self.counters["local"] += 1
+            return _LOCAL
+        return self._hairpin_back(packet, src, binding, None if static is None else static[0], now)
+
+    def inbound(self, packet: Packet, now: float) -> Verdict:
+        """A packet from the WAN addressed to one of the external addresses."""
+        if now > self._now:
+            self._now = now
+        if not self._translate:
+            self.counters["passed"] += 1
+            return _PASS
+        if packet.fragment:
+            return self._drop(
+                DropReason.FRAGMENT, "inbound", packet, now, "IP fragments are not translated"
+            )
+        dst = packet.dst
+        if dst.address not in self._external:
+            return self._drop(
+                DropReason.NO_MAPPING,
+                "inbound",
+                packet,
+                now,
+                f"{dst.address} is not an external address of this router",
+            )
+        proto = packet.proto
+        if proto == _UDP:
+            if dst.port in self._local_udp:
+                self.counters["local"] += 1
+                return _LOCAL
+        elif proto == _ICMP:
+            if packet.icmp_type in ICMP_ERRORS:
+                target = self._error_target(packet, now, "inbound")
+                if type(target) is Verdict:
+                    return target
+                self.counters["translated_in"] += 1
+                return _FORWARD_IN
+            if packet.icmp_type != ICMP_ECHO_REPLY:
+                return self._unsupported("inbound", packet, now)
+        elif proto != _TCP:
+            return self._unsupported("inbound", packet, now)
+        static = (
+            self._static_in.get((proto, dst.port)) if dst.address == self._first_external else None
+        )
+        if static is not None:
+            internal = static[1]
+            self._static_hit(static[0], "inbound", proto, internal, dst, packet.src, now)
+        else:
+            found = self._admit(packet, now, "inbound")
+            if type(found) is Verdict:
+                return found
+            internal = found.internal
+        packet.set_destination(internal)
+        self.counters["translated_in"] += 1
+        return _FORWARD_IN
+
+    def expire(self, now: float) -> int:
+        """Remove the mappings that have expired by `now`; return how many."""
+        if now > self._now:
+            self._now = now
+        if now < self._earliest_expiry:
+            return 0
+        expired = [b for b in self._by_internal.values() if now >= b.expires_at]
+        for binding in expired:
+            self._expire_binding(binding, now)
+        self._earliest_expiry = min(
+            (b.expires_at for b in self._by_internal.values()), default=math.inf
+        )
+        return len(expired)
+
+    def drain_events(self) -> list[Event]:
+        """The events since the last drain, oldest first."""
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def mappings(self, now: float) -> list[MappingView]:
+        """The live dynamic mappings, oldest first (static maps are in `config`)."""
+        return [b.view() for b in self._by_internal.values() if now < b.expires_at]
+
+    def flush(self, now: float | None = None) -> int:
+        """Drop every dynamic mapping (static maps stay); return how many there were."""
+        count = self._reset(self._behaviour)
+        self._emit(Flushed(self._now if now is None else now, count))
+        return count
+
+    def reconfigure(self, behaviour: Behaviour, now: float | None = None) -> int:
+        """Take a new behaviour on a live router; every dynamic mapping is flushed."""
+        count = self._reset(behaviour)
+        self._config = replace(self._config, behaviour=behaviour)
+        self._emit(Reconfigured(self._now if now is None else now, _describe(behaviour), count))
+        return count
+
+    # -- mappings ------------------------------------------------------------------------
+
+    def _outbound_binding(self, packet: Packet, now: float) -> Binding | Verdict:
+        """The mapping an outbound packet leaves through, refreshed or made for it."""
+        src, dst, proto = packet.src, packet.dst, packet.proto
+        key = (proto, src.address, src.port, self._mapping_trim(dst.address, dst.port))
+        binding = self._by_internal.get(key)
+        if binding is not None and now >= binding.refreshed_at + binding.timeout:
+            self._expire_binding(binding, now)
+            binding = None
+        if binding is None:
+            if proto == _TCP and not packet.tcp_flags & TCP_SYN:
+                return self._drop(
+                    DropReason.NOT_SYN,
+                    "outbound",
+                    packet,
+                    now,
+                    f"tcp {src} -> {dst}: no mapping, and only a SYN makes one",
+                )
+            return self._create(key, packet, now)
+        binding.last_outbound = binding.refreshed_at = now
+        binding.permissions[self._filter_trim(dst.address, dst.port)] = now
+        if proto == _TCP:
+            self._tcp_outbound(binding, packet.tcp_flags)
+        if now - binding.event_at >= EVENT_INTERVAL:
+            binding.event_at = now
+            self._refreshed(binding, "outbound", now)
+        return binding
+
+    def _create(self, key: tuple, packet: Packet, now: float) -> Binding | Verdict:
+        src, dst, proto = packet.src, packet.dst, packet.proto
+        host = src.address
+        limit = self._max_per_host
+        if limit is not None and self._per_host.get(host, 0) >= limit:
+            self.expire(now)
+            if self._per_host.get(host, 0) >= limit:
+                return self._exhausted(
+                    packet,
+                    now,
+                    f"{host} already has {limit} mapping(s), its max_mappings_per_host",
+                )
+        address = self._pairing.get(host)
+        if address is None:
+            addresses = self._config.external_addresses
+            address = self._pairing[host] = addresses[len(self._pairing) % len(addresses)]
+        allocator = self._identifiers if proto == _ICMP else self._ports
+        port = allocator.allocate(proto, address, src.port)
+        if port is None:
+            self.expire(now)
+            port = allocator.allocate(proto, address, src.port)
+            if port is None:
+                low, high = (0, 65535) if proto == _ICMP else self._behaviour.port_range
+                return self._exhausted(
+                    packet,
+                    now,
+                    f"no free {proto_name(proto)} port left on {address} in {low}-{high}"
+                    + (" with the parity of " + str(src.port) if self._behaviour.parity else ""),
+                )
+        tcp = TcpState.OPENING if proto == _TCP else None
+        binding = Binding(
+            key, proto, src, Endpoint(address, port), key[3], now, self._timeout(proto, tcp), tcp
+        )
+        binding.permissions[self._filter_trim(dst.address, dst.port)] = now
+        self._by_internal[key] = binding
+        self._by_external[(proto, address, port)] = binding
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+        self._tombstones.pop((proto, address, port), None)
+        self._earliest_expiry = min(self._earliest_expiry, binding.expires_at)
+        self.counters["mappings_created"] += 1
+        self._emit(MappingCreated(now, Proto(proto), src, binding.external, dst))
+        return binding
+
+    def _admit(self, packet: Packet, now: float, direction: str) -> Binding | Verdict:
+        """The live mapping of an inbound packet's destination, if filtering lets it in."""
+        dst, proto = packet.dst, packet.proto
+        binding = self._by_external.get((proto, dst.address, dst.port))
+        if binding is None or now >= binding.expires_at:
+            return self._missing(packet, (proto, dst.address, dst.port), binding, now, direction)
+        src = packet.src
+        if self._filter_trim(src.address, src.port) not in binding.permissions:
+            return self._filtered(binding, packet, src, now, direction)
+        binding.last_inbound = now
+        if proto == _TCP:
+            self._tcp_inbound(binding, packet.tcp_flags)
+        if self._refresh_inbound:
+            binding.refreshed_at = now
+            if now - binding.event_at >= EVENT_INTERVAL:
+                binding.event_at = now
+                self._refreshed(binding, "inbound", now)
+        return binding
+
+    def _missing(
+        self,
+        packet: Packet,
+        external: tuple[int, str, int],
+        stale: Binding | None,
+        now: float,
+        direction: str,
+    ) -> Verdict:
+        """Drop for a mapping that is not there: expired (stale, or remembered) or never made."""
+        proto, address, port = external
+        if stale is not None:
+            self._expire_binding(stale, now)
+        tombstone = self._tombstones.get(external)
+        if tombstone is None:
+            return self._drop(
+                DropReason.NO_MAPPING,
+                direction,
+                packet,
+                now,
+                f"no {proto_name(proto)} mapping on {address}:{port}",
+            )
+        internal, expired_at = tombstone
+        return self._drop(
+            DropReason.EXPIRED,
+            direction,
+            packet,
+            now,
+            f"mapping {internal} -> {address}:{port} expired at {format_time(expired_at)}",
+        )
+
+    def _filtered(
+        self, binding: Binding, packet: Packet, remote: Endpoint, now: float, direction: str
+    ) -> Verdict:
+        """Drop for a remote the mapping never sent to: by address, or only by port."""
+        known = ", ".join(describe_key(k) for k in list(binding.permissions)[:4])
+        if len(binding.permissions) > 4:
+            known += ", ..."
+        mapping = f"mapping {binding.internal} -> {binding.external}"
+        if self._behaviour.filtering is Filtering.ADDRESS_AND_PORT_DEPENDENT and any(
+            k[0] == remote.address for k in binding.permissions
+        ):
+            return self._drop(
+                DropReason.FILTERED_PORT,
+                direction,
+                packet,
+                now,
+                f"{mapping} has not sent to {remote} (address-and-port-dependent "
+                f"filtering; it sent to {known})",
+            )
+        return self._drop(
+            DropReason.FILTERED_ADDRESS,
+            direction,
+            packet,
+            now,
+            f"{mapping} has not sent to {remote.address} "
+            f"({self._behaviour.filtering.value} filtering; it sent to {known})",
+        )
+
+    def _hairpin_back(
+        self,
+        packet: Packet,
+        sender: Endpoint,
+        binding: Binding | None,
+        static_index: int | None,
+        now: float,
+    ) -> Verdict:
+        """Second half of a hairpin: the source is already external; admit it like inbound.
+
+        The sender left through `binding`, or through static map `static_index`.
+        """
+        dst, proto = packet.dst, packet.proto
+        target = (
+            self._static_in.get((proto, dst.port)) if dst.address == self._first_external else None
+        )
+        if target is not None:
+            internal = target[1]
+            self._static_hit(target[0], "inbound", proto, internal, dst, packet.src, now)
+        else:
+            found = self._admit(packet, now, "hairpin")
+            if type(found) is Verdict:
+                return found
+            internal = found.internal
+        src_external = packet.src
+        packet.set_destination(internal)
+        self.counters["hairpinned"] += 1
+        if binding is None:
+            due = self._throttle((static_index, "hairpin"), now)
+        else:
+            due = now - binding.hairpin_event_at >= EVENT_INTERVAL
+            if due:
+                binding.hairpin_event_at = now
+        if due:
+            self._emit(Hairpinned(now, Proto(proto), sender, src_external, dst, internal))
+        return _HAIRPIN
+
+    def _expire_binding(self, binding: Binding, now: float) -> None:
+        proto, (address, port) = binding.proto, binding.external
+        del self._by_internal[binding.key]
+        del self._by_external[(proto, address, port)]
+        (self._identifiers if proto == _ICMP else self._ports).release(proto, address, port)
+        host = binding.internal.address
+        self._per_host[host] -= 1
+        if not self._per_host[host]:
+            del self._per_host[host]
+        if len(self._tombstones) >= TOMBSTONES:
+            del self._tombstones[next(iter(self._tombstones))]
+        self._tombstones[(proto, address, port)] = (binding.internal, binding.expires_at)
+        self.counters["mappings_expired"] += 1
+        self._emit(
+            MappingExpired(
+                now, Proto(proto), binding.internal, binding.external, binding.expires_at
+            )
+        )
+
+    def _reset(self, behaviour: Behaviour) -> int:
+        count = len(self._by_internal)
+        self._apply(behaviour)
+        self.counters["mappings_flushed"] += count
+        return count
+
+    # -- TCP: state only to pick the timeout -----------------------------------------------
+
+    def _timeout(self, proto: int, tcp: TcpState | None) -> float:
+        b = self._behaviour
+        if proto == _UDP:
+            return b.udp_timeout
+        if proto == _ICMP:
+            return b.icmp_timeout
+        if tcp is TcpState.ESTABLISHED:
+            return b.tcp_established_timeout
+        return b.tcp_transitory_timeout
+
+    def _tcp_outbound(self, binding: Binding, flags: int) -> None:
+        if flags & (TCP_FIN | TCP_RST):
+            self._tcp_state(binding, TcpState.CLOSING)
+        elif flags & TCP_SYN and binding.tcp is TcpState.CLOSING:
+            self._tcp_state(binding, TcpState.OPENING)
+
+    def _tcp_inbound(self, binding: Binding, flags: int) -> None:
+        if flags & (TCP_FIN | TCP_RST):
+            self._tcp_state(binding, TcpState.CLOSING)
+        elif binding.tcp is TcpState.OPENING:
+            self._tcp_state(binding, TcpState.ESTABLISHED)
+        elif flags & TCP_SYN and binding.tcp is TcpState.CLOSING:
+            self._tcp_state(binding, TcpState.OPENING)
+
+    def _tcp_state(self, binding: Binding, state: TcpState) -> None:
+        if binding.tcp is not state:
+            binding.tcp = state
+            binding.timeout = self._timeout(_TCP, state)
+            self._earliest_expiry = min(self._earliest_expiry, binding.expires_at)
+
+    # -- ICMP errors -------------------------------------------------------------------------
+
+    def _outbound_error(self, packet: Packet, now: float) -> Verdict:
+        """An internal host's ICMP error about an inbound flow: show the external side."""
+        inner = packet.embedded
+        if inner is None or inner.fragment or inner.proto not in (_UDP, _TCP, _ICMP):
+            return self._unsupported("outbound", packet, now)
+        internal, remote, proto = inner.dst, inner.src, inner.proto
+        static = self._static_out.get((proto, internal.address, internal.port))
+        if static is not None:
+            external = static[1]
+        else:
+            key = (proto, internal.address, internal.port, self._mapping_trim(*remote))
+            binding = self._by_internal.get(key)
+            if binding is None or now >= binding.expires_at:
+                if binding is not None:
+                    self._expire_binding(binding, now)
+                return self._drop(
+                    DropReason.NO_MAPPING,
+                    "outbound",
+                    packet,
+                    now,
+                    f"ICMP error about {remote} -> {internal}: "
+                    f"{internal} has no {proto_name(proto)} mapping for {remote}",
+                )
+            external = binding.external
+        inner.set_destination(external)
+        packet.set_source(Endpoint(external.address, 0))
+        if packet.dst.address not in self._external:
+            self.counters["translated_out"] += 1
+            return _FORWARD_OUT
+        if not self._hairpin:
+            return self._drop(
+                DropReason.HAIRPIN_OFF,
+                "outbound",
+                packet,
+                now,
+                f"hairpinning is off: ICMP error to the external address {packet.dst.address}",
+            )
+        target = self._error_target(packet, now, "hairpin")
+        if type(target) is Verdict:
+            return target
+        self.counters["hairpinned"] += 1
+        return _HAIRPIN
+
+    def _error_target(self, packet: Packet, now: float, direction: str) -> Endpoint | Verdict:
+        """Rewrite an ICMP error from outside back to the internal endpoint it is about."""
+        inner = packet.embedded
+        if inner is None or inner.fragment or inner.proto not in (_UDP, _TCP, _ICMP):
+            return self._unsupported(direction, packet, now)
+        external, remote, proto = inner.src, inner.dst, inner.proto
+        static = (
+            self._static_in.get((proto, external.port))
+            if external.address == self._first_external
+            else None
+        )
+        if static is not None:
+            internal = static[1]
+        else:
+            where = (proto, external.address, external.port)
+            binding = self._by_external.get(where)
+            if binding is None or now >= binding.expires_at:
+                return self._missing(packet, where, binding, now, direction)
+            if self._filter_trim(*remote) not in binding.permissions:
+                return self._filtered(binding, packet, remote, now, direction)
+            internal = binding.internal
+        inner.set_source(internal)
+        packet.set_destination(Endpoint(internal.address, 0))
+        return internal
+
+    # -- small helpers -------------------------------------------------------------------------
+
+    def _is_internal(self, address: str) -> bool:
+        known = self._internal_cache.get(address)
+        if known is None:
+            ip = IPv4Address(address)
+            known = any(ip in network for network in self._networks)
+            if len(self._internal_cache) < 4096:  # LAN hosts; a spoofing flood stays bounded
+                self._internal_cache[address] = known
+        return known
+
+    def _static_hit(
+        self,
+        index: int,
+        direction: str,
+        proto: int,
+        internal: Endpoint,
+        external: Endpoint,
+        remote: Endpoint,
+        now: float,
+    ) -> None:
+        if self._throttle((index, direction), now):
+            self._emit(StaticMapHit(now, Proto(proto), direction, internal, external, remote))
+
+    def _throttle(self, key: tuple[int | None, str], now: float) -> bool:
+        """Whether a static map's event of this kind is due (at most one per EVENT_INTERVAL)."""
+        last = self._static_event_at.get(key)
+        if last is not None and now - last < EVENT_INTERVAL:
+            return False
+        self._static_event_at[key] = now
+        return True
+
+    def _refreshed(self, binding: Binding, direction: str, now: float) -> None:
+        self._emit(
+            MappingRefreshed(
+                now,
+                Proto(binding.proto),
+                binding.internal,
+                binding.external,
+                direction,
+                binding.expires_at,
+            )
+        )
+
+    def _unsupported(self, direction: str, packet: Packet, now: float) -> Verdict:
+        if packet.proto == _ICMP:
+            what = f"ICMP type {packet.icmp_type}"
+            if packet.embedded is not None:
+                what += f" quoting {proto_name(packet.embedded.proto)}"
+        else:
+            what = f"IP protocol {proto_name(packet.proto)}"
+        return self._drop(
+            DropReason.UNSUPPORTED, direction, packet, now, f"{direction} {what} is not translated"
+        )
+
+    def _exhausted(self, packet: Packet, now: float, detail: str) -> Verdict:
+        self.counters[DropReason.EXHAUSTED.counter] += 1
+        self._emit(
+            Exhausted(
+                now, DropReason.EXHAUSTED, "outbound", packet.proto, packet.src, packet.dst, detail
+            )
+        )
+        return _DROPS[DropReason.EXHAUSTED]
+
+    def _drop(
+        self, reason: DropReason, direction: str, packet: Packet, now: float, detail: str
+    ) -> Verdict:
+        self.counters[reason.counter] += 1
+        self._emit(Dropped(now, reason, direction, packet.proto, packet.src, packet.dst, detail))
+        return _DROPS[reason]
+
+    def _emit(self, event: Event) -> None:
+        if len(self._events) == EVENT_BACKLOG:
+            self.counters["events_discarded"] += 1
+        self._events.append(event)
+
+
+def _describe(behaviour: Behaviour) -> str:
+    """A behaviour for humans: its preset name, with what differs from that preset."""
+    name = behaviour.preset_name()
+    base = PRESETS[name] if name else Behaviour()
+    changed = {
+        key: value for key, value in behaviour.model_dump().items() if value != getattr(base, key)
+    }
+    if not changed:
+        return name or "custom"
+    settings = ", ".join(f"{key}={_setting(value)}" for key, value in changed.items())
+    return f"{name or 'custom'} with {settings}"
+
+
+def _setting(value: object) -> str:
+    if isinstance(value, tuple):
+        return "-".join(str(v) for v in value)
+    return str(value)

@@ -1,0 +1,236 @@
+"""What the NAT engine decides and tells: verdicts, drop reasons, events.
+
+A verdict is the answer for one packet (what to do with it and, for a drop,
+why). Events are the engine's account of its decisions, frozen dataclasses
+compared with `==` in tests and turned into flat JSON-friendly dicts with
+`as_json()` for `natlab nat events`. A drop is a typed reason, never a log
+string; the human `detail` names the mapping or permission that was missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import Enum, StrEnum
+from typing import Any, ClassVar
+
+from natlab.core.packets import Endpoint, Proto
+
+
+class Action(StrEnum):
+    """What the caller does with the packet (rewritten in place unless DROP or PASS)."""
+
+    FORWARD_OUT = "forward-out"  # source is now external: send on the WAN
+    FORWARD_IN = "forward-in"  # destination is now internal: send towards the LAN
+    HAIRPIN = "hairpin"  # LAN -> own external address -> LAN, both ends rewritten
+    LOCAL = "local"  # for the router itself (its STUN responder)
+    DROP = "drop"
+    PASS = "pass"  # no translation configured: route it unchanged
+
+
+class DropReason(StrEnum):
+    """Why a packet was dropped; `dropped_<value>` is its counter."""
+
+    NO_MAPPING = "no-mapping"
+    FILTERED_ADDRESS = "filtered-address"
+    FILTERED_PORT = "filtered-port"
+    EXPIRED = "expired"
+    HAIRPIN_OFF = "hairpin-off"
+    EXHAUSTED = "exhausted"
+    UNSUPPORTED = "unsupported"
+    FRAGMENT = "fragment"
+    NOT_SYN = "not-syn"
+    NOT_INTERNAL = "not-internal"  # from the LAN with a source outside internal_networks
+
+    @property
+    def counter(self) -> str:
+        return "dropped_" + self.name.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The engine's answer for one packet. The engine hands out shared instances."""
+
+    action: Action
+    reason: DropReason | None = None
+
+
+def format_time(seconds: float) -> str:
+    """Engine time for humans: 11.5, 12, 7440.25 (no float noise)."""
+    return f"{seconds:.3f}".rstrip("0").rstrip(".")
+
+
+def proto_name(proto: int) -> str:
+    """ "udp", "tcp", "icmp", or the protocol number of anything else."""
+    return str(Proto(proto)) if proto in Proto._value2member_map_ else str(proto)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, Endpoint):
+        return str(value)
+    if isinstance(value, Proto):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_json_value(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the engine decided, at engine time `at`."""
+
+    kind: ClassVar[str] = "event"
+    at: float
+
+    def describe(self) -> str:
+        """One line for humans; each event says what happened to what."""
+        raise NotImplementedError
+
+    def as_json(self) -> dict[str, Any]:
+        """A flat dict: at, kind, every field (endpoints as "a.b.c.d:port"), detail."""
+        out: dict[str, Any] = {"at": self.at, "kind": self.kind}
+        for f in fields(self):
+            if f.name == "proto":
+                out["proto"] = proto_name(self.proto)  # type: ignore[attr-defined]
+            elif f.name != "at":
+                out[f.name] = _json_value(getattr(self, f.name))
+        out.setdefault("detail", self.describe())
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MappingCreated(Event):
+    """An outbound packet made a new mapping; `remote` is the destination it went to."""
+
+    kind: ClassVar[str] = "mapping-created"
+    proto: Proto
+    internal: Endpoint
+    external: Endpoint
+    remote: Endpoint
+
+    def describe(self) -> str:
+        return (
+            f"{self.proto} mapping {self.internal} -> {self.external} (first sent to {self.remote})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MappingRefreshed(Event):
+    """A packet kept a mapping alive. Emitted at most once per mapping per second."""
+
+    kind: ClassVar[str] = "mapping-refreshed"
+    proto: Proto
+    internal: Endpoint
+    external: Endpoint
+    direction: str  # "outbound" | "inbound"
+    expires_at: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.proto} mapping {self.internal} -> {self.external} refreshed by an "
+            f"{self.direction} packet, expires at {format_time(self.expires_at)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MappingExpired(Event):
+    """A mapping timed out at `expired_at`; the engine noticed at `at`."""
+
+    kind: ClassVar[str] = "mapping-expired"
+    proto: Proto
+    internal: Endpoint
+    external: Endpoint
+    expired_at: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.proto} mapping {self.internal} -> {self.external} "
+            f"expired at {format_time(self.expired_at)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StaticMapHit(Event):
+    """A packet used a static map. At most once per static map and direction per second."""
+
+    kind: ClassVar[str] = "static-map-hit"
+    proto: Proto
+    direction: str
+    internal: Endpoint
+    external: Endpoint
+    remote: Endpoint
+
+    def describe(self) -> str:
+        arrow = "<-" if self.direction == "inbound" else "->"
+        return (
+            f"static {self.proto} map {self.external} = {self.internal}: "
+            f"{self.direction} packet {arrow} {self.remote}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Hairpinned(Event):
+    """A LAN host reached another (or itself) through the external address.
+
+    At most once per sending mapping per second.
+    """
+
+    kind: ClassVar[str] = "hairpinned"
+    proto: Proto
+    src: Endpoint  # the sender's internal endpoint
+    src_external: Endpoint  # what the target sees as source (RFC 4787 REQ-9)
+    dst_external: Endpoint
+    dst: Endpoint  # the target's internal endpoint
+
+    def describe(self) -> str:
+        return (
+            f"{self.proto} {self.src} -> {self.dst_external} hairpinned to {self.dst}, "
+            f"source shown as {self.src_external}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped(Event):
+    """A packet was dropped; `src`/`dst` are as the packet carried them at that point."""
+
+    kind: ClassVar[str] = "drop"
+    reason: DropReason
+    direction: str
+    proto: int
+    src: Endpoint
+    dst: Endpoint
+    detail: str
+
+    def describe(self) -> str:
+        return self.detail
+
+
+@dataclass(frozen=True, slots=True)
+class Exhausted(Dropped):
+    """A drop because no external port (or no more mappings for the host) was left."""
+
+    kind: ClassVar[str] = "exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed(Event):
+    """Every dynamic mapping was removed (`natlab nat flush`); static maps stay."""
+
+    kind: ClassVar[str] = "flushed"
+    count: int
+
+    def describe(self) -> str:
+        return f"flushed {self.count} dynamic mapping(s)"
+
+
+@dataclass(frozen=True, slots=True)
+class Reconfigured(Event):
+    """The behaviour changed on a live router; every dynamic mapping was flushed."""
+
+    kind: ClassVar[str] = "reconfigured"
+    behaviour: str
+    flushed: int
+
+    def describe(self) -> str:
+        return f"behaviour is now {self.behaviour}; flushed {self.flushed} dynamic mapping(s)"

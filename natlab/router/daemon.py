@@ -1,0 +1,323 @@
+"""The router daemon: natlab's own dataplane around the pure NAT engine.
+
+One process per router, inside the router's namespace, forked by the lab
+(`serve`), or started by hand there with
+
+    python -m natlab.router.daemon CONFIG.json
+
+It reads every frame on the router's interfaces (AF_PACKET), asks the
+engine what to do with each IPv4 packet, and writes the result out itself:
+the kernel of the namespace forwards nothing and sees no IPv4 packet
+(plumbing/firewall.py), so it can never RST, ICMP-reply or conntrack on its
+own. The daemon also answers pings to the router's addresses and runs the
+built-in STUN responder the engine hands it (Action.LOCAL).
+
+Time is the monotonic clock plus an offset that `natlab clock advance`
+moves forward, so a lesson about a 120 s timeout takes no waiting. Events
+go, one JSON object a line, to ROUTER.events.jsonl next to the config;
+the control socket ROUTER.sock answers `natlab nat ...` (control.py). The
+daemon exits on SIGTERM, and by itself when its lab's state directory is
+removed (a `down` whose creator was killed still ends it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+
+from natlab.core.behaviour import Behaviour
+from natlab.core.checksum import incremental_update
+from natlab.core.craft import echo_reply, udp_packet
+from natlab.core.engine import Action, NatEngine
+from natlab.core.packets import ICMP_ECHO_REQUEST, Endpoint, Packet, PacketError, Proto, parse
+from natlab.router.config import DaemonConfig
+from natlab.router.control import read_line
+from natlab.router.files import events_path, socket_path
+from natlab.router.ports import ETH_ARP, ETH_IP, Port
+from natlab.router.routes import RouteTable
+from natlab.stun import Address, StunDecodeError, decode, respond
+
+TICK = 0.25  # seconds between housekeeping rounds (expiry, ARP give-up, event flush)
+BATCH = 256  # frames read from one port before looking at the others
+FRAME_MAX = 65536
+STUN_PADDING_MTU = 1400  # RFC 5780 PADDING fills the path MTU; leave room for the headers
+
+
+class RouterDaemon:
+    def __init__(self, config: DaemonConfig, config_path: Path) -> None:
+        self.config = config
+        self.name = config.router
+        self.directory = config_path.parent
+        self.engine = NatEngine(config.nat_config())
+        self.translate = self.engine_behaviour().translate
+        self.ports = [Port(p.name, p.addresses) for p in config.ports]
+        self.wan = self.ports[0]
+        self.routes = RouteTable(self.ports, config.routes)
+        self.external = {str(a.ip) for a in self.wan.addresses}
+        self.own = {str(a.ip) for port in self.ports for a in port.addresses}
+        self.internal = [IPv4Network(n) for n in config.internal_networks]
+        self.internal_cache: dict[str, bool] = {}
+        self.offset = 0.0
+        self.counters: Counter[str] = Counter()
+        self.events = events_path(config_path).open("a", buffering=1 << 16)
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.control_path = socket_path(config_path)
+        self.control_path.unlink(missing_ok=True)
+        self.control.bind(str(self.control_path))
+        self.control.listen(8)
+        self.buffer = bytearray(FRAME_MAX)
+        self.view = memoryview(self.buffer)
+
+    def engine_behaviour(self) -> Behaviour:
+        return self.engine.config.behaviour
+
+    def now(self) -> float:
+        return time.monotonic() + self.offset
+
+    # -- the loop ------------------------------------------------------------
+
+    def run(self) -> None:
+        selector = selectors.DefaultSelector()
+        for port in self.ports:
+            selector.register(port.sock, selectors.EVENT_READ, port)
+        selector.register(self.control, selectors.EVENT_READ, None)
+        next_tick = time.monotonic() + TICK
+        print(f"router {self.name}: dataplane up on {', '.join(p.name for p in self.ports)}")
+        sys.stdout.flush()
+        while True:
+            for key, _ in selector.select(max(0.0, next_tick - time.monotonic())):
+                if key.data is None:
+                    self.serve_control()
+                else:
+                    self.drain(key.data)
+            self.write_events()
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + TICK
+                if not self.directory.exists():
+                    return  # the lab was taken down without us
+                self.housekeeping()
+
+    def drain(self, port: Port) -> None:
+        recv_into, view = port.sock.recv_into, self.view
+        for _ in range(BATCH):
+            try:
+                size = recv_into(self.buffer)
+            except BlockingIOError:
+                return
+            frame = view[:size]
+            if size < 14 or not port.for_us(frame):
+                continue
+            kind = frame[12:14]
+            if kind == ETH_IP:
+                self.packet(port, frame[14:])
+            elif kind == ETH_ARP:
+                port.arp(frame)
+
+    def housekeeping(self) -> None:
+        now = self.now()
+        self.engine.expire(now)
+        for port in self.ports:
+            dropped = port.expire(now)
+            if dropped:
+                self.counters["dropped_no_arp_answer"] += dropped
+        self.events.flush()
+
+    # -- one packet ------------------------------------------------------------
+
+    def packet(self, port: Port, data: memoryview) -> None:
+        try:
+            packet = parse(data)
+        except PacketError as error:
+            self.counters["dropped_malformed"] += 1
+            self.event("drop", reason="malformed", detail=str(error), port=port.name)
+            return
+        destination = packet.dst.address
+        if destination in self.own:
+            if packet.proto == Proto.ICMP and packet.icmp_type == ICMP_ECHO_REQUEST:
+                self.counters["pings_answered"] += 1
+                self.send(parse(echo_reply(packet)))
+                return
+            if port is not self.wan and destination not in self.external:
+                self.counters["dropped_to_router"] += 1
+                return
+        if port is self.wan:
+            if destination in self.external:
+                verdict = self.engine.inbound(packet, self.now())
+            elif self.translate:
+                self.counters["dropped_not_for_us"] += 1
+                return
+            else:
+                self.forward(packet)
+                return
+        elif self.is_internal(destination):
+            self.forward(packet)  # between two LANs of this router: no translation
+            return
+        else:
+            verdict = self.engine.outbound(packet, self.now())
+        action = verdict.action
+        if action is Action.LOCAL:
+            self.local(packet)
+        elif action is not Action.DROP:
+            self.forward(packet)
+
+    def is_internal(self, address: str) -> bool:
+        known = self.internal_cache.get(address)
+        if known is None:
+            ip = IPv4Address(address)
+            known = self.internal_cache[address] = any(ip in net for net in self.internal)
+        return known
+
+    def forward(self, packet: Packet) -> None:
+        """Route a packet on: TTL down by one, then out of the port its route names."""
+        data = packet.data
+        ttl = data[8]
+        if ttl <= 1:
+            self.counters["dropped_ttl_expired"] += 1
+            self.event("drop", reason="ttl-expired", src=str(packet.src), dst=str(packet.dst))
+            return
+        old = bytes(data[8:10])
+        data[8] = ttl - 1
+        checksum = incremental_update((data[10] << 8) | data[11], old, bytes(data[8:10]))
+        data[10], data[11] = checksum >> 8, checksum & 0xFF
+        self.send(packet)
+
+    def send(self, packet: Packet) -> None:
+        route = self.routes.lookup(packet.dst.address)
+        if route is None:
+            self.counters["dropped_no_route"] += 1
+            self.event("drop", reason="no-route", src=str(packet.src), dst=str(packet.dst))
+            return
+        port, next_hop = route
+        try:
+            port.send(next_hop, packet.data, self.now())
+        except OSError as error:  # a full socket buffer, or a packet larger than the MTU
+            self.counters["dropped_send_error"] += 1
+            self.event("drop", reason="send-error", detail=str(error), dst=str(packet.dst))
+
+    def local(self, packet: Packet) -> None:
+        """The built-in STUN responder: answer as if it stood beyond the router."""
+        header = (packet.data[0] & 0x0F) * 4
+        try:
+            request = decode(bytes(packet.data[header + 8 :]))
+        except StunDecodeError as error:
+            self.counters["stun_malformed"] += 1
+            self.event("stun-malformed", detail=str(error), src=str(packet.src))
+            return
+        local = Address.of(packet.dst.address, packet.dst.port)
+        source = Address.of(packet.src.address, packet.src.port)
+        reply = respond(request, source, local, mtu=STUN_PADDING_MTU)
+        if reply is None:
+            return
+        self.counters["stun_answered"] += 1
+        answer = parse(
+            udp_packet(
+                Endpoint(str(reply.source.ip), reply.source.port),
+                Endpoint(str(reply.destination.ip), reply.destination.port),
+                reply.data,
+            )
+        )
+        if answer.dst.address in self.external:
+            # A LAN host asked: the answer comes back in through the NAT, filtering and all.
+            verdict = self.engine.inbound(answer, self.now())
+            if verdict.action is Action.DROP:
+                return
+        self.send(answer)
+
+    # -- events and control ------------------------------------------------------
+
+    def event(self, kind: str, **fields: object) -> None:
+        self.events.write(
+            json.dumps({"at": round(self.now(), 6), "router": self.name, "kind": kind, **fields})
+            + "\n"
+        )
+
+    def write_events(self) -> None:
+        for event in self.engine.drain_events():
+            record = event.as_json()
+            record["router"] = self.name
+            self.events.write(json.dumps(record) + "\n")
+
+    def serve_control(self) -> None:
+        connection, _ = self.control.accept()
+        with connection:
+            connection.settimeout(1.0)
+            try:
+                request = json.loads(read_line(connection))
+                answer = {"ok": True, **self.command(request)}
+            except Exception as error:  # an answer, not a dead daemon, for any bad request
+                answer = {"ok": False, "error": f"{error.__class__.__name__}: {error}"}
+            self.write_events()
+            self.events.flush()
+            with contextlib.suppress(OSError):  # the client went away; nothing to tell
+                connection.sendall(json.dumps(answer).encode() + b"\n")
+
+    def command(self, request: dict) -> dict:
+        op = request.get("op")
+        now = self.now()
+        if op == "ping":
+            return {"router": self.name, "pid": os.getpid()}
+        if op == "show":
+            self.engine.expire(now)
+            return {
+                "router": self.name,
+                "clock": now,
+                "behaviour": self.engine_behaviour().model_dump(mode="json"),
+                "mappings": [m.as_json(now) for m in self.engine.mappings(now)],
+                "counters": {**self.engine.counters, **self.counters},
+            }
+        if op == "flush":
+            return {"flushed": self.engine.flush()}
+        if op == "set":
+            behaviour = Behaviour.model_validate(request["behaviour"])
+            if behaviour.translate != self.translate:
+                raise ValueError("a running router cannot switch between NAT and plain routing")
+            self.engine.reconfigure(behaviour)
+            return {"behaviour": behaviour.model_dump(mode="json")}
+        if op == "advance":
+            seconds = float(request["seconds"])
+            if seconds < 0:
+                raise ValueError("the clock only moves forward")
+            self.offset += seconds
+            self.engine.expire(self.now())
+            return {"clock": self.now()}
+        raise ValueError(f"unknown request {op!r}")
+
+    def close(self) -> None:
+        self.write_events()
+        self.events.close()
+        self.control.close()
+        self.control_path.unlink(missing_ok=True)
+        for port in self.ports:
+            port.close()
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def serve(config_path: Path) -> None:
+    """Run the daemon of the router configured in config_path until SIGTERM."""
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the terminal is the lab's to handle
+    daemon = RouterDaemon(DaemonConfig.load(config_path), config_path)
+    try:
+        daemon.run()
+    finally:
+        daemon.close()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit(
+            "usage: python -m natlab.router.daemon CONFIG.json (inside the router's namespace)"
+        )
+    serve(Path(sys.argv[1]))
