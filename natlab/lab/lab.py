@@ -70,8 +70,8 @@ class Lab:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def up(self) -> Lab:
-        require_root("natlab up")
+    def _record(self) -> Ledger:
+        """Check that the lab's name and namespaces are free, and write its ledger."""
         with locked():
             if Ledger.load(self.name) is not None:
                 raise NatlabError(
@@ -96,12 +96,26 @@ class Lab:
             )
             ledger.save()
             self._keep_topology(ledger.directory)
+        return ledger
+
+    def up(self) -> Lab:
+        require_root("natlab up")
+        # Ctrl-C and SIGTERM wait until the lab is recorded and inside the `try` that undoes it:
+        # one landing in between would leave a ledger behind.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            ledger = self._record()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            raise
         builder = os.getpid()
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             build(self.topology, ledger, self.dataplane)
             daemons = self.dataplane.start(self.topology, self.name, ledger.directory, self._launch)
             self.dataplane.wait_ready(daemons)
             with locked():
+                ledger = _ledger(self.name)  # re-read: starting daemons recorded them
                 ledger.state = "up"
                 ledger.save()
         except BaseException:

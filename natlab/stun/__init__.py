@@ -46,7 +46,7 @@ from natlab.stun.codec import (
 )
 from natlab.stun.credentials import long_term_key, saslprep, short_term_key
 from natlab.stun.errors import StunDecodeError
-from natlab.stun.responder import Reply, respond
+from natlab.stun.responder import Grid, Reply, answer, read_request, respond
 
 __all__ = [
     "ALTERNATE_SERVER",
@@ -78,14 +78,17 @@ __all__ = [
     "AttributeType",
     "ChangeRequest",
     "ErrorCode",
+    "Grid",
     "Message",
     "MessageClass",
     "Method",
     "Reply",
     "StunDecodeError",
+    "answer",
     "decode",
     "encode",
     "long_term_key",
+    "read_request",
     "respond",
     "saslprep",
     "short_term_key",

@@ -232,6 +232,8 @@ def _check_order(codes: list[int]) -> None:
 
 
 def _tlv(code: int, value: bytes, pad_byte: int) -> bytes:
+    if not 0 <= code <= 0xFFFF:
+        raise ValueError(f"attribute type {code} does not fit in 16 bits")
     if len(value) > _MAX_LENGTH:
         raise ValueError(f"{_describe(code)} value is {len(value)} bytes, at most 65535 fit")
     return struct.pack("!HH", code, len(value)) + value + bytes([pad_byte]) * (-len(value) % 4)
@@ -240,7 +242,10 @@ def _tlv(code: int, value: bytes, pad_byte: int) -> bytes:
 def _encode_value(attribute: Attribute, xor_key: bytes) -> bytes:
     kind = ATTRIBUTE_TYPES.get(attribute.code)
     if kind is not None:
-        return kind.encode_value(attribute.value, xor_key)
+        try:
+            return kind.encode_value(attribute.value, xor_key)
+        except struct.error as error:  # a number too large for its field
+            raise ValueError(f"{kind.name}: {error}") from None
     if not isinstance(attribute.value, bytes):
         raise ValueError(
             f"{_describe(attribute.code)} is not in the table: its value must be bytes"

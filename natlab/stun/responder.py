@@ -22,6 +22,11 @@ What it answers (RFC 8489, RFC 5780 section 6, RFC 3489):
 - 400 for PADDING together with RESPONSE-PORT (RFC 5780 6.1) and for
   requests of other methods. Indications and responses get no answer.
 - MESSAGE-INTEGRITY is not checked: the responder has no credentials.
+
+A server with several addresses (the public STUN server, or a router with a
+second WAN address) describes them as a Grid; `answer` finds the alternate
+address for the one a request arrived on. `read_request` is the decoding
+step both the server process and the router daemon take on a datagram.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from natlab.stun.attributes import (
     CHANGE_REQUEST,
     CHANGED_ADDRESS,
     ERROR_CODE,
+    FINGERPRINT,
     MAPPED_ADDRESS,
     OTHER_ADDRESS,
     PADDING,
@@ -45,8 +51,10 @@ from natlab.stun.attributes import (
     Address,
     Attribute,
     ErrorCode,
+    IPAddress,
 )
-from natlab.stun.codec import Message, MessageClass, Method, encode
+from natlab.stun.codec import Message, MessageClass, Method, decode, encode, verify_fingerprint
+from natlab.stun.errors import StunDecodeError
 
 
 @dataclass(frozen=True)
@@ -129,3 +137,65 @@ def _response(
     if software is not None:
         attributes = (*attributes, SOFTWARE(software))
     return Message(request.method, message_class, request.transaction_id, attributes)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A server's addresses and ports: RFC 5780's 2x2, or less.
+
+    Only a full 2x2 has an alternate address (the other IP *and* the other
+    port) to offer; with fewer the responder answers CHANGE-REQUEST with 420.
+    """
+
+    addresses: tuple[IPAddress, ...]
+    ports: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        for what, values in (("addresses", self.addresses), ("ports", self.ports)):
+            if not 1 <= len(set(values)) == len(values) <= 2:
+                raise ValueError(f"a grid has one or two distinct {what}, got {values}")
+        if len({ip.version for ip in self.addresses}) > 1:
+            raise ValueError("a grid's addresses are of one family: a reply cannot change it")
+
+    @property
+    def endpoints(self) -> tuple[Address, ...]:
+        """Every (address, port) the server listens on."""
+        return tuple(Address(ip, port) for ip in self.addresses for port in self.ports)
+
+    def other(self, local: Address) -> Address | None:
+        """The alternate address for `local`, one of the grid's endpoints."""
+        if local not in self.endpoints:
+            raise ValueError(f"{local} is not one of the grid's endpoints")
+        if len(self.addresses) < 2 or len(self.ports) < 2:
+            return None
+        ip = self.addresses[1 - self.addresses.index(local.ip)]
+        return Address(ip, self.ports[1 - self.ports.index(local.port)])
+
+
+def answer(
+    request: Message,
+    source: Address,
+    local: Address,
+    grid: Grid,
+    *,
+    software: str | None = "natlab",
+) -> Reply | None:
+    """`respond` for a server laid out as `grid`; Reply.source is the endpoint to send from.
+
+    For the router's built-in responder `source` is the request's source as
+    the NAT translated it, so the answer carries the mapping a peer would see.
+    """
+    return respond(request, source, local, other=grid.other(local), software=software)
+
+
+def read_request(data: bytes) -> Message:
+    """Decode a datagram, refusing one whose FINGERPRINT is present but wrong.
+
+    A wrong FINGERPRINT means the datagram is not STUN at all (RFC 8489
+    7.3), so it is a StunDecodeError like any other garbage, to be counted
+    and dropped.
+    """
+    message = decode(data)
+    if message.get(FINGERPRINT) is not None and not verify_fingerprint(data):
+        raise StunDecodeError("FINGERPRINT does not match the message")
+    return message

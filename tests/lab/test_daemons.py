@@ -1,0 +1,77 @@
+"""The routers' NAT daemons as processes: recorded, watched, stopped (issue 3).
+
+Checked with /proc and `ip`, not with natlab's own read-back.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from natlab.lab import Lab
+
+pytestmark = pytest.mark.lab
+
+MAIN_BRANCH = Path(__file__).resolve().parents[2] / "topologies" / "main-branch.yaml"
+
+
+def daemons(lab: Lab) -> dict[str, int]:
+    """router -> pid of its NAT daemon, as the lab recorded them."""
+    return {p["node"]: p["pid"] for p in lab.status()["processes"] if p["what"] == "nat daemon"}
+
+
+def netns_of(pid: int) -> str:
+    return os.readlink(f"/proc/{pid}/ns/net")
+
+
+def test_one_daemon_per_router_inside_its_namespace(natlab_lab):
+    lab = natlab_lab(MAIN_BRANCH)
+    recorded = daemons(lab)
+    assert set(recorded) == set(lab.topology.routers)
+    for router, pid in recorded.items():
+        namespace = Path("/run/netns") / lab.namespace(router)
+        assert os.stat(f"/proc/{pid}/ns/net").st_ino == namespace.stat().st_ino
+
+
+def test_a_dead_daemon_shows_in_status_and_down_still_cleans_up(natlab_lab):
+    lab = natlab_lab(MAIN_BRANCH)
+    pid = daemons(lab)["branch1"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}") and _state(pid) != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    shown = subprocess.run(
+        [sys.executable, "-m", "natlab", "status", lab.name], capture_output=True, text=True
+    )
+    assert shown.returncode == 1
+    assert f"branch1: nat daemon (pid {pid}) died" in shown.stdout
+    failed = subprocess.run(
+        [sys.executable, "-m", "natlab", "nat", "show", "branch1", "--lab", lab.name],
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 2
+    assert "does not answer" in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_down_stops_every_daemon(natlab_lab):
+    topology_lab = natlab_lab(MAIN_BRANCH)
+    pids = list(daemons(topology_lab).values())
+    topology_lab.down()
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or _state(pid) == "Z"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
