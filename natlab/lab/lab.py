@@ -16,12 +16,14 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from natlab.errors import NatlabError
 from natlab.lab import status as lab_status
 from natlab.lab.build import build, planned_namespaces
+from natlab.lab.endpoints import start_endpoints, wait_ready
 from natlab.lab.ledger import Ledger, lab_names, locked
 from natlab.lab.naming import check_lab_name, lab_dir, node_namespace
 from natlab.lab.processes import EXEC, record, terminate
@@ -112,8 +114,13 @@ class Lab:
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
             build(self.topology, ledger, self.dataplane)
-            daemons = self.dataplane.start(self.topology, self.name, ledger.directory, self._launch)
+            launch_daemon = partial(self._launch, what=DAEMON)
+            daemons = self.dataplane.start(
+                self.topology, self.name, ledger.directory, launch_daemon
+            )
+            servers = start_endpoints(self.topology, ledger.directory, self._launch)
             self.dataplane.wait_ready(daemons)
+            wait_ready(servers)
             with locked():
                 ledger = _ledger(self.name)  # re-read: starting daemons recorded them
                 ledger.state = "up"
@@ -138,7 +145,7 @@ class Lab:
     def _keep_topology(self, directory: Path) -> None:
         (directory / TOPOLOGY_COPY).write_text(self.topology.text)
 
-    def _launch(self, node: str, run: Callable[[], object], log: Path) -> int:
+    def _launch(self, node: str, run: Callable[[], object], log: Path, what: str) -> int:
         """Fork a lab process into node's namespace, logging to log, recorded for teardown.
 
         A fork, not a new interpreter: it starts with natlab already imported,
@@ -159,13 +166,13 @@ class Lab:
                 # Whatever sys.stdout was in the parent (pytest swaps it), print to the log.
                 sys.stdout = sys.stderr = open(output, "w", buffering=1, closefd=False)  # noqa: SIM115
                 namespaces.enter(namespace)
-                run()
-                code = 0
+                result = run()
+                code = result if isinstance(result, int) else 0
             except BaseException:
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        self.adopt(pid, node, DAEMON)
+        self.adopt(pid, node, what)
         return pid
 
     # -- routers -----------------------------------------------------------------

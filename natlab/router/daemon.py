@@ -44,12 +44,11 @@ from natlab.router.control import read_line
 from natlab.router.files import events_path, socket_path
 from natlab.router.ports import ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
-from natlab.stun import Address, StunDecodeError, decode, respond
+from natlab.stun import Address, Grid, StunDecodeError, answer, read_request
 
 TICK = 0.25  # seconds between housekeeping rounds (expiry, ARP give-up, event flush)
 BATCH = 256  # frames read from one port before looking at the others
 FRAME_MAX = 65536
-STUN_PADDING_MTU = 1400  # RFC 5780 PADDING fills the path MTU; leave room for the headers
 
 
 class RouterDaemon:
@@ -66,6 +65,9 @@ class RouterDaemon:
         self.own = {str(a.ip) for port in self.ports for a in port.addresses}
         self.internal = [IPv4Network(n) for n in config.internal_networks]
         self.internal_cache: dict[str, bool] = {}
+        # The built-in STUN responder: RFC 5780's 2x2 when the WAN has two addresses.
+        wan_ips = tuple(a.ip for a in self.wan.addresses[:2])
+        self.stun_grid = Grid(wan_ips, config.stun_ports) if config.stun_ports else None
         self.offset = 0.0
         self.counters: Counter[str] = Counter()
         self.events = events_path(config_path).open("a", buffering=1 << 16)
@@ -207,30 +209,30 @@ class RouterDaemon:
         """The built-in STUN responder: answer as if it stood beyond the router."""
         header = (packet.data[0] & 0x0F) * 4
         try:
-            request = decode(bytes(packet.data[header + 8 :]))
+            request = read_request(bytes(packet.data[header + 8 :]))
         except StunDecodeError as error:
             self.counters["stun_malformed"] += 1
             self.event("stun-malformed", detail=str(error), src=str(packet.src))
             return
         local = Address.of(packet.dst.address, packet.dst.port)
         source = Address.of(packet.src.address, packet.src.port)
-        reply = respond(request, source, local, mtu=STUN_PADDING_MTU)
+        reply = answer(request, source, local, self.stun_grid)
         if reply is None:
             return
         self.counters["stun_answered"] += 1
-        answer = parse(
+        response = parse(
             udp_packet(
                 Endpoint(str(reply.source.ip), reply.source.port),
                 Endpoint(str(reply.destination.ip), reply.destination.port),
                 reply.data,
             )
         )
-        if answer.dst.address in self.external:
+        if response.dst.address in self.external:
             # A LAN host asked: the answer comes back in through the NAT, filtering and all.
-            verdict = self.engine.inbound(answer, self.now())
+            verdict = self.engine.inbound(response, self.now())
             if verdict.action is Action.DROP:
                 return
-        self.send(answer)
+        self.send(response)
 
     # -- events and control ------------------------------------------------------
 

@@ -7,7 +7,6 @@ router's files sit in the lab's state directory (files.py).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -21,7 +20,7 @@ from natlab.router.config import daemon_config
 from natlab.router.control import call
 from natlab.router.daemon import serve
 from natlab.router.files import config_path, log_path, socket_path
-from natlab.router.launch import Launch
+from natlab.router.launch import Launch, exited, log_tail
 from natlab.topology.model import Router, Topology
 
 READY_TIMEOUT = 10.0
@@ -72,24 +71,10 @@ class NatDataplane:
         for daemon in daemons:
             control = socket_path(daemon.config)
             while not control.exists():
-                if _exited(daemon.pid) or time.monotonic() > deadline:
+                if exited(daemon.pid) or time.monotonic() > deadline:
                     raise NatlabError(
                         f"the NAT daemon of router '{daemon.router}' did not start",
-                        fix=f"its log says: {_tail(daemon.log)}",
+                        fix=f"its log says: {log_tail(daemon.log)}",
                     )
                 time.sleep(0.01)
             call(control, {"op": "ping"})
-
-
-def _exited(pid: int) -> bool:
-    try:
-        return os.waitpid(pid, os.WNOHANG)[0] == pid
-    except ChildProcessError:
-        return True
-
-
-def _tail(log: Path, lines: int = 5) -> str:
-    try:
-        return " | ".join(log.read_text().strip().splitlines()[-lines:]) or "(empty)"
-    except OSError:
-        return "(no log)"
