@@ -29,15 +29,18 @@ has not expired, and holds a permission for its source trimmed the same
 way; otherwise it is dropped as no-mapping, expired, filtered-address (no
 permission for the source address) or filtered-port (the address is
 known, not that port). A bounded record of recently expired external
-endpoints tells "expired" from "no mapping".
+endpoints tells "expired" from "no mapping" (a flush starts it afresh).
 
 Time: a mapping lives `timeout` seconds after its last refresh: UDP
 `udp_timeout`, ICMP `icmp_timeout`, TCP `tcp_transitory_timeout` until
 packets have gone both ways, `tcp_established_timeout` after, and
 transitory again once a FIN or RST is seen. Outbound packets refresh;
-inbound ones too when `refresh` is `both`. Expiry is noticed lazily when a
-packet meets an old mapping, and by `expire(now)`; either way a
-MappingExpired event is emitted and the port goes back to the pool.
+inbound ones too when `refresh` is `both`. Expiry is noticed when a packet
+meets an old mapping, by `expire(now)`, and before any new mapping is made
+(so what has lapsed frees its port and its place in the host's limit
+whether or not the caller swept); each time a MappingExpired event is
+emitted and the port goes back to the pool. `expire` costs nothing when
+nothing is due: deadlines sit in a heap.
 
 Hairpinning: an outbound packet to an external address is translated as for
 any destination (source = the sender's external endpoint, RFC 4787 REQ-9),
@@ -79,7 +82,8 @@ is bounded (`events_discarded` counts what fell off).
 
 from __future__ import annotations
 
-import math
+import heapq
+import itertools
 import random
 from collections import deque
 from dataclasses import dataclass, replace
@@ -207,7 +211,6 @@ class NatEngine:
             reserved.setdefault((proto, self._first_external), set()).add(port)
         self._reserved = {pool: frozenset(ports) for pool, ports in reserved.items()}
         self._events: deque[Event] = deque(maxlen=EVENT_BACKLOG)
-        self._tombstones: dict[tuple[int, str, int], tuple[Endpoint, float]] = {}
         self._static_event_at: dict[tuple[int | None, str], float] = {}
         self._now = 0.0
         self.counters: dict[str, int] = dict.fromkeys(
@@ -268,7 +271,11 @@ class NatEngine:
         self._by_external: dict[tuple[int, str, int], Binding] = {}
         self._per_host: dict[str, int] = {}
         self._pairing: dict[str, str] = {}
-        self._earliest_expiry = math.inf
+        self._tombstones: dict[tuple[int, str, int], tuple[Endpoint, float]] = {}
+        # (deadline, tiebreak, binding), deadline never later than the binding's expiry:
+        # refreshes only push expiry later, a shorter TCP timeout pushes a new entry
+        self._deadlines: list[tuple[float, int, Binding]] = []
+        self._tiebreak = itertools.count()
 
     # -- the API the router daemon calls -------------------------------------------------
 
@@ -401,15 +408,17 @@ class NatEngine:
         """Remove the mappings that have expired by `now`; return how many."""
         if now > self._now:
             self._now = now
-        if now < self._earliest_expiry:
-            return 0
-        expired = [b for b in self._by_internal.values() if now >= b.expires_at]
-        for binding in expired:
-            self._expire_binding(binding, now)
-        self._earliest_expiry = min(
-            (b.expires_at for b in self._by_internal.values()), default=math.inf
-        )
-        return len(expired)
+        deadlines, count = self._deadlines, 0
+        while deadlines and deadlines[0][0] <= now:
+            _, _, binding = heapq.heappop(deadlines)
+            if self._by_internal.get(binding.key) is not binding:
+                continue  # already expired lazily, or flushed
+            if now >= binding.expires_at:
+                self._expire_binding(binding, now)
+                count += 1
+            else:
+                self._schedule(binding)
+        return count
 
     def drain_events(self) -> list[Event]:
         """The events since the last drain, oldest first."""
@@ -466,15 +475,12 @@ class NatEngine:
     def _create(self, key: tuple, packet: Packet, now: float) -> Binding | Verdict:
         src, dst, proto = packet.src, packet.dst, packet.proto
         host = src.address
+        self.expire(now)  # what has lapsed frees its port and its place in the host's limit
         limit = self._max_per_host
         if limit is not None and self._per_host.get(host, 0) >= limit:
-            self.expire(now)
-            if self._per_host.get(host, 0) >= limit:
-                return self._exhausted(
-                    packet,
-                    now,
-                    f"{host} already has {limit} mapping(s), its max_mappings_per_host",
-                )
+            return self._exhausted(
+                packet, now, f"{host} already has {limit} mapping(s), its max_mappings_per_host"
+            )
         address = self._pairing.get(host)
         if address is None:
             addresses = self._config.external_addresses
@@ -482,16 +488,14 @@ class NatEngine:
         allocator = self._identifiers if proto == _ICMP else self._ports
         port = allocator.allocate(proto, address, src.port)
         if port is None:
-            self.expire(now)
-            port = allocator.allocate(proto, address, src.port)
-            if port is None:
-                low, high = (0, 65535) if proto == _ICMP else self._behaviour.port_range
-                return self._exhausted(
-                    packet,
-                    now,
-                    f"no free {proto_name(proto)} port left on {address} in {low}-{high}"
-                    + (" with the parity of " + str(src.port) if self._behaviour.parity else ""),
-                )
+            if proto == _ICMP:
+                what = f"no free icmp identifier left on {address}"
+            else:
+                low, high = self._behaviour.port_range
+                what = f"no free {proto_name(proto)} port left on {address} in {low}-{high}"
+                if self._behaviour.parity:
+                    what += f" with the parity of {src.port}"
+            return self._exhausted(packet, now, what)
         tcp = TcpState.OPENING if proto == _TCP else None
         binding = Binding(
             key, proto, src, Endpoint(address, port), key[3], now, self._timeout(proto, tcp), tcp
@@ -500,8 +504,7 @@ class NatEngine:
         self._by_internal[key] = binding
         self._by_external[(proto, address, port)] = binding
         self._per_host[host] = self._per_host.get(host, 0) + 1
-        self._tombstones.pop((proto, address, port), None)
-        self._earliest_expiry = min(self._earliest_expiry, binding.expires_at)
+        self._schedule(binding)
         self.counters["mappings_created"] += 1
         self._emit(MappingCreated(now, Proto(proto), src, binding.external, dst))
         return binding
@@ -620,6 +623,9 @@ class NatEngine:
             self._emit(Hairpinned(now, Proto(proto), sender, src_external, dst, internal))
         return _HAIRPIN
 
+    def _schedule(self, binding: Binding) -> None:
+        heapq.heappush(self._deadlines, (binding.expires_at, next(self._tiebreak), binding))
+
     def _expire_binding(self, binding: Binding, now: float) -> None:
         proto, (address, port) = binding.proto, binding.external
         del self._by_internal[binding.key]
@@ -629,6 +635,8 @@ class NatEngine:
         self._per_host[host] -= 1
         if not self._per_host[host]:
             del self._per_host[host]
+        # newest last, so the oldest is the first to go when the record is full
+        self._tombstones.pop((proto, address, port), None)
         if len(self._tombstones) >= TOMBSTONES:
             del self._tombstones[next(iter(self._tombstones))]
         self._tombstones[(proto, address, port)] = (binding.internal, binding.expires_at)
@@ -674,8 +682,11 @@ class NatEngine:
     def _tcp_state(self, binding: Binding, state: TcpState) -> None:
         if binding.tcp is not state:
             binding.tcp = state
-            binding.timeout = self._timeout(_TCP, state)
-            self._earliest_expiry = min(self._earliest_expiry, binding.expires_at)
+            timeout = self._timeout(_TCP, state)
+            shorter = timeout < binding.timeout
+            binding.timeout = timeout
+            if shorter:
+                self._schedule(binding)
 
     # -- ICMP errors -------------------------------------------------------------------------
 

@@ -67,12 +67,8 @@ def proto_name(proto: int) -> str:
 def _json_value(value: Any) -> Any:
     if isinstance(value, Endpoint):
         return str(value)
-    if isinstance(value, Proto):
-        return str(value)
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, tuple):
-        return [_json_value(v) for v in value]
     return value
 
 

@@ -38,8 +38,10 @@ receiving host drops it as it would without a NAT. Anything malformed raises
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
+from functools import lru_cache
 from typing import NamedTuple
 
 from natlab.core.checksum import incremental_update
@@ -80,13 +82,25 @@ class PacketError(Exception):
     """The bytes are not a well-formed IPv4 packet; the message says what is wrong."""
 
 
+@lru_cache(maxsize=4096)
 def address_bytes(address: str) -> bytes:
-    """The four bytes of a dotted-quad IPv4 address."""
+    """The four bytes of a dotted-quad IPv4 address (cached: a NAT writes the same few)."""
     return bytes(int(part) for part in address.split("."))
 
 
+_U32 = struct.Struct("!I").unpack_from
+_DOTTED: dict[int, str] = {}  # a NAT sees few addresses: one string each, not one per packet
+_DOTTED_MAX = 65536
+
+
 def _address(buf: bytearray, offset: int) -> str:
-    return f"{buf[offset]}.{buf[offset + 1]}.{buf[offset + 2]}.{buf[offset + 3]}"
+    key = _U32(buf, offset)[0]
+    text = _DOTTED.get(key)
+    if text is None:
+        if len(_DOTTED) >= _DOTTED_MAX:
+            _DOTTED.clear()
+        text = _DOTTED[key] = f"{buf[offset]}.{buf[offset + 1]}.{buf[offset + 2]}.{buf[offset + 3]}"
+    return text
 
 
 def _u16(buf: bytearray, offset: int) -> int:
@@ -107,17 +121,15 @@ class _Checksum:
     covered_by: _Checksum | None = None
 
     def update(self, buf: bytearray, old: bytes, new: bytes) -> None:
-        current = _u16(buf, self.offset)
+        offset = self.offset
+        current = (buf[offset] << 8) | buf[offset + 1]
         if self.optional and current == 0:
             return
         value = incremental_update(current, old, new)
         if self.optional and value == 0:
             value = 0xFFFF
-        _write(buf, self.offset, value.to_bytes(2, "big"), self._covering)
-
-    @property
-    def _covering(self) -> tuple[_Checksum, ...]:
-        return () if self.covered_by is None else (self.covered_by,)
+        covering = () if self.covered_by is None else (self.covered_by,)
+        _write(buf, offset, value.to_bytes(2, "big"), covering)
 
 
 def _write(buf: bytearray, offset: int, new: bytes, checksums: tuple[_Checksum, ...]) -> None:
@@ -214,7 +226,7 @@ def _parse_ip(buf: bytearray, start: int, container: _Checksum | None) -> Packet
 
 
 def _present(*checksums: _Checksum | None) -> tuple[_Checksum, ...]:
-    return tuple(c for c in checksums if c is not None)
+    return tuple(filter(None, checksums))
 
 
 def _set_ports(

@@ -54,6 +54,9 @@ class PortAllocator:
         self._used_by_parity: dict[tuple[int, str, int], int] = {}
         self._capacity: dict[tuple[int, str, int], int] = {}
         self._cursor: dict[tuple[int, str], int] = {}
+        # preserve: where the search from a taken internal port may resume; any
+        # release in the pool forgets them, so "next free" stays exact
+        self._resume: dict[tuple[int, str], dict[tuple[int, int | None], int]] = {}
 
     def allocate(self, proto: int, address: str, internal_port: int) -> int | None:
         """A free external port for a new mapping from `internal_port`; None if none is left."""
@@ -63,22 +66,29 @@ class PortAllocator:
             return None
         used = self._used.setdefault(pool, set())
         reserved = self._reserved.get(pool, frozenset())
+        start = self._start(pool, internal_port)
+        if self._mode is PortAssignment.PRESERVE:
+            resume = self._resume.setdefault(pool, {})
+            origin = (start, parity)
+            start = resume.get(origin, start)
         port = next(
-            p
-            for p in self._candidates(self._start(pool, internal_port), parity)
-            if p not in used and p not in reserved
+            p for p in self._candidates(start, parity) if p not in used and p not in reserved
         )
         used.add(port)
         key = (proto, address, port & 1)
         self._used_by_parity[key] = self._used_by_parity.get(key, 0) + 1
+        following = port + 1 if port < self._high else self._low
         if self._mode is PortAssignment.SEQUENTIAL:
-            self._cursor[pool] = port + 1 if port < self._high else self._low
+            self._cursor[pool] = following
+        elif self._mode is PortAssignment.PRESERVE:
+            resume[origin] = following
         return port
 
     def release(self, proto: int, address: str, port: int) -> None:
         """Give back a port that `allocate` handed out."""
         self._used[(proto, address)].remove(port)
         self._used_by_parity[(proto, address, port & 1)] -= 1
+        self._resume.pop((proto, address), None)
 
     def _start(self, pool: tuple[int, str], internal_port: int) -> int:
         if self._mode is PortAssignment.PRESERVE:
