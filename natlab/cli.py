@@ -59,15 +59,27 @@ _dataplane_option = click.option(
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--name", help="Lab name (default: the topology's name); run copies side by side.")
 @_dataplane_option
-def up(file: str, name: str | None, dataplane: str) -> None:
+@click.option(
+    "--verify",
+    "check",
+    is_flag=True,
+    help="Then probe every NAT router with STUN; exit 1 if one differs from the topology.",
+)
+def up(file: str, name: str | None, dataplane: str, check: bool) -> None:
     """Bring the topology in FILE up as network namespaces."""
     from natlab.lab import Lab
     from natlab.render import print_table, status_table
 
     lab = Lab.from_file(file, name, dataplane)
-    lab.up()
+    try:
+        lab.up()
+    except KeyboardInterrupt:
+        click.echo("natlab: interrupted; what was built is removed again", err=True)
+        sys.exit(130)
     print_table(status_table(lab.status()))
     click.echo(f"\nlab '{lab.name}' is up: natlab exec NODE -- CMD, natlab down {lab.name}")
+    if check:
+        _verify(lab.name)
 
 
 @cli.command()
@@ -75,7 +87,8 @@ def up(file: str, name: str | None, dataplane: str) -> None:
 @click.option("--all", "everything", is_flag=True, help="Take down every lab natlab recorded.")
 def down(lab: str | None, everything: bool) -> None:
     """Take LAB down (the only lab up, if not named): processes, namespaces, state."""
-    from natlab.lab import Lab, down_all
+    from natlab.lab import down as take_down
+    from natlab.lab import down_all
 
     if everything:
         if lab:
@@ -88,9 +101,7 @@ def down(lab: str | None, everything: bool) -> None:
         if not removed and not skipped:
             click.echo("no lab was up")
         return
-    target = Lab.attach(lab)
-    target.down()
-    click.echo(f"lab '{target.name}' is down")
+    click.echo(f"lab '{take_down(lab)}' is down")
 
 
 @cli.command()
@@ -173,6 +184,95 @@ def reach(file: str | None, name: str | None, dataplane: str) -> None:
         click.secho(f"  {probe.source} {should} {probe.target} ({probe.address})", fg="red")
     if wrong:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("node")
+@click.option("--lab", help="The lab NODE is in (default: the only lab up).")
+@click.option(
+    "--server",
+    metavar="HOST|ADDR[:PORT]",
+    help="STUN server: a node of the lab or an address "
+    "(default: the lab's STUN server, else NODE's router's own).",
+)
+@click.option("--lifetime", is_flag=True, help="Also measure the binding lifetime (lab clock).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def probe(node: str, lab: str | None, server: str | None, lifetime: bool, as_json: bool) -> None:
+    """What NAT does NODE sit behind? RFC 5780 discovery from inside NODE.
+
+    \b
+    natlab probe phone-b
+    natlab probe phone-b --server main --lifetime
+    --lifetime advances the lab's clock (every router's mappings age) instead of waiting.
+    """
+    from rich.table import Table
+
+    from natlab.lab import Lab, require_root
+    from natlab.render import print_table
+    from natlab.scenario.probe import probe as run_probe
+    from natlab.scenario.probe import summary
+
+    require_root("natlab probe")
+    report = run_probe(Lab.attach(lab), node, server, lifetime)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    table = Table(title=f"NAT behaviour seen from {node}", title_justify="left")
+    table.add_column("")
+    table.add_column("seen")
+    for row in summary(report):
+        table.add_row(*row)
+    print_table(table)
+
+
+@cli.command()
+@click.argument("lab", required=False)
+def verify(lab: str | None) -> None:
+    """Probe every NAT router of LAB with STUN: does it do what the topology says?
+
+    Exits 1, naming the router and the axis, if one does not; the lab stays up.
+    """
+    from natlab.lab import require_root
+
+    require_root("natlab verify")
+    _verify(lab)
+
+
+def _verify(name: str | None) -> None:
+    """Print each router's verdict; exit 1 on any mismatch. The lab stays up either way."""
+    from natlab.lab import Lab
+    from natlab.scenario.verify import verify as run_verify
+
+    lab = Lab.attach(name)
+    click.echo(
+        f"verifying lab '{lab.name}' (it stays up whatever this finds): "
+        "probing every NAT router with STUN..."
+    )
+    results = run_verify(lab)
+    for result in results:
+        seen = ", ".join(f"{check.axis} {check.observed}" for check in result.checks)
+        if result.host is None:
+            click.echo(f"  router {result.router}: skipped")
+        elif result.mismatches:
+            click.secho(f"  router {result.router} (from {result.host}): {seen}", fg="red")
+        else:
+            click.echo(f"  router {result.router} (from {result.host}): {seen}: as declared")
+        for check in result.mismatches:
+            click.secho(
+                f"    router {result.router}: {check.axis}: "
+                f"expected {check.expected}, observed {check.observed}",
+                fg="red",
+            )
+        for note in result.notes:
+            click.echo(f"    note: {note}")
+    if any(result.mismatches for result in results):
+        click.secho(
+            f"lab '{lab.name}' does not behave as its topology says; "
+            f"it stays up: natlab down {lab.name}",
+            fg="red",
+        )
+        sys.exit(1)
+    click.echo(f"lab '{lab.name}' behaves as its topology says")
 
 
 @cli.group()
@@ -291,6 +391,120 @@ def clock_advance(args: tuple[str, ...]) -> None:
         click.echo(f"router {router}: clock advanced {seconds:g} s to {now:.1f} s")
 
 
+_json_file = click.option(
+    "--json", "json_file", type=click.Path(dir_okay=False), help="Also write the results as JSON."
+)
+_junit_file = click.option(
+    "--junit", "junit_file", type=click.Path(dir_okay=False), help="Also write JUnit XML (CI)."
+)
+
+
+@cli.command()
+@click.argument("scenario", type=click.Path(dir_okay=False))
+@_json_file
+@_junit_file
+def run(scenario: str, json_file: str | None, junit_file: str | None) -> None:
+    """Run SCENARIO (scenarios/*.yaml) in a lab of its own and check its expectations.
+
+    Exits 1 when an expectation fails, saying which packets the routers
+    dropped during the call, where and why. The lab is always taken down.
+    """
+    from rich.markup import escape
+
+    from natlab.lab import require_root
+    from natlab.render import Live, print_line, print_table, scenario_table, step_line
+    from natlab.scenario.model import load_scenario
+    from natlab.scenario.reports import write_json, write_junit
+    from natlab.scenario.runner import run_scenario
+
+    loaded = load_scenario(scenario)
+    require_root("natlab run")
+    with Live() as live:
+        live.done(
+            f"scenario {escape(loaded.name)}"
+            + (f": {escape(loaded.about)}" if loaded.about else "")
+        )
+        result = run_scenario(
+            loaded,
+            progress=lambda text, step: (
+                live.now(text) if step is None else live.done(step_line(step))
+            ),
+        )
+    print_table(scenario_table(result))
+    for step in result.steps:
+        media = (step.report or {}).get("verdict")
+        if step.explanation and (not step.passed or media != "two-way"):
+            print_line(f"\nstep {step.index + 1}, {escape(step.text)}: what happened")
+            for line in step.explanation:
+                print_line(f"  {escape(line)}")
+    if json_file:
+        write_json(json_file, result)
+    if junit_file:
+        write_junit(junit_file, result)
+    if not result.passed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "--types",
+    multiple=True,
+    metavar="TYPE,...",
+    help="NAT types to pair (default: full-cone, restricted, port-restricted, symmetric, public).",
+)
+@click.option("--relay", is_flag=True, help="Relay every call through the PBX: every pair works.")
+@click.option("--jobs", type=int, help="Labs at a time (default: 2, or the number of CPUs).")
+@_json_file
+@_junit_file
+def matrix(
+    types: tuple[str, ...],
+    relay: bool,
+    jobs: int | None,
+    json_file: str | None,
+    junit_file: str | None,
+) -> None:
+    """Call phone-b -> phone-c across every pair of NAT types, against the reference matrix.
+
+    On main-branch, branch1 (phone-b's router) and branch2 (phone-c's) take
+    every pair of types, each pair in a lab of its own. The reference (the
+    field's): media flows both ways for every pair but symmetric against
+    port-restricted or symmetric, and for every pair through a relay. Exits
+    1 when a pair does otherwise, with the explanation for it.
+    """
+    from rich.markup import escape
+
+    from natlab.lab import require_root
+    from natlab.render import Live, matrix_table, pair_line, print_line, print_table
+    from natlab.scenario.expectations import TYPES
+    from natlab.scenario.matrix import PairResult, check_types, default_jobs, run_matrix
+    from natlab.scenario.reports import write_json, write_junit
+
+    chosen = check_types([t for text in types for t in text.split(",") if t] or TYPES)
+    require_root("natlab matrix")
+    total, finished = len(chosen) ** 2, []
+
+    def progress(pair: PairResult) -> None:
+        finished.append(pair)
+        live.done(pair_line(pair))
+        live.now(f"{len(finished)} of {total} pairs done")
+
+    with Live() as live:
+        live.now(f"{total} pairs, {jobs or default_jobs()} labs at a time")
+        result = run_matrix(chosen, relay, jobs, progress)
+    print_table(matrix_table(result))
+    for pair in result.pairs:
+        if not pair.passed:
+            print_line(f"\n{pair.caller_type} x {pair.callee_type}: why")
+            for line in pair.explanation:
+                print_line(f"  {escape(line)}")
+    if json_file:
+        write_json(json_file, result)
+    if junit_file:
+        write_junit(junit_file, result)
+    if not result.passed:
+        sys.exit(1)
+
+
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
@@ -327,7 +541,7 @@ def main() -> None:
         click.secho(f"natlab: error: {error}", fg="red", err=True)
         sys.exit(error.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("natlab: interrupted; nothing was left behind", err=True)
+        click.echo("natlab: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as error:
         error.show()

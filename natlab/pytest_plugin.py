@@ -16,6 +16,7 @@ import pytest
 
 from natlab.lab import Lab
 from natlab.lab.build import planned_namespaces
+from natlab.lab.naming import state_root
 from natlab.plumbing import namespaces
 from natlab.topology import Topology, load_topology
 
@@ -62,4 +63,4 @@ def natlab_lab() -> Iterator[Callable[..., Lab]]:
     for lab in labs:
         left = [n for n in planned_namespaces(lab.topology, lab.name) if namespaces.exists(n)]
         assert not left, f"lab {lab.name} left namespaces behind: {left}"
-        assert not (Path("/run/natlab") / lab.name).exists(), f"lab {lab.name} left its state"
+        assert not (state_root() / lab.name).exists(), f"lab {lab.name} left its state"

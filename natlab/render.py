@@ -1,4 +1,4 @@
-"""Tables for people: what a lab looks like, what reached what."""
+"""Tables for people: what a lab looks like, what reached what, what a scenario found."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from natlab.topology.model import Host, Router, Topology
 from natlab.topology.routing import plan_routes
 
 if TYPE_CHECKING:  # reading a topology must not load the lab and its netlink code
+    from natlab.scenario.matrix import MatrixResult, PairResult
     from natlab.scenario.reachability import Probe
+    from natlab.scenario.runner import ScenarioResult, StepResult
 
 
 def topology_table(topology: Topology, title: str) -> Table:
@@ -140,6 +142,111 @@ def event_line(event: dict) -> str:
     detail = escape(event.get("detail", ""))
     kind = f"[{colour}]{event['kind']}{reason}[/]"
     return f"{event['at']:>10.3f}  {event.get('router', ''):<10} {kind}  {detail}"
+
+
+def step_line(step: StepResult) -> str:
+    """A finished scenario step, as `natlab run` prints it while the scenario goes on."""
+    mark = "[green]passed[/]" if step.passed else "[red]FAILED[/]"
+    where = f" (line {step.line})" if step.line else ""
+    line = f"{mark}  {step.index + 1}. {escape(step.text)}{where}  [dim]{step.seconds:.1f} s[/]"
+    if step.error:
+        line += f"\n        [red]{escape(step.error)}[/]"
+    for check in step.checks:
+        if not check.ok:
+            line += (
+                f"\n        [red]{escape(check.what)}: expected {escape(check.expected)}, "
+                f"observed {escape(check.observed)}[/]"
+            )
+    return line
+
+
+def scenario_table(result: ScenarioResult) -> Table:
+    """Each step's expectations against what was observed."""
+    verdict = "[green]passed[/]" if result.passed else "[red]FAILED[/]"
+    table = Table(
+        title=f"scenario {escape(result.name)} ({escape(result.source)}): {verdict} "
+        f"in {result.seconds:.1f} s, lab {result.lab}",
+        title_justify="left",
+    )
+    for column in ("step", "check", "expected", "observed", "time"):
+        table.add_column(column)
+    if result.error:
+        table.add_row("lab up", "", "", f"[red]{escape(result.error)}[/]", "")
+    for step in result.steps:
+        rows = [(c.what, c.expected, c.observed, c.ok) for c in step.checks]
+        if step.error:
+            rows.append(("ran", "yes", step.error, False))
+        for index, (what, expected, observed, ok) in enumerate(rows or [("", "", "done", True)]):
+            colour = "green" if ok else "red"
+            table.add_row(
+                f"{step.index + 1}. {escape(step.text)}" if index == 0 else "",
+                escape(what),
+                escape(expected),
+                f"[{colour}]{escape(observed)}[/]",
+                f"{step.seconds:.1f} s" if index == 0 else "",
+                end_section=index == max(len(rows), 1) - 1,
+            )
+    return table
+
+
+def pair_line(pair: PairResult) -> str:
+    """A finished pair of the matrix, as `natlab matrix` prints it while the rest run."""
+    mark = "[green]as expected[/]" if pair.passed else "[red]NOT AS EXPECTED[/]"
+    return (
+        f"{mark}  {pair.caller_type} x {pair.callee_type}: {escape(pair.observed)} "
+        f"(expected {pair.expected})  [dim]{pair.result.seconds:.1f} s[/]"
+    )
+
+
+def matrix_table(result: MatrixResult) -> Table:
+    """Rows: the caller's NAT type (branch1); columns: the callee's (branch2); cells: verdicts."""
+    wrong = sum(not pair.passed for pair in result.pairs)
+    relay = " through the PBX's media relay" if result.relay else ""
+    table = Table(
+        title=f"NAT matrix: phone-b (behind branch1) calls phone-c (behind branch2){relay}; "
+        f"{len(result.pairs)} pairs, "
+        + (f"[red]{wrong} not as expected[/]" if wrong else "[green]all as expected[/]")
+        + f" ({result.seconds:.1f} s, {result.jobs} labs at a time)",
+        title_justify="left",
+    )
+    table.add_column("branch1 \\ branch2")
+    for kind in result.types:
+        table.add_column(kind, justify="center")
+    cells = {(p.caller_type, p.callee_type): p for p in result.pairs}
+    for caller in result.types:
+        row = []
+        for callee in result.types:
+            pair = cells[(caller, callee)]
+            if pair.passed:
+                row.append(f"[green]{escape(pair.observed)}[/]")
+            else:
+                row.append(f"[red]{escape(pair.observed)}\n(expected {pair.expected})[/]")
+        table.add_row(caller, *row)
+    return table
+
+
+class Live:
+    """A spinner naming what runs now, with finished lines printed above it.
+
+    Without a terminal (CI logs) only the finished lines are printed.
+    """
+
+    def __init__(self) -> None:
+        self.console = Console(highlight=False, soft_wrap=True)
+        self.status = self.console.status("")
+
+    def __enter__(self) -> Live:
+        self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.status.__exit__(*exc)
+
+    def now(self, text: str) -> None:
+        self.status.update(escape(text))
+
+    def done(self, markup: str) -> None:
+        self.console.print(markup)
 
 
 def print_table(table: Table) -> None:

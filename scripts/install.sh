@@ -15,6 +15,8 @@ packages=(
     iproute2 iputils-ping ethtool     # inspecting and using a lab
     tcpdump tshark nftables           # captures in tests, debugging a router
     ruby                              # syntax check of the Vagrantfile
+    stun-client coturn                # STUN clients natlab did not write, for its tests:
+                                      # stun (RFC 3489), turnutils_natdiscovery (RFC 5780)
 )
 missing=()
 for package in "${packages[@]}"; do
@@ -25,6 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# coturn is here for its client tools only: its TURN server must not run on this machine.
+if [ -d /run/systemd/system ]; then
+    systemctl disable --now coturn.service >/dev/null 2>&1 || true
 fi
 
 python=${PYTHON:-python3}

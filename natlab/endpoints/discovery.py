@@ -1,6 +1,7 @@
 """RFC 5780 NAT behaviour discovery: mapping, filtering, hairpinning, binding lifetime.
 
-    python -m natlab.endpoints.discovery --server ADDR[:PORT] [--json] [--lifetime SECONDS]
+    python -m natlab.endpoints.discovery --server ADDR[:PORT] [--json]
+                                         [--lifetime SECONDS [--resolution SECONDS] [--lab-clock]]
 
 The decisions are pure functions of the answers (mapping_of, filtering_of,
 classic_name, search_lifetime); `discover` runs the tests in order over a
@@ -26,6 +27,11 @@ mapping *and* filtering, a NAT that hairpins may still be reported as not.
 A mapped address equal to the local one means no NAT: the mapping is
 endpoint-independent and the classic name is "open internet" (or
 "firewall" if something filters).
+
+The lifetime test idles for up to minutes per step on a real clock. With
+--lab-clock it does not sleep: it prints "advance SECONDS" on stdout and
+waits for a line on stdin, and whoever runs it (natlab.scenario.probe)
+advances the lab's clock that far, which ages the NAT's mappings at once.
 """
 
 from __future__ import annotations
@@ -285,9 +291,14 @@ class UdpProber:
         self.sleep = sleep  # the lab may pass its own clock's
 
     @classmethod
-    def towards(cls, server: Address, timing: Timing = LAB_TIMING) -> UdpProber:
+    def towards(
+        cls,
+        server: Address,
+        timing: Timing = LAB_TIMING,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> UdpProber:
         """A prober whose test socket has the local IP this node routes to `server` from."""
-        return cls(StunClient.open(route_source(server), timing))
+        return cls(StunClient.open(route_source(server), timing), sleep)
 
     def __enter__(self) -> UdpProber:
         return self
@@ -357,16 +368,30 @@ class UdpProber:
             )
 
 
+ADVANCE = "advance"  # --lab-clock: "advance SECONDS" asks the caller to move the lab's clock
+
+
+def advance_lab_clock(seconds: float) -> None:
+    """Sleep on the lab's clock: ask the caller to advance it, and wait until it says it did."""
+    print(f"{ADVANCE} {seconds!r}", flush=True)
+    if not sys.stdin.readline():
+        raise NatlabError(
+            "nobody answered 'advance' on stdin",
+            fix="--lab-clock is for natlab probe, which advances the lab's clock; drop it",
+        )
+
+
 def probe(
     server: str,
     *,
     timing: Timing = LAB_TIMING,
     hairpin: bool = True,
     lifetime: LifetimeSearch | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Report:
     """Discover against `server` ("ADDR[:PORT]" or a name) from this node."""
     address = resolve([server])[0]
-    with UdpProber.towards(address, timing) as prober:
+    with UdpProber.towards(address, timing, sleep) as prober:
         return discover(prober, address, hairpin=hairpin, lifetime=lifetime)
 
 
@@ -392,18 +417,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="SECONDS",
         help="also bisect the idle binding lifetime up to SECONDS (slow on a real clock)",
     )
+    parser.add_argument(
+        "--resolution",
+        type=float,
+        metavar="SECONDS",
+        help="stop bisecting the lifetime at this precision (default: SECONDS/32)",
+    )
+    parser.add_argument(
+        "--lab-clock",
+        action="store_true",
+        help="wait by asking for the lab clock to advance (stdout/stdin), never sleep",
+    )
     parser.add_argument("--tries", type=int, default=LAB_TIMING.tries)
     parser.add_argument("--interval", type=float, default=LAB_TIMING.interval, metavar="SECONDS")
     args = parser.parse_args(argv)
     lifetime = None
     if args.lifetime is not None:
-        lifetime = LifetimeSearch(args.lifetime, max(args.lifetime / 32, 0.1))
+        resolution = args.resolution or max(args.lifetime / 32, 0.1)
+        lifetime = LifetimeSearch(args.lifetime, resolution)
     try:
         report = probe(
             args.server,
             timing=Timing(args.tries, args.interval),
             hairpin=not args.no_hairpin,
             lifetime=lifetime,
+            sleep=advance_lab_clock if args.lab_clock else time.sleep,
         )
     except NatlabError as error:
         print(f"error: {error}", file=sys.stderr)

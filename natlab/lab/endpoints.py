@@ -1,9 +1,18 @@
 """The processes a lab starts for its hosts' roles, and how it knows they serve.
 
-A `stun-server` host runs the lab's public STUN server on its two addresses
-and ports 3478 and 3479 (natlab.endpoints.stun_server). Each endpoint logs
-to hosts/NAME.log in the lab's state directory and says "ready" there once
-it serves; `up` returns only after every endpoint did.
+- `stun-server`: the lab's public STUN server on its two addresses and ports
+  3478 and 3479 (natlab.endpoints.stun_server);
+- `turn-server`: coturn, as public TURN services configure it (natlab.endpoints.turn);
+- `pbx`: registrar, signalling and media relay (natlab.endpoints.pbx), with
+  TLS certificates from a CA made for this lab (ca/ in its state directory);
+- `phone`: a phone (natlab.endpoints.phone) that registers with the PBX:
+  at its LAN address when the phone's network sees it, else through the
+  router that forwards TCP 5060/5061 to it, as a remote phone would.
+
+Each endpoint logs to hosts/NAME.log in the lab's state directory and says
+"ready" there once it serves; `up` returns only after every endpoint did.
+A phone is ready once its control socket (hosts/NAME.sock) answers; it
+registers in the background, and its status (or `natlab status`) says when.
 """
 
 from __future__ import annotations
@@ -12,18 +21,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
-from natlab.endpoints import stun_server
+from natlab.endpoints import pbx, phone, stun_server, tls, turn
+from natlab.endpoints.signalling import Endpoint, ask, format_endpoint
 from natlab.errors import NatlabError
 from natlab.router.launch import exited, log_tail
-from natlab.topology.model import Role, Topology
+from natlab.topology.model import Host, Role, Router, Topology
+from natlab.topology.routing import sees
 
-STUN_SERVER = "stun server"  # what the ledger calls the process
+STUN_SERVER = "stun server"  # what the ledger calls each process
+TURN_SERVER = "turn server"
+PBX = "pbx"
+PHONE = "phone"
 READY = "ready"
 READY_TIMEOUT = 10.0
+STATUS_TIMEOUT = 1.0
 
 Launch = Callable[[str, Callable[[], object], Path, str], int]
+Translates = Callable[[Router], bool]
 
 
 @dataclass(frozen=True)
@@ -31,18 +48,51 @@ class Started:
     host: str
     pid: int
     log: Path
+    what: str = STUN_SERVER
 
 
-def start_endpoints(topology: Topology, directory: Path, launch: Launch) -> list[Started]:
-    started = []
-    for host in topology.hosts.values():
-        if host.role is not Role.STUN_SERVER:
-            continue
+def hosts_dir(directory: Path) -> Path:
+    return directory / "hosts"
+
+
+def control_path(directory: Path, host: str) -> Path:
+    """The control socket of a PBX or phone host, in the lab's state directory."""
+    return hosts_dir(directory) / f"{host}.sock"
+
+
+def ca_dir(directory: Path) -> Path:
+    return directory / "ca"
+
+
+def start_endpoints(
+    topology: Topology, directory: Path, launch: Launch, translates: Translates
+) -> list[Started]:
+    """Start every role's process (all at once); wait_ready() tells when they serve."""
+    hosts_dir(directory).mkdir(parents=True, exist_ok=True)
+    pbxs = _hosts(topology, Role.PBX)
+    phones = _hosts(topology, Role.PHONE)
+    if pbxs:
+        _make_certificates(topology, directory, pbxs, phones)
+    argvs: list[tuple[Host, str, Callable[[], object]]] = []
+    for host in _hosts(topology, Role.STUN_SERVER):
         argv = [arg for a in host.interfaces[0].addresses for arg in ("--address", str(a.ip))]
-        log = directory / "hosts" / f"{host.name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        pid = launch(host.name, partial(stun_server.main, argv), log, STUN_SERVER)
-        started.append(Started(host.name, pid, log))
+        argvs.append((host, STUN_SERVER, partial(stun_server.main, argv)))
+    for host in _hosts(topology, Role.TURN_SERVER):
+        state = hosts_dir(directory) / f"{host.name}.turn"
+        state.mkdir(exist_ok=True)
+        argv = ["--address", str(host.interfaces[0].address), "--config", str(state / "turn.conf")]
+        argvs.append((host, TURN_SERVER, partial(turn.main, argv)))
+    for host in pbxs:
+        argvs.append(
+            (host, PBX, partial(pbx.main, pbx_argv(topology, host, directory, translates)))
+        )
+    for host in phones:
+        argv = phone_argv(topology, host, directory, translates)
+        argvs.append((host, PHONE, partial(phone.main, argv)))
+    started = []
+    for host, what, run in argvs:
+        log = hosts_dir(directory) / f"{host.name}.log"
+        started.append(Started(host.name, launch(host.name, run, log, what), log, what))
     return started
 
 
@@ -52,7 +102,7 @@ def wait_ready(started: list[Started], timeout: float = READY_TIMEOUT) -> None:
         while not _said_ready(endpoint.log):
             if exited(endpoint.pid) or time.monotonic() > deadline:
                 raise NatlabError(
-                    f"the STUN server of host '{endpoint.host}' did not start",
+                    f"the {endpoint.what} of host '{endpoint.host}' did not start",
                     fix=f"its log says: {log_tail(endpoint.log)}",
                 )
             time.sleep(0.01)
@@ -63,3 +113,146 @@ def _said_ready(log: Path) -> bool:
         return any(line.startswith(READY) for line in log.read_text().splitlines())
     except FileNotFoundError:
         return False
+
+
+def phone_states(topology: Topology, directory: Path) -> dict[str, dict]:
+    """Each phone's own status ({"registered": ...}); a phone that does not answer says why."""
+    states = {}
+    for host in _hosts(topology, Role.PHONE):
+        try:
+            states[host.name] = ask(
+                control_path(directory, host.name), {"op": "status"}, STATUS_TIMEOUT
+            )
+        except NatlabError as error:
+            states[host.name] = {"registered": False, "error": error.problem}
+    return states
+
+
+# -- who talks to whom, from the topology alone ------------------------------------------------
+
+
+def _hosts(topology: Topology, role: Role) -> list[Host]:
+    return [host for host in topology.hosts.values() if host.role is role]
+
+
+def _gateway(topology: Topology, host: Host) -> Router | None:
+    gateway = topology.segments[host.interfaces[0].segment].gateway
+    return None if gateway is None else topology.routers[gateway]
+
+
+def _forwarded(router: Router, proto: str, host: str, port: int) -> int | None:
+    """The router's external port that a static map sends to host's internal port, if any."""
+    for forward in router.forwards:
+        low, high = forward.internal_ports
+        if forward.proto == proto and forward.host == host and low <= port <= high:
+            return forward.external_ports[0] + port - low
+    return None
+
+
+def pbx_endpoints(
+    topology: Topology, caller: Host, server: Host, translates: Translates
+) -> tuple[Endpoint | None, Endpoint | None]:
+    """Where caller reaches the PBX over TCP and over TLS (None: it cannot).
+
+    Its own address from a network that sees the PBX's; otherwise the WAN
+    address of the PBX's router, if that router forwards the port to it.
+    """
+    segment = server.interfaces[0].segment
+    if sees(topology, translates, caller, segment):
+        address = str(server.interfaces[0].address)
+        return (address, pbx.SIP_PORT), (address, pbx.SIPS_PORT)
+    router = _gateway(topology, server)
+    if router is None or not sees(topology, translates, caller, router.wan.segment):
+        return None, None
+    wan = str(router.wan.address)
+    found = [_forwarded(router, "tcp", server.name, port) for port in (pbx.SIP_PORT, pbx.SIPS_PORT)]
+    plain, secure = (None if port is None else (wan, port) for port in found)
+    return plain, secure
+
+
+def pbx_argv(
+    topology: Topology, server: Host, directory: Path, translates: Translates
+) -> list[str]:
+    address = server.interfaces[0].address
+    argv = ["--name", server.name, "--address", str(address)]
+    argv += ["--control", str(control_path(directory, server.name))]
+    argv += ["--tls-port", str(pbx.SIPS_PORT), "--ca", str(ca_dir(directory))]
+    for network in local_networks(topology, server, translates):
+        argv += ["--local", str(network)]
+    router = _gateway(topology, server)
+    if router is not None and translates(router):
+        argv += ["--public", str(router.wan.address)]
+        relay = next(
+            (f for f in router.forwards if f.proto == "udp" and f.host == server.name), None
+        )
+        if relay is not None:
+            low, high = relay.internal_ports
+            offset = relay.external_ports[0] - low
+            argv += ["--relay-ports", f"{low}-{high}", "--relay-public-offset", str(offset)]
+    return argv
+
+
+def local_networks(topology: Topology, server: Host, translates: Translates) -> list[IPv4Network]:
+    """The subnets whose hosts reach the PBX at its own address (no NAT in between)."""
+    segment = server.interfaces[0].segment
+    return [
+        topology.segments[name].subnet
+        for name in topology.segments
+        if any(
+            host.interfaces[0].segment == name and sees(topology, translates, host, segment)
+            for host in topology.hosts.values()
+        )
+    ]
+
+
+def stun_servers(topology: Topology) -> list[Endpoint]:
+    """Every STUN service of the lab: the public servers, then the routers' responders."""
+    found = [(str(host.interfaces[0].address), 3478) for host in _hosts(topology, Role.STUN_SERVER)]
+    found += [
+        (str(router.wan.address), router.stun.port)
+        for router in topology.routers.values()
+        if router.stun is not None
+    ]
+    return found
+
+
+def phone_argv(
+    topology: Topology, host: Host, directory: Path, translates: Translates
+) -> list[str]:
+    argv = ["--name", host.name, "--address", str(host.interfaces[0].address)]
+    argv += ["--control", str(control_path(directory, host.name))]
+    argv += ["--ca", str(ca_dir(directory))]
+    servers = _hosts(topology, Role.PBX)
+    if servers:
+        plain, secure = pbx_endpoints(topology, host, servers[0], translates)
+        if plain is not None:
+            argv += ["--pbx", format_endpoint(plain)]
+        if secure is not None:
+            argv += ["--pbx-tls", format_endpoint(secure)]
+    for server in stun_servers(topology):
+        argv += ["--stun", format_endpoint(server)]
+    relays = _hosts(topology, Role.TURN_SERVER)
+    if relays:
+        address = (str(relays[0].interfaces[0].address), turn.PORT)
+        argv += ["--turn", format_endpoint(address)]
+        argv += ["--turn-user", turn.USERNAME, "--turn-password", turn.PASSWORD]
+    return argv
+
+
+def _make_certificates(
+    topology: Topology,
+    directory: Path,
+    pbxs: list[Host],
+    phones: list[Host],
+) -> None:
+    """The lab's CA; each PBX's certificate names every address phones dial it at."""
+    where = ca_dir(directory)
+    tls.create_ca(where, directory.name)
+    for server in pbxs:
+        addresses: set[IPv4Address] = {server.interfaces[0].address}
+        router = _gateway(topology, server)
+        if router is not None:
+            addresses.add(router.wan.address)
+        tls.issue(where, server.name, sorted(addresses))
+    for host in phones:
+        tls.issue(where, host.name)

@@ -118,7 +118,9 @@ class Lab:
             daemons = self.dataplane.start(
                 self.topology, self.name, ledger.directory, launch_daemon
             )
-            servers = start_endpoints(self.topology, ledger.directory, self._launch)
+            servers = start_endpoints(
+                self.topology, ledger.directory, self._launch, self.dataplane.translates
+            )
             self.dataplane.wait_ready(daemons)
             wait_ready(servers)
             with locked():
@@ -154,11 +156,20 @@ class Lab:
         namespace = self.namespace(node)
         sys.stdout.flush()
         sys.stderr.flush()
+        # Ctrl-C and SIGTERM wait until the child is recorded: one landing during
+        # the fork is lost (its handler runs in the at-fork hooks, which swallow
+        # exceptions), one landing before adopt() leaves the child running.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         pid = os.fork()
         if pid == 0:  # the child: never return into the caller's stack
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             code = 1
             try:
                 os.setsid()  # Ctrl-C in the terminal is for natlab, not for it
+                # Nothing the parent had open may live on in a long-lived child: a
+                # copy of natlab's lock (another thread may hold it) would keep
+                # every lab operation waiting for as long as the child runs.
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
                 output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
                 os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
                 os.dup2(output, 1)
@@ -172,7 +183,10 @@ class Lab:
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        self.adopt(pid, node, what)
+        try:
+            self.adopt(pid, node, what)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return pid
 
     # -- routers -----------------------------------------------------------------
@@ -281,6 +295,18 @@ def _ledger(name: str | None) -> Ledger:
             fix=f"labs up: {', '.join(running)}" if running else "start one with 'natlab up FILE'",
         )
     return ledger
+
+
+def down(name: str | None) -> str:
+    """Take down the lab called name (the only one up, if None); its name.
+
+    Works from the ledger alone, so a lab whose creator died before it even
+    kept a copy of its topology still goes.
+    """
+    require_root("natlab down")
+    ledger = _ledger(name)
+    teardown(ledger.lab)
+    return ledger.lab
 
 
 def teardown(name: str) -> list[str]:

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -89,7 +90,22 @@ def lab_names() -> list[str]:
 
 @contextmanager
 def locked() -> Iterator[None]:
-    """Hold natlab's lock; the state root goes away again when no lab is left."""
+    """Hold natlab's lock; the state root goes away again when no lab is left.
+
+    Ctrl-C and SIGTERM wait until the lock is let go. One landing while it is
+    held could skip closing it, and the cleanup that Ctrl-C starts would then
+    wait for the lock this same process holds, forever.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        with _lock_held():
+            yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextmanager
+def _lock_held() -> Iterator[None]:
     root = state_root()
     lock_path = root / ".lock"
     while True:
@@ -109,7 +125,11 @@ def locked() -> Iterator[None]:
     try:
         yield
     finally:
-        if not lab_names() and not any(p.name != ".lock" for p in root.iterdir()):
-            os.unlink(lock_path)
-            os.rmdir(root)
-        os.close(fd)
+        try:
+            if not lab_names() and not any(p.name != ".lock" for p in root.iterdir()):
+                os.unlink(lock_path)
+                os.rmdir(root)
+        except OSError:
+            pass  # another natlab is using the state root right now: it stays
+        finally:
+            os.close(fd)  # always: an fd left open would hold the lock for good

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from natlab.lab.endpoints import phone_states
 from natlab.lab.ledger import Ledger
 from natlab.lab.naming import node_namespace
 from natlab.lab.processes import EXEC
@@ -13,6 +14,8 @@ def describe(topology: Topology, ledger: Ledger) -> dict:
     """A JSON-ready description: nodes, interfaces, addresses, gateways, processes, problems."""
     problems: list[str] = []
     nodes = []
+    # What each phone says of its registration, which goes on after `up` returned.
+    phones = phone_states(topology, ledger.directory) if ledger.state == "up" else {}
     for node in topology.nodes.values():
         namespace = node_namespace(ledger.lab, node.name)
         entry: dict = {
@@ -26,6 +29,8 @@ def describe(topology: Topology, ledger: Ledger) -> dict:
         }
         if isinstance(node, Router):
             entry["nat"] = node.behaviour.preset_name() or "custom"
+        if node.name in phones:
+            entry["registration"] = phones[node.name]
         if entry["present"]:
             entry["interfaces"], entry["routes"] = _read_back(namespace)
         else:

@@ -8,17 +8,36 @@ ours to touch: that is the lab's ledger.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from pyroute2 import IPRoute, netns
 
 NETNS_DIR = "/run/netns"
+HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while pyroute2 forks its helper child; they arrive right after.
+
+    A signal that lands during a fork has its Python handler run inside the
+    at-fork callbacks, where the KeyboardInterrupt it raises is printed and
+    dropped: `up` would go on as if never interrupted. The child inherits
+    the mask, so a Ctrl-C to the whole process group cannot kill it half-way.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def create(name: str) -> None:
     """Create a namespace; FileExistsError if the name is taken."""
-    netns.create(name)
+    with _signals_held():
+        netns.create(name)
 
 
 def remove(name: str) -> bool:
@@ -48,7 +67,8 @@ def inode(name: str) -> int | None:
 
 def netlink(name: str) -> IPRoute:
     """A netlink socket bound to the namespace (never creates one); close it."""
-    return IPRoute(netns=name, flags=0)
+    with _signals_held():
+        return IPRoute(netns=name, flags=0)
 
 
 def open_fd(name: str) -> int:

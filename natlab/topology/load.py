@@ -46,18 +46,28 @@ def parse_topology(text: str, filename: str = "<topology>") -> Topology:
     try:
         spec = TopologySpec.model_validate(doc.data)
     except ValidationError as exc:
-        raise _explain(exc, doc, filename) from None
+        raise explain(exc, doc, filename) from None
     return dataclasses.replace(resolve(spec, doc, filename), text=text)
 
 
-def _explain(exc: ValidationError, doc: YamlDocument, filename: str) -> NatlabError:
+def explain(
+    exc: ValidationError,
+    doc: YamlDocument,
+    filename: str,
+    root: type[BaseModel] = TopologySpec,
+    at: Path = (),
+) -> NatlabError:
     """The one error worth showing: the one that reaches deepest into what the user wrote.
 
     For a union (stun: bool or a mapping) pydantic reports every member; the
     member that matches the shape written gets further, so its error wins.
+    `root` is the model that validated the part of doc at `at` (scenario
+    files reuse this for their steps).
     """
+    data = _value_at(doc.data, at)
     path, error = max(
-        ((_data_path(e, doc.data), e) for e in exc.errors()), key=lambda found: len(found[0])
+        (((*at, *_data_path(e, data)), e) for e in exc.errors()),
+        key=lambda found: len(found[0]),
     )
     kind = error["type"]
     if "[key]" in error["loc"]:  # a name YAML read as a number or a boolean
@@ -66,7 +76,7 @@ def _explain(exc: ValidationError, doc: YamlDocument, filename: str) -> NatlabEr
         problem = f"name {key!r} is not text"
         fix = f"quote it: '{key}'"
     elif kind == "extra_forbidden":
-        known = _known_fields(path[:-1])
+        known = _known_fields(path[len(at) : -1], root)
         problem = f"unknown field '{path[-1]}'"
         fix = f"fields allowed here: {', '.join(known)}" if known else None
     elif kind == "missing":
@@ -75,7 +85,7 @@ def _explain(exc: ValidationError, doc: YamlDocument, filename: str) -> NatlabEr
         fix = f"add '{path[-1]}:' {parent}"
     elif kind == "model_type":
         problem = f"expected a mapping of fields (got {_value_at(doc.data, path)!r})"
-        fix = f"fields allowed here: {', '.join(_known_fields(path))}"
+        fix = f"fields allowed here: {', '.join(_known_fields(path[len(at) :], root))}"
     else:
         value = _value_at(doc.data, path)
         problem = f"{complaint(error)} (got {value!r})"
@@ -115,13 +125,13 @@ def _value_at(data: Any, path: Path) -> Any:
     return data
 
 
-def _known_fields(path: Path) -> list[str]:
-    """The field names of the model that sits at path, for 'did you mean' fixes."""
-    annotation: Any = TopologySpec
+def _known_fields(path: Path, root: type[BaseModel]) -> list[str]:
+    """The field names (as written: aliases) of the model at path, for 'did you mean' fixes."""
+    annotation: Any = root
     for part in path:
         model = _model_in(annotation)
-        if model is not None and isinstance(part, str) and part in model.model_fields:
-            annotation = model.model_fields[part].annotation
+        if model is not None and isinstance(part, str) and part in _fields(model):
+            annotation = _fields(model)[part].annotation
             continue
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         container = [a for a in args if typing.get_origin(a) in (dict, list)]
@@ -133,7 +143,11 @@ def _known_fields(path: Path) -> list[str]:
         else:
             return []
     model = _model_in(annotation)
-    return list(model.model_fields) if model else []
+    return list(_fields(model)) if model else []
+
+
+def _fields(model: type[BaseModel]) -> dict[str, Any]:
+    return {info.alias or name: info for name, info in model.model_fields.items()}
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

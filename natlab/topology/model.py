@@ -21,6 +21,7 @@ class Role(StrEnum):
     PHONE = "phone"
     PBX = "pbx"
     STUN_SERVER = "stun-server"
+    TURN_SERVER = "turn-server"
 
 
 @dataclass(frozen=True)

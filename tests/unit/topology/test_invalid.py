@@ -275,8 +275,8 @@ CASES = [
         broken("pc: {segment: lan}", "pc: {segment: lan, role: phon}"),
         "hosts.pc.role",
         12,
-        "input should be 'plain', 'phone', 'pbx' or 'stun-server' (got 'phon')",
-        "use 'plain', 'phone', 'pbx' or 'stun-server'",
+        "input should be 'plain', 'phone', 'pbx', 'stun-server' or 'turn-server' (got 'phon')",
+        "use 'plain', 'phone', 'pbx', 'stun-server' or 'turn-server'",
         id="unknown-role",
     ),
     pytest.param(

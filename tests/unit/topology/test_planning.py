@@ -261,7 +261,8 @@ def test_pbx_public_access_forwards_the_pbx_ports_and_reporting():
         (f.proto, f.external_ports[0]): (f.host, f.internal_ports[0])
         for f in topology.routers["main"].forwards
     }
-    pbx = {("tcp", port): ("pbx", port) for port in (80, 443, 389, 636, 1720, 1300)}
+    pbx_ports = (80, 443, 389, 636, 1720, 1300, 5060, 5061)  # the issue's, then the phones'
+    pbx = {("tcp", port): ("pbx", port) for port in pbx_ports}
     assert forwards == {**pbx, ("tcp", 8000): ("reporting", 80)}
     assert {h.role.value for h in topology.hosts.values()} >= {"pbx", "phone", "stun-server"}
     public = topology.hosts["remote-phone"].interfaces[0]

@@ -1,0 +1,90 @@
+"""Wall time of Lab.up() and Lab.down() (issue 2): main-branch, and 50 routers with 2 hosts each.
+
+Each lab is brought up and taken down `--runs` times under a fresh name; the
+median, min and max are printed beside the issue's targets. Printed, never
+asserted: speed is reported here, behaviour is tested in tests/lab.
+
+Run as root: python benchmarks/bench_lab.py [--runs 5] [--dataplane natlab|kernel]
+Targets (issue 2): main-branch up < 1 s and down < 0.5 s; 50 x 2 up < 15 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import time
+from pathlib import Path
+
+from natlab.lab import Lab, require_root
+from natlab.lab.lab import DATAPLANES
+from natlab.topology import Topology, load_topology, parse_topology
+
+MAIN_BRANCH = Path(__file__).resolve().parent.parent / "topologies" / "main-branch.yaml"
+
+
+def generated(routers: int, hosts: int) -> Topology:
+    """`routers` NAT routers on one internet (198.51.100.0/24), each with `hosts` on 10.N.0.0/24."""
+    lines = ["name: generated", "segments:", "  internet: {subnet: 198.51.100.0/24}"]
+    lines += [f"  lan{n}: {{subnet: 10.{n}.0.0/24}}" for n in range(1, routers + 1)]
+    lines.append("routers:")
+    lines += [
+        f"  r{n}: {{wan: {{segment: internet}}, lan: {{segment: lan{n}}}}}"
+        for n in range(1, routers + 1)
+    ]
+    lines.append("hosts:")
+    lines += [
+        f"  h{n}-{h}: {{segment: lan{n}}}"
+        for n in range(1, routers + 1)
+        for h in range(1, hosts + 1)
+    ]
+    return parse_topology("\n".join(lines) + "\n", f"<generated {routers} x {hosts}>")
+
+
+def up_and_down(topology: Topology, dataplane: str, runs: int) -> tuple[list[float], list[float]]:
+    """Seconds each Lab.up() and Lab.down() took, one lab at a time."""
+    ups: list[float] = []
+    downs: list[float] = []
+    for _ in range(runs):
+        lab = Lab(topology, f"bench-{secrets.token_hex(3)}", DATAPLANES[dataplane]())
+        start = time.perf_counter()
+        try:
+            lab.up()
+            ups.append(time.perf_counter() - start)
+        finally:
+            start = time.perf_counter()
+            lab.down()
+            downs.append(time.perf_counter() - start)
+    return ups, downs
+
+
+def line(what: str, seconds: list[float], target: float | None) -> str:
+    median = statistics.median(seconds)
+    spread = f"(min {min(seconds):.3f}, max {max(seconds):.3f})"
+    verdict = (
+        "" if target is None else f"target < {target:g} s: {'met' if median < target else 'MISSED'}"
+    )
+    return f"  {what:<5} median {median:7.3f} s {spread:<26} {verdict}".rstrip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="up/down cycles per topology")
+    parser.add_argument("--dataplane", choices=sorted(DATAPLANES), default="natlab")
+    args = parser.parse_args()
+    require_root("the lab benchmark")
+
+    cases = [
+        ("main-branch", load_topology(MAIN_BRANCH), 1.0, 0.5),
+        ("50 routers x 2 hosts", generated(50, 2), 15.0, None),
+    ]
+    print(f"Lab.up() / Lab.down(), {args.runs} runs each, dataplane {args.dataplane}")
+    for title, topology, up_target, down_target in cases:
+        ups, downs = up_and_down(topology, args.dataplane, args.runs)
+        print(f"{title}: {1 + len(topology.nodes)} namespaces, {len(topology.routers)} routers")
+        print(line("up", ups, up_target))
+        print(line("down", downs, down_target))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,279 @@
+"""The two ways a phone's media reaches the other phone: ICE (aioice), or a plain UDP address.
+
+IceMedia gathers host and relay candidates with aioice, and server-reflexive
+ones from every STUN server the phone knows at once (the first to answer
+wins, as natlab.endpoints.stun_client.first_answer does), then runs aioice's
+connectivity checks, bounded in time: a pair that cannot work must give up
+in seconds, not in aioice's default half-minute.
+
+UdpMedia is the classic phone without ICE: it offers one address (its host
+address, or the mapping a STUN server saw) and sends its RTP straight to
+the address the other side offered, or to the PBX's relay when the PBX
+put one in. That is how one-way audio happens, and how an SBC fixes it.
+
+Both count the peer's RTP in an RtpStream (media.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aioice
+import aioice.stun
+from aioice import Candidate, Connection, TransportPolicy
+from aioice.ice import CandidatePair, StunProtocol, server_reflexive_candidate
+
+from natlab.endpoints.media import RtpStream
+from natlab.endpoints.signalling import Endpoint, Sdp, format_endpoint
+from natlab.endpoints.stun_client import StunClient
+from natlab.stun import Address
+
+ICE_TIMEOUT = 5.0  # the whole connect(); checks themselves give up after ~3 s (lab_timing)
+GATHER_TIMEOUT = 2.0
+CLOSE_TIMEOUT = 2.0
+
+
+def lab_timing() -> None:
+    """Retransmit aioice's STUN transactions on a lab's scale: 100 ms RTO, 4 retransmissions.
+
+    A lab round trip is well under a millisecond, and aioice's defaults
+    (500 ms doubling, 6 retransmissions) keep a dead pair in progress for
+    31.5 s; with these it fails after 3.1 s. Called once in a phone's process.
+    """
+    aioice.stun.RETRY_RTO = 0.1
+    aioice.stun.RETRY_MAX = 4
+
+
+class MediaError(Exception):
+    """Media could not be set up at all (no STUN answer, no TURN allocation...)."""
+
+
+@dataclass(frozen=True)
+class TurnServer:
+    address: Endpoint
+    username: str
+    password: str
+
+
+def _state(pair: CandidatePair) -> str:
+    return pair.state.name.lower().replace("_", "-")
+
+
+def _side(candidate: Candidate) -> dict:
+    return {"type": candidate.type, "address": format_endpoint((candidate.host, candidate.port))}
+
+
+class IceMedia:
+    """An aioice connection with one component; the caller is the controlling agent."""
+
+    def __init__(
+        self,
+        controlling: bool,
+        stun: Sequence[Endpoint],
+        turn: TurnServer | None,
+        relay_only: bool = False,
+    ) -> None:
+        if relay_only and turn is None:
+            raise MediaError("relay-only ICE needs a TURN server, and this lab has none")
+        self.stun = stun if not relay_only else ()
+        self.connection = Connection(
+            ice_controlling=controlling,
+            components=1,
+            turn_server=turn.address if turn else None,
+            turn_username=turn.username if turn else None,
+            turn_password=turn.password if turn else None,
+            use_ipv6=False,
+            transport_policy=TransportPolicy.RELAY if relay_only else TransportPolicy.ALL,
+        )
+        self.stream = RtpStream()
+        self.candidates: list[Candidate] = []
+        self._receiver: asyncio.Task | None = None
+
+    async def prepare(self) -> None:
+        await self.connection.gather_candidates()
+        self.candidates = self.connection.local_candidates
+        if self.stun:
+            # aioice asks a single STUN server; a phone asks all of its servers at once.
+            # Its host sockets are the (private) protocols whose local candidate is a host one.
+            hosts = [p for p in self.connection._protocols if p.local_candidate.type == "host"]
+            found = await asyncio.gather(*(self._reflexive(p) for p in hosts))
+            self.candidates += [c for c in found if c is not None]
+        if not self.candidates:
+            raise MediaError("no ICE candidate could be gathered")
+
+    async def _reflexive(self, protocol: StunProtocol) -> Candidate | None:
+        tasks = [
+            asyncio.create_task(server_reflexive_candidate(protocol, server))
+            for server in self.stun
+        ]
+        try:
+            for finished in asyncio.as_completed(tasks, timeout=GATHER_TIMEOUT):
+                try:
+                    candidate, _ = await finished
+                except (aioice.stun.TransactionError, OSError):
+                    continue
+                return candidate
+        except TimeoutError:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+        return None
+
+    def local(self) -> Sdp:
+        return Sdp(
+            ufrag=self.connection.local_username,
+            pwd=self.connection.local_password,
+            candidates=tuple(c.to_sdp() for c in self.candidates),
+        )
+
+    async def connect(self, remote: Sdp) -> str:
+        """Run the checks; "completed", or "failed" / "timeout" when no pair was nominated."""
+        connection = self.connection
+        connection.remote_username, connection.remote_password = remote.ufrag, remote.pwd
+        for line in remote.candidates:
+            try:
+                candidate = Candidate.from_sdp(line)
+            except ValueError:
+                continue  # a peer's garbage candidate is its problem, not a crash of ours
+            await connection.add_remote_candidate(candidate)
+        await connection.add_remote_candidate(None)
+        try:
+            await asyncio.wait_for(connection.connect(), ICE_TIMEOUT)
+        except TimeoutError:
+            return "timeout"
+        except ConnectionError:
+            return "failed"
+        self._receiver = asyncio.create_task(self._receive())
+        return "completed"
+
+    async def _receive(self) -> None:
+        while True:
+            try:
+                data = await self.connection.recv()
+            except ConnectionError:
+                return
+            self.stream.receive(data, time.time())
+
+    async def send(self, data: bytes) -> None:
+        await self.connection.send(data)
+
+    def selected(self) -> dict | None:
+        pair = self.connection._nominated.get(1)  # aioice's selected pair
+        if pair is None:
+            return None
+        return {"local": _side(pair.local_candidate), "remote": _side(pair.remote_candidate)}
+
+    def checks(self) -> list[dict]:
+        """Every pair aioice kept in its check list, with the state it reached."""
+        return [
+            {
+                "local": format_endpoint(pair.local_addr),
+                "remote": format_endpoint(pair.remote_addr),
+                "local_type": pair.local_candidate.type,
+                "remote_type": pair.remote_candidate.type,
+                "state": _state(pair),
+            }
+            for pair in self.connection._check_list
+        ]
+
+    def kind_of(self, address: str) -> str:
+        """What kind of our candidates the peer saw us as: a known one, else peer-reflexive."""
+        for candidate in self.candidates:
+            if format_endpoint((candidate.host, candidate.port)) == address:
+                return candidate.type
+        return "prflx"
+
+    async def close(self) -> None:
+        if self._receiver is not None:
+            self._receiver.cancel()
+        # A TURN server that does not answer the release: its allocation expires on its own.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.connection.close(), CLOSE_TIMEOUT)
+
+
+class _Counting(asyncio.DatagramProtocol):
+    def __init__(self, stream: RtpStream) -> None:
+        self.stream = stream
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.stream.receive(data, time.time())
+
+
+class UdpMedia:
+    """One UDP socket: offers its host address, or its STUN mapping, and no ICE at all."""
+
+    def __init__(self, address: str, kind: str, stun: Sequence[Endpoint]) -> None:
+        self.kind = kind  # "host" | "srflx"
+        self.address = address
+        self.stun = stun
+        self.stream = RtpStream()
+        self.offered: Endpoint | None = None
+        self.destination: Endpoint | None = None
+        self.via_relay = False
+        self._transport: asyncio.DatagramTransport | None = None
+
+    async def prepare(self) -> None:
+        client = StunClient.open(Address.of(self.address, 0))
+        sock = client.sock
+        try:
+            if self.kind == "srflx":
+                if not self.stun:
+                    raise MediaError("a STUN address needs a STUN server, and this lab has none")
+                servers = [Address.of(host, port) for host, port in self.stun]
+                loop = asyncio.get_running_loop()
+                answer = await loop.run_in_executor(None, client.first_answer, servers)
+                if answer is None:
+                    raise MediaError("no STUN server answered")
+                self.offered = (str(answer.mapped.ip), answer.mapped.port)
+            else:
+                self.offered = sock.getsockname()[:2]
+            sock.setblocking(False)
+            transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+                lambda: _Counting(self.stream), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self._transport = transport
+
+    def local(self) -> Sdp:
+        return Sdp(rtp=self.offered)
+
+    async def connect(self, remote: Sdp) -> str | None:
+        """Send to the PBX's relay if it put one in, else to the address the peer offered."""
+        self.via_relay = remote.relay is not None
+        self.destination = remote.relay or remote.rtp
+        return None
+
+    async def send(self, data: bytes) -> None:
+        if self._transport is not None and self.destination is not None:
+            self._transport.sendto(data, self.destination)
+
+    def selected(self) -> dict | None:
+        if self.offered is None or self.destination is None:
+            return None
+        return {
+            "local": {"type": self.kind, "address": format_endpoint(self.offered)},
+            "remote": {
+                "type": "relay" if self.via_relay else self.kind,
+                "address": format_endpoint(self.destination),
+            },
+        }
+
+    def checks(self) -> list[dict]:
+        return []
+
+    def kind_of(self, address: str) -> str:
+        return self.kind
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+Media = IceMedia | UdpMedia

@@ -1,0 +1,103 @@
+"""What a call should do, and whether it did: design.md's NAT matrix as data, and the checks.
+
+The matrix table is kept here and only here; a unit test reads it back
+against the bullet list of design.md ("The reference expectation: the NAT
+matrix"), so the two cannot drift apart unnoticed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from natlab.scenario.model import PairExpectation
+
+PUBLIC = "public"  # a phone on a public address: its router only routes (preset none)
+TYPES = ("full-cone", "restricted", "port-restricted", "symmetric", PUBLIC)
+TWO_WAY = "two-way"
+NO_MEDIA = "no media"
+
+# design.md: "symmetric against port-restricted or symmetric fails"; every other pair works,
+# and "a media relay (an SBC relaying media, or TURN) makes every pair work".
+FAILING_PAIRS = frozenset({frozenset({"symmetric", "port-restricted"}), frozenset({"symmetric"})})
+
+
+def nat_preset(kind: str) -> str:
+    """The router preset behind a matrix type: a public phone's router does not translate."""
+    return "none" if kind == PUBLIC else kind
+
+
+def expected_media(a: str, b: str, relay: bool = False) -> str:
+    """The verdict design.md's table gives two phones behind NATs of types a and b."""
+    if relay or frozenset({a, b}) not in FAILING_PAIRS:
+        return TWO_WAY
+    return NO_MEDIA
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation held against what was observed."""
+
+    what: str
+    expected: str
+    observed: str
+    ok: bool
+
+
+def media_matches(expected: str, verdict: str) -> bool:
+    """`none` is the phones' "no media"; `one-way` is either direction."""
+    if expected == "none":
+        return verdict == NO_MEDIA
+    if expected == "one-way":
+        return verdict.startswith("one-way")
+    return verdict == expected
+
+
+def pair_types(selected: dict | None) -> tuple[str, str] | None:
+    """(local type, remote type) of a CallReport's selected pair."""
+    if not selected:
+        return None
+    return selected["local"]["type"], selected["remote"]["type"]
+
+
+def pair_matches(expected: PairExpectation, selected: dict | None) -> bool:
+    """A kind is at either end of the pair (host: at both); local/remote name each end."""
+    types = pair_types(selected)
+    if types is None:
+        return False
+    local, remote = types
+    if expected.kind == "host":
+        return local == remote == "host"
+    if expected.kind is not None:
+        return expected.kind in types
+    return expected.local in (None, local) and expected.remote in (None, remote)
+
+
+def describe_pair(selected: dict | None) -> str:
+    if not selected:
+        return "none selected"
+    local, remote = selected["local"], selected["remote"]
+    return f"{local['type']} {local['address']} -> {remote['type']} {remote['address']}"
+
+
+def check_call(media: str | None, pair: PairExpectation | None, report: dict) -> list[Check]:
+    """A call step's expectations against the caller's CallReport."""
+    checks = []
+    if media is not None:
+        verdict = report["verdict"]
+        seen = f"{verdict} ({report['error']})" if report.get("error") else verdict
+        checks.append(Check("media", media, seen, media_matches(media, verdict)))
+    if pair is not None:
+        selected = report.get("selected_pair")
+        checks.append(
+            Check("selected pair", str(pair), describe_pair(selected), pair_matches(pair, selected))
+        )
+    return checks
+
+
+def check_probe(expect: dict[str, str], report: dict) -> list[Check]:
+    """A probe's expectations (nat: the classic name; mapping; filtering) against discovery's."""
+    observed = {"nat": report.get("name"), **report}
+    return [
+        Check(what, wanted, str(observed.get(what)), observed.get(what) == wanted)
+        for what, wanted in expect.items()
+    ]

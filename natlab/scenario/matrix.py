@@ -1,0 +1,206 @@
+"""`natlab matrix`: every pair of NAT types, phone to phone, held to design.md's table.
+
+On main-branch, phone-b (behind branch1) calls phone-c (behind branch2)
+with branch1's and branch2's NAT set to each pair of types: the four
+presets and `public` (the router only routes). Each pair is a scenario of
+its own (both phones registered, one ICE call whose media must be what
+expectations.py says) run in a lab of its own, so no mapping or
+registration of one pair can leak into another.
+
+Labs are mostly waiting (for registrations, ICE checks, a call's length),
+so pairs run side by side in `jobs` worker processes. Workers ignore
+Ctrl-C: on an interrupt natlab cancels the pairs not yet started and lets
+each running one finish and take its lab down.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import yaml
+
+from natlab.errors import NatlabError
+from natlab.scenario.expectations import NO_MEDIA, PUBLIC, TYPES, expected_media, nat_preset
+from natlab.scenario.model import TOPOLOGIES, Scenario, parse_scenario
+from natlab.scenario.runner import ScenarioResult, run_scenario, unique_lab_name
+
+TOPOLOGY = TOPOLOGIES / "main-branch.yaml"
+CALLER, CALLEE = "phone-b", "phone-c"
+CALLER_ROUTER, CALLEE_ROUTER = "branch1", "branch2"
+CALL_SECONDS = 1.0  # 50 RTP packets each way: plenty for a verdict
+SHORT = {"full-cone": "fc", "restricted": "rc", "port-restricted": "prc", "symmetric": "sym"}
+
+
+@dataclass
+class PairResult:
+    caller_type: str  # branch1's, phone-b's side
+    callee_type: str  # branch2's, phone-c's side
+    expected: str
+    observed: str  # the phones' verdict, or what kept the call from happening
+    result: ScenarioResult
+
+    @property
+    def passed(self) -> bool:
+        return self.result.passed and self.observed == self.expected
+
+    @property
+    def explanation(self) -> list[str]:
+        lines = [f"error: {self.result.error}"] if self.result.error else []
+        for step in self.result.steps:
+            if step.error:
+                lines.append(f"{step.text}: {step.error}")
+            elif not step.passed:
+                lines += [f"{c.what}: {c.observed}" for c in step.checks if not c.ok]
+            if not self.passed or self.observed != "two-way":
+                lines += step.explanation
+        return lines
+
+    def as_json(self) -> dict:
+        return {
+            "caller": {"phone": CALLER, "router": CALLER_ROUTER, "type": self.caller_type},
+            "callee": {"phone": CALLEE, "router": CALLEE_ROUTER, "type": self.callee_type},
+            "expected": self.expected,
+            "observed": self.observed,
+            "passed": self.passed,
+            "explanation": self.explanation,
+            "scenario": self.result.as_json(),
+        }
+
+
+@dataclass
+class MatrixResult:
+    types: tuple[str, ...]
+    relay: bool
+    jobs: int
+    pairs: list[PairResult]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return all(pair.passed for pair in self.pairs)
+
+    def as_json(self) -> dict:
+        return {
+            "topology": str(TOPOLOGY),
+            "types": list(self.types),
+            "relay": self.relay,
+            "jobs": self.jobs,
+            "passed": self.passed,
+            "seconds": round(self.seconds, 3),
+            "pairs": [pair.as_json() for pair in self.pairs],
+        }
+
+
+def check_types(types: Sequence[str]) -> tuple[str, ...]:
+    unknown = [kind for kind in types if kind not in TYPES]
+    if unknown or not types:
+        raise NatlabError(
+            f"unknown NAT type '{unknown[0]}'" if unknown else "no NAT type given",
+            field="--types",
+            fix=f"use some of: {', '.join(TYPES)}",
+        )
+    return tuple(dict.fromkeys(types))
+
+
+def pair_scenario(caller_type: str, callee_type: str, relay: bool = False) -> Scenario:
+    """One pair as a scenario, written as a user would write it."""
+    media = expected_media(caller_type, callee_type, relay)
+    text = yaml.safe_dump(
+        {
+            "topology": str(TOPOLOGY),
+            "nat": {CALLER_ROUTER: nat_preset(caller_type), CALLEE_ROUTER: nat_preset(callee_type)},
+            "steps": [
+                {"wait-registered": [CALLER, CALLEE]},
+                {
+                    "call": {
+                        "from": CALLER,
+                        "to": CALLEE,
+                        "seconds": CALL_SECONDS,
+                        "mode": "relay" if relay else "ice",
+                    },
+                    "expect": {"media": "none" if media == NO_MEDIA else media},
+                },
+            ],
+        },
+        sort_keys=False,
+    )
+    return parse_scenario(text, f"matrix/{caller_type}-x-{callee_type}")
+
+
+def default_jobs() -> int:
+    return max(2, os.cpu_count() or 1)
+
+
+Progress = Callable[[PairResult], None]
+
+
+def run_matrix(
+    types: Sequence[str] = TYPES,
+    relay: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> MatrixResult:
+    """Every ordered pair of `types`, `jobs` labs at a time; results in table order."""
+    types = check_types(types)
+    jobs = jobs or default_jobs()
+    if jobs < 1:
+        raise NatlabError(f"--jobs {jobs} is not a number of labs", fix="use --jobs 1 or more")
+    started = time.monotonic()
+    pairs = [(a, b) for a in types for b in types]
+    scenarios = {pair: pair_scenario(*pair, relay) for pair in pairs}
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["natlab.scenario.runner"])
+    done: dict[tuple[str, str], PairResult] = {}
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_signals)
+    try:
+        futures: dict[Future, tuple[str, str]] = {
+            pool.submit(run_scenario, scenarios[pair], _lab_name(*pair)): pair for pair in pairs
+        }
+        for future in as_completed(futures):
+            pair = futures[future]
+            done[pair] = _pair_result(*pair, relay, scenarios[pair], future)
+            if progress:
+                progress(done[pair])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return MatrixResult(
+        types, relay, jobs, [done[pair] for pair in pairs], time.monotonic() - started
+    )
+
+
+def _lab_name(caller_type: str, callee_type: str) -> str:
+    short = {**SHORT, PUBLIC: "pub"}
+    return unique_lab_name(f"mx-{short[caller_type]}-{short[callee_type]}")
+
+
+def _worker_signals() -> None:
+    """Ctrl-C is the parent's to handle; SIGTERM still takes a worker's lab down on its way out."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def _pair_result(
+    caller_type: str, callee_type: str, relay: bool, scenario: Scenario, future: Future
+) -> PairResult:
+    expected = expected_media(caller_type, callee_type, relay)
+    error = future.exception()
+    if error is not None:  # a bug, not a verdict: keep its traceback for the report
+        text = "".join(traceback.format_exception(error)).strip()
+        result = ScenarioResult(scenario.name, scenario.source, "", error=text)
+        return PairResult(caller_type, callee_type, expected, "error", result)
+    result: ScenarioResult = future.result()
+    call = next((s for s in result.steps if s.report is not None), None)
+    if call is not None:
+        observed = call.report.get("verdict") or "error"
+    elif result.error or any(s.error for s in result.steps):
+        observed = "error"
+    else:
+        observed = "not run"
+    return PairResult(caller_type, callee_type, expected, observed, result)

@@ -1,0 +1,524 @@
+"""Scenario files: a topology, its routers' NAT overridden, and steps with expectations.
+
+A scenario asks a lab one question ("does phone-b hear phone-c when branch2
+is symmetric?") and says what the answer should be:
+
+    name: symmetric-vs-full-cone
+    about: "design.md: symmetric works only against full-cone or restricted"
+    topology: main-branch.yaml        # next to this file, or in topologies/
+    nat: {branch1: full-cone, branch2: symmetric}
+    steps:
+      - wait-registered: [phone-b, phone-c]  # they register by themselves at `up`
+      - call: {from: phone-b, to: phone-c, seconds: 2, mode: ice}
+        expect: {media: two-way, pair: srflx}
+      - advance: 130s                 # the lab clock: mappings age, no waiting
+      - nat: {branch1: symmetric}     # `natlab nat set`: mappings are flushed...
+      - register: [phone-b]           # ...so register again now (tcp, or tls)
+      - probe: phone-b                # RFC 5780 discovery from a node
+        expect: {nat: symmetric}
+
+Steps: `wait-registered` (phones register by themselves), `register` (now;
+{phones, transport: tcp|tls, certificate: PHONE}), `call` ({from, to, seconds,
+mode: ice|turn|host|srflx|relay}), `advance` (the lab clock), `nat` (as
+`natlab nat set`), `probe` ({node, server}). Expectations: a call's media
+(two-way, one-way, "one-way (caller hears nothing)", "one-way (callee hears
+nothing)", none) and selected pair (host, srflx, prflx, relay, or {local,
+remote}); a register's {registered: false}; a probe's nat, mapping, filtering.
+
+It loads like a topology: every mistake is one NatlabError naming the file,
+the line, the field path and the fix (natlab.topology.load.explain words
+pydantic's complaints). `nat:` values, at the top and in steps, go through
+the topology's own validation, so they take exactly a topology file's forms.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path as FilePath
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from natlab.core.behaviour import Behaviour, Filtering, Mapping
+from natlab.endpoints.signalling import MODES
+from natlab.errors import NatlabError
+from natlab.topology import Topology, load_topology, parse_topology
+from natlab.topology.load import explain
+from natlab.topology.model import Role
+from natlab.topology.schema import NAME_PATTERN
+from natlab.topology.yaml_source import Path, YamlDocument, dotted, read_yaml
+
+TOPOLOGIES = FilePath(__file__).resolve().parents[2] / "topologies"
+
+CandidateType = Literal["host", "srflx", "prflx", "relay"]
+Mode = Literal[MODES]  # the phones' call modes: ice, turn, host, srflx, relay
+# What a call's media did; "none" is the phones' verdict "no media", and "one-way" either direction.
+Media = Literal[
+    "two-way", "one-way", "one-way (caller hears nothing)", "one-way (callee hears nothing)", "none"
+]
+NatForm = str | dict[str, Any]  # what a topology file takes under a router's `nat:`
+
+
+# --- the file's shape (pydantic) --------------------------------------------------
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CallSpec(_Spec):
+    caller: str = Field(alias="from")
+    callee: str = Field(alias="to")
+    seconds: float = Field(2.0, gt=0, le=600)
+    mode: Mode = "ice"
+
+
+class PairSpec(_Spec):
+    local: CandidateType | None = None
+    remote: CandidateType | None = None
+
+
+class CallExpectSpec(_Spec):
+    media: Media | None = None
+    pair: CandidateType | PairSpec | None = None
+
+
+class WaitSpec(_Spec):
+    phones: list[str] = Field(min_length=1)
+    timeout: float = Field(10.0, gt=0, le=600)
+
+
+class RegisterSpec(_Spec):
+    phones: list[str] = Field(min_length=1)
+    transport: Literal["tcp", "tls"] | None = None  # None: the phone's current one
+    certificate: str | None = None  # over TLS, present this phone's certificate instead
+
+
+class RegisterExpectSpec(_Spec):
+    registered: bool = True
+
+
+class ProbeSpec(_Spec):
+    node: str
+    server: str | None = None
+
+
+class ProbeExpectSpec(_Spec):
+    nat: str | None = None  # a classic name, "open internet" or "firewall", as discovery says
+    mapping: Mapping | None = None
+    filtering: Filtering | None = None
+
+
+class WaitStepSpec(_Spec):
+    phones: str | list[str] | WaitSpec = Field(alias="wait-registered")
+
+
+class RegisterStepSpec(_Spec):
+    phones: str | list[str] | RegisterSpec = Field(alias="register")  # BaseModel has .register
+    expect: RegisterExpectSpec | None = None
+
+
+class CallStepSpec(_Spec):
+    call: CallSpec
+    expect: CallExpectSpec | None = None
+
+
+class AdvanceStepSpec(_Spec):
+    advance: float | str
+
+
+class NatStepSpec(_Spec):
+    nat: Any  # router -> nat form: checked by _Loader.nat_map, whose fix fits a map of routers
+
+
+class ProbeStepSpec(_Spec):
+    probe: str | ProbeSpec
+    expect: ProbeExpectSpec | None = None
+
+
+STEP_SPECS: dict[str, type[_Spec]] = {
+    "wait-registered": WaitStepSpec,
+    "register": RegisterStepSpec,
+    "call": CallStepSpec,
+    "advance": AdvanceStepSpec,
+    "nat": NatStepSpec,
+    "probe": ProbeStepSpec,
+}
+
+
+class ScenarioSpec(_Spec):
+    name: str | None = Field(None, pattern=NAME_PATTERN, max_length=32)
+    about: str = ""
+    topology: str
+    nat: Any = None  # as NatStepSpec.nat
+    steps: list[dict[str, Any]] = Field(min_length=1)
+
+
+# --- what a scenario is, once validated ------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairExpectation:
+    """The selected candidate pair: `kind` at either end (host: at both), or each end's type."""
+
+    kind: str | None = None
+    local: str | None = None
+    remote: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind:
+            return self.kind
+        return f"{self.local or 'any'} -> {self.remote or 'any'}"
+
+
+@dataclass(frozen=True)
+class WaitRegistered:
+    """Wait until each phone is registered with the PBX; fail after `timeout` seconds."""
+
+    phones: tuple[str, ...]
+    timeout: float = 10.0
+
+    def describe(self) -> str:
+        return f"wait until {', '.join(self.phones)} registered"
+
+
+@dataclass(frozen=True)
+class Register:
+    """Each phone registers anew now; `registered` is the outcome expected (a refusal: False)."""
+
+    phones: tuple[str, ...]
+    transport: str | None = None
+    certificate: str | None = None
+    registered: bool = True
+
+    def describe(self) -> str:
+        how = f" over {self.transport}" if self.transport else ""
+        if self.certificate:
+            how += f" with {self.certificate}'s certificate"
+        return f"register {', '.join(self.phones)}{how}"
+
+
+@dataclass(frozen=True)
+class Call:
+    """caller calls callee for `seconds`, then hangs up; the phones report what flowed."""
+
+    caller: str
+    callee: str
+    seconds: float = 2.0
+    mode: str = "ice"
+    media: str | None = None
+    pair: PairExpectation | None = None
+
+    def describe(self) -> str:
+        return f"call {self.caller} -> {self.callee}, {self.seconds:g} s ({self.mode})"
+
+
+@dataclass(frozen=True)
+class AdvanceClock:
+    seconds: float
+
+    def describe(self) -> str:
+        return f"advance the clock {self.seconds:g} s"
+
+
+@dataclass(frozen=True)
+class SetNat:
+    """New behaviour for routers of the running lab; their dynamic mappings are flushed."""
+
+    behaviours: dict[str, Behaviour]
+
+    def describe(self) -> str:
+        return "nat set " + ", ".join(
+            f"{router} {behaviour.preset_name() or 'custom'}"
+            for router, behaviour in self.behaviours.items()
+        )
+
+
+@dataclass(frozen=True)
+class Probe:
+    """RFC 5780 behaviour discovery from `node`; `expect` holds nat / mapping / filtering."""
+
+    node: str
+    server: str | None = None
+    expect: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"probe from {self.node}" + (f" via {self.server}" if self.server else "")
+
+
+Step = WaitRegistered | Register | Call | AdvanceClock | SetNat | Probe
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    source: str  # the scenario file, for messages and reports
+    topology: Topology  # with the overrides applied
+    steps: tuple[Step, ...]
+    lines: tuple[int | None, ...] = ()  # each step's line in the file, for reports
+    about: str = ""
+
+
+# --- loading ---------------------------------------------------------------------
+
+
+def load_scenario(path: str | FilePath) -> Scenario:
+    """Load and validate a scenario file; raises NatlabError naming file, line and field."""
+    path = FilePath(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NatlabError(
+            "no such scenario file",
+            file=str(path),
+            fix="give the path of a YAML file, e.g. scenarios/same-lan.yaml",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NatlabError(f"cannot read the file: {exc}", file=str(path)) from None
+    return parse_scenario(text, str(path))
+
+
+def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
+    return _Loader(read_yaml(text, filename), filename).scenario()
+
+
+class _Loader:
+    def __init__(self, doc: YamlDocument, filename: str) -> None:
+        self.doc = doc
+        self.filename = filename
+
+    def fail(self, path: Path, problem: str, fix: str | None = None) -> NatlabError:
+        return NatlabError(
+            problem, file=self.filename, line=self.doc.line_of(path), field=dotted(path), fix=fix
+        )
+
+    def validate(self, model: type[BaseModel], at: Path) -> Any:
+        data = self.doc.data
+        for part in at:
+            data = data[part]
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise explain(exc, self.doc, self.filename, model, at) from None
+
+    def scenario(self) -> Scenario:
+        if not isinstance(self.doc.data, dict):
+            raise NatlabError(
+                "a scenario is a YAML mapping with topology and steps",
+                file=self.filename,
+                line=self.doc.line_of(()),
+                fix="start from a file in scenarios/",
+            )
+        spec: ScenarioSpec = self.validate(ScenarioSpec, ())
+        topology_file = self.topology_file(spec.topology)
+        self.base = load_topology(topology_file)
+        self.base_data = read_yaml(self.base.text, str(topology_file)).data
+        overrides = self.nat_map(spec.nat, ("nat",)) if spec.nat is not None else {}
+        topology = self.with_nat(self.base, overrides) if overrides else self.base
+        steps = tuple(self.step(index, step, topology) for index, step in enumerate(spec.steps))
+        return Scenario(
+            name=spec.name or FilePath(self.filename).stem,
+            source=self.filename,
+            topology=topology,
+            steps=steps,
+            lines=tuple(self.doc.line_of(("steps", i)) for i in range(len(steps))),
+            about=spec.about,
+        )
+
+    def topology_file(self, name: str) -> FilePath:
+        """Next to the scenario first, then the repository's topologies/; .yaml may be left out."""
+        here = FilePath(self.filename).parent
+        for folder in (here, TOPOLOGIES):
+            for candidate in (folder / name, folder / f"{name}.yaml"):
+                if candidate.is_file():
+                    return candidate
+        known = ", ".join(sorted(p.name for p in TOPOLOGIES.glob("*.yaml")))
+        raise self.fail(
+            ("topology",),
+            f"no topology file '{name}' next to the scenario or in topologies/",
+            f"give a path relative to the scenario file, or one of: {known}",
+        )
+
+    # -- nat: the topology's own validation, with errors pointed back at the scenario ---
+
+    def nat_map(self, value: Any, at: Path) -> dict[str, tuple[NatForm, Path]]:
+        """`{router: nat, ...}` with where each was written."""
+        if not isinstance(value, dict) or not value:
+            raise self.fail(
+                at,
+                f"expected routers and their NAT (got {value!r})",
+                "map each router to a preset or settings, "
+                "e.g. {branch1: symmetric, branch2: {preset: full-cone, udp_timeout: 30}}",
+            )
+        for router in value:
+            if not isinstance(router, str):
+                raise self.fail(
+                    (*at, str(router)), f"name {router!r} is not text", f"quote it: '{router}'"
+                )
+        return {router: (nat, (*at, router)) for router, nat in value.items()}
+
+    def with_nat(self, topology: Topology, nats: dict[str, tuple[NatForm, Path]]) -> Topology:
+        """The scenario's topology file with these routers' nat replaced, parsed as a topology.
+
+        `topology` is the one the nat applies to, for its names in messages.
+        The text kept with the lab is the rewritten file, so `natlab nat show`
+        on the running lab sees the behaviour the scenario set.
+        """
+        data = copy.deepcopy(self.base_data)
+        for router, (nat, path) in nats.items():
+            if router not in topology.routers:
+                raise self.fail(
+                    path,
+                    f"no router named '{router}' in topology '{topology.name}'",
+                    f"routers: {', '.join(topology.routers)}",
+                )
+            data["routers"][router]["nat"] = nat
+        header = f"# {topology.source} with the NAT of scenario {self.filename}\n"
+        try:
+            return parse_topology(header + yaml.safe_dump(data, sort_keys=False), topology.source)
+        except NatlabError as error:  # the file parsed before: the new nat is what it rejects
+            for router, (_, path) in nats.items():
+                prefix = f"routers.{router}.nat"
+                if error.field == prefix or (error.field or "").startswith(prefix + "."):
+                    rest = (error.field or "")[len(prefix) + 1 :]
+                    where = (*path, rest) if rest else path
+                    raise self.fail(where, error.problem, error.fix) from None
+            raise
+
+    # -- steps ----------------------------------------------------------------------
+
+    def step(self, index: int, raw: dict[str, Any], topology: Topology) -> Step:
+        at: Path = ("steps", index)
+        actions = [key for key in raw if key in STEP_SPECS]
+        kinds = ", ".join(STEP_SPECS)
+        if len(actions) > 1:
+            raise self.fail(
+                at,
+                f"a step does one thing; this one has {' and '.join(actions)}",
+                "split it into one step for each",
+            )
+        if not actions:
+            unknown = next((key for key in raw if key != "expect"), None)
+            raise self.fail(
+                (*at, unknown) if unknown is not None else at,
+                f"unknown step '{unknown}'" if unknown is not None else "a step with no action",
+                f"a step is one of: {kinds}",
+            )
+        action = actions[0]
+        spec = self.validate(STEP_SPECS[action], at)
+        return getattr(self, f"_{action.replace('-', '_')}")(spec, (*at, action), topology)
+
+    def _phones(
+        self, value: str | list[str] | BaseModel, at: Path, topology: Topology
+    ) -> tuple[str, ...]:
+        """A phone, a list of phones, or a spec's `phones:`; each must be a phone."""
+        if isinstance(value, str):
+            self.phone(topology, value, at)
+            return (value,)
+        phones, listed = (value, at) if isinstance(value, list) else (value.phones, (*at, "phones"))
+        for index, phone in enumerate(phones):
+            self.phone(topology, phone, (*listed, index))
+        return tuple(phones)
+
+    def _wait_registered(self, spec: WaitStepSpec, at: Path, topology: Topology) -> WaitRegistered:
+        phones = self._phones(spec.phones, at, topology)
+        timeout = spec.phones.timeout if isinstance(spec.phones, WaitSpec) else 10.0
+        return WaitRegistered(phones, timeout)
+
+    def _register(self, spec: RegisterStepSpec, at: Path, topology: Topology) -> Register:
+        phones = self._phones(spec.phones, at, topology)
+        registered = spec.expect.registered if spec.expect else True
+        if not isinstance(spec.phones, RegisterSpec):
+            return Register(phones, registered=registered)
+        certificate = spec.phones.certificate
+        if certificate is not None:
+            self.phone(topology, certificate, (*at, "certificate"))
+            if spec.phones.transport != "tls":
+                raise self.fail(
+                    (*at, "certificate"),
+                    "a certificate is presented over TLS only",
+                    "add transport: tls",
+                )
+        return Register(phones, spec.phones.transport, certificate, registered)
+
+    def _call(self, spec: CallStepSpec, at: Path, topology: Topology) -> Call:
+        call = spec.call
+        self.phone(topology, call.caller, (*at, "from"))
+        self.phone(topology, call.callee, (*at, "to"))
+        if call.caller == call.callee:
+            raise self.fail((*at, "to"), "a phone cannot call itself", "call another phone")
+        expect = spec.expect or CallExpectSpec()
+        pair = expect.pair
+        if isinstance(pair, PairSpec):
+            pair = PairExpectation(local=pair.local, remote=pair.remote)
+        elif pair is not None:
+            pair = PairExpectation(kind=pair)
+        return Call(call.caller, call.callee, call.seconds, call.mode, expect.media, pair)
+
+    def _advance(self, spec: AdvanceStepSpec, at: Path, topology: Topology) -> AdvanceClock:
+        seconds = parse_duration(spec.advance)
+        if seconds is None:
+            raise self.fail(
+                at, f"'{spec.advance}' is not a duration", "write seconds (130) or 130s, 2m, 1h"
+            )
+        return AdvanceClock(seconds)
+
+    def _nat(self, spec: NatStepSpec, at: Path, topology: Topology) -> SetNat:
+        nats = self.nat_map(spec.nat, at)
+        changed = self.with_nat(topology, nats)
+        for router, (_, path) in nats.items():
+            if (
+                changed.routers[router].behaviour.translate
+                != topology.routers[router].behaviour.translate
+            ):
+                raise self.fail(
+                    path,
+                    "a running router cannot switch between NAT and plain routing (none)",
+                    f"set nat: {{{router}: ...}} at the top of the scenario instead",
+                )
+        return SetNat({router: changed.routers[router].behaviour for router in nats})
+
+    def _probe(self, spec: ProbeStepSpec, at: Path, topology: Topology) -> Probe:
+        probe = spec.probe
+        node, server, where = (
+            (probe, None, at)
+            if isinstance(probe, str)
+            else (probe.node, probe.server, (*at, "node"))
+        )
+        if node not in topology.hosts:
+            raise self.fail(
+                where,
+                f"no host named '{node}' in topology '{topology.name}'",
+                f"probe from a host: {', '.join(topology.hosts)}",
+            )
+        expect = spec.expect.model_dump(mode="json", exclude_none=True) if spec.expect else {}
+        return Probe(node, server, expect)
+
+    def phone(self, topology: Topology, name: str, path: Path) -> None:
+        host = topology.hosts.get(name)
+        if host is not None and host.role is Role.PHONE:
+            return
+        phones = ", ".join(h.name for h in topology.hosts.values() if h.role is Role.PHONE)
+        problem = (
+            f"'{name}' is not a phone (its role is {host.role})"
+            if host
+            else f"no host named '{name}' in topology '{topology.name}'"
+        )
+        raise self.fail(path, problem, f"phones: {phones or '(none)'}")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*$")
+
+
+def parse_duration(value: float | str) -> float | None:
+    """130, '130', '130s', '2m', '1h' -> seconds; None when it is none of those."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) if value >= 0 else None
+    found = _DURATION.match(str(value))
+    if found is None:
+        return None
+    return float(found[1]) * _UNITS[found[2] or "s"]

@@ -1,0 +1,227 @@
+"""Run a scenario: bring its lab up, do each step, hold it to its expectations, take it down.
+
+Each step ends in a StepResult: the checks it made (expected against
+observed), the phones' or the probe's own report, and, for a call, the
+explanation (explain.py) from the routers' events recorded while it ran.
+A step that cannot run at all (a phone that does not answer) stops the
+scenario: later steps would only fail for the same reason. The lab is
+always taken down, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from natlab.endpoints.signalling import ask
+from natlab.errors import NatlabError
+from natlab.lab import Lab
+from natlab.lab.endpoints import control_path
+from natlab.lab.naming import lab_dir
+from natlab.scenario import probe as discovery
+from natlab.scenario.expectations import Check, check_call, check_probe
+from natlab.scenario.explain import DropGroup, drop_groups, explain_call
+from natlab.scenario.model import (
+    AdvanceClock,
+    Call,
+    Probe,
+    Register,
+    Scenario,
+    SetNat,
+    Step,
+    WaitRegistered,
+)
+
+CALL_SLACK = 30.0  # seconds a call may take beyond its length: set-up, ICE, the final counts
+REGISTER_TIMEOUT = 15.0  # a phone answers a register request within its own 5 s
+POLL = 0.05
+
+
+@dataclass
+class StepResult:
+    index: int
+    text: str  # the step as people read it
+    line: int | None
+    checks: list[Check] = field(default_factory=list)
+    error: str | None = None  # the step could not run
+    explanation: list[str] = field(default_factory=list)
+    report: dict | None = None  # the CallReport or the probe's report
+    drops: list[DropGroup] = field(default_factory=list)  # what routers dropped during a call
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(check.ok for check in self.checks)
+
+    def as_json(self) -> dict:
+        return {
+            "index": self.index,
+            "step": self.text,
+            "line": self.line,
+            "passed": self.passed,
+            "error": self.error,
+            "checks": [vars(check) for check in self.checks],
+            "explanation": self.explanation,
+            "report": self.report,
+            "drops": [vars(group) for group in self.drops],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    source: str
+    lab: str
+    steps: list[StepResult] = field(default_factory=list)
+    error: str | None = None  # the lab did not come up
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(step.passed for step in self.steps)
+
+    def as_json(self) -> dict:
+        return {
+            "scenario": self.name,
+            "file": self.source,
+            "lab": self.lab,
+            "passed": self.passed,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+            "steps": [step.as_json() for step in self.steps],
+        }
+
+
+Progress = Callable[[str, StepResult | None], None]
+
+
+def unique_lab_name(name: str) -> str:
+    """A lab name of its own for each run, so runs never collide."""
+    base = re.sub(r"[^a-z0-9_.-]", "-", name.lower())[:24].strip("-._") or "scenario"
+    return f"{base}-{secrets.token_hex(3)}"
+
+
+def run_scenario(
+    scenario: Scenario, lab_name: str | None = None, progress: Progress | None = None
+) -> ScenarioResult:
+    """Every step in order, in a lab of its own that is always taken down."""
+    tell = progress or (lambda message, result: None)
+    lab = Lab(scenario.topology, lab_name or unique_lab_name(scenario.name))
+    result = ScenarioResult(scenario.name, scenario.source, lab.name)
+    started = time.monotonic()
+    tell(f"bringing lab {lab.name} up", None)
+    try:
+        lab.up()
+    except NatlabError as error:
+        result.error = f"the lab did not come up: {error}"
+        result.seconds = time.monotonic() - started
+        return result
+    try:
+        runner = _Runner(lab)
+        for index, step in enumerate(scenario.steps):
+            line = scenario.lines[index] if index < len(scenario.lines) else None
+            tell(step.describe(), None)
+            done = runner.run(index, step, line)
+            result.steps.append(done)
+            tell(step.describe(), done)
+            if done.error is not None:
+                break
+    finally:
+        tell(f"taking lab {lab.name} down", None)
+        lab.down()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+class _Runner:
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+
+    def run(self, index: int, step: Step, line: int | None) -> StepResult:
+        result = StepResult(index, step.describe(), line)
+        started = time.monotonic()
+        try:
+            if isinstance(step, WaitRegistered):
+                self.wait_registered(step, result)
+            elif isinstance(step, Register):
+                self.register(step, result)
+            elif isinstance(step, Call):
+                self.call(step, result)
+            elif isinstance(step, AdvanceClock):
+                self.lab.advance_clock(step.seconds)
+            elif isinstance(step, SetNat):
+                for router, behaviour in step.behaviours.items():
+                    request = {"op": "set", "behaviour": behaviour.model_dump(mode="json")}
+                    self.lab.nat(router, request)
+            elif isinstance(step, Probe):
+                result.report = discovery.probe(self.lab, step.node, step.server)
+                result.checks = check_probe(step.expect, result.report)
+        except NatlabError as error:
+            result.error = str(error)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def ask(self, host: str, request: dict, timeout: float = 5.0) -> dict:
+        """A phone's answer on its control socket (natlab.endpoints.phone)."""
+        answer = ask(control_path(lab_dir(self.lab.name), host), request, timeout)
+        answer.pop("ok", None)
+        return answer
+
+    def wait_registered(self, step: WaitRegistered, result: StepResult) -> None:
+        """Poll each phone's status until it says registered, or the step's timeout passes."""
+        deadline = time.monotonic() + step.timeout
+        pending = list(step.phones)
+        seen: dict[str, str] = {}
+        while pending and time.monotonic() < deadline:
+            for phone in list(pending):
+                try:
+                    status = self.ask(phone, {"op": "status"})
+                except NatlabError as error:  # not listening yet
+                    seen[phone] = f"no answer ({error.problem})"
+                    continue
+                if status.get("registered"):
+                    pending.remove(phone)
+                else:
+                    seen[phone] = f"not registered ({status.get('error') or 'no reason given'})"
+            if pending:
+                time.sleep(POLL)
+        result.checks = [
+            Check(
+                f"{phone} registration",
+                f"registered within {step.timeout:g} s",
+                seen.get(phone, "?") if phone in pending else "registered",
+                phone not in pending,
+            )
+            for phone in step.phones
+        ]
+
+    def register(self, step: Register, result: StepResult) -> None:
+        """Each phone registers anew; the phone answers once it knows how that went."""
+        request: dict = {"op": "register"}
+        if step.transport:
+            request["transport"] = step.transport
+        if step.certificate:
+            request["certificate"] = step.certificate
+        expected = "registered" if step.registered else "refused"
+        for phone in step.phones:
+            status = self.ask(phone, request, timeout=REGISTER_TIMEOUT)
+            if status.get("registered"):
+                observed = f"registered over {status.get('transport')}"
+            else:
+                observed = f"refused ({status.get('error') or 'no reason given'})"
+            ok = bool(status.get("registered")) == step.registered
+            result.checks.append(Check(f"{phone} registration", expected, observed, ok))
+
+    def call(self, step: Call, result: StepResult) -> None:
+        routers = list(self.lab.topology.routers)
+        marks = {router: len(self.lab.nat_events(router)) for router in routers}
+        request = {"op": "call", "to": step.callee, "seconds": step.seconds, "mode": step.mode}
+        result.report = report = self.ask(step.caller, request, step.seconds + CALL_SLACK)
+        events = {router: self.lab.nat_events(router)[marks[router] :] for router in routers}
+        result.drops = drop_groups(events)
+        result.checks = check_call(step.media, step.pair, report)
+        result.explanation = explain_call(report, events)

@@ -1,0 +1,72 @@
+"""`natlab matrix` on a subset of types, in real labs run side by side.
+
+Each pair runs in a lab of its own; the JSON report names every lab, and
+each test checks that none of them is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from natlab.lab.naming import lab_dir
+from natlab.scenario import matrix
+
+pytestmark = pytest.mark.lab
+
+
+def assert_gone(kernel, labs: list[str]) -> None:
+    for lab in labs:
+        assert not kernel.lab_namespaces(lab), f"lab {lab} left namespaces"
+        assert not lab_dir(lab).exists(), f"lab {lab} left its state"
+
+
+def test_full_cone_and_symmetric_pairs_are_as_design_md_says(natlab, kernel, tmp_path):
+    report, junit = tmp_path / "m.json", tmp_path / "m.xml"
+    run = natlab.run(
+        "matrix", "--types", "full-cone,symmetric", "--json", str(report), "--junit", str(junit)
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    data = json.loads(report.read_text())
+    assert_gone(kernel, [pair["scenario"]["lab"] for pair in data["pairs"]])
+    seen = {(p["caller"]["type"], p["callee"]["type"]): p["observed"] for p in data["pairs"]}
+    assert seen == {
+        ("full-cone", "full-cone"): "two-way",
+        ("full-cone", "symmetric"): "two-way",
+        ("symmetric", "full-cone"): "two-way",
+        ("symmetric", "symmetric"): "no media",
+    }
+    # A verdict is counted from RTP really received, both ways.
+    for pair in data["pairs"]:
+        call = pair["scenario"]["steps"][1]["report"]
+        received = (call["rtp"]["received"], call["peer_rtp"]["received"])
+        assert all(n >= 25 for n in received) == (pair["observed"] == "two-way"), call
+    # Symmetric against symmetric: the explanation says where the checks were dropped.
+    (failing,) = [p for p in data["pairs"] if p["observed"] == "no media"]
+    assert any(line.startswith("branch") and " dropped " in line for line in failing["explanation"])
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "0", "0")
+
+
+def test_the_relay_makes_symmetric_against_symmetric_work(natlab, kernel, tmp_path):
+    report = tmp_path / "m.json"
+    run = natlab.run("matrix", "--types", "symmetric", "--relay", "--json", str(report))
+    assert run.returncode == 0, run.stdout + run.stderr
+    (pair,) = json.loads(report.read_text())["pairs"]
+    assert_gone(kernel, [pair["scenario"]["lab"]])
+    assert (pair["expected"], pair["observed"]) == ("two-way", "two-way")
+    assert pair["scenario"]["steps"][1]["report"]["mode"] == "relay"
+
+
+def test_a_pair_not_as_expected_fails_the_matrix_with_its_explanation(kernel, monkeypatch):
+    """Were design.md to promise symmetric x symmetric works, the matrix must fail and say why."""
+    monkeypatch.setattr(matrix, "expected_media", lambda a, b, relay=False: "two-way")
+    result = matrix.run_matrix(["symmetric"], jobs=1)
+    (pair,) = result.pairs
+    assert_gone(kernel, [pair.result.lab])
+    assert not result.passed
+    assert (pair.expected, pair.observed) == ("two-way", "no media")
+    assert "media: no media" in pair.explanation
+    assert any(" dropped " in line and "filtered-" in line for line in pair.explanation)

@@ -1,0 +1,121 @@
+"""Where each phone signals to and what the PBX is told, decided from the topology alone."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import pytest
+
+from natlab.lab.endpoints import (
+    local_networks,
+    pbx_argv,
+    pbx_endpoints,
+    phone_argv,
+    stun_servers,
+)
+from natlab.topology import load_topology, parse_topology
+from natlab.topology.model import Router, Topology
+
+TOPOLOGIES = Path(__file__).resolve().parents[3] / "topologies"
+
+
+def translating(router: Router) -> bool:
+    return router.behaviour.translate
+
+
+def routing_only(router: Router) -> bool:  # the kernel dataplane: nothing is translated
+    return False
+
+
+@pytest.fixture(scope="module")
+def main_branch() -> Topology:
+    return load_topology(TOPOLOGIES / "main-branch.yaml")
+
+
+def test_a_phone_in_the_pbx_lan_dials_its_address_and_remote_ones_the_forwarding_router(
+    main_branch: Topology,
+) -> None:
+    pbx = main_branch.hosts["pbx"]
+    lan = str(pbx.interfaces[0].address)
+    assert pbx_endpoints(main_branch, main_branch.hosts["phone-a"], pbx, translating) == (
+        (lan, 5060),
+        (lan, 5061),
+    )
+    for remote in ("phone-b", "phone-c"):
+        assert pbx_endpoints(main_branch, main_branch.hosts[remote], pbx, translating) == (
+            ("203.0.113.1", 5060),
+            ("203.0.113.1", 5061),
+        )
+
+
+def test_without_nat_every_phone_dials_the_pbx_itself(main_branch: Topology) -> None:
+    pbx = main_branch.hosts["pbx"]
+    lan = str(pbx.interfaces[0].address)
+    phone = main_branch.hosts["phone-c"]
+    assert pbx_endpoints(main_branch, phone, pbx, routing_only) == ((lan, 5060), (lan, 5061))
+
+
+EXTERNAL_PORTS = """
+name: other-ports
+segments:
+  internet: {subnet: 203.0.113.0/24}
+  office: {subnet: 10.0.0.0/24}
+  home: {subnet: 192.168.1.0/24}
+routers:
+  main:
+    wan: {segment: internet, address: 203.0.113.1}
+    lan: {segment: office}
+    forwards:
+      - {proto: tcp, port: 15060, to: "pbx:5060"}
+      - {proto: udp, port: 50000-50009, to: "pbx:40000-40009"}
+  home:
+    wan: {segment: internet}
+    lan: {segment: home}
+hosts:
+  pbx: {segment: office, role: pbx}
+  home-phone: {segment: home, role: phone}
+  public-phone: {segment: internet, role: phone}
+"""
+
+
+def test_forwarded_ports_are_dialled_as_the_router_publishes_them() -> None:
+    topology = parse_topology(EXTERNAL_PORTS, "other-ports.yaml")
+    pbx = topology.hosts["pbx"]
+    for phone in ("home-phone", "public-phone"):
+        plain, secure = pbx_endpoints(topology, topology.hosts[phone], pbx, translating)
+        assert plain == ("203.0.113.1", 15060)
+        assert secure is None  # nothing forwards 5061: no TLS from outside
+
+
+def test_the_pbx_relays_on_its_forwarded_udp_ports_and_knows_their_public_numbers(
+    tmp_path: Path,
+) -> None:
+    topology = parse_topology(EXTERNAL_PORTS, "other-ports.yaml")
+    argv = pbx_argv(topology, topology.hosts["pbx"], tmp_path, translating)
+    options = dict(zip(argv[::2], argv[1::2], strict=True))
+    assert options["--public"] == "203.0.113.1"
+    assert options["--relay-ports"] == "40000-40009"
+    assert options["--relay-public-offset"] == "10000"
+    assert options["--local"] == "10.0.0.0/24"
+
+
+def test_only_networks_that_see_the_pbx_unnatted_are_its_local_ones(main_branch: Topology) -> None:
+    pbx = main_branch.hosts["pbx"]
+    assert local_networks(main_branch, pbx, translating) == [IPv4Network("10.0.0.0/24")]
+    assert len(local_networks(main_branch, pbx, routing_only)) == len(main_branch.segments)
+
+
+def test_phones_know_every_stun_service_and_the_turn_server(tmp_path: Path) -> None:
+    topology = parse_topology(
+        (TOPOLOGIES / "main-branch.yaml").read_text()
+        + "  turn1: {segment: internet, role: turn-server, address: 203.0.113.30}\n",
+        "with-turn.yaml",
+    )
+    stun1 = str(topology.hosts["stun1"].interfaces[0].address)
+    assert stun_servers(topology) == [(stun1, 3478), ("203.0.113.1", 3478)]
+    argv = phone_argv(topology, topology.hosts["phone-b"], tmp_path, translating)
+    assert argv[argv.index("--turn") + 1] == "203.0.113.30:3478"
+    stuns = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--stun"]
+    assert stuns == [f"{stun1}:3478", "203.0.113.1:3478"]
+    assert argv[argv.index("--pbx") + 1] == "203.0.113.1:5060"
