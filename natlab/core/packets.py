@@ -94,12 +94,16 @@ _DOTTED_MAX = 65536
 
 
 def _address(buf: bytearray, offset: int) -> str:
-    key = _U32(buf, offset)[0]
+    return _dotted(_U32(buf, offset)[0])
+
+
+def _dotted(key: int) -> str:
+    """The dotted quad of a 32-bit address, made once per address."""
     text = _DOTTED.get(key)
     if text is None:
         if len(_DOTTED) >= _DOTTED_MAX:
             _DOTTED.clear()
-        text = _DOTTED[key] = f"{buf[offset]}.{buf[offset + 1]}.{buf[offset + 2]}.{buf[offset + 3]}"
+        text = _DOTTED[key] = f"{key >> 24}.{(key >> 16) & 255}.{(key >> 8) & 255}.{key & 255}"
     return text
 
 
@@ -184,7 +188,56 @@ def parse(data: bytes | bytearray) -> Packet:
     total_length = (data[2] << 8) | data[3]
     if total_length > len(data):
         raise PacketError(f"IPv4 total length {total_length} exceeds the {len(data)} bytes read")
-    return _parse_ip(bytearray(data[:total_length]), 0, None)
+    buf = bytearray(data[:total_length])
+    return _parse_plain(buf, total_length) or _parse_ip(buf, 0, None)
+
+
+# The common case, once per packet in the daemon: version 4, no IP options, not a
+# fragment, a whole UDP or TCP header. Its checksums sit at fixed offsets, so
+# their descriptions are made once, here, not per packet.
+_PLAIN = struct.Struct("!BxxxHxBxIIHHH")  # version/IHL, flags/offset, proto, addrs, ports, word 4
+_IP_CHECKSUM = _Checksum(10)
+_PLAIN_LAYOUT = {
+    Proto.UDP: (8, _Checksum(26, optional=True)),
+    Proto.TCP: (20, _Checksum(36)),
+}
+_PLAIN_CHECKSUMS = {
+    proto: ((checksum, _IP_CHECKSUM), (checksum,)) for proto, (_, checksum) in _PLAIN_LAYOUT.items()
+}
+
+
+def _parse_plain(buf: bytearray, total_length: int) -> Packet | None:
+    """The common case without the general parser's bookkeeping; None for anything else."""
+    if total_length < 28 or buf[0] != 0x45:
+        return None
+    _, fragment, proto, src, dst, sport, dport, word = _PLAIN.unpack_from(buf)
+    layout = _PLAIN_LAYOUT.get(proto)
+    if layout is None or fragment & 0x3FFF or total_length < 20 + layout[0]:
+        return None
+    if proto == Proto.UDP:
+        if not 8 <= word <= total_length - 20:
+            return None  # the general parser says what is wrong with it
+        flags = 0
+    elif not 20 <= (buf[32] >> 4) * 4 <= total_length - 20:
+        return None
+    else:
+        flags = buf[33]
+    address_checksums, port_checksums = _PLAIN_CHECKSUMS[proto]
+    return Packet(
+        buf,
+        proto,
+        Endpoint(_dotted(src), sport),
+        Endpoint(_dotted(dst), dport),
+        False,
+        flags,
+        None,
+        None,
+        0,
+        20,
+        22,
+        address_checksums,
+        port_checksums,
+    )
 
 
 def _parse_ip(buf: bytearray, start: int, container: _Checksum | None) -> Packet:

@@ -35,14 +35,13 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from natlab.core.behaviour import Behaviour
-from natlab.core.checksum import incremental_update
 from natlab.core.craft import echo_reply, udp_packet
 from natlab.core.engine import Action, NatEngine
 from natlab.core.packets import ICMP_ECHO_REQUEST, Endpoint, Packet, PacketError, Proto, parse
 from natlab.router.config import DaemonConfig
 from natlab.router.control import read_line
 from natlab.router.files import events_path, socket_path
-from natlab.router.ports import ETH_ARP, ETH_IP, Port
+from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
 from natlab.stun import Address, Grid, StunDecodeError, answer, read_request
 
@@ -109,15 +108,19 @@ class RouterDaemon:
                 self.housekeeping()
 
     def drain(self, port: Port) -> None:
-        recv_into, view = port.sock.recv_into, self.view
+        recv_into, view, buffer = port.sock.recv_into, self.view, self.buffer
+        mac = port.mac
         for _ in range(BATCH):
             try:
-                size = recv_into(self.buffer)
+                size = recv_into(buffer)
             except BlockingIOError:
                 return
-            frame = view[:size]
-            if size < 14 or not port.for_us(frame):
+            if size < 14:
                 continue
+            frame = view[:size]
+            destination = buffer[:6]
+            if destination != mac and destination != BROADCAST:
+                continue  # flooded by the bridge to everyone: not ours
             kind = frame[12:14]
             if kind == ETH_IP:
                 self.packet(port, frame[14:])
@@ -186,10 +189,11 @@ class RouterDaemon:
             self.counters["dropped_ttl_expired"] += 1
             self.event("drop", reason="ttl-expired", src=str(packet.src), dst=str(packet.dst))
             return
-        old = bytes(data[8:10])
         data[8] = ttl - 1
-        checksum = incremental_update((data[10] << 8) | data[11], old, bytes(data[8:10]))
-        data[10], data[11] = checksum >> 8, checksum & 0xFF
+        # TTL is the high byte of its word: the checksum goes up by 0x0100 (as Linux does)
+        checksum = ((data[10] << 8) | data[11]) + 0x0100
+        checksum += checksum >> 16
+        data[10], data[11] = (checksum >> 8) & 0xFF, checksum & 0xFF
         self.send(packet)
 
     def send(self, packet: Packet) -> None:

@@ -48,10 +48,6 @@ class Port:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def for_us(self, frame: memoryview) -> bool:
-        destination = frame[:6]
-        return destination == self.mac or destination == BROADCAST
-
     def send(self, next_hop: str, packet: bytes | bytearray, now: float) -> None:
         """Send an IPv4 packet to next_hop, asking ARP first if its address is not known."""
         header = self.headers.get(next_hop)
