@@ -195,7 +195,8 @@ def parse(data: bytes | bytearray) -> Packet:
 # The common case, once per packet in the daemon: version 4, no IP options, not a
 # fragment, a whole UDP or TCP header. Its checksums sit at fixed offsets, so
 # their descriptions are made once, here, not per packet.
-_PLAIN = struct.Struct("!BxxxHxBxIIHHH")  # version/IHL, flags/offset, proto, addrs, ports, word 4
+# version/IHL, flags/fragment offset, protocol, addresses, ports, UDP length (TCP: a seq half)
+_PLAIN = struct.Struct("!B5xHxB2xIIHHH")
 _IP_CHECKSUM = _Checksum(10)
 _PLAIN_LAYOUT = {
     Proto.UDP: (8, _Checksum(26, optional=True)),
