@@ -1,7 +1,7 @@
 """The lab's PBX: registrar, call signalling and an optional media relay, inside its node.
 
     python -m natlab.endpoints.pbx --name pbx --address 10.0.0.2 --control PBX.sock
-        [--port 5060] [--tls-port 5061 --ca DIR] [--public 203.0.113.1]
+        [--port 5060 (TCP and UDP)] [--tls-port 5061 --ca DIR] [--public 203.0.113.1]
         [--relay-ports 40000-40099] [--relay-public-offset 0] [--local 10.0.0.0/24]
         [--relay none|all|remote|PHONE,PHONE]
 
@@ -10,6 +10,15 @@ whose CN must be the name they register: a phone holding another phone's
 certificate is refused, as field certificate registration does) and keep
 the connection alive; the PBX routes invites, answers, byes and the RTP
 counts the phones exchange at the end of a call (signalling.py).
+
+Over UDP (the same port as plain TCP) each datagram is one message. A
+REGISTER binds the phone's name to the datagram's source as the PBX sees
+it (through the phone's NAT mapping) for `EXPIRES` seconds, and everything
+for that phone goes there; other datagrams are the phone's whose
+registration holds their source. Nothing tells the PBX that the NAT in
+between forgot the mapping: an invite sent there is then lost. As SIP's
+timer A does, the PBX sends the invite again until the callee says
+"ringing", and tells the caller when the callee never did.
 
 The media relay is an SBC's: for a relayed call the PBX opens one UDP port
 per side, writes it into the offer and answer it forwards, and latches each
@@ -21,7 +30,8 @@ A call is relayed when its mode is "relay", or when the relay policy
 (--relay, or the control request {"op": "relay", "phones": ...}) covers one
 of its phones.
 
-Control socket requests: {"op": "registrations"}, {"op": "calls"},
+Control socket requests: {"op": "registrations"} (a UDP one with its
+"expires_in" seconds), {"op": "calls"},
 {"op": "relay", "phones": "all"|"remote"|"none"|[names]}, {"op": "ping"}.
 Prints "ready ..." once it listens; SIGTERM ends it.
 """
@@ -36,15 +46,17 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
-from typing import cast
+from typing import Any, Protocol, cast
 
 from natlab.endpoints import tls
 from natlab.endpoints.signalling import (
     MAX_LINE,
+    NOT_REGISTERED,
+    DatagramInbox,
     Endpoint,
     Sdp,
     SignallingError,
@@ -56,25 +68,64 @@ from natlab.endpoints.signalling import (
 
 SIP_PORT = 5060  # plain TCP
 SIPS_PORT = 5061  # TLS
-EXPIRES = 60  # seconds a registration lives without a word from its phone
+EXPIRES = 60  # seconds a registration lives without a word (TCP) or a REGISTER (UDP)
+RING_WAITS = (0.25, 0.5, 1.0)  # over UDP: an invite is sent again after each wait but the last
 CALL_LINGER = 10.0  # seconds a call's state (and relay) outlives its bye, for the RTP counts
 RELAY_POLICIES = ("none", "all", "remote")
+
+
+class Link(Protocol):
+    """How the PBX reaches a registered phone."""
+
+    def send(self, message: dict) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StreamLink:
+    """The phone's own TCP or TLS connection."""
+
+    writer: asyncio.StreamWriter
+
+    def send(self, message: dict) -> None:
+        write_message(self.writer, message)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass(frozen=True)
+class DatagramLink:
+    """The PBX's UDP socket, towards the address the phone's REGISTER came from."""
+
+    inbox: DatagramInbox
+    address: Endpoint
+
+    def send(self, message: dict) -> None:
+        self.inbox.send(message, self.address)
+
+    def close(self) -> None:
+        """The socket is every UDP phone's: nothing of this phone's to close."""
 
 
 @dataclass
 class Registration:
     name: str
-    writer: asyncio.StreamWriter
-    transport: str  # "tcp" | "tls"
-    address: Endpoint  # where the phone's connection comes from, as the PBX sees it
+    link: Link
+    transport: str  # "tcp" | "tls" | "udp"
+    address: Endpoint  # where the phone's messages come from, as the PBX sees it
     since: float = field(default_factory=time.time)
+    expires_at: float | None = None  # the PBX's clock; None: as long as the connection lasts
 
-    def as_json(self) -> dict:
-        return {
+    def as_json(self, now: float) -> dict:
+        out: dict = {
             "since": self.since,
             "transport": self.transport,
             "address": format_endpoint(self.address),
         }
+        if self.expires_at is not None:
+            out["expires_in"] = round(self.expires_at - now, 3)
+        return out
 
 
 class RelayLeg(asyncio.DatagramProtocol):
@@ -132,6 +183,7 @@ class Call:
     answered: bool = False
     ended: bool = False
     legs: tuple[RelayLeg, RelayLeg] | None = None  # (caller's, callee's) when relayed
+    ringing: bool = False  # the callee said anything about the call
     # What the PBX sent each phone about this call in progress: sent again if the phone
     # registers anew, as its old connection may have died with them (a phone ignores repeats).
     sent: dict[str, list[dict]] = field(default_factory=dict)
@@ -143,6 +195,7 @@ class Call:
         out: dict = {
             "caller": self.caller,
             "callee": self.callee,
+            "ringing": self.ringing,
             "answered": self.answered,
             "ended": self.ended,
         }
@@ -176,21 +229,31 @@ class Pbx:
         self.registrations: dict[str, Registration] = {}
         self.calls: dict[str, Call] = {}
         self.relay_policy = config.relay
+        self._tasks: set[asyncio.Task] = set()
+        self._datagrams: asyncio.Task | None = None  # held: the loop keeps tasks weakly
+        self.udp_address: Endpoint | None = None  # where UDP phones register, once started
         self.listening: list[str] = []
+        self.clock = time.monotonic  # registration expiry; a test may turn it
         self._next_port = 0
 
     # -- listening -------------------------------------------------------------------------
 
-    async def start(self) -> list[asyncio.Server]:
+    async def start(self) -> list[asyncio.Server | asyncio.BaseTransport]:
         """Listen for phones and on the control socket; self.listening says on what."""
         config = self.config
         host = str(config.address)
-        self.listening = [f"tcp {host}:{config.port}"]
-        servers = [
+        servers: list[asyncio.Server | asyncio.BaseTransport] = [
             await asyncio.start_server(
                 lambda r, w: self.serve_phone(r, w, "tcp"), host, config.port, limit=MAX_LINE
             )
         ]
+        udp, inbox = await asyncio.get_running_loop().create_datagram_endpoint(
+            DatagramInbox, local_addr=(host, config.port)
+        )
+        servers.append(udp)
+        self.udp_address = udp.get_extra_info("sockname")[:2]
+        self._datagrams = asyncio.create_task(self.serve_datagrams(inbox))
+        self.listening = [f"tcp {host}:{config.port}", f"udp {format_endpoint(self.udp_address)}"]
         if config.tls_port is not None and config.ca is not None:
             context = tls.server_context(config.ca, config.name)
             servers.append(
@@ -221,13 +284,17 @@ class Pbx:
                 if message is None:
                     break
                 if message["type"] == "register":
-                    registration = self.register(message["name"], writer, transport, address)
+                    holder = None
+                    if transport == "tls":
+                        holder = tls.common_name(writer.get_extra_info("peercert"))
+                    link = StreamLink(writer)
+                    registration = self.register(message["name"], link, transport, address, holder)
                     if registration is None:
                         break
                 elif registration is None or self.registrations.get(registration.name) is not (
                     registration
                 ):
-                    write_message(writer, _error("not registered", message.get("call")))
+                    write_message(writer, _error(NOT_REGISTERED, message.get("call")))
                 else:
                     await self.route(registration.name, message)
                 await writer.drain()
@@ -242,36 +309,81 @@ class Pbx:
                 print(f"unregistered {registration.name}", flush=True)
             writer.close()
 
+    async def serve_datagrams(self, inbox: DatagramInbox) -> None:
+        """UDP phones, one datagram at a time, in the order they came."""
+        while True:
+            message, source = await inbox.queue.get()
+            if message is None:
+                return
+            if source is None:  # an ICMP error: the datagram it answers is lost, as UDP allows
+                continue
+            link = DatagramLink(inbox, source)
+            try:
+                if isinstance(message, Exception):
+                    raise message
+                if message["type"] == "register":
+                    self.register(message["name"], link, "udp", source)
+                elif (name := self.sender(source)) is None:
+                    link.send(_error(NOT_REGISTERED, message.get("call")))
+                else:
+                    await self.route(name, message)
+            except (SignallingError, OSError) as error:  # that datagram's trouble, not the PBX's
+                link.send(_error(str(error)))
+
     def register(
-        self, name: str, writer: asyncio.StreamWriter, transport: str, address: Endpoint
+        self,
+        name: str,
+        link: Link,
+        transport: str,
+        address: Endpoint,
+        certificate: str | None = None,
     ) -> Registration | None:
-        """Accept a phone, replacing any older registration of the name; None if refused."""
-        if transport == "tls":
-            holder = tls.common_name(writer.get_extra_info("peercert"))
-            if holder != name:
-                write_message(
-                    writer,
-                    _error(f"certificate CN '{holder}' does not match the name '{name}'"),
-                )
-                print(f"refused {name}: certificate of {holder}", flush=True)
-                return None
-        old = self.registrations.get(name)
-        registration = Registration(name, writer, transport, address)
+        """Accept a phone, replacing any older registration of the name; None if refused.
+
+        certificate: the CN of the phone's TLS certificate, which must be the name.
+        """
+        if transport == "tls" and certificate != name:
+            link.send(_error(f"certificate CN '{certificate}' does not match the name '{name}'"))
+            print(f"refused {name}: certificate of {certificate}", flush=True)
+            return None
+        old = self.registration(name)
+        expires_at = self.clock() + EXPIRES if transport == "udp" else None
+        registration = Registration(name, link, transport, address, expires_at=expires_at)
         self.registrations[name] = registration
-        if old is not None and old.writer is not writer:
-            old.writer.close()
-        write_message(writer, {"type": "registered", "expires": EXPIRES})
+        link.send({"type": "registered", "expires": EXPIRES})
+        if old is not None and old.link == link:
+            return registration  # a refresh: nothing else changed
+        if old is not None:
+            old.link.close()
         print(f"registered {name} over {transport} from {format_endpoint(address)}", flush=True)
         for call in self.calls.values():
             for message in call.sent.get(name, []) if not call.ended else []:
-                write_message(writer, message)
+                link.send(message)
         return registration
 
-    def send(self, name: str, message: dict) -> bool:
+    def registration(self, name: str) -> Registration | None:
+        """The phone's registration, unless it expired (then it is forgotten)."""
         registration = self.registrations.get(name)
+        if registration is None or registration.expires_at is None:
+            return registration
+        if registration.expires_at > self.clock():
+            return registration
+        del self.registrations[name]
+        print(f"registration of {name} over {registration.transport} expired", flush=True)
+        return None
+
+    def sender(self, source: Endpoint) -> str | None:
+        """The phone whose UDP registration holds this source address."""
+        for name, registration in list(self.registrations.items()):
+            if registration.transport == "udp" and registration.address == source:
+                return name if self.registration(name) is not None else None
+        return None
+
+    def send(self, name: str, message: dict) -> bool:
+        registration = self.registration(name)
         if registration is None:
             return False
-        write_message(registration.writer, message)
+        registration.link.send(message)
         return True
 
     async def route(self, name: str, message: dict) -> None:
@@ -282,7 +394,7 @@ class Pbx:
                 self.send(name, {"type": "keepalive"})
             elif kind == "invite":
                 await self.invite(name, message)
-            elif kind in ("answer", "bye", "stats", "error"):
+            elif kind in ("ringing", "answer", "bye", "stats", "error"):
                 self.follow(name, message)
             else:
                 self.send(name, _error(f"a phone does not send {kind}", message.get("call")))
@@ -291,8 +403,8 @@ class Pbx:
 
     async def invite(self, caller: str, message: dict) -> None:
         call_id, callee = message["call"], message.get("to")
-        if not isinstance(callee, str) or callee not in self.registrations:
-            self.send(caller, _error("not registered", call_id))
+        if not isinstance(callee, str) or self.registration(callee) is None:
+            self.send(caller, _error(NOT_REGISTERED, call_id))
             return
         if call_id in self.calls:
             self.send(caller, _error("call id in use", call_id))
@@ -316,6 +428,30 @@ class Pbx:
         }
         call = self.calls[call_id] = Call(call_id, caller, callee, legs=legs)
         self.send_in(call, callee, invite)
+        registration = self.registration(callee)
+        if registration is not None and registration.transport == "udp":
+            self._spawn(self.ring(call, invite, registration.address))
+
+    async def ring(self, call: Call, invite: dict, address: Endpoint) -> None:
+        """Over UDP, send the invite again until the callee speaks; else tell the caller."""
+        for number, wait in enumerate(RING_WAITS):
+            if number:
+                self.send(call.callee, invite)
+            await asyncio.sleep(wait)
+            if call.ringing or call.ended:
+                return
+        reason = (
+            f"{call.callee} did not answer {len(RING_WAITS)} invites sent over udp to "
+            f"{format_endpoint(address)}, where it registered"
+        )
+        print(f"call {call.id}: {reason}", flush=True)
+        self.end(call)
+        self.send(call.caller, _error(reason, call.id))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def follow(self, name: str, message: dict) -> None:
         """Answer, bye, stats and errors within a call go to its other phone."""
@@ -325,6 +461,8 @@ class Pbx:
                 self.send(name, _error("no such call", message.get("call")))
             return
         forwarded = dict(message)
+        if name == call.callee:
+            call.ringing = True
         if message["type"] == "answer" and name == call.callee:
             call.answered = True
             if call.legs is not None:
@@ -332,10 +470,15 @@ class Pbx:
                 forwarded["answer"] = answer.with_relay(
                     self.relay_address(call.caller, call.legs[0])
                 ).as_json()
-        if message["type"] in ("bye", "error") and not call.ended:
+        if message["type"] in ("bye", "error"):
+            self.end(call)
+        self.send_in(call, call.other(name), forwarded)
+
+    def end(self, call: Call) -> None:
+        """The call is over; its state (and relay) stays a while, for the RTP counts."""
+        if not call.ended:
             call.ended = True
             asyncio.get_running_loop().call_later(CALL_LINGER, self.forget, call.id)
-        self.send_in(call, call.other(name), forwarded)
 
     def send_in(self, call: Call, name: str, message: dict) -> None:
         call.sent.setdefault(name, []).append(message)
@@ -360,7 +503,7 @@ class Pbx:
 
     def remote(self, name: str) -> bool:
         """Does the phone reach the PBX from outside its own networks?"""
-        registration = self.registrations.get(name)
+        registration = self.registration(name)
         if registration is None:
             return True
         source = ip_address(registration.address[0])
@@ -412,7 +555,8 @@ class Pbx:
         if op == "ping":
             return {"pbx": self.config.name}
         if op == "registrations":
-            return {"registrations": {n: r.as_json() for n, r in self.registrations.items()}}
+            live = [r for name in list(self.registrations) if (r := self.registration(name))]
+            return {"registrations": {r.name: r.as_json(self.clock()) for r in live}}
         if op == "calls":
             return {"calls": {i: c.as_json() for i, c in self.calls.items()}}
         if op == "relay":

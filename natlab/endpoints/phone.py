@@ -1,20 +1,31 @@
 """A lab phone: registers with the PBX, places and answers calls, and reports what media did.
 
     python -m natlab.endpoints.phone --name phone-b --address 10.1.0.2 --control PHONE.sock
-        [--pbx 203.0.113.1:5060] [--pbx-tls 203.0.113.1:5061 --ca DIR] [--transport tcp|tls]
+        [--pbx 203.0.113.1:5060] [--pbx-tls 203.0.113.1:5061 --ca DIR]
+        [--pbx-udp 203.0.113.1:5060] [--transport tcp|tls|udp]
         [--stun ADDR:PORT ...] [--turn ADDR:PORT --turn-user U --turn-password P]
 
 At start it registers over TCP (or TLS, with the certificate of the lab's CA
-that bears its name) and keeps the registration alive: a keepalive every
-half second, answered by the PBX; a PBX silent for 1.5 s (a NAT that
-forgot the connection's mapping) makes it connect and register again.
+that bears its name; or UDP, one message a datagram) and keeps the
+registration alive: a keepalive every half second (or as a register
+request says; 0: none), answered by the PBX; a PBX silent for three
+keepalives (a NAT that forgot the connection's mapping) makes it register
+again. It also sends REGISTER anew halfway through the registration's
+`expires`, as SIP phones do.
+
+Without keepalives nothing refreshes the phone's NAT mapping between two
+REGISTERs: over UDP the mapping lives only the router's udp_timeout, and
+once it is gone the PBX's invites are dropped on the way, unnoticed by the
+phone; a TCP mapping lives the far longer established timeout.
 
 Its control socket (one JSON request line, one JSON answer line) takes:
 
 - {"op": "status"}: registered or not, with which PBX, since when, the last error;
-- {"op": "register", "transport"?: "tcp"|"tls", "certificate"?: NAME}: register
-  again now (after `natlab nat set`, say) and answer once it is known how it went;
-  "certificate" presents another phone's certificate, which the PBX must refuse;
+- {"op": "register", "transport"?: "tcp"|"tls"|"udp", "keepalive"?: SECONDS,
+  "certificate"?: NAME}: register again now (after `natlab nat set`, say) and
+  answer once it is known how it went; transport and keepalive stay as they
+  are unless given (keepalive 0: none); "certificate" presents another
+  phone's certificate, which the PBX must refuse;
 - {"op": "call", "to": PHONE, "seconds": 2.0, "mode": "ice"|"turn"|"host"|"srflx"|"relay"}:
   place a call, wait for its end, answer with the caller's CallReport (media.py);
 - {"op": "reports"}: every call this phone took part in, as caller or callee.
@@ -51,8 +62,12 @@ from natlab.endpoints import tls
 from natlab.endpoints.ice import IceMedia, Media, MediaError, TurnServer, UdpMedia, lab_timing
 from natlab.endpoints.media import CallReport, RtpCounts, send_rtp
 from natlab.endpoints.signalling import (
+    MAX_KEEPALIVE,
     MAX_LINE,
     MODES,
+    NOT_REGISTERED,
+    TRANSPORTS,
+    DatagramInbox,
     Endpoint,
     Sdp,
     SignallingError,
@@ -63,8 +78,9 @@ from natlab.endpoints.signalling import (
     write_message,
 )
 
-KEEPALIVE = 0.5  # seconds between keepalives
-DEAD_AFTER = 1.5  # seconds of silence from the PBX before the connection counts as lost
+KEEPALIVE = 0.5  # seconds between keepalives, unless told otherwise
+DEAD_AFTER = 3  # keepalives unanswered before the connection counts as lost
+REFRESH = 0.5  # REGISTER again after this share of the registration's expires
 CONNECT_TIMEOUT = 2.0
 RETRY = 0.3  # seconds before registering again after a failure
 REFUSED_RETRY = 5.0  # ... after the PBX refused us: it will refuse again
@@ -88,8 +104,10 @@ class PhoneConfig:
     control: Path
     pbx: Endpoint | None = None
     pbx_tls: Endpoint | None = None
+    pbx_udp: Endpoint | None = None
     ca: Path | None = None
     transport: str = "tcp"
+    keepalive: float = KEEPALIVE
     stun: tuple[Endpoint, ...] = ()
     turn: TurnServer | None = None
 
@@ -101,13 +119,14 @@ class Registrar:
         self.config = config
         self.dispatch = dispatch
         self.transport = config.transport
+        self.keepalive = config.keepalive
         self.certificate = config.name
         self.registered = False
         self.since: float | None = None
         self.error: str | None = None
         self.target: Endpoint | None = None
         self.attempts = 0
-        self._writer: asyncio.StreamWriter | None = None
+        self._link: _Link | None = None
         self._task: asyncio.Task | None = None
         self._heard = 0.0
         self._settled = asyncio.Event()  # set after every attempt, whatever its outcome
@@ -128,18 +147,32 @@ class Registrar:
             "registered": self.registered,
             "pbx": format_endpoint(self.target) if self.target else None,
             "transport": self.transport,
+            "keepalive": self.keepalive,
             "certificate": self.certificate if self.transport == "tls" else None,
             "since": self.since,
             "attempts": self.attempts,
             "error": self.error,
         }
 
-    async def register(self, transport: str | None = None, certificate: str | None = None) -> dict:
-        """Drop the current connection, register anew, answer once the outcome is known."""
-        if transport is not None:
-            if transport not in ("tcp", "tls"):
-                raise ValueError(f"transport must be tcp or tls, not {transport!r}")
-            self.transport = transport
+    async def register(
+        self,
+        transport: str | None = None,
+        certificate: str | None = None,
+        keepalive: float | None = None,
+    ) -> dict:
+        """Drop the current connection, register anew, answer once the outcome is known.
+
+        transport and keepalive (seconds, 0: none) stay as they were unless given.
+        """
+        if transport is not None and transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, not {transport!r}")
+        if keepalive is not None:
+            if isinstance(keepalive, bool) or not isinstance(keepalive, int | float):
+                raise ValueError(f"keepalive must be a number of seconds, not {keepalive!r}")
+            if not 0 <= keepalive <= MAX_KEEPALIVE:
+                raise ValueError(f"keepalive must be from 0 (none) to {MAX_KEEPALIVE:g} seconds")
+            self.keepalive = float(keepalive)
+        self.transport = transport or self.transport
         self.certificate = certificate or self.config.name
         await self.stop()
         self._settled.clear()
@@ -159,9 +192,9 @@ class Registrar:
         await self.register(self.transport, self.certificate)
 
     def send(self, message: dict) -> None:
-        if self._writer is None or not self.registered:
+        if self._link is None or not self.registered:
             raise Refused("not registered with the PBX")
-        write_message(self._writer, message)
+        self._link.send(message)
 
     async def _run(self) -> None:
         while True:
@@ -179,19 +212,25 @@ class Registrar:
 
     def _down(self) -> None:
         self.registered = False
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._link is not None:
+            self._link.close()
+            self._link = None
         self._settled.set()
 
     def _endpoint(self) -> Endpoint:
-        target = self.config.pbx_tls if self.transport == "tls" else self.config.pbx
+        targets = {"tcp": self.config.pbx, "tls": self.config.pbx_tls, "udp": self.config.pbx_udp}
+        target = targets[self.transport]
         if target is None:
             raise Refused(f"no PBX reachable over {self.transport} from this phone")
         return target
 
-    async def _session(self) -> None:
-        self.target = host, port = self._endpoint()
+    async def _connect(self, target: Endpoint) -> _Link:
+        host, port = target
+        if self.transport == "udp":
+            transport, inbox = await asyncio.get_running_loop().create_datagram_endpoint(
+                DatagramInbox, local_addr=(str(self.config.address), 0), remote_addr=target
+            )
+            return _DatagramLink(transport, inbox)
         context = None
         if self.transport == "tls":
             if self.config.ca is None:
@@ -203,10 +242,14 @@ class Registrar:
             ),
             CONNECT_TIMEOUT,
         )
-        self._writer = writer
-        write_message(writer, {"type": "register", "name": self.config.name})
-        await writer.drain()
-        reply = await asyncio.wait_for(read_message(reader), CONNECT_TIMEOUT)
+        return _StreamLink(reader, writer)
+
+    async def _session(self) -> None:
+        self.target = self._endpoint()
+        self._link = link = await self._connect(self.target)
+        register = {"type": "register", "name": self.config.name}
+        link.send(register)
+        reply = await asyncio.wait_for(link.receive(), CONNECT_TIMEOUT)
         if reply is None:
             raise ConnectionError("the PBX closed the connection")
         if reply["type"] != "registered":
@@ -216,30 +259,91 @@ class Registrar:
         self.registered, self.since, self.error = True, time.time(), None
         self._settled.set()
         print(f"registered with {format_endpoint(self.target)} over {self.transport}", flush=True)
-        keepalive = asyncio.create_task(self._keepalive(writer))
+        upkeep = [asyncio.create_task(self._refresh(link, register, reply["expires"]))]
+        if self.keepalive:
+            upkeep.append(asyncio.create_task(self._keepalive(link, self.keepalive)))
         try:
-            while (message := await read_message(reader)) is not None:
+            while (message := await link.receive()) is not None:
                 self._heard = loop.time()
                 if message["type"] == "keepalive":
                     self._pong.set()
                 elif message["type"] == "error" and "call" not in message:
+                    if message["reason"] == NOT_REGISTERED:  # it forgot us: register at once
+                        raise ConnectionError("the PBX no longer knows this phone")
                     raise Refused(f"the PBX says: {message['reason']}")
-                else:
+                elif message["type"] != "registered":  # that is a refresh's answer
                     self.dispatch(message)
             raise ConnectionError("the PBX closed the connection")
         finally:
-            keepalive.cancel()
+            for task in upkeep:
+                task.cancel()
 
-    async def _keepalive(self, writer: asyncio.StreamWriter) -> None:
+    async def _keepalive(self, link: _Link, every: float) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(KEEPALIVE)
-            if loop.time() - self._heard > DEAD_AFTER:
+            await asyncio.sleep(every)
+            if loop.time() - self._heard > every * DEAD_AFTER:
                 print("the PBX stopped answering: registering again", flush=True)
                 self.error = "the PBX stopped answering keepalives"
-                writer.transport.abort()  # the reader sees the end and the session restarts
+                link.abort()  # the session's reader sees the end and it starts again
                 return
-            write_message(writer, {"type": "keepalive"})
+            link.send({"type": "keepalive"})
+
+    async def _refresh(self, link: _Link, register: dict, expires: int) -> None:
+        """REGISTER again before the PBX forgets us; one left unanswered means it is gone."""
+        loop = asyncio.get_running_loop()
+        sent: float | None = None
+        while True:
+            await asyncio.sleep(max(expires * REFRESH, 0.01))
+            if sent is not None and self._heard < sent:
+                self.error = "the PBX did not answer a REGISTER"
+                link.abort()
+                return
+            link.send(register)
+            sent = loop.time()
+
+
+class _StreamLink:
+    """A TCP or TLS connection to the PBX: one message a line."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    def send(self, message: dict) -> None:
+        write_message(self.writer, message)
+
+    async def receive(self) -> dict | None:
+        return await read_message(self.reader)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+
+class _DatagramLink:
+    """A UDP socket connected to the PBX: one message a datagram."""
+
+    def __init__(self, transport: asyncio.BaseTransport, inbox: DatagramInbox) -> None:
+        self.transport, self.inbox = transport, inbox
+
+    def send(self, message: dict) -> None:
+        self.inbox.send(message)
+
+    async def receive(self) -> dict | None:
+        message, _ = await self.inbox.queue.get()
+        if isinstance(message, Exception):
+            raise message
+        return message
+
+    def close(self) -> None:
+        self.transport.close()
+
+    abort = close  # receive() then sees the end
+
+
+_Link = _StreamLink | _DatagramLink
 
 
 class Phone:
@@ -257,7 +361,9 @@ class Phone:
         """A message about a call, from the PBX: a new invite, or one for a call in progress."""
         call = message.get("call")
         if message["type"] == "invite":
-            if call not in self.inboxes:  # not a copy the PBX sent again after we re-registered
+            with contextlib.suppress(Refused):  # we are heard: the PBX stops sending it again
+                self.registrar.send({"type": "ringing", "call": call})
+            if call not in self.inboxes:  # not a copy the PBX sent again (UDP, a new registration)
                 self.inboxes[call] = asyncio.Queue()
                 self._spawn(self.answer(message))
         elif call in self.inboxes:
@@ -431,7 +537,7 @@ class Phone:
             return self.registrar.status()
         if op == "register":
             return await self.registrar.register(
-                request.get("transport"), request.get("certificate")
+                request.get("transport"), request.get("certificate"), request.get("keepalive")
             )
         if op == "call":
             to, mode = request.get("to"), request.get("mode", "ice")
@@ -480,8 +586,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--control", required=True, type=Path)
     parser.add_argument("--pbx", type=parse_endpoint)
     parser.add_argument("--pbx-tls", type=parse_endpoint)
+    parser.add_argument("--pbx-udp", type=parse_endpoint)
     parser.add_argument("--ca", type=Path)
-    parser.add_argument("--transport", choices=("tcp", "tls"), default="tcp")
+    parser.add_argument("--transport", choices=TRANSPORTS, default="tcp")
     parser.add_argument("--stun", type=parse_endpoint, action="append", default=[])
     parser.add_argument("--turn", type=parse_endpoint)
     parser.add_argument("--turn-user", default="natlab")
@@ -494,6 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         control=args.control,
         pbx=args.pbx,
         pbx_tls=args.pbx_tls,
+        pbx_udp=args.pbx_udp,
         ca=args.ca,
         transport=args.transport,
         stun=tuple(args.stun),

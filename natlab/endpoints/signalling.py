@@ -1,15 +1,17 @@
 """Signalling between phones and the PBX, and the endpoints' control sockets: JSON lines.
 
 One JSON object a line, both on the phone-PBX TCP/TLS connections and on
-the Unix control sockets (one request line, one answer line). Plain JSON
+the Unix control sockets (one request line, one answer line); over UDP, one
+message a datagram (DatagramInbox), as SIP over UDP does. Plain JSON
 rather than SIP keeps the lab's lessons about NAT, not about SIP parsing;
 what travels is what SIP carries: register, invite with an offer, answer,
 bye, and the media addresses (the "SDP", here a small JSON object).
 
 Phone -> PBX:  register {name}, keepalive, invite {call, to, mode, seconds, offer},
-               answer {call, answer}, bye {call, rtp, selected}, stats {call, rtp, selected}
+               ringing {call} (an invite arrived), answer {call, answer},
+               bye {call, rtp, selected}, stats {call, rtp, selected}
 PBX -> phone:  registered {expires}, keepalive, invite {call, from, mode, seconds, offer},
-               answer, bye, stats (forwarded), error {reason, call?}
+               ringing, answer, bye, stats (forwarded), error {reason, call?}
 """
 
 from __future__ import annotations
@@ -22,18 +24,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from natlab.errors import NatlabError
 
 MAX_LINE = 1 << 20  # a generous bound: an offer is well under 2 KiB
 MODES = ("ice", "turn", "host", "srflx", "relay")
+TRANSPORTS = ("tcp", "tls", "udp")  # how a phone registers with the PBX
+NOT_REGISTERED = "not registered"  # the PBX's reason when it does not know the sender
+MAX_KEEPALIVE = 3600.0  # seconds: the longest keepalive interval a phone takes
 
 _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "register": {"name": str},
     "registered": {"expires": int},
     "keepalive": {},
     "invite": {"call": str, "offer": dict},
+    "ringing": {"call": str},
     "answer": {"call": str, "answer": dict},
     "bye": {"call": str},
     "stats": {"call": str, "rtp": dict},
@@ -171,6 +177,43 @@ async def read_message(reader: asyncio.StreamReader) -> dict | None:
 
 def write_message(writer: asyncio.StreamWriter, message: dict) -> None:
     writer.write(encode(message))
+
+
+Received = tuple[dict | Exception | None, Endpoint | None]
+
+
+class DatagramInbox(asyncio.DatagramProtocol):
+    """Signalling over UDP: each datagram one message, queued with its source as it arrives.
+
+    The queue holds (message, source); a datagram that is not a message is
+    queued as its SignallingError, for the reader to answer; an ICMP error
+    on the socket as that OSError (source None); the socket's end as None.
+    """
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Received] = asyncio.Queue()
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            message: dict | Exception = parse(data)
+        except SignallingError as error:
+            message = error
+        self.queue.put_nowait((message, (addr[0], addr[1])))
+
+    def error_received(self, exc: Exception) -> None:
+        self.queue.put_nowait((exc, None))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.queue.put_nowait((None, None))
+
+    def send(self, message: dict, to: Endpoint | None = None) -> None:
+        """One message, one datagram; `to` None on a socket connected to its peer."""
+        if self.transport is not None:
+            self.transport.sendto(encode(message), to)
 
 
 Handler = Callable[[dict], Awaitable[dict]]

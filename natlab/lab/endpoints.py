@@ -7,7 +7,8 @@
   TLS certificates from a CA made for this lab (ca/ in its state directory);
 - `phone`: a phone (natlab.endpoints.phone) that registers with the PBX:
   at its LAN address when the phone's network sees it, else through the
-  router that forwards TCP 5060/5061 to it, as a remote phone would.
+  router that forwards TCP 5060/5061 (and UDP 5060) to it, as a remote
+  phone would.
 
 Each endpoint logs to hosts/NAME.log in the lab's state directory and says
 "ready" there once it serves; `up` returns only after every endpoint did.
@@ -28,7 +29,7 @@ from natlab.endpoints import pbx, phone, stun_server, tls, turn
 from natlab.endpoints.signalling import Endpoint, ask, format_endpoint
 from natlab.errors import NatlabError
 from natlab.router.launch import exited, log_tail
-from natlab.topology.model import Host, Role, Router, Topology
+from natlab.topology.model import Forward, Host, Role, Router, Topology
 from natlab.topology.routing import sees
 
 STUN_SERVER = "stun server"  # what the ledger calls each process
@@ -149,10 +150,18 @@ def _forwarded(router: Router, proto: str, host: str, port: int) -> int | None:
     return None
 
 
+# Each way to register: the PBX's protocol and port behind it.
+PBX_PORTS = {
+    "tcp": ("tcp", pbx.SIP_PORT),
+    "tls": ("tcp", pbx.SIPS_PORT),
+    "udp": ("udp", pbx.SIP_PORT),
+}
+
+
 def pbx_endpoints(
     topology: Topology, caller: Host, server: Host, translates: Translates
-) -> tuple[Endpoint | None, Endpoint | None]:
-    """Where caller reaches the PBX over TCP and over TLS (None: it cannot).
+) -> dict[str, Endpoint | None]:
+    """Where caller reaches the PBX over each of tcp, tls and udp (None: it cannot).
 
     Its own address from a network that sees the PBX's; otherwise the WAN
     address of the PBX's router, if that router forwards the port to it.
@@ -160,14 +169,16 @@ def pbx_endpoints(
     segment = server.interfaces[0].segment
     if sees(topology, translates, caller, segment):
         address = str(server.interfaces[0].address)
-        return (address, pbx.SIP_PORT), (address, pbx.SIPS_PORT)
+        return {way: (address, port) for way, (_, port) in PBX_PORTS.items()}
     router = _gateway(topology, server)
     if router is None or not sees(topology, translates, caller, router.wan.segment):
-        return None, None
+        return dict.fromkeys(PBX_PORTS)
     wan = str(router.wan.address)
-    found = [_forwarded(router, "tcp", server.name, port) for port in (pbx.SIP_PORT, pbx.SIPS_PORT)]
-    plain, secure = (None if port is None else (wan, port) for port in found)
-    return plain, secure
+    found = {
+        way: _forwarded(router, proto, server.name, port)
+        for way, (proto, port) in PBX_PORTS.items()
+    }
+    return {way: None if port is None else (wan, port) for way, port in found.items()}
 
 
 def pbx_argv(
@@ -182,14 +193,18 @@ def pbx_argv(
     router = _gateway(topology, server)
     if router is not None and translates(router):
         argv += ["--public", str(router.wan.address)]
-        relay = next(
-            (f for f in router.forwards if f.proto == "udp" and f.host == server.name), None
-        )
+        relay = next((f for f in router.forwards if _relay_forward(f, server.name)), None)
         if relay is not None:
             low, high = relay.internal_ports
             offset = relay.external_ports[0] - low
             argv += ["--relay-ports", f"{low}-{high}", "--relay-public-offset", str(offset)]
     return argv
+
+
+def _relay_forward(forward: Forward, server: str) -> bool:
+    """A UDP forward to the PBX is its media relay's ports, unless it is its signalling port."""
+    low, high = forward.internal_ports
+    return forward.proto == "udp" and forward.host == server and not low <= pbx.SIP_PORT <= high
 
 
 def local_networks(topology: Topology, server: Host, translates: Translates) -> list[IPv4Network]:
@@ -224,11 +239,10 @@ def phone_argv(
     argv += ["--ca", str(ca_dir(directory))]
     servers = _hosts(topology, Role.PBX)
     if servers:
-        plain, secure = pbx_endpoints(topology, host, servers[0], translates)
-        if plain is not None:
-            argv += ["--pbx", format_endpoint(plain)]
-        if secure is not None:
-            argv += ["--pbx-tls", format_endpoint(secure)]
+        found = pbx_endpoints(topology, host, servers[0], translates)
+        for way, option in (("tcp", "--pbx"), ("tls", "--pbx-tls"), ("udp", "--pbx-udp")):
+            if found[way] is not None:
+                argv += [option, format_endpoint(found[way])]
     for server in stun_servers(topology):
         argv += ["--stun", format_endpoint(server)]
     relays = _hosts(topology, Role.TURN_SERVER)

@@ -18,12 +18,14 @@ is symmetric?") and says what the answer should be:
         expect: {nat: symmetric}
 
 Steps: `wait-registered` (phones register by themselves), `register` (now;
-{phones, transport: tcp|tls, certificate: PHONE}), `call` ({from, to, seconds,
-mode: ice|turn|host|srflx|relay}), `advance` (the lab clock), `nat` (as
-`natlab nat set`), `probe` ({node, server}). Expectations: a call's media
-(two-way, one-way, "one-way (caller hears nothing)", "one-way (callee hears
-nothing)", none) and selected pair (host, srflx, prflx, relay, or {local,
-remote}); a register's {registered: false}; a probe's nat, mapping, filtering.
+{phones, transport: tcp|tls|udp, keepalive: seconds (0: none), certificate:
+PHONE}), `call` ({from, to, seconds, mode: ice|turn|host|srflx|relay}),
+`advance` (the lab clock), `nat` (as `natlab nat set`), `probe` ({node,
+server}). Expectations: a call's media (two-way, one-way, "one-way (caller
+hears nothing)", "one-way (callee hears nothing)", none), selected pair
+(host, srflx, prflx, relay, or {local, remote}) and whether it reached the
+callee at all (reached: false, as the callee's own reports say); a
+register's {registered: false}; a probe's nat, mapping, filtering.
 
 It loads like a topology: every mistake is one NatlabError naming the file,
 the line, the field path and the fix (natlab.topology.load.explain words
@@ -43,7 +45,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from natlab.core.behaviour import Behaviour, Filtering, Mapping
-from natlab.endpoints.signalling import MODES
+from natlab.endpoints.signalling import MAX_KEEPALIVE, MODES, TRANSPORTS
 from natlab.errors import NatlabError
 from natlab.topology import Topology, load_topology, parse_topology
 from natlab.topology.load import explain
@@ -84,6 +86,7 @@ class PairSpec(_Spec):
 class CallExpectSpec(_Spec):
     media: Media | None = None
     pair: CandidateType | PairSpec | None = None
+    reached: bool | None = None  # did the invite reach the callee
 
 
 class WaitSpec(_Spec):
@@ -93,7 +96,8 @@ class WaitSpec(_Spec):
 
 class RegisterSpec(_Spec):
     phones: list[str] = Field(min_length=1)
-    transport: Literal["tcp", "tls"] | None = None  # None: the phone's current one
+    transport: Literal[TRANSPORTS] | None = None  # None: the phone's current one
+    keepalive: float | None = Field(None, ge=0, le=MAX_KEEPALIVE)  # seconds, 0: none
     certificate: str | None = None  # over TLS, present this phone's certificate instead
 
 
@@ -193,11 +197,16 @@ class Register:
     transport: str | None = None
     certificate: str | None = None
     registered: bool = True
+    keepalive: float | None = None  # seconds between keepalives, 0: none; None: as it was
 
     def describe(self) -> str:
         how = f" over {self.transport}" if self.transport else ""
         if self.certificate:
             how += f" with {self.certificate}'s certificate"
+        if self.keepalive == 0:
+            how += " without keepalives"
+        elif self.keepalive is not None:
+            how += f" with a keepalive every {self.keepalive:g} s"
         return f"register {', '.join(self.phones)}{how}"
 
 
@@ -211,6 +220,7 @@ class Call:
     mode: str = "ice"
     media: str | None = None
     pair: PairExpectation | None = None
+    reached: bool | None = None  # expected: the callee got the invite (its reports say)
 
     def describe(self) -> str:
         return f"call {self.caller} -> {self.callee}, {self.seconds:g} s ({self.mode})"
@@ -442,7 +452,9 @@ class _Loader:
                     "a certificate is presented over TLS only",
                     "add transport: tls",
                 )
-        return Register(phones, spec.phones.transport, certificate, registered)
+        return Register(
+            phones, spec.phones.transport, certificate, registered, spec.phones.keepalive
+        )
 
     def _call(self, spec: CallStepSpec, at: Path, topology: Topology) -> Call:
         call = spec.call
@@ -456,7 +468,9 @@ class _Loader:
             pair = PairExpectation(local=pair.local, remote=pair.remote)
         elif pair is not None:
             pair = PairExpectation(kind=pair)
-        return Call(call.caller, call.callee, call.seconds, call.mode, expect.media, pair)
+        return Call(
+            call.caller, call.callee, call.seconds, call.mode, expect.media, pair, expect.reached
+        )
 
     def _advance(self, spec: AdvanceStepSpec, at: Path, topology: Topology) -> AdvanceClock:
         seconds = parse_duration(spec.advance)

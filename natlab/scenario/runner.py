@@ -34,6 +34,7 @@ from natlab.scenario.model import (
     Step,
     WaitRegistered,
 )
+from natlab.topology.model import Role
 
 CALL_SLACK = 30.0  # seconds a call may take beyond its length: set-up, ICE, the final counts
 REGISTER_TIMEOUT = 15.0  # a phone answers a register request within its own 5 s
@@ -206,6 +207,8 @@ class _Runner:
             request["transport"] = step.transport
         if step.certificate:
             request["certificate"] = step.certificate
+        if step.keepalive is not None:
+            request["keepalive"] = step.keepalive
         expected = "registered" if step.registered else "refused"
         for phone in step.phones:
             status = self.ask(phone, request, timeout=REGISTER_TIMEOUT)
@@ -225,3 +228,33 @@ class _Runner:
         result.drops = drop_groups(events)
         result.checks = check_call(step.media, step.pair, report)
         result.explanation = explain_call(report, events)
+        if step.reached is not None:
+            self.check_reached(step, report, result)
+
+    def check_reached(self, step: Call, report: dict, result: StepResult) -> None:
+        """Did the invite reach the callee? Its own reports say; if not, where the PBX sent it."""
+        theirs = self.ask(step.callee, {"op": "reports"})["reports"]
+        mine = next((r for r in theirs if r.get("call") == report.get("call")), None)
+        if mine is None:
+            observed = f"{step.callee} never got the invite"
+            result.explanation.append(f"{observed}; {self.registration_of(step.callee)}")
+        else:
+            observed = f"{step.callee} got the invite ({mine.get('verdict')})"
+        wanted = "gets the invite" if step.reached else "never gets the invite"
+        result.checks.append(
+            Check("callee reached", f"{step.callee} {wanted}", observed, step.reached == bool(mine))
+        )
+
+    def registration_of(self, phone: str) -> str:
+        """The PBX's view of a phone's registration: where it sends that phone's invites."""
+        pbx = next((h.name for h in self.lab.topology.hosts.values() if h.role is Role.PBX), None)
+        if pbx is None:
+            return "the lab has no PBX"
+        found = self.ask(pbx, {"op": "registrations"})["registrations"].get(phone)
+        if found is None:
+            return f"the PBX holds no registration of {phone}"
+        left = f", for {found['expires_in']:.0f} s more" if "expires_in" in found else ""
+        return (
+            f"the PBX still holds its registration over {found['transport']} from "
+            f"{found['address']}{left}, and sent the invite there"
+        )

@@ -245,3 +245,59 @@ def test_a_phone_whose_nat_forgot_its_registration_registers_again_by_itself(nat
     assert report["verdict"] == "two-way", report
     after = ask_host(lab, "phone-b", {"op": "status"})
     assert after["registered"] and after["since"] > before["since"]
+
+
+def test_a_udp_registration_without_keepalives_dies_with_its_nat_mapping_a_tcp_one_lives(
+    natlab_lab,
+) -> None:
+    """The PBX keeps both registrations; only the NAT decides which phone it can still reach."""
+    lab = natlab_lab(MAIN_BRANCH)
+    registered(lab, *PHONES)
+    udp = ask_host(lab, "phone-b", {"op": "register", "transport": "udp", "keepalive": 0})
+    assert (udp["registered"], udp["transport"], udp["keepalive"]) == (True, "udp", 0)
+    assert udp["pbx"] == "203.0.113.1:5060"  # through main's udp 5060 forward
+    tcp = ask_host(lab, "phone-c", {"op": "register", "transport": "tcp", "keepalive": 0})
+    assert (tcp["registered"], tcp["transport"], tcp["keepalive"]) == (True, "tcp", 0)
+    seen = ask_host(lab, "pbx", {"op": "registrations"})["registrations"]
+    address = seen["phone-b"]["address"]  # branch1's mapping of phone-b's signalling socket
+    assert seen["phone-b"]["transport"] == "udp" and address.startswith(f"{wan(lab, 'branch1')}:")
+    assert call(lab, "phone-a", "phone-b")["verdict"] == "two-way"  # while the mapping lives
+
+    lab.advance_clock(130)  # past the routers' udp_timeout (120 s), far from TCP's 7440 s
+    mark = len(lab.nat_events("branch1"))
+    lost = call(lab, "phone-a", "phone-b")
+    assert lost["verdict"] == "no media"
+    assert "phone-b did not answer 3 invites sent over udp to " + address in lost["error"]
+    reports = ask_host(lab, "phone-b", {"op": "reports"})["reports"]
+    assert lost["call"] not in {report["call"] for report in reports}  # it never rang
+    # branch1 dropped each copy of the invite: the mapping the PBX sends to has expired...
+    drops = [
+        e
+        for e in lab.nat_events("branch1")[mark:]
+        if e["kind"] == "drop" and e["dst"] == address and e["src"] == "203.0.113.1:5060"
+    ]
+    assert len(drops) == 3 and {e["reason"] for e in drops} == {"expired"}, drops
+    # ...while the PBX still holds the registration: the NAT lost it, not the PBX.
+    still = ask_host(lab, "pbx", {"op": "registrations"})["registrations"]["phone-b"]
+    assert still["address"] == address and still["expires_in"] > 0
+    assert ask_host(lab, "phone-b", {"op": "status"})["registered"]  # nor does the phone know
+
+    # phone-c, silent over TCP as long, is reached: its mapping has the established timeout.
+    assert call(lab, "phone-a", "phone-c")["verdict"] == "two-way"
+    # A new REGISTER opens a new mapping, and phone-b is reachable again.
+    assert ask_host(lab, "phone-b", {"op": "register"})["transport"] == "udp"
+    assert call(lab, "phone-a", "phone-b")["verdict"] == "two-way"
+
+
+def test_udp_keepalives_keep_the_mapping_and_so_the_registration(natlab_lab) -> None:
+    lab = natlab_lab(MAIN_BRANCH)
+    registered(lab, *PHONES)
+    status = ask_host(lab, "phone-b", {"op": "register", "transport": "udp", "keepalive": 0.2})
+    assert (status["registered"], status["transport"]) == (True, "udp")
+    # 200 s in two steps, each under udp_timeout, with keepalives refreshing the mapping between.
+    lab.advance_clock(100)
+    time.sleep(0.6)
+    lab.advance_clock(100)
+    report = call(lab, "phone-a", "phone-b")
+    assert report["verdict"] == "two-way", report
+    assert ask_host(lab, "phone-b", {"op": "status"})["since"] == status["since"]

@@ -1,4 +1,4 @@
-"""`natlab matrix` on a subset of types, in real labs run side by side.
+"""`natlab matrix` in real labs run side by side: the full matrix, and subsets of it.
 
 Each pair runs in a lab of its own; the JSON report names every lab, and
 each test checks that none of them is left behind.
@@ -48,6 +48,42 @@ def test_full_cone_and_symmetric_pairs_are_as_design_md_says(natlab, kernel, tmp
     assert any(line.startswith("branch") and " dropped " in line for line in failing["explanation"])
     suite = ET.parse(junit).getroot().find("testsuite")
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "0", "0")
+
+
+# design.md, "The reference expectation: the NAT matrix", written out pair by pair: only
+# symmetric against port-restricted or symmetric fails; the rest (public included) is two-way.
+FAILS = {
+    ("symmetric", "port-restricted"),
+    ("port-restricted", "symmetric"),
+    ("symmetric", "symmetric"),
+}
+TYPES = ("full-cone", "restricted", "port-restricted", "symmetric", "public")
+
+
+def test_the_full_matrix_is_design_mds_table_pair_by_pair(natlab, kernel, tmp_path):
+    """What CI runs: `natlab matrix` with every type, all 25 pairs, each observed as expected."""
+    report, junit = tmp_path / "m.json", tmp_path / "m.xml"
+    run = natlab.run("matrix", "--json", str(report), "--junit", str(junit))
+    data = json.loads(report.read_text())
+    assert_gone(kernel, [pair["scenario"]["lab"] for pair in data["pairs"]])
+    pairs = {(p["caller"]["type"], p["callee"]["type"]): p for p in data["pairs"]}
+    assert set(pairs) == {(a, b) for a in TYPES for b in TYPES}
+    table = {pair: "no media" if pair in FAILS else "two-way" for pair in pairs}
+    assert {pair: p["expected"] for pair, p in pairs.items()} == table
+    wrong = {
+        pair: (p["observed"], p["explanation"])
+        for pair, p in pairs.items()
+        if p["observed"] != table[pair]
+    }
+    assert not wrong, wrong
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert data["passed"] and not data["relay"]
+    for pair in data["pairs"]:  # each verdict counted from RTP really received, both ways
+        call = pair["scenario"]["steps"][1]["report"]
+        received = (call["rtp"]["received"], call["peer_rtp"]["received"])
+        assert all(n >= 25 for n in received) == (pair["observed"] == "two-way"), call
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("25", "0", "0")
 
 
 def test_the_relay_makes_symmetric_against_symmetric_work(natlab, kernel, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from natlab.endpoints.pbx import Pbx, PbxConfig, Registration, RelayLeg, parse_policy
+from natlab.endpoints.pbx import Link, Pbx, PbxConfig, Registration, RelayLeg, parse_policy
 from natlab.endpoints.signalling import (
     Sdp,
     SignallingError,
@@ -57,6 +56,7 @@ def test_a_line_that_is_not_a_json_object_is_refused(line: bytes) -> None:
         {"type": "registered", "expires": 60},
         {"type": "keepalive"},
         {"type": "invite", "call": "c1", "to": "phone-c", "mode": "srflx", "offer": OFFER},
+        {"type": "ringing", "call": "c1"},
         {"type": "answer", "call": "c1", "answer": OFFER},
         {"type": "bye", "call": "c1"},
         {"type": "stats", "call": "c1", "rtp": {"sent": 1, "received": 0}},
@@ -78,6 +78,7 @@ def test_the_messages_of_the_contract_parse(message: dict) -> None:
         ({"type": "invite", "call": "c1", "offer": "sdp"}, "field 'offer' missing or not dict"),
         ({"type": "invite", "call": "c1", "offer": {}, "mode": "p2p"}, "mode 'p2p' is not one"),
         ({"type": "answer", "answer": {}}, "field 'call' missing"),
+        ({"type": "ringing"}, "ringing: field 'call' missing"),
         ({"type": "error"}, "field 'reason' missing"),
     ],
 )
@@ -148,8 +149,8 @@ def pbx_with(policy: str | frozenset[str], **sources: str) -> Pbx:
     pbx = Pbx(config)
     for key, source in sources.items():
         name = key.replace("_", "-")
-        writer = cast(asyncio.StreamWriter, None)  # nothing is sent in these tests
-        pbx.registrations[name] = Registration(name, writer, "tcp", parse_endpoint(source))
+        link = cast(Link, None)  # nothing is sent in these tests
+        pbx.registrations[name] = Registration(name, link, "tcp", parse_endpoint(source))
     return pbx
 
 

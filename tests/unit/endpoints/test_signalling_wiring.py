@@ -38,22 +38,28 @@ def test_a_phone_in_the_pbx_lan_dials_its_address_and_remote_ones_the_forwarding
 ) -> None:
     pbx = main_branch.hosts["pbx"]
     lan = str(pbx.interfaces[0].address)
-    assert pbx_endpoints(main_branch, main_branch.hosts["phone-a"], pbx, translating) == (
-        (lan, 5060),
-        (lan, 5061),
-    )
+    assert pbx_endpoints(main_branch, main_branch.hosts["phone-a"], pbx, translating) == {
+        "tcp": (lan, 5060),
+        "tls": (lan, 5061),
+        "udp": (lan, 5060),
+    }
     for remote in ("phone-b", "phone-c"):
-        assert pbx_endpoints(main_branch, main_branch.hosts[remote], pbx, translating) == (
-            ("203.0.113.1", 5060),
-            ("203.0.113.1", 5061),
-        )
+        assert pbx_endpoints(main_branch, main_branch.hosts[remote], pbx, translating) == {
+            "tcp": ("203.0.113.1", 5060),
+            "tls": ("203.0.113.1", 5061),
+            "udp": ("203.0.113.1", 5060),  # main forwards udp 5060 too
+        }
 
 
 def test_without_nat_every_phone_dials_the_pbx_itself(main_branch: Topology) -> None:
     pbx = main_branch.hosts["pbx"]
     lan = str(pbx.interfaces[0].address)
     phone = main_branch.hosts["phone-c"]
-    assert pbx_endpoints(main_branch, phone, pbx, routing_only) == ((lan, 5060), (lan, 5061))
+    assert pbx_endpoints(main_branch, phone, pbx, routing_only) == {
+        "tcp": (lan, 5060),
+        "tls": (lan, 5061),
+        "udp": (lan, 5060),
+    }
 
 
 EXTERNAL_PORTS = """
@@ -83,9 +89,10 @@ def test_forwarded_ports_are_dialled_as_the_router_publishes_them() -> None:
     topology = parse_topology(EXTERNAL_PORTS, "other-ports.yaml")
     pbx = topology.hosts["pbx"]
     for phone in ("home-phone", "public-phone"):
-        plain, secure = pbx_endpoints(topology, topology.hosts[phone], pbx, translating)
-        assert plain == ("203.0.113.1", 15060)
-        assert secure is None  # nothing forwards 5061: no TLS from outside
+        found = pbx_endpoints(topology, topology.hosts[phone], pbx, translating)
+        assert found["tcp"] == ("203.0.113.1", 15060)
+        assert found["tls"] is None  # nothing forwards 5061: no TLS from outside
+        assert found["udp"] is None  # nor udp 5060 (the udp forward is the relay's ports)
 
 
 def test_the_pbx_relays_on_its_forwarded_udp_ports_and_knows_their_public_numbers(
@@ -98,6 +105,15 @@ def test_the_pbx_relays_on_its_forwarded_udp_ports_and_knows_their_public_number
     assert options["--relay-ports"] == "40000-40009"
     assert options["--relay-public-offset"] == "10000"
     assert options["--local"] == "10.0.0.0/24"
+
+
+def test_the_udp_signalling_forward_is_not_taken_for_the_relay_ports(
+    main_branch: Topology, tmp_path: Path
+) -> None:
+    """main-branch forwards udp 5060 (registration) before 40000-40099 (the media relay)."""
+    argv = pbx_argv(main_branch, main_branch.hosts["pbx"], tmp_path, translating)
+    assert argv[argv.index("--relay-ports") + 1] == "40000-40099"
+    assert argv[argv.index("--relay-public-offset") + 1] == "0"
 
 
 def test_only_networks_that_see_the_pbx_unnatted_are_its_local_ones(main_branch: Topology) -> None:
@@ -119,3 +135,4 @@ def test_phones_know_every_stun_service_and_the_turn_server(tmp_path: Path) -> N
     stuns = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--stun"]
     assert stuns == [f"{stun1}:3478", "203.0.113.1:3478"]
     assert argv[argv.index("--pbx") + 1] == "203.0.113.1:5060"
+    assert argv[argv.index("--pbx-udp") + 1] == "203.0.113.1:5060"

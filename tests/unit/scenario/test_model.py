@@ -104,6 +104,19 @@ def test_register_forms():
     assert steps[3].describe() == "register phone-b, phone-c over tls with phone-a's certificate"
 
 
+def test_register_over_udp_with_and_without_keepalives():
+    text = broken(
+        "  - advance: 2m",
+        "  - register: {phones: [phone-b], transport: udp, keepalive: 0}\n"
+        "  - register: {phones: [phone-c], keepalive: 0.25}",
+    )
+    udp, tcp = parse_scenario(text, "s.yaml").steps[2:4]
+    assert udp == Register(("phone-b",), "udp", keepalive=0.0)
+    assert udp.describe() == "register phone-b over udp without keepalives"
+    assert tcp == Register(("phone-c",), None, keepalive=0.25)
+    assert tcp.describe() == "register phone-c with a keepalive every 0.25 s"
+
+
 def test_call_defaults_and_a_pair_by_ends():
     text = broken(
         "  - call: {from: phone-b, to: phone-c, seconds: 1.5}\n"
@@ -112,6 +125,17 @@ def test_call_defaults_and_a_pair_by_ends():
     )
     call = parse_scenario(text, "s.yaml").steps[1]
     assert call == Call("phone-b", "phone-c", 2.0, "ice", None, PairExpectation(remote="prflx"))
+
+
+@pytest.mark.parametrize("reached", [True, False])
+def test_a_call_can_expect_whether_it_reaches_the_callee(reached):
+    text = broken(
+        "expect: {media: two-way, pair: srflx}",
+        f"expect: {{reached: {str(reached).lower()}, media: none}}",
+    )
+    call = parse_scenario(text, "s.yaml").steps[1]
+    assert (call.reached, call.media, call.pair) == (reached, "none", None)
+    assert parse_scenario(VALID, "s.yaml").steps[1].reached is None  # not said: not checked
 
 
 @pytest.mark.parametrize(
@@ -213,12 +237,28 @@ CASES = [
         id="certificate-over-tcp",
     ),
     pytest.param(
-        broken("  - advance: 2m", "  - register: {phones: [phone-b], transport: udp}"),
+        broken("  - advance: 2m", "  - register: {phones: [phone-b], transport: sctp}"),
         "steps[2].register.transport",
         8,
-        "input should be 'tcp' or 'tls' (got 'udp')",
-        "use 'tcp' or 'tls'",
-        id="register-over-udp",
+        "input should be 'tcp', 'tls' or 'udp' (got 'sctp')",
+        "use 'tcp', 'tls' or 'udp'",
+        id="register-over-sctp",
+    ),
+    pytest.param(
+        broken("  - advance: 2m", "  - register: {phones: [phone-b], keepalive: -1}"),
+        "steps[2].register.keepalive",
+        8,
+        "input should be greater than or equal to 0 (got -1)",
+        "use a number of at least 0",
+        id="negative-keepalive",
+    ),
+    pytest.param(
+        broken("expect: {media: two-way, pair: srflx}", "expect: {reached: nobody}"),
+        "steps[1].expect.reached",
+        7,
+        "input should be a valid boolean, unable to interpret input (got 'nobody')",
+        "use true or false",
+        id="reached-not-a-boolean",
     ),
     pytest.param(
         broken("  - advance: 2m", "  - register: phone-b\n    expect: {registered: maybe}"),
