@@ -403,11 +403,20 @@ _junit_file = click.option(
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @_json_file
 @_junit_file
-def run(scenario: str, json_file: str | None, junit_file: str | None) -> None:
+@click.option(
+    "--trace",
+    "trace_file",
+    type=click.Path(dir_okay=False),
+    help="Write the trace (JSON lines) here; failed runs keep theirs in natlab-traces/ anyway.",
+)
+def run(
+    scenario: str, json_file: str | None, junit_file: str | None, trace_file: str | None
+) -> None:
     """Run SCENARIO (scenarios/*.yaml) in a lab of its own and check its expectations.
 
     Exits 1 when an expectation fails, saying which packets the routers
     dropped during the call, where and why. The lab is always taken down.
+    Its trace tells the story: natlab explain TRACE.
     """
     from rich.markup import escape
 
@@ -415,17 +424,22 @@ def run(scenario: str, json_file: str | None, junit_file: str | None) -> None:
     from natlab.render import Live, print_line, print_table, scenario_table, step_line
     from natlab.scenario.model import load_scenario
     from natlab.scenario.reports import write_json, write_junit
-    from natlab.scenario.runner import run_scenario
+    from natlab.scenario.runner import unique_lab_name
+    from natlab.scenario.trace import default_trace, run_traced
 
     loaded = load_scenario(scenario)
     require_root("natlab run")
+    kept = Path(trace_file) if trace_file else default_trace(loaded.name)
     with Live() as live:
         live.done(
             f"scenario {escape(loaded.name)}"
             + (f": {escape(loaded.about)}" if loaded.about else "")
         )
-        result = run_scenario(
+        result = run_traced(
             loaded,
+            unique_lab_name(loaded.name),
+            Path(trace_file) if trace_file else None,
+            kept,
             progress=lambda text, step: (
                 live.now(text) if step is None else live.done(step_line(step))
             ),
@@ -441,6 +455,8 @@ def run(scenario: str, json_file: str | None, junit_file: str | None) -> None:
         write_json(json_file, result)
     if junit_file:
         write_junit(junit_file, result)
+    if trace_file or not result.passed:
+        print_line(f"\ntrace: {escape(str(kept))} (natlab explain {escape(str(kept))})")
     if not result.passed:
         sys.exit(1)
 
@@ -456,12 +472,20 @@ def run(scenario: str, json_file: str | None, junit_file: str | None) -> None:
 @click.option("--jobs", type=int, help="Labs at a time (default: 2, or the number of CPUs).")
 @_json_file
 @_junit_file
+@click.option(
+    "--trace",
+    "trace_dir",
+    type=click.Path(file_okay=False),
+    help="Write every pair's trace here (TYPE-x-TYPE.jsonl); failed pairs keep theirs in "
+    "natlab-traces/ anyway.",
+)
 def matrix(
     types: tuple[str, ...],
     relay: bool,
     jobs: int | None,
     json_file: str | None,
     junit_file: str | None,
+    trace_dir: str | None,
 ) -> None:
     """Call phone-b -> phone-c across every pair of NAT types, against the reference matrix.
 
@@ -478,6 +502,7 @@ def matrix(
     from natlab.scenario.expectations import TYPES
     from natlab.scenario.matrix import PairResult, check_types, default_jobs, run_matrix
     from natlab.scenario.reports import write_json, write_junit
+    from natlab.scenario.trace import TRACES, pair_trace
 
     chosen = check_types([t for text in types for t in text.split(",") if t] or TYPES)
     require_root("natlab matrix")
@@ -490,19 +515,50 @@ def matrix(
 
     with Live() as live:
         live.now(f"{total} pairs, {jobs or default_jobs()} labs at a time")
-        result = run_matrix(chosen, relay, jobs, progress)
+        result = run_matrix(chosen, relay, jobs, progress, Path(trace_dir) if trace_dir else None)
     print_table(matrix_table(result))
     for pair in result.pairs:
         if not pair.passed:
             print_line(f"\n{pair.caller_type} x {pair.callee_type}: why")
             for line in pair.explanation:
                 print_line(f"  {escape(line)}")
+            trace = pair_trace(Path(trace_dir or TRACES), pair.caller_type, pair.callee_type)
+            print_line(f"  the whole story: natlab explain {escape(str(trace))}")
+    if trace_dir:
+        print_line(f"\ntraces of every pair: {escape(trace_dir)}/")
     if json_file:
         write_json(json_file, result)
     if junit_file:
         write_junit(junit_file, result)
     if not result.passed:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.option("--step", "stepwise", is_flag=True, help="Wait for Enter after each step.")
+def explain(trace: str, stepwise: bool) -> None:
+    """Tell TRACE (from natlab run or matrix) step by step: who sent what to whom,
+    which mapping each router made, which packet was dropped and why.
+    """
+    from natlab.scenario.story import tell
+    from natlab.scenario.trace import read_trace
+
+    _tell(tell(read_trace(trace)), stepwise)
+
+
+def _tell(scenes: list, stepwise: bool) -> None:
+    """Print the scenes; with stepwise, wait for Enter between them (Ctrl-C stops)."""
+    from rich.console import Console
+
+    from natlab.render import scene_renderables
+
+    console = Console(highlight=False)
+    for number, scene in enumerate(scenes, 1):
+        for renderable in scene_renderables(number, len(scenes), scene):
+            console.print(renderable)
+        if stepwise and number < len(scenes):
+            click.prompt("", default="", show_default=False, prompt_suffix="[Enter] ")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # reading a topology must not load the lab and its netlink co
     from natlab.scenario.matrix import MatrixResult, PairResult
     from natlab.scenario.reachability import Probe
     from natlab.scenario.runner import ScenarioResult, StepResult
+    from natlab.scenario.story import Scene
 
 
 def topology_table(topology: Topology, title: str) -> Table:
@@ -223,6 +224,31 @@ def matrix_table(result: MatrixResult) -> Table:
                 row.append(f"[red]{escape(pair.observed)}\n(expected {pair.expected})[/]")
         table.add_row(caller, *row)
     return table
+
+
+_SCENE_COLOURS = {
+    "drop": "red",
+    "why": "yellow",
+    "mapping": "cyan",
+    "result": "green",
+    "step": "bold",
+}
+
+
+def scene_renderables(number: int, total: int, scene: Scene) -> list:
+    """One scene of `natlab explain`: a heading, its sentences, the routers' mapping tables."""
+    colour = _SCENE_COLOURS.get(scene.kind, "default")
+    clock = f"  [dim]router clock {scene.clock:.3f} s[/]" if scene.clock is not None else ""
+    out: list = [f"\n[{colour}][{number}/{total}] {escape(scene.title)}[/]{clock}"]
+    out += [f"  {escape(line)}" for line in scene.lines]
+    for router, rows in scene.tables.items():
+        table = Table(title=f"{router}: mappings", title_justify="left", padding=(0, 1))
+        for column in ("proto", "whose", "internal", "external", "for remote"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row.proto, row.host, row.internal, row.external, row.for_remote)
+        out.append(table)
+    return out
 
 
 class Live:

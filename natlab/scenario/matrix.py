@@ -23,13 +23,15 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 
 import yaml
 
 from natlab.errors import NatlabError
 from natlab.scenario.expectations import NO_MEDIA, PUBLIC, TYPES, expected_media, nat_preset
 from natlab.scenario.model import TOPOLOGIES, Scenario, parse_scenario
-from natlab.scenario.runner import ScenarioResult, run_scenario, unique_lab_name
+from natlab.scenario.runner import ScenarioResult, unique_lab_name
+from natlab.scenario.trace import TRACES, pair_trace, run_traced
 
 TOPOLOGY = TOPOLOGIES / "main-branch.yaml"
 CALLER, CALLEE = "phone-b", "phone-c"
@@ -146,8 +148,12 @@ def run_matrix(
     relay: bool = False,
     jobs: int | None = None,
     progress: Progress | None = None,
+    trace_dir: Path | None = None,
 ) -> MatrixResult:
-    """Every ordered pair of `types`, `jobs` labs at a time; results in table order."""
+    """Every ordered pair of `types`, `jobs` labs at a time; results in table order.
+
+    Each pair's trace (trace.py) goes to `trace_dir`, or, for a failed pair only, to natlab-traces/.
+    """
     types = check_types(types)
     jobs = jobs or default_jobs()
     if jobs < 1:
@@ -156,12 +162,20 @@ def run_matrix(
     pairs = [(a, b) for a in types for b in types]
     scenarios = {pair: pair_scenario(*pair, relay) for pair in pairs}
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["natlab.scenario.runner"])
+    context.set_forkserver_preload(["natlab.scenario.trace"])
+    keep_all, traces = trace_dir is not None, (trace_dir or TRACES).resolve()
     done: dict[tuple[str, str], PairResult] = {}
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_signals)
     try:
         futures: dict[Future, tuple[str, str]] = {
-            pool.submit(run_scenario, scenarios[pair], _lab_name(*pair)): pair for pair in pairs
+            pool.submit(
+                run_traced,
+                scenarios[pair],
+                _lab_name(*pair),
+                pair_trace(traces, *pair) if keep_all else None,
+                pair_trace(traces, *pair),
+            ): pair
+            for pair in pairs
         }
         for future in as_completed(futures):
             pair = futures[future]

@@ -1,0 +1,359 @@
+"""A trace told as a story: who sent what to whom, what each router made of it, and why.
+
+`tell(records)` turns a trace (trace.py) into scenes, each a few sentences
+and each router's mapping table as it stood right after: tables are
+rebuilt from the events alone (created, expired, flushed). Addresses get
+names (a host, a phone's candidate, a router's mapping) so a reader sees
+"phone-b's packet from branch1's mapping for 203.0.113.3:34460", not a
+list of ports. A call ends with why: each packet a router filtered is
+traced back to the mapping its sender's router used, and that mapping's
+remote, which is what made it fail.
+
+Noise is left out of the story (it stays in the trace): keepalive
+refreshes, port-forward hits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from natlab.core.behaviour import PRESETS, Mapping
+from natlab.scenario.explain import DROPS, DropGroup, drop_groups
+
+FILTERED = ("filtered-address", "filtered-port", "no-mapping", "expired")
+
+
+@dataclass
+class Row:
+    """One mapping of a router's table."""
+
+    proto: str
+    internal: str
+    external: str
+    remote: str  # the destination that made it
+    only_remote: bool  # address-and-port-dependent mapping: for that remote only
+    created: float  # router clock
+    host: str  # whose mapping it is
+
+    @property
+    def for_remote(self) -> str:
+        return self.remote if self.only_remote else f"any (first {self.remote})"
+
+
+@dataclass
+class Scene:
+    """One step of the story; `tables` is each router's mapping table right after it."""
+
+    title: str
+    lines: list[str]
+    kind: str = "info"  # info | mapping | drop | result | why | step
+    clock: float | None = None
+    tables: dict[str, list[Row]] = field(default_factory=dict)
+
+
+class _World:
+    """What the story knows so far: names of addresses, routers' behaviours, their tables."""
+
+    def __init__(self, lab: dict) -> None:
+        self.lab = lab
+        self.nat = {name: router["nat"] for name, router in lab["routers"].items()}
+        self.dependent = {
+            name: router["mapping"] == Mapping.ADDRESS_AND_PORT_DEPENDENT.value
+            for name, router in lab["routers"].items()
+        }
+        self.tables: dict[str, dict[tuple[str, str], Row]] = {r: {} for r in lab["routers"]}
+        self.history: dict[str, Row] = {}  # every mapping ever made, by external address
+        self.names = {host["address"]: name for name, host in lab["hosts"].items()}
+        self.names.update({router["wan"]: name for name, router in lab["routers"].items()})
+        self.candidates: dict[str, str] = {}  # address -> "phone-b's srflx candidate"
+        self.stun: dict[str, str] = {}  # internal -> the first mapped address STUN told it
+
+    def host_of(self, endpoint: str) -> str:
+        return self.names.get(endpoint.rsplit(":", 1)[0], "")
+
+    def name(self, endpoint: str) -> str:
+        """An endpoint as the reader knows it: whose address, candidate or mapping it is."""
+        if endpoint in self.candidates:
+            return f"{endpoint} ({self.candidates[endpoint]})"
+        if endpoint in self.history:
+            row = self.history[endpoint]
+            return f"{endpoint} ({row.host}'s mapping on {_router_of(self, row)})"
+        if endpoint in self.lab["stun_servers"]:
+            return f"{endpoint} (STUN server {self.host_of(endpoint)})"
+        owner = self.host_of(endpoint)
+        return f"{endpoint} ({owner})" if owner else endpoint
+
+    def snapshot(self) -> dict[str, list[Row]]:
+        return {router: list(rows.values()) for router, rows in self.tables.items() if rows}
+
+    def reconfigure(self, router: str, behaviour: str) -> None:
+        self.nat[router] = behaviour
+        preset = PRESETS.get(behaviour.split(" ")[0])
+        if preset is not None:
+            self.dependent[router] = preset.mapping is Mapping.ADDRESS_AND_PORT_DEPENDENT
+        self.tables[router].clear()
+
+
+def tell(records: Iterable[dict]) -> list[Scene]:
+    """The scenes of a trace, in order."""
+    records = list(records)
+    if not records or records[0]["type"] != "lab":
+        return [Scene("not a trace", ["the first record of a trace describes its lab"], "why")]
+    world = _World(records[0])
+    scenes = [_lab_scene(world)]
+    call: dict | None = None
+    call_events: list[dict] = []
+    pending_candidates: list[dict] = []
+    seen_drops: set[tuple] = set()
+    stun_at = {(r["router"], r["mapped"]): r for r in records if r["type"] == "stun"}
+    for record in records[1:]:
+        kind = record["type"]
+        if kind == "stun":
+            world.stun.setdefault(record["internal"], record["mapped"])
+        elif kind == "step" and record["phase"] == "start":
+            scenes.append(Scene(f"step {record['index'] + 1}: {record['text']}", [], "step"))
+        elif kind == "step":
+            scenes.append(_step_end(record))
+        elif kind == "call":
+            call, call_events, seen_drops = {**record, "checks": [], "rtp": []}, [], set()
+            scenes.append(_call_scene(record))
+        elif kind == "candidates":
+            pending_candidates.append(record)
+            for candidate in record["candidates"]:
+                world.candidates[candidate["address"]] = (
+                    f"{record['phone']}'s {candidate['type']} candidate"
+                )
+        elif kind == "ice-check" and call is not None:
+            call["checks"].append(record)
+        elif kind == "rtp" and call is not None:
+            call["rtp"].append(record)
+            if len(call["rtp"]) == 2:
+                scenes += _result_scenes(world, call, call_events)
+                call = None
+        elif kind == "nat":
+            if pending_candidates and _is_check(world, record):
+                scenes.append(_candidates_scene(world, pending_candidates))
+                pending_candidates = []
+            if call is not None:
+                call_events.append(record)
+            scene = _nat_scene(world, record, stun_at, seen_drops)
+            if scene is not None:
+                scene.clock = record.get("clock")
+                scene.tables = world.snapshot()
+                scenes.append(scene)
+    return scenes
+
+
+def _lab_scene(world: _World) -> Scene:
+    lab = world.lab
+    lines = [f"scenario {lab['scenario']}" + (f": {lab['about']}" if lab.get("about") else "")]
+    for name, router in lab["routers"].items():
+        lines.append(
+            f"router {name}: {router['nat']} NAT (mapping {router['mapping']}, filtering "
+            f"{router['filtering']}); outside {router['wan']}, inside {', '.join(router['lans'])}"
+        )
+    for name, host in lab["hosts"].items():
+        where = f"behind {host['router']}" if host.get("router") else "on the internet"
+        lines.append(f"{host['role']} {name}: {host['address']}, {where}")
+    return Scene(f"the lab {lab['lab']}", lines, "info")
+
+
+def _step_end(record: dict) -> Scene:
+    mark = "passed" if record.get("passed") else "FAILED"
+    lines = [
+        f"{check['what']}: expected {check['expected']}, observed {check['observed']}"
+        for check in record.get("checks") or []
+    ]
+    if record.get("error"):
+        lines.append(f"could not run: {record['error']}")
+    return Scene(f"step {record['index'] + 1} {mark}: {record['text']}", lines, "result")
+
+
+def _call_scene(record: dict) -> Scene:
+    return Scene(
+        f"{record['caller']} calls {record['callee']} ({record['mode']})",
+        [
+            "each phone asks STUN servers how it is seen from outside, offers those "
+            "addresses as candidates, and both try every pair (ICE checks)"
+        ],
+        "info",
+    )
+
+
+def _is_check(world: _World, record: dict) -> bool:
+    """A packet between the phones (an ICE check or RTP), not to a STUN server or the PBX."""
+    target = record.get("remote") or record.get("dst") or ""
+    return (
+        record.get("proto") in ("udp", None)
+        and target not in world.lab["stun_servers"]
+        and (record["kind"] in DROPS or record["kind"] == "mapping-created")
+    )
+
+
+def _candidates_scene(world: _World, found: list[dict]) -> Scene:
+    lines = []
+    for record in found:
+        offered = ", ".join(f"{c['type']} {c['address']}" for c in record["candidates"])
+        lines.append(f"{record['phone']} offers {offered or 'nothing'}")
+    return Scene("candidates offered", lines, "info", tables=world.snapshot())
+
+
+def _nat_scene(
+    world: _World, record: dict, stun_at: dict[tuple, dict], seen_drops: set[tuple]
+) -> Scene | None:
+    router, kind = record["router"], record["kind"]
+    if kind == "mapping-created":
+        row = Row(
+            record["proto"],
+            record["internal"],
+            record["external"],
+            record["remote"],
+            world.dependent.get(router, False),
+            record.get("clock", record["at"]),
+            world.host_of(record["internal"]) or record["internal"],
+        )
+        world.tables[router][(row.proto, row.external)] = row
+        world.history[row.external] = row
+        scope = (
+            f"for {record['remote']} only ({world.nat[router]}: a new port for each destination)"
+            if row.only_remote
+            else f"for any destination (first {record['remote']})"
+        )
+        lines = [
+            f"{row.host} sent {record['proto']} from {record['internal']} to "
+            f"{world.name(record['remote'])}",
+            f"{router} created mapping {record['internal']} -> {record['external']} {scope}",
+        ]
+        stun = stun_at.get((router, record["external"]))
+        if stun is not None:
+            lines.append(
+                f"a STUN binding request: the server answers that it sees {stun['host']} "
+                f"as {stun['mapped']}"
+            )
+        return Scene(f"{router}: new mapping for {row.host}", lines, "mapping")
+    if kind == "mapping-expired":
+        row = world.tables[router].pop((record["proto"], record["external"]), None)
+        whose = f"{row.host}'s " if row else ""
+        return Scene(
+            f"{router}: a mapping expired",
+            [f"{whose}{record['detail']}: packets to {record['external']} now find no mapping"],
+            "mapping",
+        )
+    if kind in ("flushed", "reconfigured"):
+        if kind == "reconfigured":
+            world.reconfigure(router, record["behaviour"])
+        else:
+            world.tables[router].clear()
+        return Scene(f"{router}: {kind}", [record["detail"]], "mapping")
+    if kind == "hairpinned":
+        return Scene(
+            f"{router}: hairpin",
+            [
+                f"{world.name(record['src'])} sent to {router}'s own outside address "
+                f"{record['dst_external']}: {router} turned it back inside to {record['dst']}, "
+                f"showing the source as {record['src_external']}"
+            ],
+            "mapping",
+        )
+    if kind in DROPS:
+        key = (router, record.get("reason"), record.get("src"), record.get("dst"))
+        if key in seen_drops:
+            return None
+        seen_drops.add(key)
+        group = drop_groups({router: [record]})[0]
+        sender = _sender(world, record.get("src", "")) or world.host_of(record.get("src", ""))
+        return Scene(
+            f"{router} DROPPED a packet" + (f" from {sender}" if sender else ""),
+            [
+                f"{world.name(record.get('src', '?'))} -> {world.name(record.get('dst', '?'))}",
+                group.describe(),
+            ],
+            "drop",
+        )
+    return None
+
+
+def _sender(world: _World, endpoint: str) -> str:
+    row = world.history.get(endpoint)
+    if row is not None:
+        return row.host
+    described = world.candidates.get(endpoint, "")
+    return described.split("'", 1)[0]
+
+
+def _result_scenes(world: _World, call: dict, events: list[dict]) -> list[Scene]:
+    lines = []
+    for flow in call["rtp"]:
+        lines.append(
+            f"RTP {flow['sender']} -> {flow['receiver']}: {flow['sent']} sent, "
+            f"{flow['received']} received"
+        )
+    for check in call["checks"]:
+        chosen = " (selected)" if check.get("selected") else ""
+        lines.append(
+            f"{check['phone']} checked {check['local_type']} {check['local']} -> "
+            f"{check['remote_type']} {check['remote']}: {check['state']}{chosen}"
+        )
+    lines.append(f"verdict: {call['verdict']}" + (f" ({call['error']})" if call["error"] else ""))
+    scenes = [Scene(f"media: {call['verdict']}", lines, "result", tables=world.snapshot())]
+    why = _why(world, drop_groups(_by_router(events)))
+    if why:
+        scenes.append(Scene("why", why, "why", tables=world.snapshot()))
+    return scenes
+
+
+def _by_router(events: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = {}
+    for event in events:
+        grouped.setdefault(event["router"], []).append(event)
+    return grouped
+
+
+def _why(world: _World, groups: list[DropGroup]) -> list[str]:
+    """Each filtered packet traced back to the mapping it came from, and that mapping's remote."""
+    lines = []
+    for group in groups:
+        if group.reason not in FILTERED:
+            if group.reason == "no-route":
+                lines.append(
+                    f"{group.router} dropped {group.count} packet(s) to {group.dst}: a private "
+                    "address, which the internet does not route (a host candidate of a phone "
+                    "in another LAN)"
+                )
+            continue
+        lines.append(group.describe())
+        row = world.history.get(group.src)
+        if row is None:
+            continue
+        sender_router = _router_of(world, row)
+        lines.append(
+            f"  the packet came from {sender_router}'s mapping {row.internal} -> "
+            f"{row.external}, which {row.host} got by sending to {world.name(row.remote)}"
+        )
+        advertised = _offered(world, row)
+        if row.only_remote and advertised and advertised != row.external:
+            lines.append(
+                f"  {sender_router} is {world.nat.get(sender_router)}: each destination gets a "
+                f"mapping of its own, so {row.host}'s packets left from {row.external}, not from "
+                f"{advertised}, the address STUN saw and {row.host} offered as its candidate"
+            )
+            lines.append(
+                f"  {group.router} ({world.nat.get(group.router)}) lets in only the addresses "
+                f"and ports its own mapping sent to, and {row.external} is not one: "
+                f"{sender_router}'s mapping {row.internal} -> {row.external} for a new "
+                "destination is what made the call fail"
+            )
+    return lines
+
+
+def _offered(world: _World, row: Row) -> str | None:
+    """The server-reflexive address the mapping's owner offered, else the first STUN told it."""
+    mine = f"{row.host}'s srflx candidate"
+    offered = [address for address, what in world.candidates.items() if what == mine]
+    return offered[0] if offered else world.stun.get(row.internal)
+
+
+def _router_of(world: _World, row: Row) -> str:
+    """The router whose outside address a mapping's external address is on."""
+    return world.names.get(row.external.rsplit(":", 1)[0], "?")
