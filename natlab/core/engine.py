@@ -389,17 +389,9 @@ class NatEngine:
                 return self._unsupported("inbound", packet, now)
         elif proto != _TCP:
             return self._unsupported("inbound", packet, now)
-        static = (
-            self._static_in.get((proto, dst.port)) if dst.address == self._first_external else None
-        )
-        if static is not None:
-            internal = static[1]
-            self._static_hit(static[0], "inbound", proto, internal, dst, packet.src, now)
-        else:
-            found = self._admit(packet, now, "inbound")
-            if type(found) is Verdict:
-                return found
-            internal = found.internal
+        internal = self._inbound_target(packet, now, "inbound")
+        if type(internal) is Verdict:
+            return internal
         packet.set_destination(internal)
         self.counters["translated_in"] += 1
         return _FORWARD_IN
@@ -509,6 +501,18 @@ class NatEngine:
         self._emit(MappingCreated(now, Proto(proto), src, binding.external, dst))
         return binding
 
+    def _inbound_target(self, packet: Packet, now: float, direction: str) -> Endpoint | Verdict:
+        """Where a packet coming in (or hairpinned) goes: a static map first, else a binding."""
+        dst, proto = packet.dst, packet.proto
+        static = (
+            self._static_in.get((proto, dst.port)) if dst.address == self._first_external else None
+        )
+        if static is not None:
+            self._static_hit(static[0], "inbound", proto, static[1], dst, packet.src, now)
+            return static[1]
+        found = self._admit(packet, now, direction)
+        return found if type(found) is Verdict else found.internal
+
     def _admit(self, packet: Packet, now: float, direction: str) -> Binding | Verdict:
         """The live mapping of an inbound packet's destination, if filtering lets it in."""
         dst, proto = packet.dst, packet.proto
@@ -599,17 +603,9 @@ class NatEngine:
         The sender left through `binding`, or through static map `static_index`.
         """
         dst, proto = packet.dst, packet.proto
-        target = (
-            self._static_in.get((proto, dst.port)) if dst.address == self._first_external else None
-        )
-        if target is not None:
-            internal = target[1]
-            self._static_hit(target[0], "inbound", proto, internal, dst, packet.src, now)
-        else:
-            found = self._admit(packet, now, "hairpin")
-            if type(found) is Verdict:
-                return found
-            internal = found.internal
+        internal = self._inbound_target(packet, now, "hairpin")
+        if type(internal) is Verdict:
+            return internal
         src_external = packet.src
         packet.set_destination(internal)
         self.counters["hairpinned"] += 1
