@@ -166,6 +166,9 @@ class RouterDaemon:
         elif self.is_internal(destination):
             self.forward(packet)  # between two LANs of this router: no translation
             return
+        elif destination not in self.external and self.routes.lookup(destination) is None:
+            self.no_route(packet)  # routing comes first: no mapping for a packet going nowhere
+            return
         else:
             verdict = self.engine.outbound(packet, self.now())
         action = verdict.action
@@ -199,8 +202,7 @@ class RouterDaemon:
     def send(self, packet: Packet) -> None:
         route = self.routes.lookup(packet.dst.address)
         if route is None:
-            self.counters["dropped_no_route"] += 1
-            self.event("drop", reason="no-route", src=str(packet.src), dst=str(packet.dst))
+            self.no_route(packet)
             return
         port, next_hop = route
         try:
@@ -208,6 +210,10 @@ class RouterDaemon:
         except OSError as error:  # a full socket buffer, or a packet larger than the MTU
             self.counters["dropped_send_error"] += 1
             self.event("drop", reason="send-error", detail=str(error), dst=str(packet.dst))
+
+    def no_route(self, packet: Packet) -> None:
+        self.counters["dropped_no_route"] += 1
+        self.event("drop", reason="no-route", src=str(packet.src), dst=str(packet.dst))
 
     def local(self, packet: Packet) -> None:
         """The built-in STUN responder: answer as if it stood beyond the router."""
