@@ -409,8 +409,18 @@ _junit_file = click.option(
     type=click.Path(dir_okay=False),
     help="Write the trace (JSON lines) here; failed runs keep theirs in natlab-traces/ anyway.",
 )
+@click.option(
+    "--pcap",
+    "pcap_dir",
+    type=click.Path(file_okay=False),
+    help="Capture every interface of every router here (ROUTER-INTERFACE.pcap), for Wireshark.",
+)
 def run(
-    scenario: str, json_file: str | None, junit_file: str | None, trace_file: str | None
+    scenario: str,
+    json_file: str | None,
+    junit_file: str | None,
+    trace_file: str | None,
+    pcap_dir: str | None,
 ) -> None:
     """Run SCENARIO (scenarios/*.yaml) in a lab of its own and check its expectations.
 
@@ -443,8 +453,11 @@ def run(
             progress=lambda text, step: (
                 live.now(text) if step is None else live.done(step_line(step))
             ),
+            pcap=Path(pcap_dir).resolve() if pcap_dir else None,
         )
     print_table(scenario_table(result))
+    if pcap_dir:
+        print_line(f"captures of every router interface: {escape(pcap_dir)}/")
     for step in result.steps:
         media = (step.report or {}).get("verdict")
         if step.explanation and (not step.passed or media != "two-way"):
@@ -479,6 +492,12 @@ def run(
     help="Write every pair's trace here (TYPE-x-TYPE.jsonl); failed pairs keep theirs in "
     "natlab-traces/ anyway.",
 )
+@click.option(
+    "--pcap",
+    "pcap_dir",
+    type=click.Path(file_okay=False),
+    help="Capture every router interface of every pair here (TYPE-x-TYPE/ROUTER-INTERFACE.pcap).",
+)
 def matrix(
     types: tuple[str, ...],
     relay: bool,
@@ -486,6 +505,7 @@ def matrix(
     json_file: str | None,
     junit_file: str | None,
     trace_dir: str | None,
+    pcap_dir: str | None,
 ) -> None:
     """Call phone-b -> phone-c across every pair of NAT types, against the reference matrix.
 
@@ -515,7 +535,14 @@ def matrix(
 
     with Live() as live:
         live.now(f"{total} pairs, {jobs or default_jobs()} labs at a time")
-        result = run_matrix(chosen, relay, jobs, progress, Path(trace_dir) if trace_dir else None)
+        result = run_matrix(
+            chosen,
+            relay,
+            jobs,
+            progress,
+            Path(trace_dir) if trace_dir else None,
+            Path(pcap_dir) if pcap_dir else None,
+        )
     print_table(matrix_table(result))
     for pair in result.pairs:
         if not pair.passed:

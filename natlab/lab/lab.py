@@ -26,7 +26,7 @@ from natlab.lab.build import build, planned_namespaces
 from natlab.lab.endpoints import start_endpoints, wait_ready
 from natlab.lab.ledger import Ledger, lab_names, locked
 from natlab.lab.naming import check_lab_name, lab_dir, node_namespace
-from natlab.lab.processes import EXEC, record, terminate
+from natlab.lab.processes import TRANSIENT, record, terminate
 from natlab.plumbing import namespaces
 from natlab.router.control import call
 from natlab.router.files import config_path, events_path, socket_path
@@ -249,14 +249,14 @@ class Lab:
     def adopt(self, pid: int, node: str, what: str) -> None:
         """Record a process living inside node so that `down` stops it.
 
-        Finished `exec` sessions are forgotten here; a finished daemon stays
+        Finished `exec` sessions and captures are forgotten here; a finished daemon stays
         recorded, so `status` can say it died.
         """
         with locked():
             ledger = _ledger(self.name)
-            ledger.processes = [p for p in ledger.processes if p.what != EXEC or p.alive()] + [
-                record(pid, node, what)
-            ]
+            ledger.processes = [
+                p for p in ledger.processes if p.what not in TRANSIENT or p.alive()
+            ] + [record(pid, node, what)]
             ledger.save()
 
     def status(self) -> dict:

@@ -9,6 +9,8 @@ import time
 from dataclasses import asdict, dataclass
 
 EXEC = "exec"  # what an interactive `natlab exec` session is recorded as
+CAPTURE = "capture"  # a tcpdump natlab runs for --pcap
+TRANSIENT = frozenset({EXEC, CAPTURE})  # may end before the lab does: not a death to report
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from natlab.lab.endpoints import phone_states
 from natlab.lab.ledger import Ledger
 from natlab.lab.naming import node_namespace
-from natlab.lab.processes import EXEC
+from natlab.lab.processes import TRANSIENT
 from natlab.plumbing import namespaces
 from natlab.topology.model import Host, Router, Topology
 
@@ -40,7 +40,7 @@ def describe(topology: Topology, ledger: Ledger) -> dict:
     for process in ledger.processes:
         alive = process.alive()
         processes.append({**process.as_json(), "alive": alive})
-        if not alive and process.what != EXEC:
+        if not alive and process.what not in TRANSIENT:
             problems.append(f"node {process.node}: {process.what} (pid {process.pid}) died")
     if ledger.state != "up":
         problems.append(

@@ -149,10 +149,12 @@ def run_matrix(
     jobs: int | None = None,
     progress: Progress | None = None,
     trace_dir: Path | None = None,
+    pcap_dir: Path | None = None,
 ) -> MatrixResult:
     """Every ordered pair of `types`, `jobs` labs at a time; results in table order.
 
     Each pair's trace (trace.py) goes to `trace_dir`, or, for a failed pair only, to natlab-traces/.
+    With `pcap_dir`, each pair's captures go to a folder of its own there (capture.py).
     """
     types = check_types(types)
     jobs = jobs or default_jobs()
@@ -174,6 +176,8 @@ def run_matrix(
                 _lab_name(*pair),
                 pair_trace(traces, *pair) if keep_all else None,
                 pair_trace(traces, *pair),
+                None,
+                pair_trace(pcap_dir.resolve(), *pair).with_suffix("") if pcap_dir else None,
             ): pair
             for pair in pairs
         }

@@ -14,6 +14,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from natlab.endpoints.signalling import ask
@@ -107,9 +108,15 @@ def unique_lab_name(name: str) -> str:
 
 
 def run_scenario(
-    scenario: Scenario, lab_name: str | None = None, progress: Progress | None = None
+    scenario: Scenario,
+    lab_name: str | None = None,
+    progress: Progress | None = None,
+    around: Callable[[Lab], AbstractContextManager] | None = None,
 ) -> ScenarioResult:
-    """Every step in order, in a lab of its own that is always taken down."""
+    """Every step in order, in a lab of its own that is always taken down.
+
+    `around(lab)` wraps the steps, once the lab is up (a capture, say).
+    """
     tell = progress or (lambda message, result: None)
     lab = Lab(scenario.topology, lab_name or unique_lab_name(scenario.name))
     result = ScenarioResult(scenario.name, scenario.source, lab.name)
@@ -122,15 +129,16 @@ def run_scenario(
         result.seconds = time.monotonic() - started
         return result
     try:
-        runner = _Runner(lab)
-        for index, step in enumerate(scenario.steps):
-            line = scenario.lines[index] if index < len(scenario.lines) else None
-            tell(step.describe(), None)
-            done = runner.run(index, step, line)
-            result.steps.append(done)
-            tell(step.describe(), done)
-            if done.error is not None:
-                break
+        with around(lab) if around else nullcontext():
+            runner = _Runner(lab)
+            for index, step in enumerate(scenario.steps):
+                line = scenario.lines[index] if index < len(scenario.lines) else None
+                tell(step.describe(), None)
+                done = runner.run(index, step, line)
+                result.steps.append(done)
+                tell(step.describe(), done)
+                if done.error is not None:
+                    break
     finally:
         tell(f"taking lab {lab.name} down", None)
         lab.down()

@@ -28,6 +28,7 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from natlab.endpoints.signalling import ask, format_endpoint
@@ -35,6 +36,7 @@ from natlab.errors import NatlabError
 from natlab.lab import Lab
 from natlab.lab.endpoints import control_path, stun_servers
 from natlab.lab.naming import lab_dir
+from natlab.scenario.capture import captured
 from natlab.scenario.model import Scenario
 from natlab.scenario.runner import Progress, ScenarioResult, StepResult, run_scenario
 
@@ -319,8 +321,12 @@ def run_traced(
     trace: Path | None = None,
     keep_failed: Path | None = None,
     progress: Progress | None = None,
+    pcap: Path | None = None,
 ) -> ScenarioResult:
-    """run_scenario, recording its trace: written to `trace`, or to `keep_failed` if it failed."""
+    """run_scenario, recording its trace: written to `trace`, or to `keep_failed` if it failed.
+
+    With `pcap`, every router interface is captured there too (capture.py).
+    """
     recorder = Recorder(scenario, lab_name)
 
     def tell(text: str, step: StepResult | None) -> None:
@@ -328,7 +334,8 @@ def run_traced(
         if progress is not None:
             progress(text, step)
 
-    result = run_scenario(scenario, lab_name, tell)
+    around = partial(captured, directory=pcap) if pcap is not None else None
+    result = run_scenario(scenario, lab_name, tell, around)
     target = trace or (keep_failed if not result.passed else None)
     if target is not None:
         write_trace(target, recorder.trace())
