@@ -574,6 +574,48 @@ def explain(trace: str, stepwise: bool) -> None:
     _tell(tell(read_trace(trace)), stepwise)
 
 
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--list", "listing", is_flag=True, help="List the demos, one line each.")
+@click.option("--step", "stepwise", is_flag=True, help="Wait for Enter after each step.")
+def demo(name: str | None, listing: bool, stepwise: bool) -> None:
+    """Run demo NAME in a lab of its own and tell its story, as natlab explain does.
+
+    The lab is down again before the story starts. Without NAME: the list.
+    Exits 1 if the lab did not do what the lesson says it does.
+    """
+    import tempfile
+
+    from rich.markup import escape
+
+    from natlab.lab import require_root
+    from natlab.render import Live, print_line, step_line
+    from natlab.scenario.demos import demo_lines, demo_scenario, run_demo
+
+    if listing or name is None:
+        for line in demo_lines():
+            click.echo(line)
+        return
+    scenario = demo_scenario(name)
+    require_root("natlab demo")
+    with tempfile.TemporaryDirectory(prefix="natlab-demo-") as folder, Live() as live:
+        live.done(f"demo {escape(scenario.name)}: {escape(scenario.about)}")
+        result, scenes = run_demo(
+            scenario,
+            Path(folder) / f"{scenario.name}.jsonl",
+            progress=lambda text, step: (
+                live.now(text) if step is None else live.done(step_line(step))
+            ),
+        )
+    _tell(scenes, stepwise)
+    if not result.passed:
+        print_line(
+            f"\ndemo {escape(scenario.name)}: the lab did not do what this lesson expects"
+            + (f" ({escape(result.error)})" if result.error else "")
+        )
+        sys.exit(1)
+
+
 def _tell(scenes: list, stepwise: bool) -> None:
     """Print the scenes; with stepwise, wait for Enter between them (Ctrl-C stops)."""
     from rich.console import Console

@@ -1,0 +1,57 @@
+"""`natlab demo` end to end, as a trainer runs it: from any directory, lab up, story, lab gone.
+
+The story must name what the lesson is about (the drop that broke the
+call, the hairpin and then its drop), and no namespace of the demo's lab
+may be left behind.
+"""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from natlab.lab.build import planned_namespaces
+from natlab.plumbing import namespaces
+from natlab.scenario.demos import demo_scenario
+
+pytestmark = pytest.mark.lab
+
+
+def demo(name: str, cwd) -> str:
+    """The demo's output, one space between words (the story wraps at the terminal's width)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "natlab", "demo", name],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=cwd,
+        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    told = " ".join(done.stdout.split())
+    lab = re.search(r"\[1/\d+\] the lab (\S+)", told)
+    assert lab, f"the story does not start with the lab: {told[:500]}"
+    left = [
+        n for n in planned_namespaces(demo_scenario(name).topology, lab[1]) if namespaces.exists(n)
+    ]
+    assert not left, f"namespaces left behind: {left}"
+    return told
+
+
+def test_symmetric_fails_names_the_drop_and_the_mapping(tmp_path):
+    told = demo("symmetric-fails", tmp_path)
+    assert "media: no media" in told
+    assert re.search(r"branch1 DROPPED a packet from phone-c .* \(inbound, filtered-port\)", told)
+    assert "the packet came from branch2's mapping" in told
+    assert "for a new destination is what made the call fail" in told
+
+
+def test_hairpin_turns_media_back_inside_then_drops_it_when_off(tmp_path):
+    told = demo("hairpin", tmp_path)
+    on, off = told.split("behaviour is now full-cone with hairpin=False")
+    assert "office: hairpin" in on and "office turned it back inside to 10.0.0." in on
+    assert "media: two-way" in on and "DROPPED" not in on
+    assert "office: hairpin" not in off
+    assert re.search(r"office DROPPED a packet from desk-\d .* \(outbound, hairpin-off\)", off)
+    assert "media: no media" in off
