@@ -397,12 +397,19 @@ _json_file = click.option(
 _junit_file = click.option(
     "--junit", "junit_file", type=click.Path(dir_okay=False), help="Also write JUnit XML (CI)."
 )
+_html_file = click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False),
+    help="Also write a self-contained HTML report (works offline).",
+)
 
 
 @cli.command()
 @click.argument("scenario", type=click.Path(dir_okay=False))
 @_json_file
 @_junit_file
+@_html_file
 @click.option(
     "--trace",
     "trace_file",
@@ -419,6 +426,7 @@ def run(
     scenario: str,
     json_file: str | None,
     junit_file: str | None,
+    html_file: str | None,
     trace_file: str | None,
     pcap_dir: str | None,
 ) -> None:
@@ -428,19 +436,25 @@ def run(
     dropped during the call, where and why. The lab is always taken down.
     Its trace tells the story: natlab explain TRACE.
     """
+    import tempfile
+
     from rich.markup import escape
 
     from natlab.lab import require_root
     from natlab.render import Live, print_line, print_table, scenario_table, step_line
+    from natlab.scenario.html import run_html, write_html
     from natlab.scenario.model import load_scenario
     from natlab.scenario.reports import write_json, write_junit
     from natlab.scenario.runner import unique_lab_name
-    from natlab.scenario.trace import default_trace, run_traced
+    from natlab.scenario.trace import default_trace, read_trace, run_traced, write_trace
 
     loaded = load_scenario(scenario)
     require_root("natlab run")
     kept = Path(trace_file) if trace_file else default_trace(loaded.name)
-    with Live() as live:
+    with tempfile.TemporaryDirectory(prefix="natlab-run-") as scratch, Live() as live:
+        written = Path(trace_file) if trace_file else None
+        if html_file and written is None:  # --html needs the trace, even of a passed run
+            written = Path(scratch) / "trace.jsonl"
         live.done(
             f"scenario {escape(loaded.name)}"
             + (f": {escape(loaded.about)}" if loaded.about else "")
@@ -448,13 +462,18 @@ def run(
         result = run_traced(
             loaded,
             unique_lab_name(loaded.name),
-            Path(trace_file) if trace_file else None,
+            written,
             kept,
             progress=lambda text, step: (
                 live.now(text) if step is None else live.done(step_line(step))
             ),
             pcap=Path(pcap_dir).resolve() if pcap_dir else None,
         )
+        if html_file:
+            records = read_trace(written)
+            write_html(html_file, f"natlab run {loaded.name}", run_html(result, records))
+            if written != kept and not result.passed:  # kept as a failed run's always is
+                write_trace(kept, records)
     print_table(scenario_table(result))
     if pcap_dir:
         print_line(f"captures of every router interface: {escape(pcap_dir)}/")
@@ -485,6 +504,7 @@ def run(
 @click.option("--jobs", type=int, help="Labs at a time (default: 2, or the number of CPUs).")
 @_json_file
 @_junit_file
+@_html_file
 @click.option(
     "--trace",
     "trace_dir",
@@ -504,6 +524,7 @@ def matrix(
     jobs: int | None,
     json_file: str | None,
     junit_file: str | None,
+    html_file: str | None,
     trace_dir: str | None,
     pcap_dir: str | None,
 ) -> None:
@@ -520,6 +541,7 @@ def matrix(
     from natlab.lab import require_root
     from natlab.render import Live, matrix_table, pair_line, print_line, print_table
     from natlab.scenario.expectations import TYPES
+    from natlab.scenario.html import matrix_html, write_html
     from natlab.scenario.matrix import PairResult, check_types, default_jobs, run_matrix
     from natlab.scenario.reports import write_json, write_junit
     from natlab.scenario.trace import TRACES, pair_trace
@@ -557,6 +579,8 @@ def matrix(
         write_json(json_file, result)
     if junit_file:
         write_junit(junit_file, result)
+    if html_file:
+        write_html(html_file, "natlab matrix", matrix_html(result))
     if not result.passed:
         sys.exit(1)
 
@@ -564,14 +588,19 @@ def matrix(
 @cli.command()
 @click.argument("trace", type=click.Path(dir_okay=False))
 @click.option("--step", "stepwise", is_flag=True, help="Wait for Enter after each step.")
-def explain(trace: str, stepwise: bool) -> None:
+@_html_file
+def explain(trace: str, stepwise: bool, html_file: str | None) -> None:
     """Tell TRACE (from natlab run or matrix) step by step: who sent what to whom,
     which mapping each router made, which packet was dropped and why.
     """
+    from natlab.scenario.html import trace_html, write_html
     from natlab.scenario.story import tell
     from natlab.scenario.trace import read_trace
 
-    _tell(tell(read_trace(trace)), stepwise)
+    records = read_trace(trace)
+    if html_file:
+        write_html(html_file, f"natlab explain {trace}", trace_html(records))
+    _tell(tell(records), stepwise)
 
 
 @cli.command()

@@ -15,6 +15,7 @@ packages=(
     iproute2 iputils-ping ethtool     # inspecting and using a lab
     tcpdump tshark nftables           # captures in tests, debugging a router
     ruby                              # syntax check of the Vagrantfile
+    chromium                          # renders the --html reports in tests (headless)
     stun-client coturn                # STUN clients natlab did not write, for its tests:
                                       # stun (RFC 3489), turnutils_natdiscovery (RFC 5780)
 )
