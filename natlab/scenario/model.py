@@ -51,7 +51,7 @@ from natlab.topology import Topology, load_topology, parse_topology
 from natlab.topology.load import explain
 from natlab.topology.model import Role
 from natlab.topology.schema import NAME_PATTERN
-from natlab.topology.yaml_source import Path, YamlDocument, dotted, read_yaml
+from natlab.topology.yaml_source import Path, YamlDocument, dotted, read_source, read_yaml
 
 TOPOLOGIES = FilePath(__file__).resolve().parents[2] / "topologies"
 
@@ -278,16 +278,7 @@ class Scenario:
 def load_scenario(path: str | FilePath) -> Scenario:
     """Load and validate a scenario file; raises NatlabError naming file, line and field."""
     path = FilePath(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NatlabError(
-            "no such scenario file",
-            file=str(path),
-            fix="give the path of a YAML file, e.g. scenarios/same-lan.yaml",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NatlabError(f"cannot read the file: {exc}", file=str(path)) from None
+    text = read_source(path, "scenario", "scenarios/same-lan.yaml")
     return parse_scenario(text, str(path))
 
 

@@ -15,22 +15,13 @@ from natlab.topology.messages import complaint, fix_for
 from natlab.topology.model import Topology
 from natlab.topology.resolve import resolve
 from natlab.topology.schema import TopologySpec
-from natlab.topology.yaml_source import Path, YamlDocument, dotted, read_yaml
+from natlab.topology.yaml_source import Path, YamlDocument, dotted, read_source, read_yaml
 
 
 def load_topology(path: str | FilePath) -> Topology:
     """Load and validate a topology file; raises NatlabError naming file, line and field."""
     path = FilePath(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise NatlabError(
-            "no such topology file",
-            file=str(path),
-            fix="give the path of a YAML file, e.g. topologies/main-branch.yaml",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NatlabError(f"cannot read the file: {exc}", file=str(path)) from None
+    text = read_source(path, "topology", "topologies/main-branch.yaml")
     return parse_topology(text, str(path))
 
 

@@ -8,6 +8,7 @@ keys are an error here: PyYAML would silently keep the last one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path as FilePath
 from typing import Any
 
 import yaml
@@ -31,6 +32,20 @@ class YamlDocument:
             if line is not None:
                 return line
         return None
+
+
+def read_source(path: FilePath, kind: str, example: str) -> str:
+    """The text of a topology or scenario file; a clear NatlabError if it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NatlabError(
+            f"no such {kind} file",
+            file=str(path),
+            fix=f"give the path of a YAML file, e.g. {example}",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NatlabError(f"cannot read the file: {exc}", file=str(path)) from None
 
 
 def read_yaml(text: str, filename: str) -> YamlDocument:
