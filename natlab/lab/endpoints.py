@@ -28,7 +28,7 @@ from pathlib import Path
 from natlab.endpoints import pbx, phone, stun_server, tls, turn
 from natlab.endpoints.signalling import Endpoint, ask, format_endpoint
 from natlab.errors import NatlabError
-from natlab.router.launch import exited, log_tail
+from natlab.router.launch import wait_started
 from natlab.topology.model import Forward, Host, Role, Router, Topology
 from natlab.topology.routing import sees
 
@@ -100,13 +100,9 @@ def start_endpoints(
 def wait_ready(started: list[Started], timeout: float = READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     for endpoint in started:
-        while not _said_ready(endpoint.log):
-            if exited(endpoint.pid) or time.monotonic() > deadline:
-                raise NatlabError(
-                    f"the {endpoint.what} of host '{endpoint.host}' did not start",
-                    fix=f"its log says: {log_tail(endpoint.log)}",
-                )
-            time.sleep(0.01)
+        what = f"the {endpoint.what} of host '{endpoint.host}'"
+        ready = partial(_said_ready, endpoint.log)
+        wait_started(ready, endpoint.pid, endpoint.log, what, deadline)
 
 
 def _said_ready(log: Path) -> bool:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from natlab.errors import NatlabError
 from natlab.plumbing.firewall import drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
 from natlab.plumbing.namespaces import set_sysctls
@@ -20,7 +19,7 @@ from natlab.router.config import daemon_config
 from natlab.router.control import call
 from natlab.router.daemon import serve
 from natlab.router.files import config_path, log_path, socket_path
-from natlab.router.launch import Launch, exited, log_tail
+from natlab.router.launch import Launch, wait_started
 from natlab.topology.model import Router, Topology
 
 READY_TIMEOUT = 10.0
@@ -70,11 +69,6 @@ class NatDataplane:
         deadline = time.monotonic() + timeout
         for daemon in daemons:
             control = socket_path(daemon.config)
-            while not control.exists():
-                if exited(daemon.pid) or time.monotonic() > deadline:
-                    raise NatlabError(
-                        f"the NAT daemon of router '{daemon.router}' did not start",
-                        fix=f"its log says: {log_tail(daemon.log)}",
-                    )
-                time.sleep(0.01)
+            what = f"the NAT daemon of router '{daemon.router}'"
+            wait_started(control.exists, daemon.pid, daemon.log, what, deadline)
             call(control, {"op": "ping"})
