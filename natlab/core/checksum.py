@@ -17,12 +17,30 @@ def incremental_update(checksum: int, old: bytes, new: bytes) -> int:
     `old` and `new` have the same even length and start at an even offset
     from the start of what the checksum covers.
     """
-    total = ~checksum & 0xFFFF
+    return apply_difference(checksum, difference(old, new))
+
+
+def difference(old: bytes, new: bytes) -> int:
+    """The sum of ~m + m' over the words of `old` and `new`, folded to 16 bits.
+
+    Worked out once, it updates any number of checksums for the same change
+    (the router daemon's flow cache replays one per packet).
+    """
+    total = 0
     for i in range(0, len(old), 2):
         total += (~((old[i] << 8) | old[i + 1]) & 0xFFFF) + ((new[i] << 8) | new[i + 1])
+    return _fold(total)
+
+
+def apply_difference(checksum: int, change: int) -> int:
+    """RFC 1624 eqn. 3 with the change already summed by `difference`."""
+    return ~_fold((~checksum & 0xFFFF) + change) & 0xFFFF
+
+
+def _fold(total: int) -> int:
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return total
 
 
 def internet_checksum(data: bytes | bytearray) -> int:
@@ -30,6 +48,4 @@ def internet_checksum(data: bytes | bytearray) -> int:
     if len(data) % 2:
         data = bytes(data) + b"\0"
     total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+    return ~_fold(total) & 0xFFFF

@@ -72,6 +72,18 @@ fragment); packets from the LAN with a source outside `internal_networks`
 are dropped as not-internal. With translation off (preset `none`) every
 packet passes unchanged.
 
+Replaying: after `outbound` or `inbound`, `last_flow` is None or a function
+of the time that makes, for the next packet of the same flow (same protocol,
+addresses and ports, coming the same way; UDP, or TCP without SYN, FIN or
+RST), the same state changes the engine would (refresh, permission,
+counters) and returns True, or changes nothing and returns False when the
+engine has to decide afresh: the mapping expired or went, a refresh event is
+due, TCP state may move. The daemon's flow cache (natlab.core.flows) uses it
+to skip parsing and deciding for most packets. Only plain translations
+through a mapping that existed before the packet offer one (a one-packet
+flow, such as a STUN probe, would only fill the cache), and passes when
+translation is off.
+
 Events and counters: decisions that change state or drop emit events
 (mapping created, expired, flushed, reconfigured, every drop); refreshes,
 static map hits and hairpins emit at most one event per second of engine
@@ -86,6 +98,7 @@ import heapq
 import itertools
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
@@ -107,7 +120,14 @@ from natlab.core.events import (
     format_time,
     proto_name,
 )
-from natlab.core.mapping import Binding, MappingView, TcpState, describe_key, trim_for
+from natlab.core.mapping import (
+    Binding,
+    MappingView,
+    RemoteKey,
+    TcpState,
+    describe_key,
+    trim_for,
+)
 from natlab.core.packets import (
     ICMP_ECHO_REPLY,
     ICMP_ECHO_REQUEST,
@@ -128,6 +148,7 @@ __all__ = [
     "MappingView",
     "NatConfig",
     "NatEngine",
+    "Replay",
     "StaticMap",
     "Verdict",
 ]
@@ -143,6 +164,9 @@ _HAIRPIN = Verdict(Action.HAIRPIN)
 _LOCAL = Verdict(Action.LOCAL)
 _PASS = Verdict(Action.PASS)
 _DROPS = {reason: Verdict(Action.DROP, reason) for reason in DropReason}
+
+Replay = Callable[[float], bool]
+"""Repeats a decision for the next packet of its flow at a time; False: ask the engine."""
 
 
 @dataclass(frozen=True)
@@ -213,6 +237,7 @@ class NatEngine:
         self._events: deque[Event] = deque(maxlen=EVENT_BACKLOG)
         self._static_event_at: dict[tuple[int | None, str], float] = {}
         self._now = 0.0
+        self.last_flow: Replay | None = None
         self.counters: dict[str, int] = dict.fromkeys(
             (
                 "translated_out",
@@ -229,6 +254,7 @@ class NatEngine:
             0,
         )
         self._apply(config.behaviour)
+        self._replay_pass = self._pass_replay()
 
     def _index_static_maps(self, static_maps: tuple[StaticMap, ...]) -> None:
         for index, static in enumerate(static_maps):
@@ -288,8 +314,10 @@ class NatEngine:
         """A packet from the LAN to a destination outside the internal networks."""
         if now > self._now:
             self._now = now
+        self.last_flow = None
         if not self._translate:
             self.counters["passed"] += 1
+            self.last_flow = self._replay_pass
             return _PASS
         src = packet.src
         if not self._is_internal(src.address):
@@ -347,6 +375,8 @@ class NatEngine:
         packet.set_source(external)
         if not to_us:
             self.counters["translated_out"] += 1
+            if binding is not None and binding.created < now:
+                self.last_flow = self._outbound_replay(binding, self._filter_trim(*dst))
             return _FORWARD_OUT
         if local:
             self.counters["local"] += 1
@@ -357,8 +387,10 @@ class NatEngine:
         """A packet from the WAN addressed to one of the external addresses."""
         if now > self._now:
             self._now = now
+        self.last_flow = None
         if not self._translate:
             self.counters["passed"] += 1
+            self.last_flow = self._replay_pass
             return _PASS
         if packet.fragment:
             return self._drop(
@@ -389,11 +421,15 @@ class NatEngine:
                 return self._unsupported("inbound", packet, now)
         elif proto != _TCP:
             return self._unsupported("inbound", packet, now)
+        where = (proto, dst.address, dst.port)
         internal = self._inbound_target(packet, now, "inbound")
         if type(internal) is Verdict:
             return internal
         packet.set_destination(internal)
         self.counters["translated_in"] += 1
+        binding = self._by_external.get(where)  # None for a static map (its ports are reserved)
+        if binding is not None:
+            self.last_flow = self._inbound_replay(binding)
         return _FORWARD_IN
 
     def expire(self, now: float) -> int:
@@ -434,6 +470,60 @@ class NatEngine:
         self._config = replace(self._config, behaviour=behaviour)
         self._emit(Reconfigured(self._now if now is None else now, _describe(behaviour), count))
         return count
+
+    # -- replaying a decision (see the module docstring) ------------------------------------
+
+    def _outbound_replay(self, binding: Binding, permission: RemoteKey) -> Replay:
+        counters = self.counters
+
+        def replay(now: float) -> bool:
+            if (
+                binding.removed
+                or now >= binding.refreshed_at + binding.timeout
+                or now - binding.event_at >= EVENT_INTERVAL
+            ):
+                return False
+            if now > self._now:
+                self._now = now
+            binding.last_outbound = binding.refreshed_at = now
+            binding.permissions[permission] = now
+            counters["translated_out"] += 1
+            return True
+
+        return replay
+
+    def _inbound_replay(self, binding: Binding) -> Replay:
+        counters, refresh = self.counters, self._refresh_inbound
+
+        def replay(now: float) -> bool:
+            if (
+                binding.removed
+                or now >= binding.refreshed_at + binding.timeout
+                or binding.tcp is TcpState.OPENING
+            ):
+                return False
+            if refresh:
+                if now - binding.event_at >= EVENT_INTERVAL:
+                    return False
+                binding.refreshed_at = now
+            if now > self._now:
+                self._now = now
+            binding.last_inbound = now
+            counters["translated_in"] += 1
+            return True
+
+        return replay
+
+    def _pass_replay(self) -> Replay:
+        counters = self.counters
+
+        def replay(now: float) -> bool:
+            if now > self._now:
+                self._now = now
+            counters["passed"] += 1
+            return True
+
+        return replay
 
     # -- mappings ------------------------------------------------------------------------
 
@@ -623,6 +713,7 @@ class NatEngine:
         heapq.heappush(self._deadlines, (binding.expires_at, next(self._tiebreak), binding))
 
     def _expire_binding(self, binding: Binding, now: float) -> None:
+        binding.removed = True
         proto, (address, port) = binding.proto, binding.external
         del self._by_internal[binding.key]
         del self._by_external[(proto, address, port)]
@@ -645,6 +736,8 @@ class NatEngine:
 
     def _reset(self, behaviour: Behaviour) -> int:
         count = len(self._by_internal)
+        for binding in self._by_internal.values():
+            binding.removed = True
         self._apply(behaviour)
         self.counters["mappings_flushed"] += count
         return count

@@ -92,6 +92,7 @@ class Binding:
         "proto",
         "refreshed_at",
         "remote",
+        "removed",
         "tcp",
         "timeout",
     )
@@ -121,6 +122,7 @@ class Binding:
         self.tcp = tcp
         self.event_at = now  # last MappingRefreshed (creation counts)
         self.hairpin_event_at = -1.0  # last Hairpinned from this binding
+        self.removed = False  # expired or flushed: a replayed flow must ask the engine again
 
     @property
     def expires_at(self) -> float:

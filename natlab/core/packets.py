@@ -181,6 +181,22 @@ class Packet:
         return new
 
 
+def decrement_ttl(data: bytearray) -> bool:
+    """Take one off the TTL of the IPv4 packet in `data`, as a router does; False if it is spent.
+
+    TTL is the high byte of its word, so the header checksum goes up by
+    0x0100 with an end-around carry (RFC 1624), as Linux does.
+    """
+    ttl = data[8]
+    if ttl <= 1:
+        return False
+    data[8] = ttl - 1
+    checksum = ((data[10] << 8) | data[11]) + 0x0100
+    checksum += checksum >> 16
+    data[10], data[11] = (checksum >> 8) & 0xFF, checksum & 0xFF
+    return True
+
+
 def parse(data: bytes | bytearray) -> Packet:
     """Parse an IPv4 packet; raise PacketError if it is malformed."""
     if len(data) < 20:

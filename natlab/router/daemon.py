@@ -9,7 +9,9 @@ It reads every frame on the router's interfaces (AF_PACKET), asks the
 engine what to do with each IPv4 packet, and writes the result out itself:
 the kernel of the namespace forwards nothing and sees no IPv4 packet
 (plumbing/firewall.py), so it can never RST, ICMP-reply or conntrack on its
-own. The daemon also answers pings to the router's addresses and runs the
+own. Most packets skip parsing and the engine: a flow cache per interface
+(natlab.core.flows) replays what the engine decided for the flow's first
+packets. The daemon also answers pings to the router's addresses and runs the
 built-in STUN responder the engine hands it (Action.LOCAL).
 
 Time is the monotonic clock plus an offset that `natlab clock advance`
@@ -36,8 +38,17 @@ from pathlib import Path
 
 from natlab.core.behaviour import Behaviour
 from natlab.core.craft import echo_reply, udp_packet
-from natlab.core.engine import Action, NatEngine
-from natlab.core.packets import ICMP_ECHO_REQUEST, Endpoint, Packet, PacketError, Proto, parse
+from natlab.core.engine import Action, NatEngine, Replay
+from natlab.core.flows import FlowCache
+from natlab.core.packets import (
+    ICMP_ECHO_REQUEST,
+    Endpoint,
+    Packet,
+    PacketError,
+    Proto,
+    decrement_ttl,
+    parse,
+)
 from natlab.router.config import DaemonConfig
 from natlab.router.control import read_line
 from natlab.router.files import events_path, socket_path
@@ -59,6 +70,7 @@ class RouterDaemon:
         self.translate = self.engine_behaviour().translate
         self.ports = [Port(p.name, p.addresses) for p in config.ports]
         self.wan = self.ports[0]
+        self.flows = {port: FlowCache() for port in self.ports}  # by ingress
         self.routes = RouteTable(self.ports, config.routes)
         self.external = {str(a.ip) for a in self.wan.addresses}
         self.own = {str(a.ip) for port in self.ports for a in port.addresses}
@@ -109,7 +121,7 @@ class RouterDaemon:
 
     def drain(self, port: Port) -> None:
         recv_into, view, buffer = port.sock.recv_into, self.view, self.buffer
-        mac = port.mac
+        mac, cached, monotonic = port.mac, self.flows[port].forward, time.monotonic
         for _ in range(BATCH):
             try:
                 size = recv_into(buffer)
@@ -123,7 +135,11 @@ class RouterDaemon:
                 continue  # flooded by the bridge to everyone: not ours
             kind = frame[12:14]
             if kind == ETH_IP:
-                self.packet(port, frame[14:])
+                egress = cached(buffer, 14, size - 14, monotonic() + self.offset)
+                if egress is None:
+                    self.packet(port, frame[14:])
+                else:
+                    self.send_cached(*egress)
             elif kind == ETH_ARP:
                 port.arp(frame)
 
@@ -161,10 +177,10 @@ class RouterDaemon:
                 self.counters["dropped_not_for_us"] += 1
                 return
             else:
-                self.forward(packet)
+                self.forward(packet, (port, data, None))
                 return
         elif self.is_internal(destination):
-            self.forward(packet)  # between two LANs of this router: no translation
+            self.forward(packet, (port, data, None))  # between two LANs: no translation
             return
         elif destination not in self.external and self.routes.lookup(destination) is None:
             self.no_route(packet)  # routing comes first: no mapping for a packet going nowhere
@@ -175,7 +191,8 @@ class RouterDaemon:
         if action is Action.LOCAL:
             self.local(packet)
         elif action is not Action.DROP:
-            self.forward(packet)
+            replay = self.engine.last_flow
+            self.forward(packet, None if replay is None else (port, data, replay))
 
     def is_internal(self, address: str) -> bool:
         known = self.internal_cache.get(address)
@@ -184,32 +201,49 @@ class RouterDaemon:
             known = self.internal_cache[address] = any(ip in net for net in self.internal)
         return known
 
-    def forward(self, packet: Packet) -> None:
-        """Route a packet on: TTL down by one, then out of the port its route names."""
-        data = packet.data
-        ttl = data[8]
-        if ttl <= 1:
+    def forward(
+        self, packet: Packet, learn: tuple[Port, memoryview, Replay | None] | None = None
+    ) -> None:
+        """Route a packet on: TTL down by one, then out of the port its route names.
+
+        `learn` (ingress port, the packet as it arrived, the engine's replay or
+        None when no engine state is involved) puts its flow in the cache.
+        """
+        if not decrement_ttl(packet.data):
             self.counters["dropped_ttl_expired"] += 1
             self.event("drop", reason="ttl-expired", src=str(packet.src), dst=str(packet.dst))
             return
-        data[8] = ttl - 1
-        # TTL is the high byte of its word: the checksum goes up by 0x0100 (as Linux does)
-        checksum = ((data[10] << 8) | data[11]) + 0x0100
-        checksum += checksum >> 16
-        data[10], data[11] = (checksum >> 8) & 0xFF, checksum & 0xFF
-        self.send(packet)
+        route = self.send(packet)
+        if learn is not None and route is not None and route[1] in route[0].headers:
+            ingress, arrived, replay = learn
+            self.flows[ingress].learn(arrived, packet, replay, route)
 
-    def send(self, packet: Packet) -> None:
+    def send(self, packet: Packet) -> tuple[Port, str] | None:
+        """Send a packet by its route; the route (port, next hop), None if there is none."""
         route = self.routes.lookup(packet.dst.address)
         if route is None:
             self.no_route(packet)
-            return
+            return None
         port, next_hop = route
         try:
             port.send(next_hop, packet.data, self.now())
         except OSError as error:  # a full socket buffer, or a packet larger than the MTU
-            self.counters["dropped_send_error"] += 1
-            self.event("drop", reason="send-error", detail=str(error), dst=str(packet.dst))
+            self.send_failed(error, str(packet.dst))
+        return route
+
+    def send_cached(self, port: Port, next_hop: str) -> None:
+        """Send the frame a flow cache rewrote in the daemon's buffer, with its new header."""
+        buffer = self.buffer
+        buffer[:14] = port.headers[next_hop]
+        try:
+            port.sock.send(self.view[: 14 + ((buffer[16] << 8) | buffer[17])])
+        except OSError as error:
+            self.send_failed(error, str(IPv4Address(bytes(buffer[30:34]))))
+
+    def send_failed(self, error: OSError, destination: str) -> None:
+        """A full socket buffer, or a packet larger than the MTU: counted and told."""
+        self.counters["dropped_send_error"] += 1
+        self.event("drop", reason="send-error", detail=str(error), dst=destination)
 
     def no_route(self, packet: Packet) -> None:
         self.counters["dropped_no_route"] += 1
@@ -284,7 +318,11 @@ class RouterDaemon:
                 "clock": now,
                 "behaviour": self.engine_behaviour().model_dump(mode="json"),
                 "mappings": [m.as_json(now) for m in self.engine.mappings(now)],
-                "counters": {**self.engine.counters, **self.counters},
+                "counters": {
+                    **self.engine.counters,
+                    **self.counters,
+                    "flow_cache_hits": sum(cache.hits for cache in self.flows.values()),
+                },
             }
         if op == "flush":
             return {"flushed": self.engine.flush()}

@@ -182,6 +182,28 @@ def test_mapping_expires_with_the_lab_clock(nat_lab):
     assert any(e["kind"] == "drop" and e["reason"] == "expired" for e in lab.nat_events("r"))
 
 
+def test_busy_flows_go_through_the_flow_cache_and_stop_at_a_flush(nat_lab):
+    """Past their first packets, flows are replayed from the cache, checksums and all."""
+    lab, agents = nat_lab("port-restricted")
+    mapped = open_mapping(agents)
+    for i in range(50):
+        agents["inside"].send(4000, S1, 5000, f"out {i}")
+        agents["s1"].send(5000, *mapped, f"in {i}")
+    # The receivers' kernels drop datagrams with a bad checksum: all must arrive.
+    assert [d for _, _, d in agents["s1"].recv(5000, wait=1.0)] == [f"out {i}" for i in range(50)]
+    assert [d for _, _, d in agents["inside"].recv(4000, wait=1.0)] == [
+        f"in {i}" for i in range(50)
+    ]
+    counters = lab.nat("r", {"op": "show"})["counters"]
+    assert (counters["translated_out"], counters["translated_in"]) == (51, 50)
+    assert counters["flow_cache_hits"] >= 95  # all but the first packets of each direction
+
+    natlab("nat", "set", "r", "symmetric", "--lab", lab.name)  # flushes every mapping
+    agents["s1"].send(5000, *mapped, "after the flush")
+    assert agents["inside"].recv(4000, wait=1.0) == []
+    assert lab.nat("r", {"op": "show"})["counters"]["translated_in"] == 50
+
+
 def test_router_kernel_never_answers_for_translated_traffic(nat_lab, tmp_path):
     """Probes to the WAN address at closed ports: no RST, no ICMP, from anyone."""
     lab, agents = nat_lab("port-restricted")
