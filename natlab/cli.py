@@ -355,14 +355,14 @@ def nat_set(router: str, settings: tuple[str, ...], lab: str | None) -> None:
     natlab nat set branch1 filtering=address-dependent hairpin=off udp_timeout=30
     Dynamic mappings are flushed: new behaviour, new mappings.
     """
-    from natlab.core.behaviour import changed_behaviour
+    from natlab.core.behaviour_input import changed_behaviour
     from natlab.lab import Lab, require_root
 
     require_root("natlab nat set")
     target = Lab.attach(lab)
     current = target.nat(router, {"op": "show"})["behaviour"]
     behaviour = changed_behaviour(current, settings)
-    answer = target.nat(router, {"op": "set", "behaviour": behaviour.model_dump(mode="json")})
+    answer = target.nat(router, {"op": "set", "behaviour": behaviour.as_json()})
     now = answer["behaviour"]
     click.echo(
         f"router {router}: mapping {now['mapping']}, filtering {now['filtering']}, "

@@ -5,19 +5,17 @@ port-restricted, symmetric) are presets over them, kept in one table. `none`
 is plain routing: the router forwards without translating.
 
 A topology gives a preset, a preset with overrides, or the axes alone; all
-three end up as one frozen Behaviour. The same model validates
+three end up as one frozen Behaviour, and so does
 `natlab nat set ROUTER AXIS=VALUE` on a running lab.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
-from natlab.errors import NatlabError
+from annotated_types import Ge, Gt
 
 
 class Mapping(StrEnum):
@@ -51,10 +49,28 @@ class Refresh(StrEnum):
     BOTH = "both"
 
 
-class Behaviour(BaseModel):
-    """Every knob of one NAT router; defaults are design.md's."""
+_COERCED = {
+    "mapping": Mapping,
+    "filtering": Filtering,
+    "ports": PortAssignment,
+    "refresh": Refresh,
+    **dict.fromkeys(
+        ("udp_timeout", "tcp_established_timeout", "tcp_transitory_timeout", "icmp_timeout"), float
+    ),
+}
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+@dataclass(frozen=True)
+class Behaviour:
+    """Every knob of one NAT router; defaults are design.md's.
+
+    A plain dataclass, so the router daemon and the engine need no pydantic
+    (a daemon's memory is a target of its own). What users write is
+    validated against these annotations by pydantic in
+    natlab.core.behaviour_input; code that builds one directly is trusted.
+    """
+
+    __pydantic_config__: ClassVar[dict[str, str]] = {"extra": "forbid"}
 
     translate: bool = True
     mapping: Mapping = Mapping.ENDPOINT_INDEPENDENT
@@ -64,21 +80,33 @@ class Behaviour(BaseModel):
     port_range: tuple[int, int] = (1024, 65535)
     parity: bool = False
     hairpin: bool = True
-    udp_timeout: float = Field(120.0, gt=0)
-    tcp_established_timeout: float = Field(7440.0, gt=0)  # RFC 5382 REQ-5: >= 2 h 4 min
-    tcp_transitory_timeout: float = Field(240.0, gt=0)
-    icmp_timeout: float = Field(60.0, gt=0)
+    udp_timeout: Annotated[float, Gt(0)] = 120.0
+    tcp_established_timeout: Annotated[float, Gt(0)] = 7440.0  # RFC 5382 REQ-5: >= 2 h 4 min
+    tcp_transitory_timeout: Annotated[float, Gt(0)] = 240.0
+    icmp_timeout: Annotated[float, Gt(0)] = 60.0
     refresh: Refresh = Refresh.OUTBOUND
-    max_mappings_per_host: int | None = Field(None, ge=1)
+    max_mappings_per_host: Annotated[int, Ge(1)] | None = None
 
-    @model_validator(mode="after")
-    def _port_range_is_ordered(self) -> Behaviour:
+    def __post_init__(self) -> None:
+        # Enum values, whole-second timeouts and a port-range list (as JSON and
+        # hand-written code have them) become what the annotations say.
+        for name, kind in _COERCED.items():
+            object.__setattr__(self, name, kind(getattr(self, name)))
+        object.__setattr__(self, "port_range", tuple(self.port_range))
         low, high = self.port_range
         if not 1 <= low <= high <= 65535:
             raise ValueError(
                 f"port_range must be two ports with 1 <= low <= high <= 65535, got {low}-{high}"
             )
-        return self
+
+    def as_json(self) -> dict[str, Any]:
+        """Every knob, with enums as their values and the port range as a list.
+
+        Behaviour(**b.as_json()) == b: the daemon's config and control socket carry this.
+        """
+        values = asdict(self)
+        values["port_range"] = list(self.port_range)
+        return {k: v.value if isinstance(v, StrEnum) else v for k, v in values.items()}
 
     def preset_name(self) -> str | None:
         """The classic name whose axes this behaviour has, if any."""
@@ -89,6 +117,10 @@ class Behaviour(BaseModel):
             ):
                 return name
         return None
+
+
+SETTINGS = tuple(f.name for f in fields(Behaviour))
+"""The knobs, in order, as topologies and `natlab nat set` name them."""
 
 
 PRESETS: dict[str, Behaviour] = {
@@ -110,53 +142,9 @@ PRESETS: dict[str, Behaviour] = {
 
 
 def behaviour_from(preset: str | None = None, **overrides: Any) -> Behaviour:
-    """A preset (port-restricted when none is named) with axis overrides applied.
+    """A preset (port-restricted when none is named) with knobs overridden, for code and tests.
 
-    Raises KeyError for an unknown preset and pydantic's ValidationError for a
-    bad axis value; callers turn both into messages that name their source.
+    Raises KeyError for an unknown preset and TypeError or ValueError for
+    bad knobs; user input goes through natlab.core.behaviour_input instead.
     """
-    base = PRESETS[preset or "port-restricted"]
-    return Behaviour.model_validate({**base.model_dump(), **overrides})
-
-
-def changed_behaviour(current: dict[str, Any], settings: Iterable[str]) -> Behaviour:
-    """`natlab nat set`: a preset's axes and/or AXIS=VALUE settings over the current behaviour.
-
-    A preset changes only what it names (mapping, filtering, translation);
-    timeouts, hairpinning and the rest stay as they were unless set too.
-    """
-    values = dict(current)
-    for setting in settings:
-        if "=" not in setting:
-            if setting not in PRESETS:
-                raise NatlabError(
-                    f"unknown NAT preset '{setting}'",
-                    field="PRESET",
-                    fix=f"use one of {', '.join(PRESETS)}, or AXIS=VALUE",
-                )
-            preset = PRESETS[setting]
-            values.update(
-                translate=preset.translate, mapping=preset.mapping, filtering=preset.filtering
-            )
-            continue
-        axis, _, value = setting.partition("=")
-        axis = axis.strip().replace("-", "_")
-        if axis not in Behaviour.model_fields or axis == "translate":
-            settable = [name for name in Behaviour.model_fields if name != "translate"]
-            raise NatlabError(
-                f"unknown NAT setting '{axis}'",
-                field=setting,
-                fix=f"settings: {', '.join(settable)}",
-            )
-        values[axis] = value.split("-", 1) if axis == "port_range" else value
-    try:
-        return Behaviour.model_validate(values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        axis = str(error["loc"][0]) if error["loc"] else "nat"
-        expected = error.get("ctx", {}).get("expected")
-        raise NatlabError(
-            f"bad value for NAT setting '{axis}': {error['msg']}",
-            field=axis,
-            fix=f"use {expected}" if expected else None,
-        ) from None
+    return replace(PRESETS[preset or "port-restricted"], **overrides)

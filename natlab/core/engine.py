@@ -927,10 +927,8 @@ class NatEngine:
 def _describe(behaviour: Behaviour) -> str:
     """A behaviour for humans: its preset name, with what differs from that preset."""
     name = behaviour.preset_name()
-    base = PRESETS[name] if name else Behaviour()
-    changed = {
-        key: value for key, value in behaviour.model_dump().items() if value != getattr(base, key)
-    }
+    base = (PRESETS[name] if name else Behaviour()).as_json()
+    changed = {key: value for key, value in behaviour.as_json().items() if value != base[key]}
     if not changed:
         return name or "custom"
     settings = ", ".join(f"{key}={_setting(value)}" for key, value in changed.items())
@@ -938,6 +936,6 @@ def _describe(behaviour: Behaviour) -> str:
 
 
 def _setting(value: object) -> str:
-    if isinstance(value, tuple):
+    if isinstance(value, list):  # the port range
         return "-".join(str(v) for v in value)
     return str(value)

@@ -151,7 +151,8 @@ class Lab:
         """Fork a lab process into node's namespace, logging to log, recorded for teardown.
 
         A fork, not a new interpreter: it starts with natlab already imported,
-        which keeps `up` fast however many routers there are.
+        which keeps `up` fast. `run` may exec one instead (the NAT daemon does,
+        to hold only what it imports).
         """
         namespace = self.namespace(node)
         sys.stdout.flush()

@@ -1,21 +1,20 @@
 """What one router daemon needs to know, computed by the lab from the topology.
 
 The daemon gets this as a JSON file instead of the topology, so it starts
-without parsing YAML and never has to work out routes itself.
+without parsing YAML, never has to work out routes itself, and imports
+nothing of the topology's (natlab.router.nat writes the file).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface
 from pathlib import Path
 
 from natlab.core.behaviour import Behaviour
 from natlab.core.engine import NatConfig, StaticMap
 from natlab.core.packets import Proto
-from natlab.topology.model import Router, Topology
-from natlab.topology.routing import plan_routes
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ class DaemonConfig:
 
     def nat_config(self) -> NatConfig:
         return NatConfig(
-            behaviour=Behaviour.model_validate(self.behaviour),
+            behaviour=Behaviour(**self.behaviour),
             external_addresses=tuple(str(IPv4Interface(a).ip) for a in self.wan.addresses),
             internal_networks=self.internal_networks,
             static_maps=tuple(
@@ -74,36 +73,3 @@ class DaemonConfig:
             ),
             local_udp_ports=self.stun_ports,
         )
-
-
-def daemon_config(topology: Topology, router: Router, lab: str, translates) -> DaemonConfig:
-    routes = plan_routes(topology, translates)[router.name]
-    lan_networks = [IPv4Interface(iface.addresses[0]).network for iface in router.lans]
-    behind = [
-        route.destination
-        for route in routes
-        if route.destination is not None and any(route.via in net for net in lan_networks)
-    ]
-    return DaemonConfig(
-        lab=lab,
-        router=router.name,
-        ports=tuple(
-            PortConfig(iface.name, tuple(str(a) for a in iface.addresses))
-            for iface in router.interfaces
-        ),
-        routes=tuple(
-            (str(route.destination or IPv4Network("0.0.0.0/0")), str(route.via)) for route in routes
-        ),
-        internal_networks=tuple(str(net) for net in [*lan_networks, *behind]),
-        behaviour=router.behaviour.model_dump(mode="json"),
-        static_maps=tuple(
-            {
-                "proto": forward.proto,
-                "external_ports": list(forward.external_ports),
-                "internal_address": str(forward.address),
-                "internal_ports": list(forward.internal_ports),
-            }
-            for forward in router.forwards
-        ),
-        stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
-    )

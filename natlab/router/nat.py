@@ -1,26 +1,31 @@
 """natlab's own NAT dataplane, as the lab sees it: set a router up, start its daemon.
 
 The router's kernel forwards nothing and drops every IPv4 packet it
-receives; the daemon (daemon.py) moves and translates every packet. Each
-router's files sit in the lab's state directory (files.py).
+receives; the daemon (daemon.py, a fresh interpreter in the router's
+namespace) moves and translates every packet. This module writes the
+daemon's config from the topology; each router's files sit in the lab's
+state directory (files.py).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
 from functools import partial
+from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
 from natlab.plumbing.firewall import drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
 from natlab.plumbing.namespaces import set_sysctls
-from natlab.router.config import daemon_config
+from natlab.router.config import DaemonConfig, PortConfig
 from natlab.router.control import call
-from natlab.router.daemon import serve
 from natlab.router.files import config_path, log_path, socket_path
 from natlab.router.launch import Launch, wait_started
 from natlab.topology.model import Router, Topology
+from natlab.topology.routing import plan_routes
 
 READY_TIMEOUT = 10.0
 DAEMON = "nat daemon"  # what the lab's ledger calls these processes
@@ -60,7 +65,7 @@ class NatDataplane:
             config = config_path(directory, router.name)
             config.parent.mkdir(parents=True, exist_ok=True)
             daemon_config(topology, router, lab, self.translates).save(config)
-            pid = launch(router.name, partial(serve, config), log_path(config))
+            pid = launch(router.name, partial(_exec_daemon, config), log_path(config))
             daemons.append(Daemon(router.name, pid, config))
         return daemons
 
@@ -72,3 +77,45 @@ class NatDataplane:
             what = f"the NAT daemon of router '{daemon.router}'"
             wait_started(control.exists, daemon.pid, daemon.log, what, deadline)
             call(control, {"op": "ping"})
+
+
+def _exec_daemon(config: Path) -> None:
+    """Become a fresh interpreter that runs only the daemon (in the forked lab child).
+
+    A forked child keeps every page of whatever forked it (the CLI, pytest,
+    a benchmark); a daemon that imports only what it uses stays small.
+    """
+    os.execv(sys.executable, [sys.executable, "-m", "natlab.router.daemon", str(config)])
+
+
+def daemon_config(topology: Topology, router: Router, lab: str, translates) -> DaemonConfig:
+    routes = plan_routes(topology, translates)[router.name]
+    lan_networks = [IPv4Interface(iface.addresses[0]).network for iface in router.lans]
+    behind = [
+        route.destination
+        for route in routes
+        if route.destination is not None and any(route.via in net for net in lan_networks)
+    ]
+    return DaemonConfig(
+        lab=lab,
+        router=router.name,
+        ports=tuple(
+            PortConfig(iface.name, tuple(str(a) for a in iface.addresses))
+            for iface in router.interfaces
+        ),
+        routes=tuple(
+            (str(route.destination or IPv4Network("0.0.0.0/0")), str(route.via)) for route in routes
+        ),
+        internal_networks=tuple(str(net) for net in [*lan_networks, *behind]),
+        behaviour=router.behaviour.as_json(),
+        static_maps=tuple(
+            {
+                "proto": forward.proto,
+                "external_ports": list(forward.external_ports),
+                "internal_address": str(forward.address),
+                "internal_ports": list(forward.internal_ports),
+            }
+            for forward in router.forwards
+        ),
+        stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
+    )

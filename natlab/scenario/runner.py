@@ -164,7 +164,7 @@ class _Runner:
                 self.lab.advance_clock(step.seconds)
             elif isinstance(step, SetNat):
                 for router, behaviour in step.behaviours.items():
-                    request = {"op": "set", "behaviour": behaviour.model_dump(mode="json")}
+                    request = {"op": "set", "behaviour": behaviour.as_json()}
                     self.lab.nat(router, request)
             elif isinstance(step, Probe):
                 result.report = discovery.probe(self.lab, step.node, step.server)

@@ -15,7 +15,8 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 import netaddr
 from pydantic import ValidationError
 
-from natlab.core.behaviour import PRESETS, Behaviour, behaviour_from
+from natlab.core.behaviour import PRESETS, SETTINGS, Behaviour
+from natlab.core.behaviour_input import UNKNOWN_SETTING, settings_over
 from natlab.errors import NatlabError
 from natlab.topology.messages import complaint, fix_for
 from natlab.topology.model import (
@@ -406,17 +407,17 @@ class _Resolver:
                 (*path, "preset"), f"unknown NAT preset '{preset}'", f"use one of {presets}"
             )
         try:
-            return behaviour_from(preset, **overrides)
+            return settings_over(preset, overrides)
         except ValidationError as exc:
             error = exc.errors()[0]
             if not error["loc"]:  # a check across settings: the message names them
                 raise self.fail(path, error["msg"].removeprefix("Value error, ")) from None
             axis = str(error["loc"][0])
-            if error["type"] == "extra_forbidden":
+            if error["type"] in UNKNOWN_SETTING:
                 raise self.fail(
                     (*path, axis),
                     f"unknown NAT setting '{axis}'",
-                    f"settings are: preset, {', '.join(Behaviour.model_fields)}",
+                    f"settings are: preset, {', '.join(SETTINGS)}",
                 ) from None
             problem = f"bad value {overrides.get(axis)!r} for NAT setting '{axis}'"
             fix = fix_for(error, axis)

@@ -59,7 +59,7 @@ def registered(lab: Lab, *phones: str) -> dict[str, dict]:
 
 def set_nat(lab: Lab, router: str, preset: str, *phones: str) -> None:
     """Switch a router's preset; its mappings go, so its phones register again at once."""
-    lab.nat(router, {"op": "set", "behaviour": PRESETS[preset].model_dump(mode="json")})
+    lab.nat(router, {"op": "set", "behaviour": PRESETS[preset].as_json()})
     for phone in phones:
         assert ask_host(lab, phone, {"op": "register"})["registered"]
 
@@ -240,7 +240,7 @@ def test_a_phone_whose_nat_forgot_its_registration_registers_again_by_itself(nat
     before = registered(lab, *PHONES)["phone-b"]
     # No "register" request this time: the TCP mapping is gone, and the next invite to
     # phone-b goes down a dead connection until phone-b notices and registers anew.
-    lab.nat("branch1", {"op": "set", "behaviour": PRESETS["full-cone"].model_dump(mode="json")})
+    lab.nat("branch1", {"op": "set", "behaviour": PRESETS["full-cone"].as_json()})
     report = call(lab, "phone-a", "phone-b")
     assert report["verdict"] == "two-way", report
     after = ask_host(lab, "phone-b", {"op": "status"})

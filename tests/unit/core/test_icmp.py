@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from scapy.layers.inet import ICMP, IP, IPerror, TCPerror, UDPerror
 
 from natlab.core.engine import Action, DropReason, StaticMap
@@ -232,7 +234,7 @@ def test_error_about_a_hairpinned_flow_with_hairpin_off_or_filtered() -> None:
     as_received = udp(b_external, f"{A}:5000")
     verdict = engine.outbound(icmp_error(A, WAN, as_received), 0.1)
     assert verdict.reason is DropReason.FILTERED_ADDRESS
-    engine.reconfigure(engine.config.behaviour.model_copy(update={"hairpin": False}))
+    engine.reconfigure(replace(engine.config.behaviour, hairpin=False))
     sent_out(engine, udp(f"{A}:5000", f"{S1}:3478"))
     verdict = engine.outbound(icmp_error(A, WAN, as_received), 0.2)
     assert verdict.reason is DropReason.HAIRPIN_OFF

@@ -9,7 +9,7 @@ stated below.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -178,9 +178,7 @@ def test_never_delivers_what_filtering_forbids(behaviour, data) -> None:
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    behaviour=behaviours.map(
-        lambda b: b.model_copy(update={"mapping": Mapping.ENDPOINT_INDEPENDENT})
-    ),
+    behaviour=behaviours.map(lambda b: replace(b, mapping=Mapping.ENDPOINT_INDEPENDENT)),
     external=st.sampled_from([(WAN,), (WAN, WAN2)]),
     data=st.data(),
 )

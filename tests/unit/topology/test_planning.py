@@ -4,6 +4,7 @@ The lab builds exactly what these objects say, so a planning mistake here is
 a wrong address or a missing route in every lab.
 """
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -197,8 +198,8 @@ def test_nat_overrides_keep_the_rest_of_the_preset():
         .routers["inner"]
         .behaviour
     )
-    assert behaviour == PRESETS["full-cone"].model_copy(
-        update={"udp_timeout": 30.0, "hairpin": False, "ports": "random", "seed": 7}
+    assert behaviour == replace(
+        PRESETS["full-cone"], udp_timeout=30.0, hairpin=False, ports="random", seed=7
     )
 
 
