@@ -153,6 +153,16 @@ class RouterDaemon:
             dropped = port.expire(now)
             if dropped:
                 self.counters["dropped_no_arp_answer"] += dropped
+            overflowed = port.overflowed()
+            if overflowed:
+                self.counters["dropped_receive_overflow"] += overflowed
+                self.event(
+                    "drop",
+                    reason="receive-overflow",
+                    port=port.name,
+                    count=overflowed,
+                    detail=f"{overflowed} frame(s) came in faster than the daemon could read them",
+                )
         self.events.flush()
 
     # -- one packet ------------------------------------------------------------

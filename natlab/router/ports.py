@@ -20,6 +20,7 @@ BROADCAST = b"\xff" * 6
 ARP_ETHERNET_IPV4 = b"\x00\x01\x08\x00\x06\x04"  # hardware 1, protocol IPv4, sizes 6 and 4
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23
+PACKET_STATISTICS = 6  # struct tpacket_stats {unsigned tp_packets, tp_drops}; reading resets it
 SO_RCVBUFFORCE = 33
 RECEIVE_BUFFER = 8 << 20
 ARP_RETRY = 0.2  # seconds between requests for the same address
@@ -75,6 +76,11 @@ class Port:
             self.sock.send(self.headers[sender] + packet)
         self.asked.pop(sender, None)
         self.last_ask.pop(sender, None)
+
+    def overflowed(self) -> int:
+        """Frames the kernel dropped since the last call: the socket's buffer was full."""
+        _, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        return drops
 
     def on_link(self, address: str) -> bool:
         ip = IPv4Address(address)

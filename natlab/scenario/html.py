@@ -223,6 +223,8 @@ def _arrows(records: list[dict], lab: dict) -> list[tuple[str, str, str, bool] |
         elif kind == "nat" and event == "mapping-created":
             label = f"{record['router']} maps {record['internal']} -> {record['external']}"
             rows.append((node(record["internal"]), node(record["remote"]), label, False))
+        elif kind == "nat" and event == "drop" and "src" not in record:  # no packet to draw
+            rows.append(f"{record['router']} dropped {record.get('detail') or record['reason']}")
         elif kind == "nat" and event == "drop":
             source, router = node(record["src"]), record["router"]
             target = router if source != router else node(record["dst"])

@@ -10,6 +10,8 @@ and S2 from another address each send to the mapping S1 saw.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -202,6 +204,34 @@ def test_busy_flows_go_through_the_flow_cache_and_stop_at_a_flush(nat_lab):
     agents["s1"].send(5000, *mapped, "after the flush")
     assert agents["inside"].recv(4000, wait=1.0) == []
     assert lab.nat("r", {"op": "show"})["counters"]["translated_in"] == 50
+
+
+FLOOD = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(30000):
+    s.sendto(b"x" * 1200, (sys.argv[1], 9))
+"""
+
+
+def test_frames_the_daemon_had_no_room_for_are_counted_and_told(nat_lab):
+    """Kept off the CPU (SIGSTOP) while a LAN host floods, the daemon says what it lost."""
+    lab, _ = nat_lab("full-cone")
+    daemon = next(p["pid"] for p in lab.status()["processes"] if p["node"] == "r")
+    os.kill(daemon, signal.SIGSTOP)
+    try:
+        lab.exec("inside", [sys.executable, "-c", FLOOD, S1], check=True)
+    finally:
+        os.kill(daemon, signal.SIGCONT)
+    deadline = time.monotonic() + 5
+    while not lab.nat("r", {"op": "show"})["counters"].get("dropped_receive_overflow"):
+        assert time.monotonic() < deadline, "no overflow counted"
+        time.sleep(0.1)
+    [event] = [e for e in lab.nat_events("r") if e.get("reason") == "receive-overflow"]
+    assert event["port"] == "lan" and event["count"] > 1000
+    assert "came in faster than the daemon could read them" in natlab(
+        "nat", "events", "r", "--lab", lab.name
+    )
 
 
 def test_router_kernel_never_answers_for_translated_traffic(nat_lab, tmp_path):

@@ -117,6 +117,16 @@ TRACE = [
         "dst": "203.0.113.2:4000",
         "detail": "filtered",
     },
+    {  # a drop the daemon counts without a packet to show (no src, no dst)
+        "type": "nat",
+        "at": 0.35,
+        "router": "branch1",
+        "kind": "drop",
+        "reason": "receive-overflow",
+        "port": "lan",
+        "count": 3,
+        "detail": "3 frame(s) came in faster than the daemon could read them",
+    },
     {
         "type": "rtp",
         "at": 0.4,
@@ -167,6 +177,7 @@ def test_a_run_report_draws_the_topology_and_the_ladder_with_every_node():
         assert f">{node}</text>" in text
     assert "phone-<b>" not in text
     assert "dropped by branch1: filtered-port" in text
+    assert "branch1 dropped 3 frame(s) came in faster than the daemon could read them" in text
     assert len([a for tag, a in tags.tags if tag == "line" and a.get("class") == "drop"]) == 2
     assert "http://" not in text and "https://" not in text
 
