@@ -329,6 +329,7 @@ class RouterDaemon:
             return {
                 "router": self.name,
                 "clock": now,
+                "offset": self.offset,  # what `clock advance` added to the monotonic clock
                 "behaviour": self.engine_behaviour().as_json(),
                 "mappings": [m.as_json(now) for m in self.engine.mappings(now)],
                 "counters": {

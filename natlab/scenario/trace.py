@@ -16,10 +16,14 @@ cell is judged by after its lab is gone. Records carry wall time `at` and a
   side's candidates, every ICE check with the state it reached, and each
   direction's RTP counts.
 
-Router events carry the router's clock (monotonic plus what `clock advance`
-added); each is placed on the wall clock by reading the router's clock
-right after its events are read. The recorder reads them before every step
-and after it, so a clock advance only ever shifts the events of its own step.
+Router events carry the router's clock: the system's monotonic clock plus
+the offset `clock advance` added. While a router's offset stays as it was
+at the last read, its events go on the wall clock exactly (monotonic to
+wall, as this process sees both), so events of different routers keep
+their true order however late the reading comes. Events read across a
+clock advance are placed by reading the router's clock right after them
+instead; the recorder reads before every step and after it, so an advance
+only ever shifts the events of its own step.
 """
 
 from __future__ import annotations
@@ -241,6 +245,7 @@ class Recorder:
     lab_name: str
     records: list[dict] = field(default_factory=list)
     _seen: dict[str, int] = field(default_factory=dict)
+    _offsets: dict[str, float] = field(default_factory=dict)  # router -> clock offset last read
     _next_step: int = 0
 
     def __post_init__(self) -> None:
@@ -282,20 +287,21 @@ class Recorder:
         for router in self.scenario.topology.routers:
             try:
                 events = self.lab.nat_events(router)
-                clock = self.lab.nat(router, {"op": "show"})["clock"]
+                show = self.lab.nat(router, {"op": "show"})
             except (NatlabError, OSError):  # no daemon (a kernel lab) or it died: nothing to add
                 continue
             wall = time.time()
+            offset = show["offset"]
+            if self._offsets.get(router, 0.0) == offset:  # no advance: router clock - offset
+                shift = wall - time.monotonic() - offset  # is monotonic time, to wall time
+            else:
+                shift = wall - show["clock"]
             for event in events[self._seen.get(router, 0) :]:
                 self.records.append(
-                    {
-                        **event,
-                        "type": "nat",
-                        "clock": event["at"],
-                        "at": wall - (clock - event["at"]),
-                    }
+                    {**event, "type": "nat", "clock": event["at"], "at": event["at"] + shift}
                 )
             self._seen[router] = len(events)
+            self._offsets[router] = offset
 
     def callee_report(self, report: dict) -> dict | None:
         """The callee's own report of the call (its checks and candidates), if it files one."""

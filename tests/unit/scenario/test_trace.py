@@ -126,32 +126,54 @@ def test_a_missing_trace_is_a_natlab_error(tmp_path):
 
 
 class FakeLab:
-    """Routers whose clocks run ahead of the wall clock by their own amounts."""
+    """Routers answering at monotonic time 100 s, each ahead by its `clock advance` offset."""
 
-    def __init__(self, events, clocks):
-        self.events, self.clocks = events, clocks
+    def __init__(self, events, offsets):
+        self.events, self.offsets = events, offsets
 
     def nat_events(self, router):
         return self.events[router]
 
     def nat(self, router, request):
         assert request == {"op": "show"}
-        return {"clock": self.clocks[router]}
+        return {"clock": 100.0 + self.offsets[router], "offset": self.offsets[router]}
 
 
-def test_router_events_are_placed_on_the_wall_clock_and_read_once(monkeypatch):
+@pytest.fixture
+def clocks(monkeypatch):
+    """The recorder reads its clocks half a second after the routers answered (a busy machine):
+    wall 1000.5 s, monotonic 100.5 s."""
+    monkeypatch.setattr(trace.time, "time", lambda: 1000.5)
+    monkeypatch.setattr(trace.time, "monotonic", lambda: 100.5)
+
+
+def test_router_events_are_placed_on_the_wall_clock_and_read_once(clocks):
     scenario = pair_scenario("symmetric", "port-restricted")
     recorder = Recorder(scenario, "mx-lab")
-    made = {"at": 500.0, "kind": "mapping-created", "router": "branch1"}
+    made = {"at": 98.0, "kind": "mapping-created", "router": "branch1"}
     recorder.lab = FakeLab({"main": [], "branch1": [made], "branch2": []},
-                           {"main": 1.0, "branch1": 502.0, "branch2": 7.0})  # fmt: skip
-    monkeypatch.setattr(trace.time, "time", lambda: 1000.0)
+                           {"main": 0.0, "branch1": 0.0, "branch2": 0.0})  # fmt: skip
     recorder.progress(scenario.steps[0].describe(), None)
     recorder.progress(scenario.steps[0].describe(), StepResult(0, "wait", None))
     nats = [r for r in recorder.records if r["type"] == "nat"]
-    assert nats == [{**made, "type": "nat", "clock": 500.0, "at": 998.0}]  # 2 s before now
+    # 2 s before the routers answered, exactly: the lateness of the reading does not count
+    assert nats == [{**made, "type": "nat", "clock": 98.0, "at": 998.0}]
     steps = [(r["phase"], r["index"]) for r in recorder.records if r["type"] == "step"]
     assert steps == [("start", 0), ("end", 0)]
+
+
+def test_events_read_across_a_clock_advance_are_placed_from_the_clock_after_them(clocks):
+    scenario = pair_scenario("symmetric", "port-restricted")
+    recorder = Recorder(scenario, "mx-lab")
+    events = {"main": [], "branch1": [], "branch2": []}
+    recorder.lab = FakeLab(events, {"main": 0.0, "branch1": 0.0, "branch2": 0.0})
+    recorder.progress(scenario.steps[0].describe(), None)
+    recorder.lab.offsets["branch1"] = 31.0  # clock advance 31s during the step
+    events["branch1"].append({"at": 130.5, "kind": "expired", "router": "branch1"})
+    recorder.progress(scenario.steps[0].describe(), StepResult(0, "wait", None))
+    [expired] = [r for r in recorder.records if r["type"] == "nat"]
+    # placed from the clock the router answered, late by the reading's delay
+    assert (expired["clock"], expired["at"]) == (130.5, 1000.0)
 
 
 def test_messages_that_are_not_a_step_start_record_nothing(monkeypatch):
