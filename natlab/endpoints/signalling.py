@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, cast
 
-from natlab.errors import NatlabError
+from natlab import control_socket
 
 MAX_LINE = 1 << 20  # a generous bound: an offer is well under 2 KiB
 MODES = ("ice", "turn", "host", "srflx", "relay")
@@ -245,28 +244,4 @@ def ask(path: Path, request: dict, timeout: float = 5.0) -> dict:
 
     A missing or silent endpoint, and an answer with "ok": false, are NatlabErrors.
     """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect(str(path))
-            sock.sendall(encode(request))
-            answer = _read_line(sock)
-        except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as error:
-            raise NatlabError(
-                f"the endpoint at {path} does not answer ({error.__class__.__name__})",
-                fix="check 'natlab status' and the host's log next to its socket",
-            ) from None
-    reply = decode(answer)
-    if not reply.get("ok"):
-        raise NatlabError(f"{path.stem}: {reply.get('error', 'the request was refused')}")
-    return reply
-
-
-def _read_line(sock: socket.socket) -> bytes:
-    chunks = []
-    while not chunks or not chunks[-1].endswith(b"\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return control_socket.ask(path, request, who="the endpoint", timeout=timeout)

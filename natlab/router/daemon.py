@@ -39,6 +39,7 @@ from collections import Counter
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from natlab.control_socket import read_line
 from natlab.core.behaviour import Behaviour
 from natlab.core.craft import echo_reply, udp_packet
 from natlab.core.engine import Action, NatEngine, Replay
@@ -53,7 +54,6 @@ from natlab.core.packets import (
     parse,
 )
 from natlab.router.config import DaemonConfig
-from natlab.router.control import read_line
 from natlab.router.files import events_path, socket_path
 from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
