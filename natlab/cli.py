@@ -17,7 +17,8 @@ import click
 
 from natlab.errors import NatlabError
 
-DEFAULT_TOPOLOGY = Path(__file__).resolve().parent.parent / "topologies" / "main-branch.yaml"
+# the built-in topologies ship in the package (the repository links topologies/ to them)
+DEFAULT_TOPOLOGY = Path(__file__).resolve().parent / "topologies" / "main-branch.yaml"
 
 
 def _default_topology() -> str:

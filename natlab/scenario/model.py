@@ -53,7 +53,7 @@ from natlab.topology.model import Role
 from natlab.topology.schema import NAME_PATTERN
 from natlab.topology.yaml_source import Path, YamlDocument, dotted, read_source, read_yaml
 
-TOPOLOGIES = FilePath(__file__).resolve().parents[2] / "topologies"
+TOPOLOGIES = FilePath(__file__).resolve().parents[1] / "topologies"  # package data
 
 CandidateType = Literal["host", "srflx", "prflx", "relay"]
 Mode = Literal[MODES]  # the phones' call modes: ice, turn, host, srflx, relay

@@ -4,6 +4,8 @@ Like a topology error, a scenario error names the file, the line, the field
 path and the fix: `natlab run` prints it and nothing else.
 """
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -469,7 +471,7 @@ def test_yaml_syntax_errors_name_the_line():
 
 def test_the_documented_examples_parse():
     """scenarios/README.md and the model's docstring show the format: they must stay valid."""
-    readme = (TOPOLOGIES.parent / "scenarios" / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "scenarios" / "README.md").read_text()
     block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert len(parse_scenario(block, "scenarios/example.yaml").steps) == 6
     docstring = model.__doc__.split("should be:\n\n", 1)[1].split("\n\n", 1)[0]
