@@ -5,9 +5,6 @@ what `natlab` does, so what is asserted here is what a user sees. Validation
 builds nothing, so none of this needs root.
 """
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -19,17 +16,7 @@ segments:
 """
 
 
-def natlab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from natlab.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},  # one table row per line, whatever the path
-    )
-
-
-def test_a_valid_file_prints_its_plan_and_exits_0():
+def test_a_valid_file_prints_its_plan_and_exits_0(natlab):
     path = TOPOLOGIES / "pbx-public-access.yaml"
     result = natlab("validate", str(path))
     assert result.returncode == 0, result.stderr
@@ -38,7 +25,7 @@ def test_a_valid_file_prints_its_plan_and_exits_0():
     assert result.stderr == ""
 
 
-def test_a_bad_file_names_file_line_field_and_fix_without_a_traceback(tmp_path):
+def test_a_bad_file_names_file_line_field_and_fix_without_a_traceback(natlab, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(BAD)
     result = natlab("validate", str(path))
@@ -51,7 +38,7 @@ def test_a_bad_file_names_file_line_field_and_fix_without_a_traceback(tmp_path):
     assert result.stdout == ""
 
 
-def test_a_missing_file_is_a_user_error_too(tmp_path):
+def test_a_missing_file_is_a_user_error_too(natlab, tmp_path):
     path = tmp_path / "nowhere.yaml"
     result = natlab("validate", str(path))
     assert result.returncode == 2
@@ -62,7 +49,7 @@ def test_a_missing_file_is_a_user_error_too(tmp_path):
     assert "Traceback" not in result.stdout
 
 
-def test_every_file_before_the_bad_one_is_reported_valid(tmp_path):
+def test_every_file_before_the_bad_one_is_reported_valid(natlab, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(BAD)
     good = TOPOLOGIES / "main-branch.yaml"

@@ -3,22 +3,8 @@
 Run as a user runs them: a separate process, its exit code and its output.
 """
 
-import os
-import subprocess
-import sys
 
-
-def natlab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", "from natlab.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
-def test_a_bad_scenario_exits_2_with_file_line_field_and_fix(tmp_path):
+def test_a_bad_scenario_exits_2_with_file_line_field_and_fix(natlab, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("topology: main-branch\nsteps:\n  - call: {from: phone-b, to: phone-z}\n")
     result = natlab("run", str(path))
@@ -30,13 +16,13 @@ def test_a_bad_scenario_exits_2_with_file_line_field_and_fix(tmp_path):
     )
 
 
-def test_a_missing_scenario_file_exits_2(tmp_path):
+def test_a_missing_scenario_file_exits_2(natlab, tmp_path):
     result = natlab("run", str(tmp_path / "none.yaml"))
     assert result.returncode == 2
     assert "no such scenario file" in result.stderr
 
 
-def test_an_unknown_matrix_type_exits_2():
+def test_an_unknown_matrix_type_exits_2(natlab):
     result = natlab("matrix", "--types", "full-cone,cone")
     assert result.returncode == 2
     assert "--types: unknown NAT type 'cone'" in result.stderr

@@ -6,9 +6,6 @@ output) for what it does before anything is built.
 """
 
 import fnmatch
-import os
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -21,16 +18,6 @@ from natlab.scenario.model import AdvanceClock, Call, Register, SetNat
 from natlab.topology.model import Role
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def natlab(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "natlab", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def calls(name: str) -> list[Call]:
@@ -116,7 +103,7 @@ def test_hairpin_has_two_phones_behind_one_router_and_switches_hairpinning_off()
     ]
 
 
-def test_no_name_and_list_print_one_line_per_demo_in_order():
+def test_no_name_and_list_print_one_line_per_demo_in_order(natlab):
     for args in ((), ("--list",)):
         result = natlab("demo", *args)
         assert result.returncode == 0, result.stderr
@@ -125,7 +112,7 @@ def test_no_name_and_list_print_one_line_per_demo_in_order():
         assert lines == demo_lines()
 
 
-def test_an_unknown_demo_exits_2_with_the_list():
+def test_an_unknown_demo_exits_2_with_the_list(natlab):
     result = natlab("demo", "full-cone")
     assert result.returncode == 2
     assert result.stdout == ""
