@@ -29,15 +29,16 @@ def difference(old: bytes, new: bytes) -> int:
     total = 0
     for i in range(0, len(old), 2):
         total += (~((old[i] << 8) | old[i + 1]) & 0xFFFF) + ((new[i] << 8) | new[i + 1])
-    return _fold(total)
+    return fold(total)
 
 
 def apply_difference(checksum: int, change: int) -> int:
     """RFC 1624 eqn. 3 with the change already summed by `difference`."""
-    return ~_fold((~checksum & 0xFFFF) + change) & 0xFFFF
+    return ~fold((~checksum & 0xFFFF) + change) & 0xFFFF
 
 
-def _fold(total: int) -> int:
+def fold(total: int) -> int:
+    """A sum of 16-bit words brought back to 16 bits with end-around carries."""
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     return total
@@ -48,4 +49,4 @@ def internet_checksum(data: bytes | bytearray) -> int:
     if len(data) % 2:
         data = bytes(data) + b"\0"
     total = sum(int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2))
-    return ~_fold(total) & 0xFFFF
+    return ~fold(total) & 0xFFFF

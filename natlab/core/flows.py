@@ -21,7 +21,7 @@ again. The cache is bounded and starts afresh when full.
 
 from __future__ import annotations
 
-from natlab.core.checksum import difference
+from natlab.core.checksum import apply_difference, difference, fold
 from natlab.core.engine import Replay
 from natlab.core.packets import TCP_FIN, TCP_RST, TCP_SYN, Packet, Proto
 
@@ -67,8 +67,7 @@ class FlowCache:
         ):
             return
         before, after = bytes(arrived[12:24]), bytes(packet.data[12:24])
-        ip_change = difference(before[:8], after[:8]) + _TTL_DOWN
-        ip_change = (ip_change & 0xFFFF) + (ip_change >> 16)
+        ip_change = fold(difference(before[:8], after[:8]) + _TTL_DOWN)
         if len(self._flows) >= self.limit:
             self._flows.clear()
         self._flows[(arrived[9], before)] = (
@@ -122,18 +121,16 @@ class FlowCache:
             del self._flows[key]
             return None
         buf[start + 8] -= 1
-        total = (~((buf[start + 10] << 8) | buf[start + 11]) & 0xFFFF) + ip_change
-        total = ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
-        buf[start + 10] = total >> 8
-        buf[start + 11] = total & 0xFF
+        checksum = apply_difference((buf[start + 10] << 8) | buf[start + 11], ip_change)
+        buf[start + 10] = checksum >> 8
+        buf[start + 11] = checksum & 0xFF
         checksum = (buf[checksum_at] << 8) | buf[checksum_at + 1]
         if checksum or proto == _TCP:  # a UDP checksum of 0 means none, and stays 0
-            total = (~checksum & 0xFFFF) + l4_change
-            total = ~((total & 0xFFFF) + (total >> 16)) & 0xFFFF
-            if proto == _UDP and total == 0:
-                total = 0xFFFF
-            buf[checksum_at] = total >> 8
-            buf[checksum_at + 1] = total & 0xFF
+            checksum = apply_difference(checksum, l4_change)
+            if proto == _UDP and checksum == 0:
+                checksum = 0xFFFF
+            buf[checksum_at] = checksum >> 8
+            buf[checksum_at + 1] = checksum & 0xFF
         buf[start + 12 : start + 24] = after
         self.hits += 1
         return egress
