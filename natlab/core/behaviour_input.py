@@ -17,8 +17,8 @@ from natlab.core.behaviour import PRESETS, SETTINGS, Behaviour
 from natlab.errors import NatlabError
 
 _VALIDATOR = TypeAdapter(Behaviour)
-UNKNOWN_SETTING = frozenset({"extra_forbidden", "unexpected_keyword_argument"})
-"""pydantic's error types for a setting Behaviour does not have."""
+UNKNOWN_SETTING = "unexpected_keyword_argument"
+"""pydantic's error type for a setting Behaviour does not have (its extra="forbid")."""
 
 
 def validated(values: dict[str, Any]) -> Behaviour:

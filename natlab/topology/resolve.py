@@ -413,7 +413,7 @@ class _Resolver:
             if not error["loc"]:  # a check across settings: the message names them
                 raise self.fail(path, error["msg"].removeprefix("Value error, ")) from None
             axis = str(error["loc"][0])
-            if error["type"] in UNKNOWN_SETTING:
+            if error["type"] == UNKNOWN_SETTING:
                 raise self.fail(
                     (*path, axis),
                     f"unknown NAT setting '{axis}'",
