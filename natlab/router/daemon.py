@@ -339,12 +339,12 @@ class RouterDaemon:
                 },
             }
         if op == "flush":
-            return {"flushed": self.engine.flush()}
+            return {"flushed": self.engine.flush(now)}
         if op == "set":
             behaviour = Behaviour(**request["behaviour"])
             if behaviour.translate != self.translate:
                 raise ValueError("a running router cannot switch between NAT and plain routing")
-            self.engine.reconfigure(behaviour)
+            self.engine.reconfigure(behaviour, now)
             return {"behaviour": behaviour.as_json()}
         if op == "advance":
             seconds = float(request["seconds"])
