@@ -7,6 +7,7 @@ A Unix socket in the lab's state directory, so `natlab nat ...` and
 - {"op": "flush"}                     forget every dynamic mapping
 - {"op": "set", "behaviour": {...}}   new behaviour; dynamic mappings are flushed
 - {"op": "advance", "seconds": S}     move the daemon's clock forward
+- {"op": "clock"}                     its clock, and the offset `advance` added to monotonic time
 - {"op": "ping"}                      is it alive and ready?
 
 Answers carry "ok": true, or "ok": false and an "error" text.

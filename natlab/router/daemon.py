@@ -324,12 +324,13 @@ class RouterDaemon:
         now = self.now()
         if op == "ping":
             return {"router": self.name, "pid": os.getpid()}
+        if op == "clock":
+            return {"clock": now, "offset": self.offset}
         if op == "show":
             self.engine.expire(now)
             return {
                 "router": self.name,
                 "clock": now,
-                "offset": self.offset,  # what `clock advance` added to the monotonic clock
                 "behaviour": self.engine_behaviour().as_json(),
                 "mappings": [m.as_json(now) for m in self.engine.mappings(now)],
                 "counters": {

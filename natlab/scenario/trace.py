@@ -287,15 +287,15 @@ class Recorder:
         for router in self.scenario.topology.routers:
             try:
                 events = self.lab.nat_events(router)
-                show = self.lab.nat(router, {"op": "show"})
+                clock = self.lab.nat(router, {"op": "clock"})
             except (NatlabError, OSError):  # no daemon (a kernel lab) or it died: nothing to add
                 continue
             wall = time.time()
-            offset = show["offset"]
+            offset = clock["offset"]
             if self._offsets.get(router, 0.0) == offset:  # no advance: router clock - offset
                 shift = wall - time.monotonic() - offset  # is monotonic time, to wall time
             else:
-                shift = wall - show["clock"]
+                shift = wall - clock["clock"]
             for event in events[self._seen.get(router, 0) :]:
                 self.records.append(
                     {**event, "type": "nat", "clock": event["at"], "at": event["at"] + shift}

@@ -135,7 +135,7 @@ class FakeLab:
         return self.events[router]
 
     def nat(self, router, request):
-        assert request == {"op": "show"}
+        assert request == {"op": "clock"}
         return {"clock": 100.0 + self.offsets[router], "offset": self.offsets[router]}
 
 
