@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,7 +26,8 @@ from natlab.pytest_plugin import unique_lab_name
 from natlab.topology import load_topology
 
 MAIN_BRANCH = Path(__file__).resolve().parents[2] / "topologies" / "main-branch.yaml"
-NATLAB = shutil.which("natlab")
+# the CLI of the interpreter the tests run under, never whatever `natlab` is on PATH
+NATLAB = [sys.executable, "-m", "natlab"]
 LIFETIMES = ("valid_life_time", "preferred_life_time")  # count down on their own
 
 
@@ -139,7 +141,6 @@ class NatlabCommand:
     """
 
     def __init__(self, run_dir: Path) -> None:
-        assert NATLAB, "the natlab command is not on PATH: pip install -e '.[test]'"
         self.run_dir = run_dir
         self.env = {**os.environ, "NATLAB_RUN_DIR": str(run_dir)}
         self.labs: list[str] = []
@@ -152,12 +153,12 @@ class NatlabCommand:
 
     def run(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess:
         options = {"capture_output": True, "text": True, "timeout": 120, **kwargs}
-        return subprocess.run([NATLAB, *args], env=self.env, check=False, **options)
+        return subprocess.run([*NATLAB, *args], env=self.env, check=False, **options)
 
     def start(self, *args: str, **kwargs: Any) -> subprocess.Popen:
         """In a session of its own, as a shell would start it in its own process group."""
         options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **kwargs}
-        proc = subprocess.Popen([NATLAB, *args], env=self.env, start_new_session=True, **options)
+        proc = subprocess.Popen([*NATLAB, *args], env=self.env, start_new_session=True, **options)
         self.started.append(proc)
         return proc
 
