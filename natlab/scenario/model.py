@@ -44,6 +44,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from natlab import catalog
 from natlab.core.behaviour import Behaviour, Filtering, Mapping
 from natlab.endpoints.signalling import MAX_KEEPALIVE, MODES, TRANSPORTS
 from natlab.errors import NatlabError
@@ -53,7 +54,7 @@ from natlab.topology.model import Role
 from natlab.topology.schema import NAME_PATTERN
 from natlab.topology.yaml_source import Path, YamlDocument, dotted, read_source, read_yaml
 
-TOPOLOGIES = FilePath(__file__).resolve().parents[1] / "topologies"  # package data
+TOPOLOGIES = catalog.FOLDERS["topology"]
 
 CandidateType = Literal["host", "srflx", "prflx", "relay"]
 Mode = Literal[MODES]  # the phones' call modes: ice, turn, host, srflx, relay
@@ -276,9 +277,9 @@ class Scenario:
 
 
 def load_scenario(path: str | FilePath) -> Scenario:
-    """Load and validate a scenario file; raises NatlabError naming file, line and field."""
-    path = FilePath(path)
-    text = read_source(path, "scenario", "scenarios/same-lan.yaml")
+    """Load and validate a scenario file or built-in scenario (by name); errors name the field."""
+    path = catalog.locate("scenario", path)
+    text = read_source(path, "scenario", "same-lan")
     return parse_scenario(text, str(path))
 
 
@@ -311,7 +312,7 @@ class _Loader:
                 "a scenario is a YAML mapping with topology and steps",
                 file=self.filename,
                 line=self.doc.line_of(()),
-                fix="start from a file in scenarios/",
+                fix="start from a copy of a built-in one (natlab scenarios lists them)",
             )
         spec: ScenarioSpec = self.validate(ScenarioSpec, ())
         topology_file = self.topology_file(spec.topology)

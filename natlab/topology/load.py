@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from natlab import catalog
 from natlab.errors import NatlabError
 from natlab.topology.messages import complaint, fix_for
 from natlab.topology.model import Topology
@@ -19,9 +20,9 @@ from natlab.topology.yaml_source import Path, YamlDocument, dotted, read_source,
 
 
 def load_topology(path: str | FilePath) -> Topology:
-    """Load and validate a topology file; raises NatlabError naming file, line and field."""
-    path = FilePath(path)
-    text = read_source(path, "topology", "topologies/main-branch.yaml")
+    """Load and validate a topology file or built-in topology (by name); errors name the field."""
+    path = catalog.locate("topology", path)
+    text = read_source(path, "topology", "main-branch")
     return parse_topology(text, str(path))
 
 
@@ -32,7 +33,7 @@ def parse_topology(text: str, filename: str = "<topology>") -> Topology:
             "a topology is a YAML mapping with name, segments, routers and hosts",
             file=filename,
             line=doc.line_of(()),
-            fix="start from topologies/main-branch.yaml",
+            fix="start from a copy of a built-in one (natlab topologies lists them)",
         )
     try:
         spec = TopologySpec.model_validate(doc.data)

@@ -43,8 +43,9 @@ def test_a_missing_file_is_a_user_error_too(natlab, tmp_path):
     result = natlab("validate", str(path))
     assert result.returncode == 2
     assert result.stderr == (
-        f"natlab: error: {path}: no such topology file\n"
-        "  fix: give the path of a YAML file, e.g. topologies/main-branch.yaml\n"
+        f"natlab: error: {path}: no such topology file, and no built-in topology of that name\n"
+        "  fix: give the path of a YAML file, or one of the built-in topologies: "
+        "main-branch, pbx-public-access\n"
     )
     assert "Traceback" not in result.stdout
 
