@@ -701,3 +701,51 @@ def main() -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
+
+
+# --- the built-in files and the file formats ----------------------------------------------
+
+LISTING_SCHEMA = 1  # the version of `natlab topologies --json` / `natlab scenarios --json`
+
+
+def _list_builtin(kind: str, as_json: bool) -> None:
+    from natlab import catalog
+
+    entries = catalog.entries(kind)
+    if as_json:
+        rows = [{"name": e.name, "path": str(e.path), "about": e.about} for e in entries]
+        click.echo(json.dumps({"schema": LISTING_SCHEMA, catalog.PLURALS[kind]: rows}, indent=2))
+        return
+    from rich.table import Table
+
+    from natlab.render import print_table
+
+    table = Table(title=f"built-in {catalog.PLURALS[kind]}: name them instead of a path")
+    for column in ("name", "about", "path"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        table.add_row(entry.name, entry.about, str(entry.path))
+    print_table(table)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def topologies(as_json: bool) -> None:
+    """List the built-in topologies: natlab up NAME, natlab validate NAME, Lab.from_file(NAME)."""
+    _list_builtin("topology", as_json)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def scenarios(as_json: bool) -> None:
+    """List the built-in scenarios: natlab run NAME."""
+    _list_builtin("scenario", as_json)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["topology", "scenario"]))  # file_formats.FORMATS
+def schema(kind: str) -> None:
+    """Print the JSON Schema of a topology or scenario file (docs/topology.md explains it)."""
+    from natlab.file_formats import json_schema
+
+    click.echo(json.dumps(json_schema(kind), indent=2))
