@@ -1,15 +1,35 @@
-"""natlab: a NAT router emulator for lab testing."""
+"""natlab: a NAT router emulator for lab testing.
+
+`import natlab` stays light, so `natlab validate` and the pytest plugin start
+fast: Lab (pyroute2, the endpoints: about 0.7 s) and __version__
+(importlib.metadata) are looked up on first use. Type checkers see both
+through the TYPE_CHECKING block.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from natlab.errors import NatlabError
 
-__all__ = ["Lab", "NatlabError"]
+if TYPE_CHECKING:
+    from natlab.lab import Lab
+
+    __version__: str
+
+__all__ = ["Lab", "NatlabError", "__version__"]
 
 
-def __getattr__(name: str):
-    # Lab pulls in pyroute2; import it only when asked so `natlab validate`
-    # and the pure layers stay light.
+def __getattr__(name: str) -> object:
     if name == "Lab":
         from natlab.lab import Lab
 
         return Lab
-    raise AttributeError(name)
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("natlab")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            return "0+unknown"
+    raise AttributeError(f"module 'natlab' has no attribute {name!r}")
