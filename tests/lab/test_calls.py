@@ -22,7 +22,7 @@ from natlab.lab.endpoints import control_path
 from natlab.lab.naming import lab_dir
 from natlab.topology import parse_topology
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 MAIN_BRANCH = Path(__file__).resolve().parents[2] / "topologies" / "main-branch.yaml"
 PHONES = ("phone-a", "phone-b", "phone-c")

@@ -15,7 +15,7 @@ from ipaddress import IPv4Interface, IPv4Network
 import pytest
 import yaml
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 
 def wan_address(kernel, lab: str, router: str) -> str:

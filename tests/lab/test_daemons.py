@@ -16,7 +16,7 @@ import pytest
 
 from natlab.lab import Lab
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 MAIN_BRANCH = Path(__file__).resolve().parents[2] / "topologies" / "main-branch.yaml"
 

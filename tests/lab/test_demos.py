@@ -15,7 +15,7 @@ from natlab.lab.build import planned_namespaces
 from natlab.plumbing import namespaces
 from natlab.scenario.demos import demo_scenario
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 
 def demo(name: str, cwd) -> str:

@@ -17,7 +17,7 @@ from natlab.scenario.runner import unique_lab_name
 from natlab.scenario.story import tell
 from natlab.scenario.trace import read_trace, run_traced
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 
 def test_symmetric_against_port_restricted_names_the_drop_and_the_mapping(tmp_path):

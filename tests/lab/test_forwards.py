@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 TOPOLOGY = Path(__file__).resolve().parents[2] / "topologies" / "pbx-public-access.yaml"
 WAN = "203.0.113.1"

@@ -18,7 +18,7 @@ import pytest
 
 from natlab.lab.naming import lab_dir
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -20,7 +20,7 @@ import pytest
 
 from natlab import Lab
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 
 def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, timeout: float = 30) -> None:

@@ -14,7 +14,7 @@ import pytest
 from natlab.lab.naming import lab_dir
 from natlab.scenario import matrix
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 
 def assert_gone(kernel, labs: list[str]) -> None:

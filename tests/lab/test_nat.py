@@ -23,7 +23,7 @@ from scapy.all import ICMP, TCP, rdpcap
 from natlab.lab import Lab
 from natlab.topology import parse_topology
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 AGENT = Path(__file__).parent / "tools" / "udp_agent.py"
 WAN = "203.0.113.1"

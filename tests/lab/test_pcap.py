@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from scapy.all import IP, UDP, Raw, rdpcap
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 SCENARIO = """
 name: pcap-call

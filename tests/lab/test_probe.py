@@ -26,7 +26,7 @@ from natlab.pytest_plugin import unique_lab_name
 from natlab.scenario.probe import probe
 from natlab.topology import parse_topology
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 EI, AD, APD = "endpoint-independent", "address-dependent", "address-and-port-dependent"
 # router: (its `nat:` in YAML, expected mapping, filtering, classic name)

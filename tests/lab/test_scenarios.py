@@ -19,7 +19,7 @@ from natlab.render import scenario_table
 from natlab.scenario.model import load_scenario
 from natlab.scenario.runner import ScenarioResult, run_scenario
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
 

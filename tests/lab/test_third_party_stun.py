@@ -34,7 +34,7 @@ from natlab.pytest_plugin import unique_lab_name
 from natlab.scenario.probe import probe, stun_server
 from natlab.topology import parse_topology
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 PRESETS = {"fc": "full-cone", "rc": "restricted", "prc": "port-restricted", "sym": "symmetric"}
 TOPOLOGY = """
