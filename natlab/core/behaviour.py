@@ -62,7 +62,7 @@ _COERCED = {
 
 @dataclass(frozen=True)
 class Behaviour:
-    """Every knob of one NAT router; defaults are design.md's.
+    """Every knob of one NAT router; defaults are docs/design.md's.
 
     A plain dataclass, so the router daemon and the engine need no pydantic
     (a daemon's memory is a target of its own). What users write is

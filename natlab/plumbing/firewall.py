@@ -4,7 +4,7 @@ natlab's router daemon reads every frame with AF_PACKET, which sees a frame
 before the kernel's IP layer does. If the kernel then handled the same
 packet it would answer translated traffic on its own (TCP RST, ICMP port
 unreachable) and, with Linux's NAT and conntrack, move mappings around
-(design.md, known pitfalls). One nftables chain at the very start of
+(docs/design.md, known pitfalls). One nftables chain at the very start of
 prerouting, with policy drop and no rules, stops that: the kernel never
 sees an IPv4 packet arrive. ARP is not IPv4, so the kernel still answers
 ARP for the router's addresses.

@@ -58,7 +58,7 @@ def disable_offloads(namespace: str, ifnames: list[str], *, receive: bool = Fals
 
     A frame read with AF_PACKET off a veth may otherwise carry only a partial
     checksum, and a NAT that rewrites it incrementally sends packets the
-    receiver silently drops (design.md, known pitfalls). A router daemon also
+    receiver silently drops (docs/design.md, known pitfalls). A router daemon also
     needs every frame as it was sent: receive offload could merge TCP segments
     into one packet larger than the MTU it has to send on.
     """

@@ -1,7 +1,7 @@
-"""What a call should do, and whether it did: design.md's NAT matrix as data, and the checks.
+"""What a call should do, and whether it did: docs/design.md's NAT matrix as data, and the checks.
 
 The matrix table is kept here and only here; a unit test reads it back
-against the bullet list of design.md ("The reference expectation: the NAT
+against the bullet list of docs/design.md ("The reference expectation: the NAT
 matrix"), so the two cannot drift apart unnoticed.
 """
 
@@ -16,7 +16,7 @@ TYPES = ("full-cone", "restricted", "port-restricted", "symmetric", PUBLIC)
 TWO_WAY = "two-way"
 NO_MEDIA = "no media"
 
-# design.md: "symmetric against port-restricted or symmetric fails"; every other pair works,
+# docs/design.md: "symmetric against port-restricted or symmetric fails"; every other pair works,
 # and "a media relay (an SBC relaying media, or TURN) makes every pair work".
 FAILING_PAIRS = frozenset({frozenset({"symmetric", "port-restricted"}), frozenset({"symmetric"})})
 
@@ -27,7 +27,7 @@ def nat_preset(kind: str) -> str:
 
 
 def expected_media(a: str, b: str, relay: bool = False) -> str:
-    """The verdict design.md's table gives two phones behind NATs of types a and b."""
+    """The verdict docs/design.md's table gives two phones behind NATs of types a and b."""
     if relay or frozenset({a, b}) not in FAILING_PAIRS:
         return TWO_WAY
     return NO_MEDIA

@@ -1,4 +1,4 @@
-"""`natlab matrix`: every pair of NAT types, phone to phone, held to design.md's table.
+"""`natlab matrix`: every pair of NAT types, phone to phone, held to docs/design.md's table.
 
 On main-branch, phone-b (behind branch1) calls phone-c (behind branch2)
 with branch1's and branch2's NAT set to each pair of types: the four

@@ -4,7 +4,7 @@ A scenario asks a lab one question ("does phone-b hear phone-c when branch2
 is symmetric?") and says what the answer should be:
 
     name: symmetric-vs-full-cone
-    about: "design.md: symmetric works only against full-cone or restricted"
+    about: "docs/design.md: symmetric works only against full-cone or restricted"
     topology: main-branch.yaml        # next to this file, or in topologies/
     nat: {branch1: full-cone, branch2: symmetric}
     steps:

@@ -50,7 +50,7 @@ def test_full_cone_and_symmetric_pairs_are_as_design_md_says(natlab, kernel, tmp
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "0", "0")
 
 
-# design.md, "The reference expectation: the NAT matrix", written out pair by pair: only
+# docs/design.md, "The reference expectation: the NAT matrix", written out pair by pair: only
 # symmetric against port-restricted or symmetric fails; the rest (public included) is two-way.
 FAILS = {
     ("symmetric", "port-restricted"),
@@ -97,7 +97,7 @@ def test_the_relay_makes_symmetric_against_symmetric_work(natlab, kernel, tmp_pa
 
 
 def test_a_pair_not_as_expected_fails_the_matrix_with_its_explanation(kernel, monkeypatch):
-    """Were design.md to promise symmetric x symmetric works, the matrix must fail and say why."""
+    """If docs/design.md promised symmetric x symmetric works, the matrix must fail, saying why."""
     monkeypatch.setattr(matrix, "expected_media", lambda a, b, relay=False: "two-way")
     result = matrix.run_matrix(["symmetric"], jobs=1)
     (pair,) = result.pairs

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.natlab
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
 
-# port-restricted (branch1) against symmetric (branch2): design.md says no media.
+# port-restricted (branch1) against symmetric (branch2): docs/design.md says no media.
 WRONG = """\
 name: wrong-expectation
 topology: main-branch.yaml

@@ -1,12 +1,11 @@
-"""The matrix table is design.md's, and expectations are held to reports as documented.
+"""The matrix table is docs/design.md's, and expectations are held to reports as documented.
 
 The table in natlab.scenario.expectations is read back against the text of
-design.md's bullet list: each bullet is turned into the pairs it speaks of,
+docs/design.md's bullet list: each bullet is turned into the pairs it speaks of,
 so a change to either side that the other does not follow fails here.
 """
 
 import itertools
-import os
 import re
 from pathlib import Path
 
@@ -26,16 +25,12 @@ from natlab.scenario.expectations import (
 )
 from natlab.scenario.model import PairExpectation
 
-DESIGN = Path(__file__).resolve().parents[4] / "shared" / "design.md"
+DESIGN = Path(__file__).resolve().parents[3] / "docs" / "design.md"
 PRESETS = ("full-cone", "restricted", "port-restricted", "symmetric")
 
 
 def matrix_bullets() -> list[str]:
     """The bullets under "The reference expectation: the NAT matrix", one string each."""
-    if not DESIGN.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"design.md is not at {DESIGN}; CI runs with shared/ beside the repo")
-        pytest.skip(f"design.md is not at {DESIGN} (shared/ beside the repository)")
     text = DESIGN.read_text()
     section = text.split("## The reference expectation: the NAT matrix", 1)[1].split("\n## ", 1)[0]
     bullets: list[str] = []
@@ -62,7 +57,7 @@ def table_from_design() -> tuple[dict[frozenset, str], bool, bool]:
 
     def say(a: str, b: str, verdict: str) -> None:
         pair = frozenset({a, b})
-        assert table.get(pair, verdict) == verdict, f"design.md contradicts itself on {a} x {b}"
+        assert table.get(pair, verdict) == verdict, f"docs/design.md contradicts itself: {a} x {b}"
         table[pair] = verdict
 
     for bullet in matrix_bullets():
@@ -86,14 +81,14 @@ def table_from_design() -> tuple[dict[frozenset, str], bool, bool]:
         elif "same LAN" in bullet and "(host)" in bullet:
             same_lan_host = True
         else:
-            pytest.fail(f"a bullet of design.md's matrix this test cannot read: {bullet!r}")
+            pytest.fail(f"a bullet of docs/design.md's matrix this test cannot read: {bullet!r}")
     return table, relay_fixes_all, same_lan_host
 
 
 def test_design_md_bullets_are_the_table():
     table, relay_fixes_all, same_lan_host = table_from_design()
     assert set(table) == {frozenset(p) for p in itertools.product(TYPES, repeat=2)}, (
-        "design.md's bullets must decide every pair of the five types"
+        "docs/design.md's bullets must decide every pair of the five types"
     )
     for a, b in itertools.product(TYPES, repeat=2):
         assert expected_media(a, b) == table[frozenset({a, b})], f"{a} x {b}"
