@@ -30,7 +30,7 @@ def _default_topology() -> str:
 def cli() -> None:
     """natlab: NAT routers, phones and STUN in Linux network namespaces.
 
-    Describe a network in YAML (topologies/), bring it up as real network
+    Describe a network in YAML (or name a built-in one), bring it up as real network
     stacks, run anything inside any node, and take it all down again.
     """
 
@@ -38,7 +38,7 @@ def cli() -> None:
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(files: tuple[str, ...]) -> None:
-    """Check topology FILES and show the planned addresses; builds nothing."""
+    """Check topology FILES (or built-in names) and show the planned addresses; builds nothing."""
     from natlab.render import print_table, topology_table
     from natlab.topology import load_topology
 
@@ -67,7 +67,7 @@ _dataplane_option = click.option(
     help="Then probe every NAT router with STUN; exit 1 if one differs from the topology.",
 )
 def up(file: str, name: str | None, dataplane: str, check: bool) -> None:
-    """Bring the topology in FILE up as network namespaces."""
+    """Bring the topology in FILE (or a built-in one by name) up as network namespaces."""
     from natlab.lab import Lab
     from natlab.render import print_table, status_table
 
@@ -431,7 +431,7 @@ def run(
     trace_file: str | None,
     pcap_dir: str | None,
 ) -> None:
-    """Run SCENARIO (scenarios/*.yaml) in a lab of its own and check its expectations.
+    """Run SCENARIO (a file, or a built-in name) in a lab of its own and check its expectations.
 
     Exits 1 when an expectation fails, saying which packets the routers
     dropped during the call, where and why. The lab is always taken down.

@@ -25,7 +25,7 @@ from natlab.scenario.expectations import (
 )
 from natlab.scenario.model import PairExpectation
 
-DESIGN = Path(__file__).resolve().parents[3] / "docs" / "design.md"
+DESIGN = Path(__file__).resolve().parents[3] / "docs/design.md"
 PRESETS = ("full-cone", "restricted", "port-restricted", "symmetric")
 
 
