@@ -13,6 +13,9 @@ The router must drop it as a martian source, once, and nothing may move
 after: neither the router's hairpin and inbound counters nor the PBX's
 UDP datagram count. And a legitimate peer's error datagram gets no answer
 from the PBX, while the same peer's next datagram does.
+
+Behind a carrier (double NAT) a router's WAN sits on a private LAN: the
+sources there are honest, and only the router's own LAN is martian on it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from natlab.endpoints.signalling import ask
 from natlab.lab import Lab
 from natlab.lab.endpoints import control_path
 from natlab.lab.naming import lab_dir
+from natlab.topology import parse_topology
 
 pytestmark = pytest.mark.lab
 
@@ -42,6 +46,32 @@ mac = getmacbyip(wan)
 assert mac, f"no ARP answer from {wan}"
 frame = Ether(dst=mac) / IP(src=wan, dst=wan) / UDP(sport=5060, dport=5060)
 sendp(frame / b'{"type": "keepalive"}', iface=iface, count=1, verbose=False)
+"""
+FORGED_PING = """
+import sys
+from scapy.all import ICMP, IP, send
+send(IP(src=sys.argv[1], dst=sys.argv[2]) / ICMP(id=7), count=1, verbose=False)
+"""
+# Double NAT: home's WAN sits on the carrier's private LAN, next to a neighbour.
+CARRIER = """
+name: carrier
+segments:
+  internet: {subnet: 203.0.113.0/24}
+  carrier-lan: {subnet: 10.64.0.0/24}
+  home-lan: {subnet: 192.168.1.0/24}
+routers:
+  carrier:
+    wan: {segment: internet}
+    lan: {segment: carrier-lan}
+    nat: symmetric
+  home:
+    wan: {segment: carrier-lan}
+    lan: {segment: home-lan}
+    nat: full-cone
+hosts:
+  neighbour: {segment: carrier-lan}
+  laptop: {segment: home-lan}
+  server: {segment: internet}
 """
 PEER = """
 import json, socket, sys
@@ -69,8 +99,8 @@ def loop_counters(lab: Lab) -> dict[str, int]:
     }
 
 
-def martian_drops(lab: Lab) -> list[dict]:
-    return [e for e in lab.nat_events("main") if e.get("reason") == "martian-source"]
+def martian_drops(lab: Lab, router: str = "main") -> list[dict]:
+    return [e for e in lab.nat_events(router) if e.get("reason") == "martian-source"]
 
 
 def test_a_forged_packet_from_the_router_s_own_address_starts_no_loop(natlab_lab) -> None:
@@ -111,3 +141,31 @@ def test_the_pbx_does_not_answer_an_error_from_a_legitimate_peer(natlab_lab) -> 
     assert after["datagrams"] - before["datagrams"] == 2
     assert after["unanswered_errors"] - before["unanswered_errors"] == 1
     assert after["errors_sent"] - before["errors_sent"] == 1
+
+
+def test_behind_a_carrier_private_sources_pass_and_only_the_home_lan_is_martian(natlab_lab):
+    """A router's WAN on another router's private LAN: private sources there are honest."""
+    lab = natlab_lab(parse_topology(CARRIER, "carrier.yaml"))
+    home_wan = str(lab.topology.routers["home"].wan.address)
+    server = str(lab.topology.hosts["server"].interfaces[0].address)
+
+    def ping(node: str, target: str) -> int:
+        return lab.exec(node, ["ping", "-c1", "-W2", target], capture_output=True).returncode
+
+    assert ping("laptop", server) == 0  # out through both NATs, and the reply back in
+    assert ping("neighbour", home_wan) == 0  # a private source on home's WAN segment
+    forged = lab.exec(
+        "neighbour",
+        [sys.executable, "-c", FORGED_PING, "192.168.1.50", home_wan],
+        capture_output=True,
+        text=True,
+    )
+    assert forged.returncode == 0, forged.stderr
+    deadline = time.monotonic() + 5
+    while not (drops := martian_drops(lab, "home")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # home's own LAN arriving on its WAN is the one martian; the neighbour's pings were not
+    assert [(e["src"], e["dst"]) for e in drops] == [("192.168.1.50:7", f"{home_wan}:0")]
+    assert ping("neighbour", home_wan) == 0
+    assert len(martian_drops(lab, "home")) == 1
+    assert not martian_drops(lab, "carrier")
