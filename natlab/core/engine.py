@@ -69,8 +69,13 @@ internal endpoint. An error from an internal host about an inbound flow
 gets the quoted destination and the outer source rewritten to the external
 side. Other ICMP, other protocols and IP fragments are dropped (unsupported,
 fragment); packets from the LAN with a source outside `internal_networks`
-are dropped as not-internal. With translation off (preset `none`) every
-packet passes unchanged.
+are dropped as not-internal. A packet from the WAN whose source it cannot
+honestly carry (the router's own addresses, the WAN's broadcast, 0/8,
+loopback, link-local, multicast, 240/4, the internal networks; see
+natlab.core.martians) is dropped before anything else as martian-source,
+translation or not; the built-in STUN responder's own answers come in
+through `answer_inbound`, which skips that check. With translation off
+(preset `none`) every other packet passes unchanged.
 
 Replaying: after `outbound` or `inbound`, `last_flow` is None or a function
 of the time that makes, for the next packet of the same flow (same protocol,
@@ -128,6 +133,7 @@ from natlab.core.mapping import (
     describe_key,
     trim_for,
 )
+from natlab.core.martians import MartianSources, RouterFacts
 from natlab.core.packets import (
     ICMP_ECHO_REPLY,
     ICMP_ECHO_REQUEST,
@@ -205,14 +211,24 @@ class NatConfig:
     internal_networks: tuple[str, ...]
     static_maps: tuple[StaticMap, ...] = ()
     local_udp_ports: tuple[int, ...] = ()
+    router_addresses: tuple[str, ...] = ()  # the router's other interfaces' addresses
+    wan_broadcasts: tuple[str, ...] = ()  # the broadcast address of each WAN subnet
 
     def __post_init__(self) -> None:
         if not self.external_addresses:
             raise ValueError("a NAT needs at least one external address")
-        for address in self.external_addresses:
+        for address in (*self.external_addresses, *self.router_addresses, *self.wan_broadcasts):
             IPv4Address(address)
         for network in self.internal_networks:
             IPv4Network(network, strict=False)
+
+    def router_facts(self) -> RouterFacts:
+        """What makes a source impossible on the WAN (natlab.core.martians)."""
+        return RouterFacts(
+            own_addresses=(*self.external_addresses, *self.router_addresses),
+            lan_networks=self.internal_networks,
+            wan_broadcasts=self.wan_broadcasts,
+        )
 
 
 class NatEngine:
@@ -224,6 +240,7 @@ class NatEngine:
         self._first_external = config.external_addresses[0]
         self._networks = tuple(IPv4Network(n, strict=False) for n in config.internal_networks)
         self._internal_cache: dict[str, bool] = {}
+        self._martians = MartianSources(config.router_facts())
         self._local_udp = frozenset(config.local_udp_ports)
         self._static_in: dict[tuple[int, int], tuple[int, Endpoint]] = {}
         self._static_out: dict[tuple[int, str, int], tuple[int, Endpoint]] = {}
@@ -384,7 +401,45 @@ class NatEngine:
         return self._hairpin_back(packet, src, binding, None if static is None else static[0], now)
 
     def inbound(self, packet: Packet, now: float) -> Verdict:
-        """A packet from the WAN addressed to one of the external addresses."""
+        """A packet from the WAN addressed to one of the external addresses.
+
+        A source no packet from the WAN can have is dropped first (martian-source).
+        """
+        if self.martian(packet, now):
+            self.last_flow = None
+            return _DROPS[DropReason.MARTIAN_SOURCE]
+        return self._inbound(packet, now)
+
+    def answer_inbound(self, packet: Packet, now: float) -> Verdict:
+        """The router's own answer (its STUN responder) to a LAN host's translated request.
+
+        It comes in through the NAT like a packet from outside, filtering and
+        all; its source is the router's own address, which is no martian here.
+        """
+        return self._inbound(packet, now)
+
+    def martian(self, packet: Packet, now: float) -> bool:
+        """Whether a packet that arrived on the WAN has a source it cannot honestly have.
+
+        Such a packet is counted and told as a martian-source drop; the caller
+        drops it. `inbound` asks this itself; the daemon asks it for what it
+        would answer without the engine (pings to the router).
+        """
+        why = self._martians.reason(packet.src.address)
+        if why is None:
+            return False
+        if now > self._now:
+            self._now = now
+        self._drop(
+            DropReason.MARTIAN_SOURCE,
+            "inbound",
+            packet,
+            now,
+            f"source {packet.src.address} is {why}: no packet from the WAN can come from there",
+        )
+        return True
+
+    def _inbound(self, packet: Packet, now: float) -> Verdict:
         if now > self._now:
             self._now = now
         self.last_flow = None

@@ -40,6 +40,7 @@ class DropReason(StrEnum):
     FRAGMENT = "fragment"
     NOT_SYN = "not-syn"
     NOT_INTERNAL = "not-internal"  # from the LAN with a source outside internal_networks
+    MARTIAN_SOURCE = "martian-source"  # from the WAN with a source it cannot have (core.martians)
 
     @property
     def counter(self) -> str:

@@ -15,10 +15,17 @@ Over UDP (the same port as plain TCP) each datagram is one message. A
 REGISTER binds the phone's name to the datagram's source as the PBX sees
 it (through the phone's NAT mapping) for `EXPIRES` seconds, and everything
 for that phone goes there; other datagrams are the phone's whose
-registration holds their source. Nothing tells the PBX that the NAT in
-between forgot the mapping: an invite sent there is then lost. As SIP's
-timer A does, the PBX sends the invite again until the callee says
-"ringing", and tells the caller when the callee never did.
+registration holds their source. A datagram from a stranger (no
+registration holds its source), or one that is not a message, is answered
+with an error; never when it was an error itself (two endpoints answering
+each other's errors never stop), and at most STRANGER_BURST times at once
+and STRANGER_RATE times a second per source address after that (a forged
+source makes the PBX answer whoever it names).
+
+Nothing tells the PBX that the NAT in between forgot the mapping: an
+invite sent there is then lost. As SIP's timer A does, the PBX sends the
+invite again until the callee says "ringing", and tells the caller when
+the callee never did.
 
 The media relay is an SBC's: for a relayed call the PBX opens one UDP port
 per side, writes it into the offer and answer it forwards, and latches each
@@ -31,7 +38,8 @@ A call is relayed when its mode is "relay", or when the relay policy
 of its phones.
 
 Control socket requests: {"op": "registrations"} (a UDP one with its
-"expires_in" seconds), {"op": "calls"},
+"expires_in" seconds), {"op": "calls"}, {"op": "counters"} (UDP datagrams
+received, errors sent back, and those left unanswered, by why),
 {"op": "relay", "phones": "all"|"remote"|"none"|[names]}, {"op": "ping"}.
 Prints "ready ..." once it listens; SIGTERM ends it.
 """
@@ -53,6 +61,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from natlab.endpoints import tls
+from natlab.endpoints.ratelimit import TokenBuckets
 from natlab.endpoints.signalling import (
     MAX_LINE,
     NOT_REGISTERED,
@@ -72,6 +81,8 @@ EXPIRES = 60  # seconds a registration lives without a word (TCP) or a REGISTER 
 RING_WAITS = (0.25, 0.5, 1.0)  # over UDP: an invite is sent again after each wait but the last
 CALL_LINGER = 10.0  # seconds a call's state (and relay) outlives its bye, for the RTP counts
 RELAY_POLICIES = ("none", "all", "remote")
+STRANGER_BURST = 5  # errors a stranger's address gets at once over UDP...
+STRANGER_RATE = 1.0  # ...and then per second
 
 
 class Link(Protocol):
@@ -233,7 +244,11 @@ class Pbx:
         self._datagrams: asyncio.Task | None = None  # held: the loop keeps tasks weakly
         self.udp_address: Endpoint | None = None  # where UDP phones register, once started
         self.listening: list[str] = []
-        self.clock = time.monotonic  # registration expiry; a test may turn it
+        self.clock = time.monotonic  # registration expiry and stranger buckets; a test may turn it
+        self.strangers = TokenBuckets(STRANGER_RATE, STRANGER_BURST)
+        self.counters = dict.fromkeys(
+            ("datagrams", "errors_sent", "unanswered_errors", "unanswered_throttled"), 0
+        )
         self._next_port = 0
 
     # -- listening -------------------------------------------------------------------------
@@ -294,13 +309,15 @@ class Pbx:
                 elif registration is None or self.registrations.get(registration.name) is not (
                     registration
                 ):
-                    write_message(writer, _error(NOT_REGISTERED, message.get("call")))
+                    if message["type"] != "error":  # an error is never answered with one
+                        write_message(writer, _error(NOT_REGISTERED, message.get("call")))
                 else:
                     await self.route(registration.name, message)
                 await writer.drain()
         except (SignallingError, OSError, ssl.SSLError, TimeoutError) as error:
-            with contextlib.suppress(OSError):
-                write_message(writer, _error(str(error)))
+            if not (isinstance(error, SignallingError) and error.kind == "error"):
+                with contextlib.suppress(OSError):
+                    write_message(writer, _error(str(error)))
         finally:
             if registration is not None and self.registrations.get(registration.name) is (
                 registration
@@ -317,6 +334,7 @@ class Pbx:
                 return
             if source is None:  # an ICMP error: the datagram it answers is lost, as UDP allows
                 continue
+            self.counters["datagrams"] += 1
             link = DatagramLink(inbox, source)
             try:
                 if isinstance(message, Exception):
@@ -324,11 +342,25 @@ class Pbx:
                 if message["type"] == "register":
                     self.register(message["name"], link, "udp", source)
                 elif (name := self.sender(source)) is None:
-                    link.send(_error(NOT_REGISTERED, message.get("call")))
+                    self.refuse(link, message["type"], _error(NOT_REGISTERED, message.get("call")))
                 else:
                     await self.route(name, message)
-            except (SignallingError, OSError) as error:  # that datagram's trouble, not the PBX's
-                link.send(_error(str(error)))
+            except SignallingError as error:  # that datagram's trouble, not the PBX's
+                self.refuse(link, error.kind, _error(str(error)))
+            except OSError as error:
+                self.refuse(link, None, _error(str(error)))
+
+    def refuse(self, link: DatagramLink, kind: object, error: dict) -> None:
+        """Answer a UDP datagram with `error`: never an error, a stranger only so often."""
+        if kind == "error":
+            self.counters["unanswered_errors"] += 1
+            return
+        stranger = self.sender(link.address) is None
+        if stranger and not self.strangers.take(link.address[0], self.clock()):
+            self.counters["unanswered_throttled"] += 1
+            return
+        self.counters["errors_sent"] += 1
+        link.send(error)
 
     def register(
         self,
@@ -559,6 +591,8 @@ class Pbx:
             return {"registrations": {r.name: r.as_json(self.clock()) for r in live}}
         if op == "calls":
             return {"calls": {i: c.as_json() for i, c in self.calls.items()}}
+        if op == "counters":
+            return {"counters": dict(self.counters)}
         if op == "relay":
             self.relay_policy = parse_policy(request.get("phones"))
             return {"relay": _policy_json(self.relay_policy)}

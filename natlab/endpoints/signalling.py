@@ -47,7 +47,15 @@ _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 
 
 class SignallingError(ValueError):
-    """A line that is not a message this protocol knows."""
+    """A line that is not a message this protocol knows.
+
+    `kind` is the message type the line claimed, if it got that far: an
+    "error" that is malformed is still an error, and never answered.
+    """
+
+    def __init__(self, reason: str, kind: object = None) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 def encode(message: dict) -> bytes:
@@ -75,9 +83,9 @@ def parse(line: bytes) -> dict:
         value = message.get(name)
         # bool is an int to Python, never a count or an expiry here
         if not isinstance(value, kind_of) or isinstance(value, bool):
-            raise SignallingError(f"{kind}: field {name!r} missing or not {_names(kind_of)}")
+            raise SignallingError(f"{kind}: field {name!r} missing or not {_names(kind_of)}", kind)
     if kind == "invite" and message.get("mode", "ice") not in MODES:
-        raise SignallingError(f"invite: mode {message.get('mode')!r} is not one of {MODES}")
+        raise SignallingError(f"invite: mode {message.get('mode')!r} is not one of {MODES}", kind)
     return message
 
 

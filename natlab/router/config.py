@@ -72,4 +72,12 @@ class DaemonConfig:
                 for m in self.static_maps
             ),
             local_udp_ports=self.stun_ports,
+            router_addresses=tuple(
+                str(IPv4Interface(a).ip) for port in self.ports[1:] for a in port.addresses
+            ),
+            wan_broadcasts=tuple(
+                str(network.broadcast_address)
+                for network in (IPv4Interface(a).network for a in self.wan.addresses)
+                if network.prefixlen <= 30  # a /31 or /32 has no broadcast address
+            ),
         )

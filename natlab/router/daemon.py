@@ -177,20 +177,18 @@ class RouterDaemon:
         destination = packet.dst.address
         if destination in self.own:
             if packet.proto == Proto.ICMP and packet.icmp_type == ICMP_ECHO_REQUEST:
-                self.counters["pings_answered"] += 1
-                self.send(parse(echo_reply(packet)))
+                if port is not self.wan or not self.engine.martian(packet, self.now()):
+                    self.counters["pings_answered"] += 1
+                    self.send(parse(echo_reply(packet)))
                 return
             if port is not self.wan and destination not in self.external:
                 self.counters["dropped_to_router"] += 1
                 return
         if port is self.wan:
-            if destination in self.external:
-                verdict = self.engine.inbound(packet, self.now())
-            elif self.translate:
-                self.counters["dropped_not_for_us"] += 1
-                return
+            if destination in self.external or not self.translate:
+                verdict = self.engine.inbound(packet, self.now())  # martians dropped there
             else:
-                self.forward(packet, (port, data, None))
+                self.counters["dropped_not_for_us"] += 1
                 return
         elif self.is_internal(destination):
             self.forward(packet, (port, data, None))  # between two LANs: no translation
@@ -286,7 +284,7 @@ class RouterDaemon:
         )
         if response.dst.address in self.external:
             # A LAN host asked: the answer comes back in through the NAT, filtering and all.
-            verdict = self.engine.inbound(response, self.now())
+            verdict = self.engine.answer_inbound(response, self.now())
             if verdict.action is Action.DROP:
                 return
         self.send(response)

@@ -321,6 +321,8 @@ def _why(world: _World, groups: list[DropGroup]) -> list[str]:
                     "address, which the internet does not route (a host candidate of a phone "
                     "in another LAN)"
                 )
+            elif group.reason == "martian-source":
+                lines.append(f"{group.describe()} (forged or misrouted: never let in)")
             continue
         lines.append(group.describe())
         row = world.history.get(group.src)

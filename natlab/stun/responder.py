@@ -12,7 +12,12 @@ What it answers (RFC 8489, RFC 5780 section 6, RFC 3489):
   request had one, SOFTWARE and FINGERPRINT.
 - A classic RFC 3489 request (no magic cookie) is answered in its own form:
   same 128-bit transaction id, MAPPED-ADDRESS, SOURCE-ADDRESS and
-  CHANGED-ADDRESS instead of the RFC 5389/5780 attributes, no FINGERPRINT.
+  CHANGED-ADDRESS instead of the RFC 5389/5780 attributes, and nothing RFC
+  3489 does not define (no SOFTWARE, PADDING or FINGERPRINT). RFC 3489 has
+  no attribute padding: every value is a multiple of 4 bytes, so the
+  ERROR-CODE reason is padded with spaces and an odd UNKNOWN-ATTRIBUTES
+  list repeats a code (its 11.2.9, 11.2.10). A classic client that takes
+  attribute lengths literally reads every answer right.
 - CHANGE-REQUEST picks the local address to send from. A server without an
   alternate IP *and* port must answer 420 (RFC 5780 6.1); so it does, for
   classic requests too, rather than pretend a change it cannot make.
@@ -84,10 +89,19 @@ def respond(
     if request.message_class is not MessageClass.REQUEST:
         return None
 
-    def error(code: int, reason: str, *extra: Attribute) -> Reply:
-        attributes = (ERROR_CODE(ErrorCode(code, reason)), *extra)
+    classic = request.classic
+    if classic:
+        software = None  # RFC 3489 has no SOFTWARE
+
+    def error(code: int, reason: str, unknown: tuple[int, ...] = ()) -> Reply:
+        if classic:  # RFC 3489 wants values a multiple of 4 bytes: no padding follows
+            reason += " " * (-len(reason.encode()) % 4)
+            unknown += unknown[-1:] * (len(unknown) % 2)
+        attributes = (ERROR_CODE(ErrorCode(code, reason)),)
+        if unknown:
+            attributes += (UNKNOWN_ATTRIBUTES(unknown),)
         response = _response(request, MessageClass.ERROR, attributes, software)
-        return Reply(encode(response, fingerprint=not request.classic), local, source)
+        return Reply(encode(response, fingerprint=not classic), local, source)
 
     if request.method != Method.BINDING:
         return error(400, "Bad Request: only Binding is supported")
@@ -98,7 +112,7 @@ def respond(
     if change is not None and other is None:
         refused.append(CHANGE_REQUEST.code)
     if refused:
-        return error(420, "Unknown Attribute", UNKNOWN_ATTRIBUTES(tuple(refused)))
+        return error(420, "Unknown Attribute", tuple(refused))
     response_port = request.get(RESPONSE_PORT)
     if request.get(PADDING) is not None and response_port is not None:
         return error(400, "Bad Request: PADDING with RESPONSE-PORT")
@@ -109,7 +123,7 @@ def respond(
             other.ip if change.change_ip else local.ip,
             other.port if change.change_port else local.port,
         )
-    if request.classic:
+    if classic:
         attributes = [MAPPED_ADDRESS(source), SOURCE_ADDRESS(sent_from)]
         if other is not None:
             attributes.append(CHANGED_ADDRESS(other))
@@ -121,11 +135,11 @@ def respond(
         ]
         if other is not None:
             attributes.append(OTHER_ADDRESS(other))
-    if request.get(PADDING) is not None:
-        attributes.append(PADDING(bytes(mtu + -mtu % 4)))
+        if request.get(PADDING) is not None:
+            attributes.append(PADDING(bytes(mtu + -mtu % 4)))
     response = _response(request, MessageClass.SUCCESS, tuple(attributes), software)
     destination = source if response_port is None else Address(source.ip, response_port)
-    return Reply(encode(response, fingerprint=not request.classic), sent_from, destination)
+    return Reply(encode(response, fingerprint=not classic), sent_from, destination)
 
 
 def _response(

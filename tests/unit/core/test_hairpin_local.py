@@ -104,10 +104,19 @@ def test_stun_answer_comes_back_through_filtering() -> None:
     request = udp(A, f"{WAN}:3478")
     engine.outbound(request, 0.0)
     answer = udp(f"{WAN}:3478", str(request.src))
-    assert engine.inbound(answer, 0.1).action is Action.FORWARD_IN
+    assert engine.answer_inbound(answer, 0.1).action is Action.FORWARD_IN
     assert str(answer.dst) == A
     changed_port = udp(f"{WAN}:3479", str(request.src))
-    assert engine.inbound(changed_port, 0.2).reason is DropReason.FILTERED_PORT
+    assert engine.answer_inbound(changed_port, 0.2).reason is DropReason.FILTERED_PORT
+
+
+def test_the_router_s_own_source_arriving_on_the_wan_is_martian_not_a_stun_answer() -> None:
+    """Only the daemon's own responder may hand in a packet from the router's address."""
+    engine = nat("full-cone")
+    request = udp(A, f"{WAN}:3478")
+    engine.outbound(request, 0.0)
+    forged = udp(f"{WAN}:3478", str(request.src))
+    assert engine.inbound(forged, 0.1).reason is DropReason.MARTIAN_SOURCE
 
 
 def test_symmetric_nat_gives_stun_a_mapping_no_other_destination_sees() -> None:

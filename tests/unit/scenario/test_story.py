@@ -195,6 +195,23 @@ def test_the_why_names_the_dropped_packet_the_router_the_reason_and_the_mapping(
     assert f"branch1's mapping {B} -> {B_NEW} for a new destination is what made the call" in text
 
 
+def test_the_why_tells_a_martian_source_drop_with_its_reason():
+    forged = filtered(
+        2.0,
+        "branch2",
+        "martian-source",
+        "203.0.113.3:5060",
+        "203.0.113.3:5060",
+        "source 203.0.113.3 is the router's own address: no packet from the WAN can come from "
+        "there",
+    )
+    why = scene(tell([*TRACE[:-3], forged, *TRACE[-3:]]), "why")
+    assert (
+        "branch2 dropped 1 udp packet 203.0.113.3:5060 -> 203.0.113.3:5060 (inbound, "
+        "martian-source): source 203.0.113.3 is the router's own address"
+    ) in "\n".join(why.lines)
+
+
 def test_each_drop_is_told_once_when_it_first_happens_with_its_sender():
     drops = [s for s in tell(TRACE) if s.kind == "drop"]
     assert [s.title for s in drops] == [
