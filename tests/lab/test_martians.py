@@ -33,7 +33,7 @@ from natlab.lab.endpoints import control_path
 from natlab.lab.naming import lab_dir
 from natlab.topology import parse_topology
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.natlab
 
 MAIN_BRANCH = Path(__file__).resolve().parents[2] / "topologies" / "main-branch.yaml"
 WAN = "203.0.113.1"
