@@ -44,6 +44,7 @@ from natlab.lab.endpoints import control_path, stun_servers
 from natlab.lab.naming import lab_dir
 from natlab.scenario.capture import captured
 from natlab.scenario.expectations import observed_media
+from natlab.scenario.explain import LOST_COUNTS
 from natlab.scenario.model import Scenario
 from natlab.scenario.runner import Progress, ScenarioResult, StepResult, run_scenario
 
@@ -198,7 +199,7 @@ def call_records(report: dict, callee_report: dict | None) -> list[dict]:
                     and chosen[0] in (None, check["local"]),
                 }
             )
-    mine, peer = report.get("rtp") or {}, report.get("peer_rtp") or {}
+    mine, peer = report.get("rtp") or {}, report.get("peer_rtp") or LOST_COUNTS
     for sender, receiver, sent, received in (
         (caller, callee, mine.get("sent", 0), peer.get("received", 0)),
         (callee, caller, peer.get("sent", 0), mine.get("received", 0)),

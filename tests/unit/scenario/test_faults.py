@@ -26,13 +26,14 @@ from natlab.render import matrix_table, pair_line, scenario_table, step_line
 from natlab.router.nat import DAEMON
 from natlab.scenario import runner, verify
 from natlab.scenario.expectations import Check
+from natlab.scenario.explain import explain_call
 from natlab.scenario.html import matrix_html, run_html
 from natlab.scenario.matrix import MatrixResult, _pair_result, pair_scenario
 from natlab.scenario.model import AdvanceClock, Call, Scenario
 from natlab.scenario.reports import write_json, write_junit
 from natlab.scenario.runner import ScenarioResult, StepResult, run_scenario
 from natlab.scenario.story import tell
-from natlab.scenario.trace import keep_trace, read_trace
+from natlab.scenario.trace import call_records, keep_trace, read_trace
 from natlab.scenario.verdict import (
     ERROR,
     FAILED,
@@ -513,3 +514,11 @@ def test_failed_runs_keep_their_traces_in_files_of_their_own_even_in_the_same_se
     assert read_trace(first)[0]["lab"] == "fault-abc"
     assert read_trace(second)[0]["lab"] == "other"
     assert not base.exists()
+
+
+def test_counts_that_never_came_back_read_as_unknown_not_as_nothing_received():
+    assert explain_call(LOST_PEER, {})[0] == (
+        "RTP phone-b -> phone-c: 310 sent, ? received; phone-c -> phone-b: ? sent, 306 received"
+    )
+    rtp = [r for r in call_records(LOST_PEER, None) if r["type"] == "rtp"]
+    assert [(r["sent"], r["received"]) for r in rtp] == [(310, "?"), ("?", 306)]
