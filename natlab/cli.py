@@ -231,7 +231,8 @@ def probe(node: str, lab: str | None, server: str | None, lifetime: bool, as_jso
 def verify(lab: str | None) -> None:
     """Probe every NAT router of LAB with STUN: does it do what the topology says?
 
-    Exits 1, naming the router and the axis, if one does not; the lab stays up.
+    Exits 1, naming the router and the axis, if one does not; 3 if a router's
+    NAT daemon or the STUN server died (a fault, named). The lab stays up.
     """
     from natlab.lab import require_root
 
@@ -252,7 +253,9 @@ def _verify(name: str | None) -> None:
     results = run_verify(lab)
     for result in results:
         seen = ", ".join(f"{check.axis} {check.observed}" for check in result.checks)
-        if result.host is None:
+        if result.fault is not None:
+            click.secho(f"  router {result.router}: not verified: {result.fault}", fg="magenta")
+        elif result.host is None:
             click.echo(f"  router {result.router}: skipped")
         elif result.mismatches:
             click.secho(f"  router {result.router} (from {result.host}): {seen}", fg="red")
@@ -266,6 +269,13 @@ def _verify(name: str | None) -> None:
             )
         for note in result.notes:
             click.echo(f"    note: {note}")
+    if any(result.fault for result in results):
+        click.secho(
+            f"lab '{lab.name}' lost a process it needs (a fault, not a NAT result); "
+            f"it stays up: natlab status {lab.name}, natlab down {lab.name}",
+            fg="magenta",
+        )
+        sys.exit(3)
     if any(result.mismatches for result in results):
         click.secho(
             f"lab '{lab.name}' does not behave as its topology says; "
@@ -434,7 +444,9 @@ def run(
     """Run SCENARIO (a file, or a built-in name) in a lab of its own and check its expectations.
 
     Exits 1 when an expectation fails, saying which packets the routers
-    dropped during the call, where and why. The lab is always taken down.
+    dropped during the call, where and why; 3 when a process of the lab
+    (a router's NAT daemon, a phone, the PBX, a STUN server) died, a fault
+    and no NAT result (2 if only coturn did). The lab is always taken down.
     Its trace tells the story: natlab explain TRACE.
     """
     import tempfile
@@ -447,11 +459,12 @@ def run(
     from natlab.scenario.model import load_scenario
     from natlab.scenario.reports import write_json, write_junit
     from natlab.scenario.runner import unique_lab_name
-    from natlab.scenario.trace import default_trace, read_trace, run_traced, write_trace
+    from natlab.scenario.trace import default_trace, read_trace, run_traced
+    from natlab.scenario.verdict import NOT_NAT
 
     loaded = load_scenario(scenario)
     require_root("natlab run")
-    kept = Path(trace_file) if trace_file else default_trace(loaded.name)
+    kept = None if trace_file else default_trace(loaded.name)  # made unique when written
     with tempfile.TemporaryDirectory(prefix="natlab-run-") as scratch, Live() as live:
         written = Path(trace_file) if trace_file else None
         if html_file and written is None:  # --html needs the trace, even of a passed run
@@ -473,25 +486,25 @@ def run(
         if html_file:
             records = read_trace(written)
             write_html(html_file, f"natlab run {loaded.name}", run_html(result, records))
-            if written != kept and not result.passed:  # kept as a failed run's always is
-                write_trace(kept, records)
     print_table(scenario_table(result))
     if pcap_dir:
         print_line(f"captures of every router interface: {escape(pcap_dir)}/")
     for step in result.steps:
         media = (step.report or {}).get("verdict")
-        if step.explanation and (not step.passed or media != "two-way"):
+        if step.fault or (step.explanation and (not step.passed or media != "two-way")):
             print_line(f"\nstep {step.index + 1}, {escape(step.text)}: what happened")
+            if step.fault:
+                print_line(f"  {escape(step.fault)}: {NOT_NAT}")
             for line in step.explanation:
                 print_line(f"  {escape(line)}")
     if json_file:
         write_json(json_file, result)
     if junit_file:
         write_junit(junit_file, result)
-    if trace_file or not result.passed:
-        print_line(f"\ntrace: {escape(str(kept))} (natlab explain {escape(str(kept))})")
-    if not result.passed:
-        sys.exit(1)
+    if result.trace and (trace_file or not result.passed):
+        trace = escape(result.trace)
+        print_line(f"\ntrace: {trace} (natlab explain {trace})")
+    sys.exit(result.exit_code)
 
 
 @cli.command()
@@ -535,7 +548,8 @@ def matrix(
     every pair of types, each pair in a lab of its own. The reference (the
     field's): media flows both ways for every pair but symmetric against
     port-restricted or symmetric, and for every pair through a relay. Exits
-    1 when a pair does otherwise, with the explanation for it.
+    1 when a pair does otherwise, with the explanation for it; 3 when a
+    process of a pair's lab died (a fault: that cell is no NAT result).
     """
     from rich.markup import escape
 
@@ -545,7 +559,6 @@ def matrix(
     from natlab.scenario.html import matrix_html, write_html
     from natlab.scenario.matrix import PairResult, check_types, default_jobs, run_matrix
     from natlab.scenario.reports import write_json, write_junit
-    from natlab.scenario.trace import TRACES, pair_trace
 
     chosen = check_types([t for text in types for t in text.split(",") if t] or TYPES)
     require_root("natlab matrix")
@@ -572,8 +585,8 @@ def matrix(
             print_line(f"\n{pair.caller_type} x {pair.callee_type}: why")
             for line in pair.explanation:
                 print_line(f"  {escape(line)}")
-            trace = pair_trace(Path(trace_dir or TRACES), pair.caller_type, pair.callee_type)
-            print_line(f"  the whole story: natlab explain {escape(str(trace))}")
+            if pair.result.trace:
+                print_line(f"  the whole story: natlab explain {escape(pair.result.trace)}")
     if trace_dir:
         print_line(f"\ntraces of every pair: {escape(trace_dir)}/")
     if json_file:
@@ -582,8 +595,7 @@ def matrix(
         write_junit(junit_file, result)
     if html_file:
         write_html(html_file, "natlab matrix", matrix_html(result))
-    if not result.passed:
-        sys.exit(1)
+    sys.exit(result.exit_code)
 
 
 @cli.command()

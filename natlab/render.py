@@ -147,9 +147,11 @@ def event_line(event: dict) -> str:
 
 def step_line(step: StepResult) -> str:
     """A finished scenario step, as `natlab run` prints it while the scenario goes on."""
-    mark = "[green]passed[/]" if step.passed else "[red]FAILED[/]"
+    mark = _MARKS.get(step.verdict, "[red]FAILED[/]")
     where = f" (line {step.line})" if step.line else ""
     line = f"{mark}  {step.index + 1}. {escape(step.text)}{where}  [dim]{step.seconds:.1f} s[/]"
+    if step.fault:
+        line += f"\n        [magenta]{escape(step.fault)}[/]"
     if step.error:
         line += f"\n        [red]{escape(step.error)}[/]"
     for check in step.checks:
@@ -161,9 +163,12 @@ def step_line(step: StepResult) -> str:
     return line
 
 
+_MARKS = {"passed": "[green]passed[/]", "fault": "[magenta]FAULT[/]"}  # else FAILED
+
+
 def scenario_table(result: ScenarioResult) -> Table:
     """Each step's expectations against what was observed."""
-    verdict = "[green]passed[/]" if result.passed else "[red]FAILED[/]"
+    verdict = _MARKS.get(result.verdict, "[red]FAILED[/]")
     table = Table(
         title=f"scenario {escape(result.name)} ({escape(result.source)}): {verdict} "
         f"in {result.seconds:.1f} s, lab {result.lab}",
@@ -175,6 +180,8 @@ def scenario_table(result: ScenarioResult) -> Table:
         table.add_row("lab up", "", "", f"[red]{escape(result.error)}[/]", "")
     for step in result.steps:
         rows = [(c.what, c.expected, c.observed, c.ok) for c in step.checks]
+        if step.fault:
+            rows.insert(0, ("lab processes", "running", step.fault, False))
         if step.error:
             rows.append(("ran", "yes", step.error, False))
         for index, (what, expected, observed, ok) in enumerate(rows or [("", "", "done", True)]):
@@ -193,20 +200,24 @@ def scenario_table(result: ScenarioResult) -> Table:
 def pair_line(pair: PairResult) -> str:
     """A finished pair of the matrix, as `natlab matrix` prints it while the rest run."""
     mark = "[green]as expected[/]" if pair.passed else "[red]NOT AS EXPECTED[/]"
+    observed = escape(pair.observed)
+    if pair.fault:
+        mark, observed = "[magenta]FAULT[/]", f"{observed}: {escape(pair.fault)}"
     return (
-        f"{mark}  {pair.caller_type} x {pair.callee_type}: {escape(pair.observed)} "
+        f"{mark}  {pair.caller_type} x {pair.callee_type}: {observed} "
         f"(expected {pair.expected})  [dim]{pair.result.seconds:.1f} s[/]"
     )
 
 
 def matrix_table(result: MatrixResult) -> Table:
     """Rows: the caller's NAT type (branch1); columns: the callee's (branch2); cells: verdicts."""
-    wrong = sum(not pair.passed for pair in result.pairs)
+    wrong, faults = len(result.wrong), len(result.faults)
     relay = " through the PBX's media relay" if result.relay else ""
     table = Table(
         title=f"NAT matrix: phone-b (behind branch1) calls phone-c (behind branch2){relay}; "
         f"{len(result.pairs)} pairs, "
         + (f"[red]{wrong} not as expected[/]" if wrong else "[green]all as expected[/]")
+        + (f", [magenta]{faults} not judged: a lab process died (fault)[/]" if faults else "")
         + f" ({result.seconds:.1f} s, {result.jobs} labs at a time)",
         title_justify="left",
     )
@@ -220,6 +231,8 @@ def matrix_table(result: MatrixResult) -> Table:
             pair = cells[(caller, callee)]
             if pair.passed:
                 row.append(f"[green]{escape(pair.observed)}[/]")
+            elif pair.fault:
+                row.append(f"[magenta]{escape(pair.observed)}[/]")
             else:
                 row.append(f"[red]{escape(pair.observed)}\n(expected {pair.expected})[/]")
         table.add_row(caller, *row)
@@ -232,6 +245,7 @@ _SCENE_COLOURS = {
     "mapping": "cyan",
     "result": "green",
     "step": "bold",
+    "fault": "magenta",
 }
 
 

@@ -26,7 +26,7 @@ from natlab.lab.build import build, planned_namespaces
 from natlab.lab.endpoints import start_endpoints, wait_ready
 from natlab.lab.ledger import Ledger, lab_names, locked
 from natlab.lab.naming import check_lab_name, lab_dir, node_namespace
-from natlab.lab.processes import TRANSIENT, record, terminate
+from natlab.lab.processes import TRANSIENT, Death, death, record, terminate
 from natlab.plumbing import namespaces
 from natlab.router.control import call
 from natlab.router.files import config_path, events_path, socket_path
@@ -262,6 +262,13 @@ class Lab:
 
     def status(self) -> dict:
         return lab_status.describe(self.topology, _ledger(self.name))
+
+    def deaths(self) -> list[Death]:
+        """The lab's daemons and endpoints that are no longer running, and how each ended."""
+        ledger = Ledger.load(self.name)
+        processes = ledger.processes if ledger is not None else []
+        found = (death(p) for p in processes if p.what not in TRANSIENT)
+        return [d for d in found if d is not None]
 
 
 def _dataplane(name: str) -> Dataplane:

@@ -40,6 +40,65 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+@dataclass(frozen=True)
+class Death:
+    """A lab process that is no longer running, and how it ended as far as this process knows."""
+
+    node: str
+    what: str  # as the ledger calls it: "nat daemon", "phone", ...
+    pid: int
+    code: int | None = None  # its exit status...
+    signal: str | None = None  # ...or the signal that ended it (SIGKILL); neither: unknown
+
+    @property
+    def how(self) -> str:
+        if self.signal is not None:
+            return f"signal {self.signal}"
+        if self.code is not None:
+            return f"exit {self.code}"
+        return "exit status unknown: another process started it"
+
+
+# Exit statuses of our children, collected once by os.waitpid and kept: (pid, start) -> status.
+_collected: dict[tuple[int, int], int] = {}
+
+
+def death(process: ProcessRecord) -> Death | None:
+    """None while the process runs; else how it ended.
+
+    Only the process that started it (its parent) can read its exit status,
+    with os.waitpid, and only for a PID that is no longer another process
+    (a zombie or gone): waiting on a reused PID could steal a stranger's.
+    """
+    key = (process.pid, process.start)
+    if key not in _collected:
+        now = start_time(process.pid)
+        if now == process.start:
+            return None
+        if now is None:  # a zombie, ours to collect if we are its parent, or gone
+            try:
+                pid, status = os.waitpid(process.pid, os.WNOHANG)
+            except ChildProcessError:  # not our child, or collected by someone else
+                pid = -1
+            if pid == 0:
+                return None  # our child, still running after all
+            if pid == process.pid:
+                _collected[key] = status
+        if key not in _collected:
+            return Death(process.node, process.what, process.pid)
+    status = _collected[key]
+    if os.WIFSIGNALED(status):
+        return Death(process.node, process.what, process.pid, signal=_name(os.WTERMSIG(status)))
+    return Death(process.node, process.what, process.pid, code=os.WEXITSTATUS(status))
+
+
+def _name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:  # a real-time signal has no name of its own
+        return str(signum)
+
+
 def record(pid: int, node: str, what: str) -> ProcessRecord:
     start = start_time(pid)
     if start is None:

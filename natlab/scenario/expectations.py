@@ -15,6 +15,7 @@ PUBLIC = "public"  # a phone on a public address: its router only routes (preset
 TYPES = ("full-cone", "restricted", "port-restricted", "symmetric", PUBLIC)
 TWO_WAY = "two-way"
 NO_MEDIA = "no media"
+UNKNOWN = "unknown"  # a report that would tell was lost: no expectation holds against it
 
 # docs/design.md: "symmetric against port-restricted or symmetric fails"; every other pair works,
 # and "a media relay (an SBC relaying media, or TURN) makes every pair work".
@@ -79,11 +80,24 @@ def describe_pair(selected: dict | None) -> str:
     return f"{local['type']} {local['address']} -> {remote['type']} {remote['address']}"
 
 
+def observed_media(report: dict) -> str:
+    """The media of a call, from the caller's CallReport.
+
+    The caller judges from both phones' counts. When the callee's never came
+    back (it, or the signalling path, went away) while the caller sent RTP,
+    whether the callee heard anything is not known: the phone's own guess
+    ("callee hears nothing") would read as a NAT result.
+    """
+    if report.get("peer_rtp") is None and (report.get("rtp") or {}).get("sent", 0) > 0:
+        return UNKNOWN
+    return report["verdict"]
+
+
 def check_call(media: str | None, pair: PairExpectation | None, report: dict) -> list[Check]:
     """A call step's expectations against the caller's CallReport."""
     checks = []
     if media is not None:
-        verdict = report["verdict"]
+        verdict = observed_media(report)
         seen = f"{verdict} ({report['error']})" if report.get("error") else verdict
         checks.append(Check("media", media, seen, media_matches(media, verdict)))
     if pair is not None:
@@ -92,6 +106,13 @@ def check_call(media: str | None, pair: PairExpectation | None, report: dict) ->
             Check("selected pair", str(pair), describe_pair(selected), pair_matches(pair, selected))
         )
     return checks
+
+
+def lost_call(media: str | None, pair: PairExpectation | None, why: str) -> list[Check]:
+    """A call step's expectations when the caller's report never came: each observed unknown."""
+    seen = f"{UNKNOWN} (no report: {why})"
+    wanted = [("media", media), ("selected pair", pair)]
+    return [Check(what, str(value), seen, False) for what, value in wanted if value is not None]
 
 
 def check_probe(expect: dict[str, str], report: dict) -> list[Check]:

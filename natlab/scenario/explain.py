@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from natlab.scenario.expectations import describe_pair
 
 DROPS = ("drop", "exhausted")
+LOST_COUNTS = {"sent": "?", "received": "?"}  # the callee's counts, when they never came back
 LIMIT = 8  # lines of each kind; the JSON report keeps everything
 
 
@@ -74,7 +75,7 @@ def drop_groups(events: dict[str, list[dict]]) -> list[DropGroup]:
 def explain_call(report: dict, events: dict[str, list[dict]]) -> list[str]:
     """Lines for people: media counts, the ICE checks, then each router's drops and mappings."""
     caller, callee = report.get("caller", "caller"), report.get("callee", "callee")
-    mine, peer = report.get("rtp") or {}, report.get("peer_rtp") or {}
+    mine, peer = report.get("rtp") or {}, report.get("peer_rtp") or LOST_COUNTS
     lines = [
         f"RTP {caller} -> {callee}: {mine.get('sent', 0)} sent, {peer.get('received', 0)} "
         f"received; {callee} -> {caller}: {peer.get('sent', 0)} sent, "

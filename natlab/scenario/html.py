@@ -21,15 +21,16 @@ from pathlib import Path
 from natlab.scenario.matrix import CALLEE, CALLEE_ROUTER, CALLER, CALLER_ROUTER, MatrixResult
 from natlab.scenario.runner import ScenarioResult
 from natlab.scenario.story import tell
+from natlab.scenario.verdict import FAULT, NOT_NAT, PASSED
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
 table.grid { border-collapse: collapse; }
 table.grid th, table.grid td { border: 1px solid #999; padding: 0.4em 0.7em; text-align: center; }
-td.pass { background: #c8efc8; } td.fail { background: #f5c0c0; }
+td.pass { background: #c8efc8; } td.fail { background: #f5c0c0; } td.fault { background: #e6c8f0; }
 td a { color: inherit; text-decoration: none; display: block; }
-.pass-text { color: #186a18; } .fail-text { color: #a01010; }
+.pass-text { color: #186a18; } .fail-text { color: #a01010; } .fault-text { color: #7a1a96; }
 pre, .lines { font-family: monospace; white-space: pre-wrap; }
 svg text { font-family: sans-serif; font-size: 12px; }
 """
@@ -58,14 +59,14 @@ def cell_id(caller_type: str, callee_type: str) -> str:
 def matrix_html(result: MatrixResult) -> str:
     """The grid, then each pair's explanation lines under its anchor."""
     cells = {(p.caller_type, p.callee_type): p for p in result.pairs}
-    wrong = sum(not pair.passed for pair in result.pairs)
+    wrong, faults = len(result.wrong), len(result.faults)
     header = "".join(f'<th scope="col">{escape(kind)}</th>' for kind in result.types)
     rows = []
     for caller in result.types:
         row = [f'<th scope="row">{escape(caller)}</th>']
         for callee in result.types:
             pair = cells[(caller, callee)]
-            status = "pass" if pair.passed else "fail"
+            status = _status(pair.verdict)
             row.append(
                 f'<td class="cell {status}" data-caller="{escape(caller)}" '
                 f'data-callee="{escape(callee)}"><a href="#{cell_id(caller, callee)}">'
@@ -74,7 +75,7 @@ def matrix_html(result: MatrixResult) -> str:
         rows.append(f"<tr>{''.join(row)}</tr>")
     sections = []
     for pair in result.pairs:
-        status = "pass" if pair.passed else "fail"
+        status = _status(pair.verdict)
         lines = "\n".join(escape(line) for line in pair.explanation) or "(nothing to explain)"
         sections.append(
             f'<section id="{cell_id(pair.caller_type, pair.callee_type)}">'
@@ -85,6 +86,8 @@ def matrix_html(result: MatrixResult) -> str:
         )
     relay = " through the PBX's media relay" if result.relay else ""
     summary = f"{wrong} not as expected" if wrong else "all as expected"
+    if faults:
+        summary += f", {faults} not judged: a lab process died (fault)"
     return (
         f"<p>{CALLER} (behind {CALLER_ROUTER}, rows) calls {CALLEE} (behind {CALLEE_ROUTER}, "
         f"columns){escape(relay)}: {len(result.pairs)} pairs, {summary}, "
@@ -98,26 +101,33 @@ def run_html(result: ScenarioResult, records: list[dict]) -> str:
     """Each step's checks, then the trace's pictures."""
     items = []
     for step in result.steps:
-        status = "pass" if step.passed else "fail"
+        status = _status(step.verdict)
         checks = "".join(
             f"<li>{escape(c.what)}: expected {escape(c.expected)}, observed "
             f'<span class="{"pass" if c.ok else "fail"}-text">{escape(c.observed)}</span></li>'
             for c in step.checks
         )
         error = f'<li class="fail-text">{escape(step.error)}</li>' if step.error else ""
+        if step.fault:
+            error = f'<li class="fault-text">{escape(step.fault)}: {NOT_NAT}</li>{error}'
         lines = "\n".join(escape(line) for line in step.explanation)
         items.append(
             f'<li><span class="{status}-text">{escape(step.text)}</span><ul>{checks}{error}</ul>'
             + (f'<div class="lines">{lines}</div>' if lines else "")
             + "</li>"
         )
-    verdict = "passed" if result.passed else "FAILED"
+    verdict = result.verdict if result.passed else result.verdict.upper()
     error = f'<p class="fail-text">{escape(result.error)}</p>' if result.error else ""
     return (
         f'<p>scenario {escape(result.name)} ({escape(result.source)}): <span class="'
-        f'{"pass" if result.passed else "fail"}-text">{verdict}</span> in '
+        f'{_status(result.verdict)}-text">{verdict}</span> in '
         f"{result.seconds:.1f} s</p>{error}<ol>{''.join(items)}</ol>" + trace_html(records)
     )
+
+
+def _status(verdict: str) -> str:
+    """The CSS class of a verdict: pass, fault (a lab process died), or fail."""
+    return {PASSED: "pass", FAULT: "fault"}.get(verdict, "fail")
 
 
 def trace_html(records: list[dict]) -> str:

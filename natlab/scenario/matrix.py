@@ -7,6 +7,10 @@ its own (both phones registered, one ICE call whose media must be what
 expectations.py says) run in a lab of its own, so no mapping or
 registration of one pair can leak into another.
 
+A pair whose lab lost a process while it ran (a router's NAT daemon, a
+phone, the PBX, a server) is a `fault`: its cell says so, and it does not
+count as the NAT behaving otherwise than the table says (verdict.py).
+
 Labs are mostly waiting (for registrations, ICE checks, a call's length),
 so pairs run side by side in `jobs` worker processes. Workers ignore
 Ctrl-C: on an interrupt natlab cancels the pairs not yet started and lets
@@ -28,10 +32,27 @@ from pathlib import Path
 import yaml
 
 from natlab.errors import NatlabError
-from natlab.scenario.expectations import NO_MEDIA, PUBLIC, TYPES, expected_media, nat_preset
+from natlab.scenario.expectations import (
+    NO_MEDIA,
+    PUBLIC,
+    TYPES,
+    expected_media,
+    nat_preset,
+    observed_media,
+)
 from natlab.scenario.model import TOPOLOGIES, Scenario, parse_scenario
 from natlab.scenario.runner import ScenarioResult, unique_lab_name
 from natlab.scenario.trace import TRACES, pair_trace, run_traced
+from natlab.scenario.verdict import (
+    ERROR,
+    FAILED,
+    FAULT,
+    NOT_NAT,
+    PASSED,
+    exit_code,
+    fault_text,
+    worst,
+)
 
 TOPOLOGY = TOPOLOGIES / "main-branch.yaml"
 CALLER, CALLEE = "phone-b", "phone-c"
@@ -45,17 +66,31 @@ class PairResult:
     caller_type: str  # branch1's, phone-b's side
     callee_type: str  # branch2's, phone-c's side
     expected: str
-    observed: str  # the phones' verdict, or what kept the call from happening
+    observed: str  # the phones' verdict, or what kept the call from happening (fault, error)
     result: ScenarioResult
 
     @property
+    def verdict(self) -> str:
+        ran = self.result.verdict
+        if ran in (FAULT, ERROR):
+            return ran
+        return PASSED if ran == PASSED and self.observed == self.expected else FAILED
+
+    @property
     def passed(self) -> bool:
-        return self.result.passed and self.observed == self.expected
+        return self.verdict == PASSED
+
+    @property
+    def fault(self) -> str | None:
+        """The lab processes that died while the pair ran, for people; None if none did."""
+        return fault_text(self.result.deaths)
 
     @property
     def explanation(self) -> list[str]:
         lines = [f"error: {self.result.error}"] if self.result.error else []
         for step in self.result.steps:
+            if step.fault:
+                lines.append(f"{step.text}: {step.fault}: {NOT_NAT}")
             if step.error:
                 lines.append(f"{step.text}: {step.error}")
             elif not step.passed:
@@ -70,7 +105,9 @@ class PairResult:
             "callee": {"phone": CALLEE, "router": CALLEE_ROUTER, "type": self.callee_type},
             "expected": self.expected,
             "observed": self.observed,
+            "verdict": self.verdict,
             "passed": self.passed,
+            "fault": self.fault,
             "explanation": self.explanation,
             "scenario": self.result.as_json(),
         }
@@ -85,8 +122,25 @@ class MatrixResult:
     seconds: float
 
     @property
+    def verdict(self) -> str:
+        return worst(pair.verdict for pair in self.pairs)
+
+    @property
     def passed(self) -> bool:
-        return all(pair.passed for pair in self.pairs)
+        return self.verdict == PASSED
+
+    @property
+    def wrong(self) -> list[PairResult]:
+        """The pairs that did otherwise than the table says (a fault is not one)."""
+        return [pair for pair in self.pairs if pair.verdict in (FAILED, ERROR)]
+
+    @property
+    def faults(self) -> list[PairResult]:
+        return [pair for pair in self.pairs if pair.verdict == FAULT]
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.verdict, [d for pair in self.pairs for d in pair.result.deaths])
 
     def as_json(self) -> dict:
         return {
@@ -94,7 +148,9 @@ class MatrixResult:
             "types": list(self.types),
             "relay": self.relay,
             "jobs": self.jobs,
+            "verdict": self.verdict,
             "passed": self.passed,
+            "exit_code": self.exit_code,
             "seconds": round(self.seconds, 3),
             "pairs": [pair.as_json() for pair in self.pairs],
         }
@@ -153,7 +209,8 @@ def run_matrix(
 ) -> MatrixResult:
     """Every ordered pair of `types`, `jobs` labs at a time; results in table order.
 
-    Each pair's trace (trace.py) goes to `trace_dir`, or, for a failed pair only, to natlab-traces/.
+    Each pair's trace (trace.py) goes to `trace_dir`, or, for a failed pair only, to a file of
+    its own in natlab-traces/ (its result says which).
     With `pcap_dir`, each pair's captures go to a folder of its own there (capture.py).
     """
     types = check_types(types)
@@ -175,7 +232,7 @@ def run_matrix(
                 scenarios[pair],
                 _lab_name(*pair),
                 pair_trace(traces, *pair) if keep_all else None,
-                pair_trace(traces, *pair),
+                None if keep_all else pair_trace(traces, *pair),
                 None,
                 pair_trace(pcap_dir.resolve(), *pair).with_suffix("") if pcap_dir else None,
             ): pair
@@ -215,8 +272,10 @@ def _pair_result(
         return PairResult(caller_type, callee_type, expected, "error", result)
     result: ScenarioResult = future.result()
     call = next((s for s in result.steps if s.report is not None), None)
-    if call is not None:
-        observed = call.report.get("verdict") or "error"
+    if result.verdict == FAULT:
+        observed = FAULT
+    elif call is not None:
+        observed = observed_media(call.report) if "verdict" in call.report else "error"
     elif result.error or any(s.error for s in result.steps):
         observed = "error"
     else:

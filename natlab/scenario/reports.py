@@ -2,8 +2,10 @@
 
 JUnit has one testcase per scenario step (`natlab run`) or per pair of NAT
 types (`natlab matrix`); a failed expectation is a <failure> whose text is
-the explanation, a step that could not run is an <error>. CI front ends
-show exactly that text next to the red test, so it carries the drops.
+the explanation, a step that could not run is an <error>, and a fault (a
+lab process died: verdict.py) is an <error> of type "fault" that names it.
+CI front ends show exactly that text next to the red test, so it carries
+the drops.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from junitparser import Error, Failure, JUnitXml, TestCase, TestSuite
 
 from natlab.scenario.matrix import MatrixResult, PairResult
 from natlab.scenario.runner import ScenarioResult, StepResult
+from natlab.scenario.verdict import FAULT, NOT_NAT
 
 
 def write_json(path: str | Path, result: ScenarioResult | MatrixResult) -> None:
@@ -45,7 +48,11 @@ def _step_case(scenario: str, step: StepResult) -> TestCase:
     case = TestCase(
         f"{step.index + 1}: {step.text}", classname=scenario, time=round(step.seconds, 3)
     )
-    if step.error is not None:
+    if step.fault is not None:
+        fault = Error(f"{step.fault}: {NOT_NAT}", FAULT)
+        fault.text = "\n".join(filter(None, [step.error, *step.explanation]))
+        case.result = [fault]
+    elif step.error is not None:
         case.result = [Error(step.error, "step")]
     elif not step.passed:
         failed = "; ".join(
@@ -74,9 +81,12 @@ def _pair_case(pair: PairResult) -> TestCase:
     )
     if not pair.passed:
         message = f"expected {pair.expected}, observed {pair.observed}"
-        outcome = (
-            Error(message, "error") if pair.observed == "error" else Failure(message, "verdict")
-        )
+        if pair.fault is not None:
+            outcome = Error(f"{pair.fault}: {NOT_NAT}", FAULT)
+        elif pair.observed == "error":
+            outcome = Error(message, "error")
+        else:
+            outcome = Failure(message, "verdict")
         outcome.text = "\n".join(pair.explanation)
         case.result = [outcome]
     return case

@@ -4,8 +4,11 @@ Each step ends in a StepResult: the checks it made (expected against
 observed), the phones' or the probe's own report, and, for a call, the
 explanation (explain.py) from the routers' events recorded while it ran.
 A step that cannot run at all (a phone that does not answer) stops the
-scenario: later steps would only fail for the same reason. The lab is
-always taken down, also on Ctrl-C.
+scenario: later steps would only fail for the same reason. After each step
+the lab's processes are checked: one that died (a router's NAT daemon, a
+phone, the PBX, a server) makes the step a fault (verdict.py), whatever
+the phones reported, and stops the scenario too. The lab is always taken
+down, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ import secrets
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from natlab.endpoints.signalling import ask
 from natlab.errors import NatlabError
 from natlab.lab import Lab
 from natlab.lab.endpoints import control_path
 from natlab.lab.naming import lab_dir
+from natlab.lab.processes import Death
 from natlab.scenario import probe as discovery
-from natlab.scenario.expectations import Check, check_call, check_probe
+from natlab.scenario.expectations import Check, check_call, check_probe, lost_call
 from natlab.scenario.explain import DropGroup, drop_groups, explain_call
 from natlab.scenario.model import (
     AdvanceClock,
@@ -35,6 +39,7 @@ from natlab.scenario.model import (
     Step,
     WaitRegistered,
 )
+from natlab.scenario.verdict import ERROR, FAULT, PASSED, exit_code, fault_text, step_verdict, worst
 from natlab.topology.model import Role
 
 CALL_SLACK = 30.0  # seconds a call may take beyond its length: set-up, ICE, the final counts
@@ -53,18 +58,31 @@ class StepResult:
     report: dict | None = None  # the CallReport or the probe's report
     drops: list[DropGroup] = field(default_factory=list)  # what routers dropped during a call
     seconds: float = 0.0
+    deaths: list[Death] = field(default_factory=list)  # lab processes found dead after it
+
+    @property
+    def verdict(self) -> str:
+        return step_verdict(self.error, (check.ok for check in self.checks), self.deaths)
 
     @property
     def passed(self) -> bool:
-        return self.error is None and all(check.ok for check in self.checks)
+        return self.verdict == PASSED
+
+    @property
+    def fault(self) -> str | None:
+        """What died, for people: "branch1's NAT daemon died (signal SIGKILL)"."""
+        return fault_text(self.deaths)
 
     def as_json(self) -> dict:
         return {
             "index": self.index,
             "step": self.text,
             "line": self.line,
+            "verdict": self.verdict,
             "passed": self.passed,
             "error": self.error,
+            "fault": self.fault,
+            "deaths": [asdict(death) for death in self.deaths],
             "checks": [vars(check) for check in self.checks],
             "explanation": self.explanation,
             "report": self.report,
@@ -81,18 +99,35 @@ class ScenarioResult:
     steps: list[StepResult] = field(default_factory=list)
     error: str | None = None  # the lab did not come up
     seconds: float = 0.0
+    trace: str | None = None  # where its trace was written, if it was
+
+    @property
+    def verdict(self) -> str:
+        steps = worst(step.verdict for step in self.steps)
+        return steps if steps == FAULT or self.error is None else ERROR
 
     @property
     def passed(self) -> bool:
-        return self.error is None and all(step.passed for step in self.steps)
+        return self.verdict == PASSED
+
+    @property
+    def deaths(self) -> list[Death]:
+        return [death for step in self.steps for death in step.deaths]
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self.verdict, self.deaths)
 
     def as_json(self) -> dict:
         return {
             "scenario": self.name,
             "file": self.source,
             "lab": self.lab,
+            "verdict": self.verdict,
             "passed": self.passed,
+            "exit_code": self.exit_code,
             "error": self.error,
+            "trace": self.trace,
             "seconds": round(self.seconds, 3),
             "steps": [step.as_json() for step in self.steps],
         }
@@ -137,7 +172,7 @@ def run_scenario(
                 done = runner.run(index, step, line)
                 result.steps.append(done)
                 tell(step.describe(), done)
-                if done.error is not None:
+                if done.error is not None or done.deaths:
                     break
     finally:
         tell(f"taking lab {lab.name} down", None)
@@ -171,6 +206,7 @@ class _Runner:
                 result.checks = check_probe(step.expect, result.report)
         except NatlabError as error:
             result.error = str(error)
+        result.deaths = self.lab.deaths()
         result.seconds = time.monotonic() - started
         return result
 
@@ -231,7 +267,11 @@ class _Runner:
         routers = list(self.lab.topology.routers)
         marks = {router: len(self.lab.nat_events(router)) for router in routers}
         request = {"op": "call", "to": step.callee, "seconds": step.seconds, "mode": step.mode}
-        result.report = report = self.ask(step.caller, request, step.seconds + CALL_SLACK)
+        try:
+            result.report = report = self.ask(step.caller, request, step.seconds + CALL_SLACK)
+        except NatlabError as error:  # its report is lost: what the call did is not known
+            result.checks = lost_call(step.media, step.pair, f"{step.caller}: {error.problem}")
+            raise
         events = {router: self.lab.nat_events(router)[marks[router] :] for router in routers}
         result.drops = drop_groups(events)
         result.checks = check_call(step.media, step.pair, report)

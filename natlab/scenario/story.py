@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from natlab.core.behaviour import PRESETS, Mapping
 from natlab.scenario.explain import DROPS, DropGroup, drop_groups
+from natlab.scenario.verdict import NOT_NAT
 
 FILTERED = ("filtered-address", "filtered-port", "no-mapping", "expired")
 
@@ -47,7 +48,7 @@ class Scene:
 
     title: str
     lines: list[str]
-    kind: str = "info"  # info | mapping | drop | result | why | step
+    kind: str = "info"  # info | mapping | drop | result | why | step | fault
     clock: float | None = None
     tables: dict[str, list[Row]] = field(default_factory=dict)
 
@@ -160,14 +161,17 @@ def _lab_scene(world: _World) -> Scene:
 
 
 def _step_end(record: dict) -> Scene:
-    mark = "passed" if record.get("passed") else "FAILED"
-    lines = [
+    verdict = record.get("verdict") or ("passed" if record.get("passed") else "failed")
+    mark = verdict if verdict == "passed" else verdict.upper()
+    lines = [f"{record['fault']}: {NOT_NAT}"] if record.get("fault") else []
+    lines += [
         f"{check['what']}: expected {check['expected']}, observed {check['observed']}"
         for check in record.get("checks") or []
     ]
     if record.get("error"):
         lines.append(f"could not run: {record['error']}")
-    return Scene(f"step {record['index'] + 1} {mark}: {record['text']}", lines, "result")
+    kind = "fault" if record.get("fault") else "result"
+    return Scene(f"step {record['index'] + 1} {mark}: {record['text']}", lines, kind)
 
 
 def _call_scene(record: dict) -> Scene:
@@ -296,6 +300,9 @@ def _result_scenes(world: _World, call: dict, events: list[dict]) -> list[Scene]
             f"{check['remote_type']} {check['remote']}: {check['state']}{chosen}"
         )
     lines.append(f"verdict: {call['verdict']}" + (f" ({call['error']})" if call["error"] else ""))
+    if call.get("fault"):  # the drops tell what a dead process left undone, not why: no "why"
+        lines.append(f"{call['fault']}: {NOT_NAT}")
+        return [Scene(f"media: fault ({call['fault']})", lines, "fault", tables=world.snapshot())]
     scenes = [Scene(f"media: {call['verdict']}", lines, "result", tables=world.snapshot())]
     why = _why(world, drop_groups(_by_router(events)))
     if why:

@@ -29,6 +29,8 @@ only ever shifts the events of its own step.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,6 +43,8 @@ from natlab.lab import Lab
 from natlab.lab.endpoints import control_path, stun_servers
 from natlab.lab.naming import lab_dir
 from natlab.scenario.capture import captured
+from natlab.scenario.expectations import observed_media
+from natlab.scenario.explain import LOST_COUNTS
 from natlab.scenario.model import Scenario
 from natlab.scenario.runner import Progress, ScenarioResult, StepResult, run_scenario
 
@@ -50,8 +54,29 @@ POLL = 0.05
 
 
 def default_trace(name: str) -> Path:
-    """Where a failed run's trace is kept when no --trace was given."""
+    """What a failed run's kept trace is named after when no --trace was given (see keep_trace)."""
     return TRACES / f"{name}.jsonl"
+
+
+def keep_trace(base: Path, records: Iterable[dict], now: float | None = None) -> Path:
+    """Write a failed run's trace to a new file of its own next to `base`: NAME-YYYYmmdd-HHMMSS-PID.
+
+    Created exclusively (O_EXCL), so runs side by side, even of the same
+    scenario in the same second, never write over each other's.
+    """
+    base.parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    suffix = str(os.getpid())
+    while True:
+        path = base.with_name(f"{base.stem}-{stamp}-{suffix}{base.suffix}")
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            suffix = f"{os.getpid()}-{secrets.token_hex(3)}"
+            continue
+        with open(handle, "w") as file:
+            file.write("".join(json.dumps(record) + "\n" for record in records))
+        return path
 
 
 def pair_trace(directory: Path, caller_type: str, callee_type: str) -> Path:
@@ -141,7 +166,7 @@ def call_records(report: dict, callee_report: dict | None) -> list[dict]:
             "caller": caller,
             "callee": callee,
             "mode": report.get("mode"),
-            "verdict": report.get("verdict"),
+            "verdict": observed_media(report) if "verdict" in report else None,
             "ice": report.get("ice"),
             "error": report.get("error"),
             "selected_pair": report.get("selected_pair"),
@@ -174,7 +199,7 @@ def call_records(report: dict, callee_report: dict | None) -> list[dict]:
                     and chosen[0] in (None, check["local"]),
                 }
             )
-    mine, peer = report.get("rtp") or {}, report.get("peer_rtp") or {}
+    mine, peer = report.get("rtp") or {}, report.get("peer_rtp") or LOST_COUNTS
     for sender, receiver, sent, received in (
         (caller, callee, mine.get("sent", 0), peer.get("received", 0)),
         (callee, caller, peer.get("sent", 0), mine.get("received", 0)),
@@ -268,7 +293,9 @@ class Recorder:
         elif step is not None:
             self._next_step = step.index + 1
             if step.report is not None and "call" in step.report:
-                self.records += call_records(step.report, self.callee_report(step.report))
+                calls = call_records(step.report, self.callee_report(step.report))
+                calls[0]["fault"] = step.fault  # then the media is no NAT result
+                self.records += calls
             self.records.append(
                 {
                     "type": "step",
@@ -276,8 +303,10 @@ class Recorder:
                     "phase": "end",
                     "index": step.index,
                     "text": step.text,
+                    "verdict": step.verdict,
                     "passed": step.passed,
                     "error": step.error,
+                    "fault": step.fault,
                     "checks": [vars(check) for check in step.checks],
                 }
             )
@@ -329,7 +358,8 @@ def run_traced(
     progress: Progress | None = None,
     pcap: Path | None = None,
 ) -> ScenarioResult:
-    """run_scenario, recording its trace: written to `trace`, or to `keep_failed` if it failed.
+    """run_scenario, recording its trace: written to `trace`; if the run did not pass, also kept
+    in a file of its own named after `keep_failed` (keep_trace). The result says where.
 
     With `pcap`, every router interface is captured there too (capture.py).
     """
@@ -342,7 +372,8 @@ def run_traced(
 
     around = partial(captured, directory=pcap) if pcap is not None else None
     result = run_scenario(scenario, lab_name, tell, around)
-    target = trace or (keep_failed if not result.passed else None)
-    if target is not None:
-        write_trace(target, recorder.trace())
+    if trace is not None:
+        result.trace = str(write_trace(trace, recorder.trace()))
+    if keep_failed is not None and not result.passed:
+        result.trace = str(keep_trace(keep_failed, recorder.trace()))
     return result

@@ -15,6 +15,10 @@ declared behaviour:
 A router with no host on its LAN, or whose WAN is not on the STUN
 server's segment (a probe from behind it would see the NATs in front of it
 too), is skipped with a note. Routers are probed one after the other.
+
+A router whose NAT daemon died, or a STUN server that died, is a fault
+(verdict.py), named as such before and after each probe: a probe that gets
+no answer then says which process is gone, not that the server is silent.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from natlab.endpoints.stun_client import STUN_PORT
 from natlab.errors import NatlabError
 from natlab.lab import Lab
 from natlab.scenario.probe import probe
+from natlab.scenario.verdict import fault_text
 from natlab.topology.model import Host, Role, Router, Topology
 
 ENDPOINT_INDEPENDENT = "endpoint-independent"
@@ -51,6 +56,7 @@ class RouterCheck:
     host: str | None  # the host the probe ran from; None when skipped
     checks: tuple[Check, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    fault: str | None = None  # a process the probe needs died: not verified
 
     @property
     def mismatches(self) -> tuple[Check, ...]:
@@ -108,8 +114,23 @@ def verify(lab: Lab) -> list[RouterCheck]:
             note = f"its WAN is not on {segment}, where {server.name} is: not probed"
             results.append(RouterCheck(router.name, None, notes=(note,)))
             continue
-        checks, notes = expectations(
-            lab.dataplane.translates(router), router, probe(lab, host.name, address)
-        )
+        needed = {router.name, server.name}
+        fault = _fault(lab, needed)
+        if fault is None:
+            try:
+                report = probe(lab, host.name, address)
+            except NatlabError:
+                fault = _fault(lab, needed)
+                if fault is None:  # everything runs: the server really does not answer
+                    raise
+        if fault is not None:
+            results.append(RouterCheck(router.name, host.name, fault=fault))
+            continue
+        checks, notes = expectations(lab.dataplane.translates(router), router, report)
         results.append(RouterCheck(router.name, host.name, tuple(checks), tuple(notes)))
     return results
+
+
+def _fault(lab: Lab, nodes: set[str]) -> str | None:
+    """Which processes of these nodes (a router's daemon, the STUN server) died, if any."""
+    return fault_text(death for death in lab.deaths() if death.node in nodes)
