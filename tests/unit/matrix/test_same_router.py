@@ -14,7 +14,7 @@ PRESETS = ("full-cone", "restricted", "port-restricted", "symmetric")
 
 @pytest.mark.parametrize("kind", PRESETS)
 def test_same_lan_talks_over_host_candidates(kind: str) -> None:
-    """design.md: "two phones in the same LAN talk over their local (host) addresses"."""
+    """docs/design.md: "two phones in the same LAN talk over their local (host) addresses"."""
     call = same_router(kind, hairpin=False)  # the router has no part in it
     assert call.verdict == TWO_WAY, call.story()
     for agent in (call.caller, call.callee):
