@@ -3,15 +3,13 @@
 Router daemons (natlab.router.control) and lab endpoints (natlab.endpoints)
 each serve a Unix socket in the lab's state directory, so commands in the
 host namespace reach them inside their namespaces. This is the client
-side both share, the line reader, and `listening`, which makes the socket's
-path appear only once it accepts connections: a file that exists is a
-server that answers, never one between bind() and listen().
+side both share, and the line reader. A server's socket file exists from
+bind(), before it listens: whoever waits for one to serve asks it (answers).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +21,6 @@ from natlab.errors import NatlabError
 TIMEOUT = 5.0
 MAX_MESSAGE = 16 << 20  # one answer line; a table too big for it comes as lines (ask_lines)
 MAX_LINE = 1 << 20  # one line of a many-line answer
-BACKLOG = 16
 T = TypeVar("T")
 
 
@@ -64,26 +61,6 @@ def ask_lines(path: Path, request: dict, *, who: str, timeout: float = TIMEOUT) 
             elif item.get("end") is True:
                 return
             yield item
-
-
-def listening(path: Path, backlog: int = BACKLOG) -> socket.socket:
-    """A Unix stream socket listening at path, which appears only once it listens.
-
-    Bound under a temporary name and renamed after listen(): whoever finds
-    the file can connect.
-    """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    temporary.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        sock.bind(str(temporary))
-        sock.listen(backlog)
-        os.replace(temporary, path)
-    except BaseException:
-        sock.close()
-        temporary.unlink(missing_ok=True)
-        raise
-    return sock
 
 
 def answers(path: Path, request: dict | None = None, timeout: float = 1.0) -> bool:

@@ -37,6 +37,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import sys
 import time
 from collections import Counter
@@ -45,7 +46,6 @@ from ipaddress import IPv4Address, IPv4Network
 from itertools import islice
 from pathlib import Path
 
-from natlab.control_socket import listening
 from natlab.core.behaviour import Behaviour
 from natlab.core.craft import echo_reply, udp_packet
 from natlab.core.engine import Action, NatEngine, Replay
@@ -98,7 +98,10 @@ class RouterDaemon:
         max_bytes, files = limits(os.environ)
         self.events = EventLog(events_path(config_path), max_bytes, files, warn=self.log)
         self.control_path = socket_path(config_path)
-        self.control = listening(self.control_path)
+        self.control_path.unlink(missing_ok=True)
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.control.bind(str(self.control_path))
+        self.control.listen(16)
         self.control.setblocking(False)
         self.clients: set[Connection] = set()
         self.selector = selectors.DefaultSelector()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from natlab.control_socket import ask, listening
+from natlab.control_socket import ask
 from natlab.errors import NatlabError
 from natlab.router.nat import Daemon, NatDataplane
 
@@ -67,12 +67,3 @@ def test_a_daemon_that_never_answers_is_reported_not_waited_for_forever(tmp_path
     unready.bind(str(config.with_suffix(".sock")))  # bound, never listening
     with unready, pytest.raises(NatlabError, match="did not start"):
         NatDataplane().wait_ready([Daemon("r", stand_in.pid, config)], timeout=0.5)
-
-
-def test_a_listening_socket_appears_only_once_it_accepts(tmp_path):
-    path = tmp_path / "d.sock"
-    with listening(path) as server:
-        assert [p.name for p in tmp_path.iterdir()] == ["d.sock"]  # no temporary name left
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-            client.connect(str(path))
-            server.accept()[0].close()
