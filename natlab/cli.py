@@ -297,20 +297,28 @@ _lab_option = click.option("--lab", help="The lab ROUTER is in (default: the onl
 @nat.command("show")
 @click.argument("router")
 @_lab_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def nat_show(router: str, lab: str | None, as_json: bool) -> None:
+@click.option("--limit", type=click.IntRange(min=0), help="Show at most N mappings.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON lines: the summary, then one per mapping."
+)
+def nat_show(router: str, lab: str | None, limit: int | None, as_json: bool) -> None:
     """ROUTER's mapping table (inside, outside, who may send in, age, expiry) and counters."""
     from natlab.lab import Lab, require_root
     from natlab.render import nat_tables, print_table
 
     require_root("natlab nat show")
-    show = Lab.attach(lab).nat(router, {"op": "show"})
-    if as_json:
-        show.pop("ok", None)
-        click.echo(json.dumps(show, indent=2))
+    head, mappings = Lab.attach(lab).nat_show(router, limit)
+    head.pop("ok", None)
+    if as_json:  # streamed: a table of any size, one line at a time
+        click.echo(json.dumps(head))
+        for mapping in mappings:
+            click.echo(json.dumps(mapping))
         return
+    show = {**head, "mappings": list(mappings)}
     for table in nat_tables(show):
         print_table(table)
+    if len(show["mappings"]) < head["mappings_total"]:
+        click.echo(f"{len(show['mappings'])} of {head['mappings_total']} mappings shown (--limit)")
 
 
 @nat.command("events")
@@ -320,26 +328,15 @@ def nat_show(router: str, lab: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON lines.")
 def nat_events(router: str, lab: str | None, follow: bool, as_json: bool) -> None:
     """What ROUTER decided and why: mappings made and expired, packets dropped with the reason."""
-    import time
-
     from natlab.lab import Lab, require_root
     from natlab.render import event_line, print_line
+    from natlab.router.eventlog import follow as following
+    from natlab.router.eventlog import read_lines
 
     require_root("natlab nat events")
     path = Lab.attach(lab).nat_events_path(router)
-    with path.open() as events:
-        pending = ""  # a line the daemon has not finished writing yet
-        while True:
-            pending += events.readline()
-            if pending.endswith("\n"):
-                click.echo(pending, nl=False) if as_json else print_line(
-                    event_line(json.loads(pending))
-                )
-                pending = ""
-            elif follow:
-                time.sleep(0.1)
-            else:
-                return
+    for line in following(path) if follow else read_lines(path):  # rotated files too
+        click.echo(line) if as_json else print_line(event_line(json.loads(line)))
 
 
 @nat.command("flush")
@@ -676,16 +673,18 @@ _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
 def _duration(text: str) -> float:
+    """A clock advance: finite, from 0 to 30 days (the daemons hold to the same)."""
+    from natlab.router.control import check_advance
+
     number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
     try:
-        seconds = float(number) * _UNITS[unit]
+        return check_advance(float(number) * _UNITS[unit])
     except ValueError:
-        seconds = -1
-    if seconds < 0:
         raise NatlabError(
-            f"'{text}' is not a duration", field="DURATION", fix="write e.g. 31s, 2m or 1h"
-        )
-    return seconds
+            f"'{text}' is not a duration from 0 to 30 days",
+            field="DURATION",
+            fix="write e.g. 31s, 2m or 1h",
+        ) from None
 
 
 _MAIN_PID = os.getpid()

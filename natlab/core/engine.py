@@ -103,7 +103,7 @@ import heapq
 import itertools
 import random
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
@@ -512,6 +512,15 @@ class NatEngine:
     def mappings(self, now: float) -> list[MappingView]:
         """The live dynamic mappings, oldest first (static maps are in `config`)."""
         return [b.view() for b in self._by_internal.values() if now < b.expires_at]
+
+    def live_mappings(self, now: float) -> tuple[int, Iterator[MappingView]]:
+        """How many dynamic mappings live at `now`, and their views made as the caller goes.
+
+        The table as it is at the call: packets may change it while a caller
+        reads the views a slice at a time, between them.
+        """
+        bindings = [b for b in self._by_internal.values() if now < b.expires_at]
+        return len(bindings), (b.view() for b in bindings)
 
     def flush(self, now: float | None = None) -> int:
         """Drop every dynamic mapping (static maps stay); return how many there were."""

@@ -10,10 +10,11 @@
   router that forwards TCP 5060/5061 (and UDP 5060) to it, as a remote
   phone would.
 
-Each endpoint logs to hosts/NAME.log in the lab's state directory and says
-"ready" there once it serves; `up` returns only after every endpoint did.
-A phone is ready once its control socket (hosts/NAME.sock) answers; it
-registers in the background, and its status (or `natlab status`) says when.
+Each endpoint logs to hosts/NAME.log in the lab's state directory. `up`
+returns only once every endpoint answers: a PBX or a phone its control
+socket (hosts/NAME.sock), a STUN or TURN server a STUN Binding request
+sent to it from inside its node. A phone registers in the background, and
+its status (or `natlab status`) says when.
 """
 
 from __future__ import annotations
@@ -25,10 +26,14 @@ from functools import partial
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from natlab.control_socket import answers
 from natlab.endpoints import pbx, phone, stun_server, tls, turn
 from natlab.endpoints.signalling import Endpoint, ask, format_endpoint
+from natlab.endpoints.stun_client import StunClient, Timing
 from natlab.errors import NatlabError
+from natlab.plumbing import namespaces
 from natlab.router.launch import wait_started
+from natlab.stun import Address
 from natlab.topology.model import Forward, Host, Role, Router, Topology
 from natlab.topology.routing import sees
 
@@ -36,8 +41,8 @@ STUN_SERVER = "stun server"  # what the ledger calls each process
 TURN_SERVER = "turn server"
 PBX = "pbx"
 PHONE = "phone"
-READY = "ready"
 READY_TIMEOUT = 10.0
+READY_PROBE = Timing(tries=1, interval=0.05)  # one quick Binding per look: wait_started polls
 STATUS_TIMEOUT = 1.0
 
 Launch = Callable[[str, Callable[[], object], Path, str], int]
@@ -50,6 +55,8 @@ class Started:
     pid: int
     log: Path
     what: str = STUN_SERVER
+    control: Path | None = None  # a PBX's or phone's control socket; else it answers STUN at
+    stun: Endpoint | None = None  # this address and port
 
 
 def hosts_dir(directory: Path) -> Path:
@@ -74,42 +81,52 @@ def start_endpoints(
     phones = _hosts(topology, Role.PHONE)
     if pbxs:
         _make_certificates(topology, directory, pbxs, phones)
-    argvs: list[tuple[Host, str, Callable[[], object]]] = []
+    # what runs on each host, and how to tell it serves: (host, what, run, control, stun)
+    argvs: list[tuple[Host, str, Callable[[], object], Path | None, Endpoint | None]] = []
     for host in _hosts(topology, Role.STUN_SERVER):
         argv = [arg for a in host.interfaces[0].addresses for arg in ("--address", str(a.ip))]
-        argvs.append((host, STUN_SERVER, partial(stun_server.main, argv)))
+        stun = (str(host.interfaces[0].address), 3478)
+        argvs.append((host, STUN_SERVER, partial(stun_server.main, argv), None, stun))
     for host in _hosts(topology, Role.TURN_SERVER):
         state = hosts_dir(directory) / f"{host.name}.turn"
         state.mkdir(exist_ok=True)
         argv = ["--address", str(host.interfaces[0].address), "--config", str(state / "turn.conf")]
-        argvs.append((host, TURN_SERVER, partial(turn.main, argv)))
+        stun = (str(host.interfaces[0].address), turn.PORT)
+        argvs.append((host, TURN_SERVER, partial(turn.main, argv), None, stun))
     for host in pbxs:
-        argvs.append(
-            (host, PBX, partial(pbx.main, pbx_argv(topology, host, directory, translates)))
-        )
+        run = partial(pbx.main, pbx_argv(topology, host, directory, translates))
+        argvs.append((host, PBX, run, control_path(directory, host.name), None))
     for host in phones:
-        argv = phone_argv(topology, host, directory, translates)
-        argvs.append((host, PHONE, partial(phone.main, argv)))
+        run = partial(phone.main, phone_argv(topology, host, directory, translates))
+        argvs.append((host, PHONE, run, control_path(directory, host.name), None))
     started = []
-    for host, what, run in argvs:
+    for host, what, run, control, stun in argvs:
         log = hosts_dir(directory) / f"{host.name}.log"
-        started.append(Started(host.name, launch(host.name, run, log, what), log, what))
+        pid = launch(host.name, run, log, what)
+        started.append(Started(host.name, pid, log, what, control, stun))
     return started
 
 
-def wait_ready(started: list[Started], timeout: float = READY_TIMEOUT) -> None:
+def wait_ready(
+    started: list[Started], namespace: Callable[[str], str], timeout: float = READY_TIMEOUT
+) -> None:
+    """Return once every endpoint answers; namespace(host) names the host's namespace."""
     deadline = time.monotonic() + timeout
     for endpoint in started:
         what = f"the {endpoint.what} of host '{endpoint.host}'"
-        ready = partial(_said_ready, endpoint.log)
+        ready = partial(_answers, endpoint, namespace(endpoint.host))
         wait_started(ready, endpoint.pid, endpoint.log, what, deadline)
 
 
-def _said_ready(log: Path) -> bool:
-    try:
-        return any(line.startswith(READY) for line in log.read_text().splitlines())
-    except FileNotFoundError:
-        return False
+def _answers(endpoint: Started, namespace: str) -> bool:
+    if endpoint.control is not None:
+        return answers(endpoint.control)
+    assert endpoint.stun is not None
+    server = Address.of(*endpoint.stun)
+    with namespaces.entered(namespace):  # a socket made here stays in the host's namespace
+        client = StunClient.open(Address.of(endpoint.stun[0], 0), READY_PROBE)
+    with client:
+        return client.binding(server) is not None
 
 
 def phone_states(topology: Topology, directory: Path) -> dict[str, dict]:

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -25,10 +25,11 @@ from natlab.lab import status as lab_status
 from natlab.lab.build import build, planned_namespaces
 from natlab.lab.endpoints import start_endpoints, wait_ready
 from natlab.lab.ledger import Ledger, lab_names, locked
-from natlab.lab.naming import check_lab_name, lab_dir, node_namespace
+from natlab.lab.naming import check_lab_name, lab_dir, node_namespace, state_error, writing_state
 from natlab.lab.processes import TRANSIENT, Death, death, record, terminate
 from natlab.plumbing import namespaces
-from natlab.router.control import call
+from natlab.router.control import call, show
+from natlab.router.eventlog import read_lines
 from natlab.router.files import config_path, events_path, socket_path
 from natlab.router.kernel import KernelForwarding
 from natlab.router.nat import DAEMON, NatDataplane
@@ -96,8 +97,14 @@ class Lab:
                 namespaces=wanted,
                 dataplane=self.dataplane.name,
             )
-            ledger.save()
-            self._keep_topology(ledger.directory)
+            try:
+                ledger.save()
+                self._keep_topology(ledger.directory)
+            except BaseException as error:
+                ledger.forget()  # nothing was built yet: no half-written lab stays behind
+                if isinstance(error, OSError) and writing_state(error):
+                    raise state_error(error) from None
+                raise
         return ledger
 
     def up(self) -> Lab:
@@ -122,15 +129,17 @@ class Lab:
                 self.topology, ledger.directory, self._launch, self.dataplane.translates
             )
             self.dataplane.wait_ready(daemons)
-            wait_ready(servers)
+            wait_ready(servers, self.namespace)
             with locked():
                 ledger = _ledger(self.name)  # re-read: starting daemons recorded them
                 ledger.state = "up"
                 ledger.save()
-        except BaseException:
+        except BaseException as error:
             if os.getpid() != builder:
                 os._exit(1)  # a forked helper unwinding our stack must not tear down
             self.down()
+            if isinstance(error, OSError) and writing_state(error):  # a full or read-only disk
+                raise state_error(error) from None
             raise
         return self
 
@@ -186,6 +195,10 @@ class Lab:
                 os._exit(code)
         try:
             self.adopt(pid, node, what)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)  # not recorded, so `down` would never stop it
+            os.waitpid(pid, 0)
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return pid
@@ -211,15 +224,23 @@ class Lab:
         config = config_path(lab_dir(self.name), self.router(router))
         return call(socket_path(config), request)
 
+    def nat_show(self, router: str, limit: int | None = None) -> tuple[dict, Iterator[dict]]:
+        """A router's show answer (counters, "mappings_total", ...) and its mappings, streamed."""
+        config = config_path(lab_dir(self.name), self.router(router))
+        return show(socket_path(config), limit)
+
     def nat_events_path(self, router: str) -> Path:
-        """The file a router's daemon appends its events to, one JSON object a line."""
+        """The file a router's daemon appends its events to, one JSON object a line.
+
+        Older events are in the files it rotated to (PATH.1, PATH.2, ...; eventlog.py).
+        """
         return events_path(config_path(lab_dir(self.name), self.router(router)))
 
     def nat_events(self, router: str) -> list[dict]:
-        """Every event the router's daemon recorded so far, oldest first."""
+        """Every event the router's daemon still keeps (rotation drops the oldest), oldest first."""
         with contextlib.suppress(NatlabError):  # a dead daemon's events are still worth reading
             self.nat(router, {"op": "ping"})  # it writes out what it holds before answering
-        lines = self.nat_events_path(router).read_text().splitlines()
+        lines = read_lines(self.nat_events_path(router))
         return [json.loads(line) for line in lines if line.endswith("}")]
 
     def advance_clock(self, seconds: float) -> dict[str, float]:

@@ -8,6 +8,7 @@ make. One lock serialises every change to any ledger.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -18,10 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from natlab.lab.naming import lab_dir, state_root
+from natlab.lab.naming import lab_dir, state_error, state_root
 from natlab.lab.processes import ProcessRecord, start_time
 
 LEDGER = "ledger.json"
+HALF_WRITTEN = f".{LEDGER}.tmp"  # a ledger being written; alone, a lab that never got built
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Ledger:
         return lab_dir(self.lab)
 
     def save(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write the ledger whole or not at all; a disk that refuses is a NatlabError."""
         data = {
             "lab": self.lab,
             "topology": self.topology,
@@ -49,16 +51,26 @@ class Ledger:
             "namespaces": self.namespaces,
             "processes": [p.as_json() for p in self.processes],
         }
-        temporary = self.directory / f".{LEDGER}.tmp"
-        temporary.write_text(json.dumps(data, indent=2))
-        os.replace(temporary, self.directory / LEDGER)
+        temporary = self.directory / HALF_WRITTEN
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            temporary.write_text(json.dumps(data, indent=2))
+            os.replace(temporary, self.directory / LEDGER)
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            raise state_error(error) from None
 
     @classmethod
     def load(cls, lab: str) -> Ledger | None:
+        """The lab's ledger; an empty one for a lab whose first ledger was never finished."""
         try:
             data = json.loads((lab_dir(lab) / LEDGER).read_text())
         except FileNotFoundError:
-            return None
+            if not (lab_dir(lab) / HALF_WRITTEN).is_file():
+                return None
+            # Namespaces are made only once the first ledger is in place: nothing to undo.
+            return cls(lab=lab, topology="", creator=ProcessRecord(0, 0, "", "natlab up"))
         return cls(
             lab=data["lab"],
             topology=data["topology"],
@@ -85,7 +97,9 @@ def lab_names() -> list[str]:
     root = state_root()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / LEDGER).is_file())
+    return sorted(
+        p.name for p in root.iterdir() if (p / LEDGER).is_file() or (p / HALF_WRITTEN).is_file()
+    )
 
 
 @contextmanager
@@ -109,11 +123,13 @@ def _lock_held() -> Iterator[None]:
     root = state_root()
     lock_path = root / ".lock"
     while True:
-        root.mkdir(parents=True, exist_ok=True)
         try:
+            root.mkdir(parents=True, exist_ok=True)
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except FileNotFoundError:
             continue  # the root was removed between mkdir and open
+        except OSError as error:
+            raise state_error(error) from None
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino

@@ -17,6 +17,21 @@ def state_root() -> Path:
     return Path(os.environ.get("NATLAB_RUN_DIR", "/run/natlab"))
 
 
+def state_error(error: OSError, path: Path | str | None = None) -> NatlabError:
+    """natlab cannot write its state (a full or read-only disk): where, why, and the way out."""
+    where = path or error.filename or state_root()
+    return NatlabError(
+        f"cannot write natlab's state at {where}: {error.strerror or error}",
+        fix=f"free space in {state_root()} or make it writable, or point NATLAB_RUN_DIR "
+        "at a writable directory with room (it holds every lab's state)",
+    )
+
+
+def writing_state(error: OSError) -> bool:
+    """Is error a failure to write a file under the state root?"""
+    return bool(error.filename) and Path(str(error.filename)).is_relative_to(state_root())
+
+
 def check_lab_name(name: str) -> str:
     if not LAB_NAME.match(name):
         raise NatlabError(

@@ -19,10 +19,15 @@ built-in STUN responder the engine hands it (Action.LOCAL).
 
 Time is the monotonic clock plus an offset that `natlab clock advance`
 moves forward, so a lesson about a 120 s timeout takes no waiting. Events
-go, one JSON object a line, to ROUTER.events.jsonl next to the config;
-the control socket ROUTER.sock answers `natlab nat ...` (control.py). The
-daemon exits on SIGTERM, and by itself when its lab's state directory is
-removed (a `down` whose creator was killed still ends it).
+go, one JSON object a line, to ROUTER.events.jsonl next to the config,
+rotated at a size; a full or read-only state directory costs events
+(counted), never the daemon (eventlog.py). The control socket ROUTER.sock
+answers `natlab nat ...` (control.py) in the same loop as the packets, a
+slice at a time and never waiting for a client: one thread, so the
+packet path takes no lock, and no client, slow or greedy, can hold it up
+for longer than one slice of work. The daemon exits on SIGTERM, and by
+itself when its lab's state directory is removed (a `down` whose creator
+was killed still ends it).
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
+from itertools import islice
 from pathlib import Path
 
-from natlab.control_socket import read_line
 from natlab.core.behaviour import Behaviour
 from natlab.core.craft import echo_reply, udp_packet
 from natlab.core.engine import Action, NatEngine, Replay
@@ -54,6 +60,8 @@ from natlab.core.packets import (
     parse,
 )
 from natlab.router.config import DaemonConfig
+from natlab.router.control import END, Connection, check_advance, encode
+from natlab.router.eventlog import EventLog, limits
 from natlab.router.files import events_path, socket_path
 from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
@@ -62,6 +70,9 @@ from natlab.stun import Address, Grid, StunDecodeError, answer, read_request
 TICK = 0.25  # seconds between housekeeping rounds (expiry, ARP give-up, event flush)
 BATCH = 256  # frames read from one port before looking at the others
 FRAME_MAX = 65536
+SHOW_SLICE = 256  # mappings written per turn of the loop: packets wait for no more than that
+CONTROL_IDLE = 10.0  # seconds a control client may make no progress before it is dropped
+CONTROL_CLIENTS = 32  # served at once; more are told to try again
 
 
 class RouterDaemon:
@@ -84,12 +95,16 @@ class RouterDaemon:
         self.stun_grid = Grid(wan_ips, config.stun_ports) if config.stun_ports else None
         self.offset = 0.0
         self.counters: Counter[str] = Counter()
-        self.events = events_path(config_path).open("a", buffering=1 << 16)
-        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        max_bytes, files = limits(os.environ)
+        self.events = EventLog(events_path(config_path), max_bytes, files, warn=self.log)
         self.control_path = socket_path(config_path)
         self.control_path.unlink(missing_ok=True)
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.control.bind(str(self.control_path))
-        self.control.listen(8)
+        self.control.listen(16)
+        self.control.setblocking(False)
+        self.clients: set[Connection] = set()
+        self.selector = selectors.DefaultSelector()
         self.buffer = bytearray(FRAME_MAX)
         self.view = memoryview(self.buffer)
 
@@ -99,22 +114,29 @@ class RouterDaemon:
     def now(self) -> float:
         return time.monotonic() + self.offset
 
+    def log(self, text: str) -> None:
+        """One line in the daemon's log, if it can be written (the disk may be full)."""
+        with contextlib.suppress(OSError):
+            os.write(sys.stderr.fileno(), f"router {self.name}: {text}\n".encode())
+
     # -- the loop ------------------------------------------------------------
 
     def run(self) -> None:
-        selector = selectors.DefaultSelector()
+        selector = self.selector
         for port in self.ports:
             selector.register(port.sock, selectors.EVENT_READ, port)
         selector.register(self.control, selectors.EVENT_READ, None)
         next_tick = time.monotonic() + TICK
-        print(f"router {self.name}: dataplane up on {', '.join(p.name for p in self.ports)}")
-        sys.stdout.flush()
+        self.log(f"dataplane up on {', '.join(p.name for p in self.ports)}")
         while True:
             for key, _ in selector.select(max(0.0, next_tick - time.monotonic())):
-                if key.data is None:
-                    self.serve_control()
+                data = key.data
+                if isinstance(data, Port):
+                    self.drain(data)
+                elif data is None:
+                    self.accept()
                 else:
-                    self.drain(key.data)
+                    self.serve(data)
             self.write_events()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
@@ -164,6 +186,9 @@ class RouterDaemon:
                     detail=f"{overflowed} frame(s) came in faster than the daemon could read them",
                 )
         self.events.flush()
+        idle = time.monotonic() - CONTROL_IDLE
+        for connection in [c for c in self.clients if c.active < idle]:
+            self.hang_up(connection)
 
     # -- one packet ------------------------------------------------------------
 
@@ -294,28 +319,93 @@ class RouterDaemon:
     def event(self, kind: str, **fields: object) -> None:
         self.events.write(
             json.dumps({"at": round(self.now(), 6), "router": self.name, "kind": kind, **fields})
-            + "\n"
         )
 
     def write_events(self) -> None:
         for event in self.engine.drain_events():
             record = event.as_json()
             record["router"] = self.name
-            self.events.write(json.dumps(record) + "\n")
+            self.events.write(json.dumps(record))
 
-    def serve_control(self) -> None:
-        connection, _ = self.control.accept()
-        with connection:
-            connection.settimeout(1.0)
+    def accept(self) -> None:
+        while True:
             try:
-                request = json.loads(read_line(connection))
-                answer = {"ok": True, **self.command(request)}
-            except Exception as error:  # an answer, not a dead daemon, for any bad request
-                answer = {"ok": False, "error": f"{error.__class__.__name__}: {error}"}
-            self.write_events()
-            self.events.flush()
-            with contextlib.suppress(OSError):  # the client went away; nothing to tell
-                connection.sendall(json.dumps(answer).encode() + b"\n")
+                sock, _ = self.control.accept()
+            except OSError:  # none waiting, or no file descriptor left: try on the next turn
+                return
+            connection = Connection(sock, time.monotonic())
+            self.clients.add(connection)
+            if len(self.clients) > CONTROL_CLIENTS:
+                busy = {"ok": False, "error": "too many control clients at once; try again"}
+                self.reply(connection, iter([encode(busy)]))
+            else:
+                self.selector.register(sock, selectors.EVENT_READ, connection)
+
+    def serve(self, connection: Connection) -> None:
+        """Read the request, or send the next of the answer: whatever the socket allows now."""
+        now = time.monotonic()
+        if connection.answer is None:
+            request = connection.receive(now)
+            if request is not None:
+                self.selector.unregister(connection.sock)
+                self.reply(connection, self.answer(request))
+            return
+        try:
+            done = connection.send(now)
+        except Exception as error:  # a bug making the answer: this client's loss, not the router's
+            self.log(f"control: answer failed: {error.__class__.__name__}: {error}")
+            done = True
+        if done:
+            self.hang_up(connection)
+
+    def reply(self, connection: Connection, answer: Iterator[bytes]) -> None:
+        connection.reply(answer)
+        self.selector.register(connection.sock, selectors.EVENT_WRITE, connection)
+
+    def hang_up(self, connection: Connection) -> None:
+        self.clients.discard(connection)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(connection.sock)
+        connection.close()
+
+    def answer(self, request: dict | str) -> Iterator[bytes]:
+        """The answer's lines; anything wrong with the request is an answer too."""
+        try:
+            if isinstance(request, str):
+                raise ValueError(request)
+            if request.get("op") == "show":
+                return self.show(request.get("limit"))
+            line = encode({"ok": True, **self.command(request)})
+        except Exception as error:  # an answer, not a dead daemon, for any bad request
+            line = encode({"ok": False, "error": f"{error.__class__.__name__}: {error}"})
+        self.write_events()
+        self.events.flush()  # what the client asks about is on disk when it reads the answer
+        return iter([line])
+
+    def show(self, limit: object) -> Iterator[bytes]:
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValueError("limit is a number of mappings, 0 or more")
+        now = self.now()
+        self.engine.expire(now)
+        self.write_events()
+        self.events.flush()
+        total, views = self.engine.live_mappings(now)
+        head = {
+            "ok": True,
+            "router": self.name,
+            "clock": now,
+            "behaviour": self.engine_behaviour().as_json(),
+            "mappings_total": total,
+            "counters": {
+                **self.engine.counters,
+                **self.counters,
+                "flow_cache_hits": sum(cache.hits for cache in self.flows.values()),
+                "events_dropped": self.events.dropped,
+            },
+        }
+        return _show_lines(encode(head), islice(views, limit), now)
 
     def command(self, request: dict) -> dict:
         op = request.get("op")
@@ -324,19 +414,6 @@ class RouterDaemon:
             return {"router": self.name, "pid": os.getpid()}
         if op == "clock":
             return {"clock": now, "offset": self.offset}
-        if op == "show":
-            self.engine.expire(now)
-            return {
-                "router": self.name,
-                "clock": now,
-                "behaviour": self.engine_behaviour().as_json(),
-                "mappings": [m.as_json(now) for m in self.engine.mappings(now)],
-                "counters": {
-                    **self.engine.counters,
-                    **self.counters,
-                    "flow_cache_hits": sum(cache.hits for cache in self.flows.values()),
-                },
-            }
         if op == "flush":
             return {"flushed": self.engine.flush(now)}
         if op == "set":
@@ -346,10 +423,7 @@ class RouterDaemon:
             self.engine.reconfigure(behaviour, now)
             return {"behaviour": behaviour.as_json()}
         if op == "advance":
-            seconds = float(request["seconds"])
-            if seconds < 0:
-                raise ValueError("the clock only moves forward")
-            self.offset += seconds
+            self.offset += check_advance(request.get("seconds"))
             self.engine.expire(self.now())
             return {"clock": self.now()}
         raise ValueError(f"unknown request {op!r}")
@@ -357,10 +431,21 @@ class RouterDaemon:
     def close(self) -> None:
         self.write_events()
         self.events.close()
+        for connection in list(self.clients):
+            self.hang_up(connection)
+        self.selector.close()
         self.control.close()
         self.control_path.unlink(missing_ok=True)
         for port in self.ports:
             port.close()
+
+
+def _show_lines(head: bytes, views: Iterator, now: float) -> Iterator[bytes]:
+    """A show answer's lines: the head, the mappings a slice at a time, the end."""
+    yield head
+    while chunk := list(islice(views, SHOW_SLICE)):
+        yield b"".join(encode(view.as_json(now)) for view in chunk)
+    yield END
 
 
 def _stop(signum: int, frame: object) -> None:

@@ -17,11 +17,13 @@ from functools import partial
 from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
+from natlab.control_socket import answers
+from natlab.errors import NatlabError
 from natlab.plumbing.firewall import drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
 from natlab.plumbing.namespaces import set_sysctls
 from natlab.router.config import DaemonConfig, PortConfig
-from natlab.router.control import call
+from natlab.router.eventlog import limits
 from natlab.router.files import config_path, log_path, socket_path
 from natlab.router.launch import Launch, wait_started
 from natlab.topology.model import Router, Topology
@@ -60,6 +62,10 @@ class NatDataplane:
 
     def start(self, topology: Topology, lab: str, directory: Path, launch: Launch) -> list[Daemon]:
         """Start one daemon per router (all at once); wait_ready() tells when they serve."""
+        try:
+            limits(os.environ)  # the daemons read them too: a mistake is told here, once
+        except ValueError as error:
+            raise NatlabError(str(error), fix="fix or unset the variable") from None
         daemons = []
         for router in topology.routers.values():
             config = config_path(directory, router.name)
@@ -73,10 +79,9 @@ class NatDataplane:
         """Return once every daemon answers its control socket; else fail naming the router."""
         deadline = time.monotonic() + timeout
         for daemon in daemons:
-            control = socket_path(daemon.config)
             what = f"the NAT daemon of router '{daemon.router}'"
-            wait_started(control.exists, daemon.pid, daemon.log, what, deadline)
-            call(control, {"op": "ping"})
+            ready = partial(answers, socket_path(daemon.config))
+            wait_started(ready, daemon.pid, daemon.log, what, deadline)
 
 
 def _exec_daemon(config: Path) -> None:
