@@ -13,6 +13,7 @@ fi
 packages=(
     python3 python3-venv python3-pip  # natlab itself
     iproute2 iputils-ping ethtool     # inspecting and using a lab
+    iperf3                            # benchmarks/bench_dataplane.py
     tcpdump tshark nftables           # captures in tests, debugging a router
     ruby                              # syntax check of the Vagrantfile
     chromium                          # renders the --html reports in tests (headless)
