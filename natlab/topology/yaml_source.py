@@ -33,7 +33,7 @@ MAX_VALUES = 20_000  # every key and value once aliases are expanded
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_TAG}{kind}" for kind in ("str", "int", "float", "bool", "null", "timestamp")}
 _MERGE = f"{_TAG}merge"
-_VALUE = f"{_TAG}value"  # a plain `=`, which PyYAML resolves but cannot construct: text
+_VALUE = f"{_TAG}value"  # a plain `=`: PyYAML resolves it but cannot construct it
 _KEY_KINDS = {"int": "a number", "float": "a number", "bool": "a boolean", "null": "null"}
 
 
@@ -83,9 +83,7 @@ def read_source(path: FilePath, kind: str, example: str) -> str:
 
 
 def read_yaml(text: str, filename: str) -> YamlDocument:
-    """The document in text as plain data; any problem is a NatlabError naming file and line."""
-    if len(text) > MAX_BYTES:
-        raise NatlabError(f"larger than {MAX_BYTES // 1024} KiB", file=filename)
+    """text (read_source bounds a file's size) as plain data; a NatlabError names file and line."""
     try:
         composer = _Composer(text, filename)  # the reader refuses control characters at once
         try:
@@ -281,7 +279,7 @@ class _Converter:
             )
 
     def scalar(self, node: yaml.ScalarNode, path: Path) -> Any:
-        if node.tag == _VALUE:
+        if node.tag in (_VALUE, _MERGE):  # `=`, or `<<` not as a key: text
             return node.value
         self.check_tag(node, path, *_SCALAR_TAGS)
         try:
