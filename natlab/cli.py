@@ -454,12 +454,14 @@ def run(
     from natlab.render import Live, print_line, print_table, scenario_table, step_line
     from natlab.scenario.html import run_html, write_html
     from natlab.scenario.model import load_scenario
-    from natlab.scenario.reports import write_json, write_junit
+    from natlab.scenario.reports import check_writable, write_json, write_junit
     from natlab.scenario.runner import unique_lab_name
     from natlab.scenario.trace import default_trace, read_trace, run_traced
     from natlab.scenario.verdict import NOT_NAT
 
     loaded = load_scenario(scenario)
+    for option, report in (("--json", json_file), ("--junit", junit_file), ("--html", html_file)):
+        check_writable(report, option)
     require_root("natlab run")
     kept = None if trace_file else default_trace(loaded.name)  # made unique when written
     with tempfile.TemporaryDirectory(prefix="natlab-run-") as scratch, Live() as live:
@@ -555,9 +557,11 @@ def matrix(
     from natlab.scenario.expectations import TYPES
     from natlab.scenario.html import matrix_html, write_html
     from natlab.scenario.matrix import PairResult, check_types, default_jobs, run_matrix
-    from natlab.scenario.reports import write_json, write_junit
+    from natlab.scenario.reports import check_writable, write_json, write_junit
 
     chosen = check_types([t for text in types for t in text.split(",") if t] or TYPES)
+    for option, report in (("--json", json_file), ("--junit", junit_file), ("--html", html_file)):
+        check_writable(report, option)
     require_root("natlab matrix")
     total, finished = len(chosen) ** 2, []
 
@@ -604,9 +608,11 @@ def explain(trace: str, stepwise: bool, html_file: str | None) -> None:
     which mapping each router made, which packet was dropped and why.
     """
     from natlab.scenario.html import trace_html, write_html
+    from natlab.scenario.reports import check_writable
     from natlab.scenario.story import tell
     from natlab.scenario.trace import read_trace
 
+    check_writable(html_file, "--html")
     records = read_trace(trace)
     if html_file:
         write_html(html_file, f"natlab explain {trace}", trace_html(records))

@@ -25,7 +25,7 @@ from natlab.lab import status as lab_status
 from natlab.lab.build import build, planned_namespaces
 from natlab.lab.endpoints import start_endpoints, wait_ready
 from natlab.lab.ledger import Ledger, lab_names, locked
-from natlab.lab.naming import check_lab_name, lab_dir, node_namespace, state_error, writing_state
+from natlab.lab.naming import lab_dir, node_namespace, state_error, writing_state
 from natlab.lab.processes import TRANSIENT, Death, death, record, terminate
 from natlab.plumbing import namespaces
 from natlab.router.control import call, show
@@ -34,6 +34,7 @@ from natlab.router.files import config_path, events_path, socket_path
 from natlab.router.kernel import KernelForwarding
 from natlab.router.nat import DAEMON, NatDataplane
 from natlab.topology import Topology, load_topology, parse_topology
+from natlab.topology.lab_name import check_lab_name
 
 TOPOLOGY_COPY = "topology.yaml"
 Dataplane = NatDataplane | KernelForwarding

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from natlab.errors import NatlabError
 
 PREFIX = "natlab-"
-LAB_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
 
 
 def state_root() -> Path:
@@ -30,17 +28,6 @@ def state_error(error: OSError, path: Path | str | None = None) -> NatlabError:
 def writing_state(error: OSError) -> bool:
     """Is error a failure to write a file under the state root?"""
     return bool(error.filename) and Path(str(error.filename)).is_relative_to(state_root())
-
-
-def check_lab_name(name: str) -> str:
-    if not LAB_NAME.match(name):
-        raise NatlabError(
-            f"'{name}' cannot name a lab",
-            field="--name",
-            fix="use up to 40 lower-case letters, digits, '-', '_' or '.', "
-            "starting with a letter or digit",
-        )
-    return name
 
 
 def node_namespace(lab: str, node: str) -> str:

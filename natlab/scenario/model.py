@@ -355,11 +355,6 @@ class _Loader:
                 "map each router to a preset or settings, "
                 "e.g. {branch1: symmetric, branch2: {preset: full-cone, udp_timeout: 30}}",
             )
-        for router in value:
-            if not isinstance(router, str):
-                raise self.fail(
-                    (*at, str(router)), f"name {router!r} is not text", f"quote it: '{router}'"
-                )
         return {router: (nat, (*at, router)) for router, nat in value.items()}
 
     def with_nat(self, topology: Topology, nats: dict[str, tuple[NatForm, Path]]) -> Topology:

@@ -11,13 +11,38 @@ the drops.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from junitparser import Error, Failure, JUnitXml, TestCase, TestSuite
 
+from natlab.errors import NatlabError
 from natlab.scenario.matrix import MatrixResult, PairResult
 from natlab.scenario.runner import ScenarioResult, StepResult
 from natlab.scenario.verdict import FAULT, NOT_NAT
+
+
+def check_writable(path: str | Path | None, option: str) -> None:
+    """Refuse a report's path before the run it reports on, not after it: open it to write.
+
+    An existing file is opened without being changed; a new one is removed again.
+    """
+    if path is None:
+        return
+    try:
+        try:
+            descriptor, created = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL), True
+        except FileExistsError:
+            descriptor, created = os.open(path, os.O_WRONLY | os.O_APPEND), False
+    except OSError as error:
+        raise NatlabError(
+            f"cannot write {path}: {error.strerror}",
+            field=option,
+            fix="give a path in a directory that exists and that you may write to",
+        ) from None
+    os.close(descriptor)
+    if created:
+        os.unlink(path)
 
 
 def write_json(path: str | Path, result: ScenarioResult | MatrixResult) -> None:

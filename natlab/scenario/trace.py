@@ -36,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import IO
 
 from natlab.endpoints.signalling import ask, format_endpoint
 from natlab.errors import NatlabError
@@ -47,10 +48,13 @@ from natlab.scenario.expectations import observed_media
 from natlab.scenario.explain import LOST_COUNTS
 from natlab.scenario.model import Scenario
 from natlab.scenario.runner import Progress, ScenarioResult, StepResult, run_scenario
+from natlab.scenario.trace_records import record_problem
 
 TRACES = Path("natlab-traces")  # where failed runs keep their trace, below the current directory
 CALLEE_REPORT_WAIT = 3.0  # the callee files its report just after the caller's bye is answered
 POLL = 0.05
+MAX_TRACE_BYTES = 64 << 20  # a matrix pair's trace is well under a megabyte
+MAX_LINE_BYTES = 1 << 20  # a record is a line; the largest, the lab's, is a few kilobytes
 
 
 def default_trace(name: str) -> Path:
@@ -92,30 +96,67 @@ def write_trace(path: str | Path, records: Iterable[dict]) -> Path:
 
 
 def read_trace(path: str | Path) -> list[dict]:
-    """A trace's records, oldest first; a NatlabError names a missing or broken file."""
+    """A trace's records, oldest first; anything else is a NatlabError naming file and line.
+
+    Bounded: at most MAX_TRACE_BYTES in all and MAX_LINE_BYTES a record, each
+    record of the shape its readers expect (trace_records.py).
+    """
     path = Path(path)
+    fix = "give a trace written by 'natlab run --trace FILE' or kept in natlab-traces/"
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with path.open("rb") as source:
+            if os.fstat(source.fileno()).st_size > MAX_TRACE_BYTES:
+                raise NatlabError(
+                    f"not a trace: larger than {MAX_TRACE_BYTES >> 20} MiB", file=str(path), fix=fix
+                )
+            records = _records(source, str(path), fix)
     except FileNotFoundError:
+        raise NatlabError("no such trace file", file=str(path), fix=fix) from None
+    except OSError as error:
         raise NatlabError(
-            "no such trace file",
-            file=str(path),
-            fix="give a trace written by 'natlab run --trace FILE' or kept in natlab-traces/",
+            f"cannot read the trace: {error.strerror or error}", file=str(path)
         ) from None
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
+    if not records:
+        raise NatlabError("not a trace: the file is empty", file=str(path), fix=fix)
+    return records
+
+
+def _records(source: IO[bytes], filename: str, fix: str) -> list[dict]:
+    records: list[dict] = []
+    routers: set[str] | None = None  # the lab record's, once read
+    for number, raw in enumerate(iter(lambda: source.readline(MAX_LINE_BYTES + 1), b""), 1):
+        if len(raw) > MAX_LINE_BYTES:
             raise NatlabError(
-                f"not a trace: {error.msg}", file=str(path), line=number, fix="give a .jsonl trace"
-            ) from None
-        if not isinstance(record, dict) or "type" not in record or "at" not in record:
-            raise NatlabError(
-                "not a trace record (no 'type' and 'at')", file=str(path), line=number
+                f"not a trace: a line longer than {MAX_LINE_BYTES >> 10} KiB",
+                file=filename,
+                line=number,
+                fix=fix,
             )
+        try:
+            line = raw.decode("utf-8")
+            if not line.strip():
+                continue
+            record = json.loads(line)
+        except UnicodeDecodeError:
+            raise NatlabError(
+                "not a trace: not UTF-8 text (a binary file?)", file=filename, line=number, fix=fix
+            ) from None
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, or nested too deep
+            problem = (
+                error.msg
+                if isinstance(error, json.JSONDecodeError)
+                else "nested too deep"
+                if isinstance(error, RecursionError)
+                else str(error)
+            )
+            raise NatlabError(
+                f"not a trace: not JSON ({problem})", file=filename, line=number, fix=fix
+            ) from None
+        problem = record_problem(record, routers)
+        if problem is not None:
+            raise NatlabError(f"not a trace record: {problem}", file=filename, line=number, fix=fix)
+        if routers is None:
+            routers = set(record["routers"])
         records.append(record)
     return records
 

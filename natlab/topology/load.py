@@ -62,12 +62,7 @@ def explain(
         key=lambda found: len(found[0]),
     )
     kind = error["type"]
-    if "[key]" in error["loc"]:  # a name YAML read as a number or a boolean
-        key = path[-1]
-        path = (*path[:-1], str(key))
-        problem = f"name {key!r} is not text"
-        fix = f"quote it: '{key}'"
-    elif kind == "extra_forbidden":
+    if kind == "extra_forbidden":
         known = _known_fields(path[len(at) : -1], root)
         problem = f"unknown field '{path[-1]}'"
         fix = f"fields allowed here: {', '.join(known)}" if known else None

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from natlab.core.behaviour import PRESETS, SETTINGS, Behaviour
 from natlab.core.behaviour_input import UNKNOWN_SETTING, settings_over
 from natlab.errors import NatlabError
+from natlab.topology.lab_name import check_lab_name
 from natlab.topology.messages import complaint, fix_for
 from natlab.topology.model import (
     Forward,
@@ -107,6 +108,7 @@ class _Resolver:
     # -- names ---------------------------------------------------------------
 
     def _check_names(self) -> None:
+        check_lab_name(self.spec.name, "name", self.filename, self.doc.line_of(("name",)))
         pattern = re.compile(NAME_PATTERN)
         for name in self.spec.segments:
             if not pattern.match(name) or len(name) > IFNAME_MAX:

@@ -59,7 +59,7 @@ class HostSpec(_Spec):
 
 
 class TopologySpec(_Spec):
-    name: str = Field(pattern=NAME_PATTERN, max_length=32)
+    name: str  # also its lab's name: checked by lab_name.check_lab_name
     segments: dict[str, SegmentSpec]
     routers: dict[str, RouterSpec] = Field(default_factory=dict)
     hosts: dict[str, HostSpec] = Field(default_factory=dict)

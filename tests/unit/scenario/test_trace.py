@@ -103,7 +103,7 @@ def test_merged_puts_the_lab_first_then_time_order_keeping_ties_as_recorded():
 
 
 def test_a_trace_reads_back_what_was_written(tmp_path):
-    records = [LAB, nat("drop", 3.0)]
+    records = [LAB, nat("drop", 3.0, reason="no-mapping")]
     path = write_trace(tmp_path / "deep" / "t.jsonl", records)
     assert read_trace(path) == records
 

@@ -1,0 +1,28 @@
+"""What may name a lab: a topology's name is its lab's name unless `up --name` gives another.
+
+One rule for both, so `natlab validate` refuses exactly the names `natlab up` would.
+"""
+
+from __future__ import annotations
+
+import re
+
+from natlab.errors import NatlabError
+
+LAB_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,39}$")
+
+
+def check_lab_name(
+    name: str, field: str = "--name", file: str | None = None, line: int | None = None
+) -> str:
+    """name, if it can name a lab (its namespaces and state directory); else a NatlabError."""
+    if not LAB_NAME.match(name):
+        raise NatlabError(
+            f"'{name}' cannot name a lab",
+            file=file,
+            line=line,
+            field=field,
+            fix="use up to 40 lower-case letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit",
+        )
+    return name
