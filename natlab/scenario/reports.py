@@ -1,4 +1,7 @@
-"""Results for machines: JSON, and JUnit XML for CI (written with junitparser).
+"""Results for machines: JUnit XML for CI (written with junitparser).
+
+(Their JSON is each result's as_json(), which the CLI prints with --json and
+writes with --json-file, under its schema name.)
 
 JUnit has one testcase per scenario step (`natlab run`) or per pair of NAT
 types (`natlab matrix`); a failed expectation is a <failure> whose text is
@@ -8,17 +11,12 @@ show exactly that text next to the red test, so it carries the drops.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from junitparser import Error, Failure, JUnitXml, TestCase, TestSuite
 
 from natlab.scenario.matrix import MatrixResult, PairResult
 from natlab.scenario.runner import ScenarioResult, StepResult
-
-
-def write_json(path: str | Path, result: ScenarioResult | MatrixResult) -> None:
-    Path(path).write_text(json.dumps(result.as_json(), indent=2) + "\n")
 
 
 def write_junit(path: str | Path, result: ScenarioResult | MatrixResult) -> None:
