@@ -2,7 +2,8 @@
 
 Anything that is the user's to correct (a bad topology, an unknown node, not
 being root) raises NatlabError. The CLI prints it without a traceback and
-exits with code 2; everything else is a bug and keeps its traceback.
+exits with code 2; anything else is natlab's own bug: exit 3, with the
+traceback saved to a file the message names.
 """
 
 from __future__ import annotations

@@ -1,7 +1,14 @@
-"""Tables for people: what a lab looks like, what reached what, what a scenario found."""
+"""What natlab prints: tables for people, versioned JSON documents for scripts.
+
+Tables show what a lab looks like, what reached what, what a scenario found.
+Piped into a file or another program, they are as wide as their content (a
+terminal's width would cut words off); NO_COLOR is rich's to honour.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -16,6 +23,93 @@ if TYPE_CHECKING:  # reading a topology must not load the lab and its netlink co
     from natlab.scenario.reachability import Probe
     from natlab.scenario.runner import ScenarioResult, StepResult
     from natlab.scenario.story import Scene
+    from natlab.scenario.verify import RouterCheck
+
+# Every JSON document natlab prints or writes names its kind and the version of
+# that kind's layout under this key: {"schema": "natlab/status/1", ...}. A
+# version goes up when a field changes meaning or goes away, not when one is added.
+SCHEMA_KEY = "schema"
+SCHEMA_VERSIONS = {
+    "validate": 1,
+    "up": 1,
+    "status": 1,
+    "verify": 1,
+    "reach": 1,
+    "probe": 1,
+    "nat-show": 1,
+    "nat-event": 1,
+    "run": 1,
+    "matrix": 1,
+    "demos": 1,
+    "topologies": 1,
+    "scenarios": 1,
+}
+
+
+def json_document(kind: str, payload: dict) -> dict:
+    """payload under its schema name, which comes first so a reader sees it first."""
+    return {SCHEMA_KEY: f"natlab/{kind}/{SCHEMA_VERSIONS[kind]}", **payload}
+
+
+def plan_json(topology: Topology, file: str) -> dict:
+    """What `validate` shows in its table, for scripts: nodes, interfaces, addresses, routes."""
+    routes = plan_routes(topology, lambda router: router.behaviour.translate)
+    nodes = []
+    for node in topology.nodes.values():
+        entry: dict = {
+            "name": node.name,
+            "kind": "router" if isinstance(node, Router) else "host",
+            "role": node.role.value if isinstance(node, Host) else "router",
+        }
+        if isinstance(node, Router):
+            entry["nat"] = node.behaviour.preset_name() or "custom"
+        entry["interfaces"] = [
+            {"name": iface.name, "addresses": [str(a) for a in iface.addresses]}
+            for iface in node.interfaces
+        ]
+        entry["routes"] = [
+            {"destination": str(route.destination or "default"), "via": str(route.via)}
+            for route in routes[node.name]
+        ]
+        nodes.append(entry)
+    return {"file": file, "name": topology.name, "nodes": nodes}
+
+
+def verify_json(results: list[RouterCheck]) -> list[dict]:
+    """Each router's verdict: the axes checked, declared against observed, and notes."""
+    return [
+        {
+            "router": result.router,
+            "host": result.host,
+            "as_declared": result.host is not None and not result.mismatches,
+            "checks": [
+                {
+                    "axis": check.axis,
+                    "expected": check.expected,
+                    "observed": check.observed,
+                    "ok": check.ok,
+                }
+                for check in result.checks
+            ],
+            "notes": list(result.notes),
+        }
+        for result in results
+    ]
+
+
+def reach_json(probes: list[Probe]) -> list[dict]:
+    """Every ping: from where, to which node and address, whether it should and did arrive."""
+    return [
+        {
+            "source": probe.source,
+            "target": probe.target,
+            "address": str(probe.address),
+            "expected": probe.expected,
+            "reached": probe.reached,
+            "as_expected": probe.as_expected,
+        }
+        for probe in probes
+    ]
 
 
 def topology_table(topology: Topology, title: str) -> Table:
@@ -272,7 +366,7 @@ class Live:
     """
 
     def __init__(self) -> None:
-        self.console = Console(highlight=False, soft_wrap=True)
+        self.console = console(soft_wrap=True)
         self.status = self.console.status("")
 
     def __enter__(self) -> Live:
@@ -289,9 +383,19 @@ class Live:
         self.console.print(markup)
 
 
+# Wide enough for any table natlab draws; a table is only as wide as its content.
+UNCUT_WIDTH = 10_000
+
+
+def console(**options: object) -> Console:
+    """A console for stdout: a terminal's width on a terminal, or COLUMNS if set; else uncut."""
+    uncut = "COLUMNS" not in os.environ and not sys.stdout.isatty()
+    return Console(highlight=False, width=UNCUT_WIDTH if uncut else None, **options)
+
+
 def print_table(table: Table) -> None:
-    Console().print(table)
+    console().print(table)
 
 
 def print_line(text: str) -> None:
-    Console(highlight=False, soft_wrap=True).print(text)
+    console(soft_wrap=True).print(text)

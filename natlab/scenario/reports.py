@@ -1,4 +1,7 @@
-"""Results for machines: JSON, and JUnit XML for CI (written with junitparser).
+"""Results for machines: JUnit XML for CI (written with junitparser).
+
+(Their JSON is each result's as_json(), which the CLI prints with --json and
+writes with --json-file, under its schema name.)
 
 JUnit has one testcase per scenario step (`natlab run`) or per pair of NAT
 types (`natlab matrix`); a failed expectation is a <failure> whose text is
@@ -10,7 +13,6 @@ the drops.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -43,10 +45,6 @@ def check_writable(path: str | Path | None, option: str) -> None:
     os.close(descriptor)
     if created:
         os.unlink(path)
-
-
-def write_json(path: str | Path, result: ScenarioResult | MatrixResult) -> None:
-    Path(path).write_text(json.dumps(result.as_json(), indent=2) + "\n")
 
 
 def write_junit(path: str | Path, result: ScenarioResult | MatrixResult) -> None:

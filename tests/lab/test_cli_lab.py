@@ -161,3 +161,45 @@ def test_up_of_a_lab_already_up_fails_and_leaves_it_alone(natlab, kernel, main_b
     (stun1, _) = sorted(kernel.addresses(f"natlab-{lab_up}-stun1")["internet"])
     ping = natlab.ping(lab_up, "phone-a", str(IPv4Interface(stun1).ip))
     assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+def test_one_lab_named_one_way_everywhere_and_json_on_stdout(
+    natlab, kernel, main_branch, monkeypatch
+):
+    """--lab after NODE, $NATLAB_LAB, the older positional forms; --json is JSON on stdout."""
+    lab = natlab.new_lab()
+    up = natlab.run("up", str(main_branch), "--name", lab, "--json")
+    assert up.returncode == 0, up.stderr
+    document = json.loads(up.stdout)
+    assert (document["schema"], document["lab"]["name"]) == ("natlab/up/1", lab)
+    assert "phone-a" in up.stderr  # the table for people, beside the JSON
+    after_node = natlab.run("exec", "phone-b", "--lab", lab, "--", "true")
+    assert after_node.returncode == 0, after_node.stderr
+    status = natlab.run("status", "--lab", lab, "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["schema"] == "natlab/status/1"
+
+    monkeypatch.setitem(natlab.env, "NATLAB_LAB", lab)
+    by_env = natlab.run("exec", "phone-b", "--", "sh", "-c", "echo $NATLAB_LAB")
+    assert (by_env.returncode, by_env.stdout) == (0, f"{lab}\n"), by_env.stderr
+    shown = natlab.run("nat", "show", "branch1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["schema"] == "natlab/nat-show/1"
+    verified = natlab.run("verify", "--json")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    verdicts = json.loads(verified.stdout)
+    assert (verdicts["schema"], verdicts["lab"], verdicts["as_declared"]) == (
+        "natlab/verify/1",
+        lab,
+        True,
+    )
+    assert {r["router"] for r in verdicts["routers"]} == {"main", "branch1", "branch2"}
+    monkeypatch.delitem(natlab.env, "NATLAB_LAB")
+    moved = natlab.run("clock", "advance", "--lab", lab, "1s")
+    assert moved.returncode == 0, moved.stderr
+    assert "clock advanced 1 s" in moved.stdout
+    assert natlab.run("clock", "advance", lab, "1s").returncode == 0  # the older form
+
+    down = natlab.run("down", "--lab", lab)
+    assert down.returncode == 0, down.stderr
+    assert kernel.lab_namespaces(lab) == set()

@@ -81,7 +81,7 @@ def test_matrix_html_renders_offline_in_chromium_with_its_cells(natlab, kernel, 
         "full-cone,symmetric",
         "--html",
         str(report),
-        "--json",
+        "--json-file",
         str(data_file),
     )
     assert run.returncode == 0, run.stdout + run.stderr

@@ -129,7 +129,7 @@ def test_private_state_root_isolates_down_all_and_names_still_cannot_collide(
     assert down_all.returncode == 0, down_all.stderr
     assert "no lab was up" in down_all.stdout
     status = private_natlab.run("status", "--json")
-    assert json.loads(status.stdout) == {"labs": []}
+    assert json.loads(status.stdout) == {"schema": "natlab/status/1", "labs": []}
 
     clash = private_natlab.run("up", str(main_branch), "--name", public.name)
     assert clash.returncode == 2

@@ -26,10 +26,17 @@ def assert_gone(kernel, labs: list[str]) -> None:
 def test_full_cone_and_symmetric_pairs_are_as_design_md_says(natlab, kernel, tmp_path):
     report, junit = tmp_path / "m.json", tmp_path / "m.xml"
     run = natlab.run(
-        "matrix", "--types", "full-cone,symmetric", "--json", str(report), "--junit", str(junit)
+        "matrix",
+        "--types",
+        "full-cone,symmetric",
+        "--json-file",
+        str(report),
+        "--junit",
+        str(junit),
     )
     assert run.returncode == 0, run.stdout + run.stderr
     data = json.loads(report.read_text())
+    assert data["schema"] == "natlab/matrix/1"
     assert_gone(kernel, [pair["scenario"]["lab"] for pair in data["pairs"]])
     seen = {(p["caller"]["type"], p["callee"]["type"]): p["observed"] for p in data["pairs"]}
     assert seen == {
@@ -63,7 +70,7 @@ TYPES = ("full-cone", "restricted", "port-restricted", "symmetric", "public")
 def test_the_full_matrix_is_design_mds_table_pair_by_pair(natlab, kernel, tmp_path):
     """What CI runs: `natlab matrix` with every type, all 25 pairs, each observed as expected."""
     report, junit = tmp_path / "m.json", tmp_path / "m.xml"
-    run = natlab.run("matrix", "--json", str(report), "--junit", str(junit))
+    run = natlab.run("matrix", "--json-file", str(report), "--junit", str(junit))
     data = json.loads(report.read_text())
     assert_gone(kernel, [pair["scenario"]["lab"] for pair in data["pairs"]])
     pairs = {(p["caller"]["type"], p["callee"]["type"]): p for p in data["pairs"]}
@@ -86,11 +93,14 @@ def test_the_full_matrix_is_design_mds_table_pair_by_pair(natlab, kernel, tmp_pa
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("25", "0", "0")
 
 
-def test_the_relay_makes_symmetric_against_symmetric_work(natlab, kernel, tmp_path):
-    report = tmp_path / "m.json"
-    run = natlab.run("matrix", "--types", "symmetric", "--relay", "--json", str(report))
+def test_the_relay_makes_symmetric_against_symmetric_work(natlab, kernel):
+    """With --json, stdout holds the results alone; the table goes to stderr."""
+    run = natlab.run("matrix", "--types", "symmetric", "--relay", "--json")
     assert run.returncode == 0, run.stdout + run.stderr
-    (pair,) = json.loads(report.read_text())["pairs"]
+    data = json.loads(run.stdout)
+    assert data["schema"] == "natlab/matrix/1"
+    assert "NAT matrix" in run.stderr
+    (pair,) = data["pairs"]
     assert_gone(kernel, [pair["scenario"]["lab"]])
     assert (pair["expected"], pair["observed"]) == ("two-way", "two-way")
     assert pair["scenario"]["steps"][1]["report"]["mode"] == "relay"

@@ -60,11 +60,12 @@ def test_a_wrong_expectation_exits_1_naming_the_dropped_packets(natlab, kernel, 
     scenario = tmp_path / "wrong.yaml"
     scenario.write_text(WRONG)
     report, junit = tmp_path / "r.json", tmp_path / "r.xml"
-    run = natlab.run("run", str(scenario), "--json", str(report), "--junit", str(junit))
+    run = natlab.run("run", str(scenario), "--json-file", str(report), "--junit", str(junit))
     assert run.returncode == 1, run.stdout + run.stderr
     assert "media: expected two-way, observed no media" in run.stdout
 
     data = json.loads(report.read_text())
+    assert data["schema"] == "natlab/run/1"
     assert_gone(kernel, data["lab"])
     call = data["steps"][1]
     assert call["report"]["verdict"] == "no media"

@@ -99,7 +99,7 @@ def test_listings_for_scripts_carry_a_schema_version(natlab):
         result = natlab(plural, "--json")
         assert result.returncode == 0, result.stderr
         listing = json.loads(result.stdout)
-        assert listing["schema"] == 1
+        assert listing["schema"] == f"natlab/{plural}/1"
         assert [row["name"] for row in listing[plural]] == catalog.names(kind)
         assert all(Path(row["path"]).is_file() and row["about"] for row in listing[plural])
 

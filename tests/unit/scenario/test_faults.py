@@ -30,7 +30,7 @@ from natlab.scenario.explain import explain_call
 from natlab.scenario.html import matrix_html, run_html
 from natlab.scenario.matrix import MatrixResult, _pair_result, pair_scenario
 from natlab.scenario.model import AdvanceClock, Call, Scenario
-from natlab.scenario.reports import write_json, write_junit
+from natlab.scenario.reports import write_junit
 from natlab.scenario.runner import ScenarioResult, StepResult, run_scenario
 from natlab.scenario.story import tell
 from natlab.scenario.trace import call_records, keep_trace, read_trace
@@ -345,8 +345,7 @@ def test_a_faulted_pair_is_a_fault_cell_not_counted_as_the_nat_behaving_wrongly(
     assert "│   fault   │" in text
     assert "FAULT  full-cone x full-cone: fault: branch1's NAT daemon died (signal SIGKILL)" in text
 
-    write_json(tmp_path / "m.json", matrix)
-    data = json.loads((tmp_path / "m.json").read_text())
+    data = matrix.as_json()
     assert (data["verdict"], data["exit_code"]) == (FAULT, 3)
     first = data["pairs"][0]
     assert (first["verdict"], first["observed"]) == (FAULT, FAULT)
