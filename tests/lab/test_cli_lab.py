@@ -184,7 +184,7 @@ def test_one_lab_named_one_way_everywhere_and_json_on_stdout(
     assert (by_env.returncode, by_env.stdout) == (0, f"{lab}\n"), by_env.stderr
     shown = natlab.run("nat", "show", "branch1", "--json")
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["schema"] == "natlab/nat-show/1"
+    assert json.loads(shown.stdout.splitlines()[0])["schema"] == "natlab/nat-show/1"
     verified = natlab.run("verify", "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     verdicts = json.loads(verified.stdout)
