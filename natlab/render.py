@@ -322,8 +322,10 @@ def matrix_table(result: MatrixResult) -> Table:
     for caller in result.types:
         row = []
         for callee in result.types:
-            pair = cells[(caller, callee)]
-            if pair.passed:
+            pair = cells.get((caller, callee))
+            if pair is None:  # another shard's (--shard K/N)
+                row.append("[dim]other shard[/]")
+            elif pair.passed:
                 row.append(f"[green]{escape(pair.observed)}[/]")
             elif pair.fault:
                 row.append(f"[magenta]{escape(pair.observed)}[/]")

@@ -42,6 +42,7 @@ from natlab.scenario.expectations import (
 )
 from natlab.scenario.model import TOPOLOGIES, Scenario, parse_scenario
 from natlab.scenario.runner import ScenarioResult, unique_lab_name
+from natlab.scenario.shards import shard_cells, shard_json
 from natlab.scenario.trace import TRACES, pair_trace, run_traced
 from natlab.scenario.verdict import (
     ERROR,
@@ -120,6 +121,7 @@ class MatrixResult:
     jobs: int
     pairs: list[PairResult]
     seconds: float
+    shard: tuple[int, int] | None = None  # --shard K/N: this run holds that slice of the cells
 
     @property
     def verdict(self) -> str:
@@ -152,6 +154,7 @@ class MatrixResult:
             "passed": self.passed,
             "exit_code": self.exit_code,
             "seconds": round(self.seconds, 3),
+            "shard": shard_json(self.shard),
             "pairs": [pair.as_json() for pair in self.pairs],
         }
 
@@ -206,19 +209,21 @@ def run_matrix(
     progress: Progress | None = None,
     trace_dir: Path | None = None,
     pcap_dir: Path | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> MatrixResult:
     """Every ordered pair of `types`, `jobs` labs at a time; results in table order.
 
     Each pair's trace (trace.py) goes to `trace_dir`, or, for a failed pair only, to a file of
     its own in natlab-traces/ (its result says which).
     With `pcap_dir`, each pair's captures go to a folder of its own there (capture.py).
+    With `shard` (K, N), only that slice of the pairs runs (shards.py).
     """
     types = check_types(types)
     jobs = jobs or default_jobs()
     if jobs < 1:
         raise NatlabError(f"--jobs {jobs} is not a number of labs", fix="use --jobs 1 or more")
     started = time.monotonic()
-    pairs = [(a, b) for a in types for b in types]
+    pairs = shard_cells([(a, b) for a in types for b in types], *(shard or (1, 1)))
     scenarios = {pair: pair_scenario(*pair, relay) for pair in pairs}
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["natlab.scenario.trace"])
@@ -246,7 +251,7 @@ def run_matrix(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return MatrixResult(
-        types, relay, jobs, [done[pair] for pair in pairs], time.monotonic() - started
+        types, relay, jobs, [done[pair] for pair in pairs], time.monotonic() - started, shard
     )
 
 
