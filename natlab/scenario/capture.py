@@ -24,25 +24,42 @@ STOP_TIMEOUT = 5.0
 @contextmanager
 def captured(lab: Lab, directory: Path) -> Iterator[list[Path]]:
     """Capture every router interface of lab into directory while the block runs."""
+    wanted = [
+        (router.name, iface.name, None)
+        for router in lab.topology.routers.values()
+        for iface in router.interfaces
+    ]
+    with capturing(lab, directory, wanted) as files:
+        yield files
+
+
+@contextmanager
+def capturing(
+    lab: Lab, directory: Path, wanted: list[tuple[str, str, str | None]], snaplen: int = 0
+) -> Iterator[list[Path]]:
+    """Capture each (router, interface, filter or None) into DIR/ROUTER-INTERFACE.pcap.
+
+    snaplen 0 keeps whole packets; a smaller one only each packet's first bytes.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     running: list[subprocess.Popen] = []
     files = []
     try:
-        for router in lab.topology.routers.values():
-            for iface in router.interfaces:
-                path = directory / f"{router.name}-{iface.name}.pcap"
-                argv = ["tcpdump", "-n", "-U", "-Z", "root", "-i", iface.name, "-w", str(path)]
-                try:
-                    process = lab.popen(
-                        router.name, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-                    )
-                except FileNotFoundError:
-                    raise NatlabError(
-                        "--pcap needs tcpdump", fix="install it: apt-get install tcpdump"
-                    ) from None
-                running.append(process)
-                lab.adopt(process.pid, router.name, CAPTURE)
-                files.append(path)
+        for router, iface, bpf in wanted:
+            path = directory / f"{router}-{iface}.pcap"
+            argv = ["tcpdump", "-n", "-U", "--immediate-mode", "-Z", "root", "-i", iface]
+            argv += ["-w", str(path)]
+            argv += ["-s", str(snaplen)] if snaplen else []
+            argv += [bpf] if bpf else []
+            try:
+                process = lab.popen(router, argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            except FileNotFoundError:
+                raise NatlabError(
+                    "capturing packets needs tcpdump", fix="install it: apt-get install tcpdump"
+                ) from None
+            running.append(process)
+            lab.adopt(process.pid, router, CAPTURE)
+            files.append(path)
         for process in running:
             _wait_listening(process)
         yield files

@@ -229,7 +229,7 @@ def run_matrix(
     context.set_forkserver_preload(["natlab.scenario.trace"])
     keep_all, traces = trace_dir is not None, (trace_dir or TRACES).resolve()
     done: dict[tuple[str, str], PairResult] = {}
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_signals)
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=worker_signals)
     try:
         futures: dict[Future, tuple[str, str]] = {
             pool.submit(
@@ -260,7 +260,7 @@ def _lab_name(caller_type: str, callee_type: str) -> str:
     return unique_lab_name(f"mx-{short[caller_type]}-{short[callee_type]}")
 
 
-def _worker_signals() -> None:
+def worker_signals() -> None:
     """Ctrl-C is the parent's to handle; SIGTERM still takes a worker's lab down on its way out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -30,6 +30,7 @@ _MAGICS = {b"\xd4\xc3\xb2\xa1": "<", b"\xa1\xb2\xc3\xd4": ">", b"\x4d\x3c\xb2\xa
 _MAGICS[b"\xa1\xb2\x3c\x4d"] = ">"  # nanosecond-resolution pcap, either byte order
 
 Flow = tuple[str, int, str, int]  # source address, port, destination address, port
+Relay = tuple[str, int, int]  # a relay's address and its ports, first and last
 
 
 def udp_flows(stream: BinaryIO, limit: int = MAX_PACKETS) -> Iterator[Flow]:
@@ -84,9 +85,13 @@ def pair_path(
     b_received: list[Flow],
     a_public: Collection[str],
     b_public: Collection[str],
-    relays: Collection[str],
+    relays: Collection[Relay],
 ) -> PairPath:
-    """The path from what each side's router delivered to it (its LAN capture)."""
+    """The path from what each side's router delivered to it (its LAN capture).
+
+    a_public: the addresses B sees A's traffic from (A's router's WAN, or A's own when its
+    router does not translate); b_public likewise; relays: (address, first, last port).
+    """
     a_from_b = Counter(f for f in a_received if f[0] in b_public)
     b_from_a = Counter(f for f in b_received if f[0] in a_public)
     if a_from_b and b_from_a:
@@ -97,8 +102,8 @@ def pair_path(
             f"{b_flow[2]}:{b_flow[3]} ({a_flow[0]}:{a_flow[1]})"
         )
         return PairPath(DIRECT, selected)
-    a_relayed = Counter(f for f in a_received if f[0] in relays)
-    b_relayed = Counter(f for f in b_received if f[0] in relays)
+    a_relayed = Counter(f for f in a_received if _relayed(f, relays))
+    b_relayed = Counter(f for f in b_received if _relayed(f, relays))
     if a_relayed and b_relayed:
         (a_flow, _), (b_flow, _) = a_relayed.most_common(1)[0], b_relayed.most_common(1)[0]
         selected = (
@@ -107,3 +112,7 @@ def pair_path(
         )
         return PairPath(RELAYED, selected)
     return PairPath(NO_PATH, None)
+
+
+def _relayed(flow: Flow, relays: Collection[Relay]) -> bool:
+    return any(flow[0] == address and first <= flow[1] <= last for address, first, last in relays)

@@ -146,7 +146,9 @@ def _check_shape(name: str, document: Any) -> None:
             isinstance(document["types"], list),
             isinstance(document["exit_code"], int),
             isinstance(document["seconds"], int | float),
-            all(isinstance(cell_key(pair), tuple) and pair["verdict"] for pair in document["pairs"]),
+            all(
+                isinstance(cell_key(pair), tuple) and pair["verdict"] for pair in document["pairs"]
+            ),
         ]
     except (KeyError, TypeError) as error:
         raise NatlabError(
