@@ -24,6 +24,7 @@ from natlab.topology.routing import plan_routes
 if TYPE_CHECKING:  # reading a topology must not load the lab and its netlink code
     from natlab.catalog import Entry
     from natlab.scenario.matrix import MatrixResult, PairResult
+    from natlab.scenario.matrix_view import CellView, MatrixView
     from natlab.scenario.model import Scenario
     from natlab.scenario.reachability import Probe
     from natlab.scenario.runner import ScenarioResult, StepResult
@@ -463,6 +464,54 @@ def print_matrix(result: MatrixResult, trace_dir: str | None) -> None:
                 print_line(f"  the whole story: natlab explain {escape(pair.result.trace)}")
     if trace_dir:
         print_line(f"\ntraces of every pair: {escape(trace_dir)}/")
+
+
+def cell_line(cell: CellView) -> str:
+    """A finished cell of a matrix read as a view (programs, merged shards), as it is printed."""
+    mark = "[green]as expected[/]" if cell.passed else "[red]NOT AS EXPECTED[/]"
+    shown = escape(cell.shown)
+    if cell.fault:
+        mark, shown = "[magenta]FAULT[/]", f"{shown}: {escape(cell.fault)}"
+    return (
+        f"{mark}  {cell.caller_type} x {cell.callee_type}: {shown} "
+        f"(expected {escape(cell.expected)})  [dim]{cell.seconds:.1f} s[/]"
+    )
+
+
+def print_view(view: MatrixView) -> None:
+    """A program matrix's or a merged matrix's report: the grid, then why for each wrong cell."""
+    faults = len(view.faults)
+    table = Table(
+        title=f"NAT matrix: {escape(view.what)}; "
+        + (f"[red]{escape(view.summary())}[/]" if view.wrong else escape(view.summary()))
+        + (f" [magenta]({faults} fault)[/]" if faults else "")
+        + f" ({view.seconds:.1f} s"
+        + (f", {view.jobs} labs at a time)" if view.jobs and not view.merged else ")"),
+        title_justify="left",
+    )
+    table.add_column(f"{view.sides[0]} \\ {view.sides[1]}")
+    for kind in view.types:
+        table.add_column(kind, justify="center")
+    cells = {(c.caller_type, c.callee_type): c for c in view.cells}
+    for caller in view.types:
+        row = []
+        for callee in view.types:
+            cell = cells.get((caller, callee))
+            if cell is None:
+                row.append("[dim]other shard[/]")
+            elif cell.passed:
+                row.append(f"[green]{escape(cell.shown)}[/]")
+            elif cell.fault:
+                row.append(f"[magenta]{escape(cell.shown)}[/]")
+            else:
+                row.append(f"[red]{escape(cell.shown)}\n(expected {escape(cell.expected)})[/]")
+        table.add_row(caller, *row)
+    print_table(table)
+    for cell in view.cells:
+        if not cell.passed:
+            print_line(f"\n{cell.caller_type} x {cell.callee_type}: why")
+            for line in cell.explanation:
+                print_line(f"  {escape(line)}")
 
 
 _SCENE_COLOURS = {

@@ -110,17 +110,26 @@ def _matrix_input(
     html_file: str | None,
     **rest: Any,
 ) -> dict:
-    """The NAT types and the report paths checked, before root is asked for."""
+    """The NAT types and the report paths checked, before root is asked for.
+
+    With programs (--run..., a matrix file) or `merge`, natlab.cli.matrix checks the rest.
+    """
+    from natlab.cli.matrix import matrix_mode
     from natlab.scenario.expectations import TYPES
     from natlab.scenario.matrix import check_types
 
     chosen = check_types([t for text in types for t in text.split(",") if t] or TYPES)
-    return {"types": chosen, "files": _report_files(json_file, junit_file, html_file), **rest}
+    files = _report_files(json_file, junit_file, html_file)
+    return matrix_mode({"types": chosen, "files": files, **rest}, given_types=bool(types))
 
 
 @command(
-    short_help="Call across every pair of NAT types.", needs_root=True, check_input=_matrix_input
+    short_help="Run a pair across every pair of NAT types (natlab's phones, or your programs).",
+    needs_root=lambda params: params["mode"] != "merge",
+    check_input=_matrix_input,
 )
+@click.argument("topology", required=False)
+@click.argument("reports", nargs=-1, type=click.Path(dir_okay=False))
 @click.option(
     "--types",
     multiple=True,
@@ -151,7 +160,24 @@ def _matrix_input(
     type=click.Path(file_okay=False),
     help="Capture every router interface of every pair here (TYPE-x-TYPE/ROUTER-INTERFACE.pcap).",
 )
+@click.option("--routers", metavar="R1,R2", help="The two routers whose NAT types vary.")
+@click.option("--nodes", metavar="A,B", help="The two nodes the programs run in (behind R1, R2).")
+@click.option("--run", "run_both", metavar="CMD", help="The program both nodes run.")
+@click.option("--run-a", metavar="CMD", help="Node A's program (NATLAB_ROLE=a, the calling side).")
+@click.option("--run-b", metavar="CMD", help="Node B's program (NATLAB_ROLE=b).")
+@click.option(
+    "--timeout", type=float, metavar="S", help="Seconds a pair's programs have (default 30)."
+)
+@click.option(
+    "--expect",
+    "expect_file",
+    type=click.Path(dir_okay=False),
+    help="YAML of cells expected otherwise than the field's table, e.g. symmetric x symmetric: "
+    "relayed.",
+)
+@click.option("--shard", metavar="K/N", help="Run only the K-th of N slices of the cells (CI).")
 def matrix(
+    mode: str,
     types: tuple[str, ...],
     files: ReportFiles,
     relay: bool,
@@ -159,6 +185,8 @@ def matrix(
     as_json: bool,
     trace_dir: str | None,
     pcap_dir: str | None,
+    shard: tuple[int, int] | None,
+    **programs: Any,
 ) -> None:
     """Call phone-b -> phone-c across every pair of NAT types, against the reference matrix.
 
@@ -168,12 +196,24 @@ def matrix(
     port-restricted or symmetric, and for every pair through a relay. Exits
     1 when a pair does otherwise, with the explanation for it; 3 when a
     process of a pair's lab died (a fault: that cell is no NAT result).
+
+    Your own programs instead: natlab matrix [TOPOLOGY] --run CMD (or --run-a
+    and --run-b; --routers, --nodes, --timeout, --expect FILE), or natlab
+    matrix FILE.yaml (docs/matrix.md). Each cell: both exit 0 = connected,
+    and natlab says whether the pair went direct or through a relay.
+    --shard K/N runs a slice; natlab matrix merge A.json B.json ... joins
+    the shards' --json-file reports into one report and one exit status.
     """
+    from natlab.cli import matrix as other_matrices
     from natlab.render import Live, pair_line, print_matrix
     from natlab.scenario.matrix import PairResult, default_jobs
     from natlab.scenario.reports import matrix_reported
+    from natlab.scenario.shards import shard_cells
 
-    total, finished = len(types) ** 2, []
+    if mode != "phones":
+        other_matrices.run(mode, files, jobs, as_json, shard, **programs)
+    total = len(shard_cells([(a, b) for a in types for b in types], *(shard or (1, 1))))
+    finished: list[PairResult] = []
 
     def progress(pair: PairResult) -> None:
         finished.append(pair)
@@ -190,6 +230,7 @@ def matrix(
             Path(trace_dir) if trace_dir else None,
             Path(pcap_dir) if pcap_dir else None,
             progress,
+            shard,
         )
     with humans_aside(as_json):
         print_matrix(result, trace_dir)

@@ -66,7 +66,7 @@ def matrix_html(result: MatrixResult) -> str:
         row = [f'<th scope="row">{escape(caller)}</th>']
         for callee in result.types:
             pair = cells[(caller, callee)]
-            status = _status(pair.verdict)
+            status = status_class(pair.verdict)
             row.append(
                 f'<td class="cell {status}" data-caller="{escape(caller)}" '
                 f'data-callee="{escape(callee)}"><a href="#{cell_id(caller, callee)}">'
@@ -75,7 +75,7 @@ def matrix_html(result: MatrixResult) -> str:
         rows.append(f"<tr>{''.join(row)}</tr>")
     sections = []
     for pair in result.pairs:
-        status = _status(pair.verdict)
+        status = status_class(pair.verdict)
         lines = "\n".join(escape(line) for line in pair.explanation) or "(nothing to explain)"
         sections.append(
             f'<section id="{cell_id(pair.caller_type, pair.callee_type)}">'
@@ -101,7 +101,7 @@ def run_html(result: ScenarioResult, records: list[dict]) -> str:
     """Each step's checks, then the trace's pictures."""
     items = []
     for step in result.steps:
-        status = _status(step.verdict)
+        status = status_class(step.verdict)
         checks = "".join(
             f"<li>{escape(c.what)}: expected {escape(c.expected)}, observed "
             f'<span class="{"pass" if c.ok else "fail"}-text">{escape(c.observed)}</span></li>'
@@ -120,12 +120,12 @@ def run_html(result: ScenarioResult, records: list[dict]) -> str:
     error = f'<p class="fail-text">{escape(result.error)}</p>' if result.error else ""
     return (
         f'<p>scenario {escape(result.name)} ({escape(result.source)}): <span class="'
-        f'{_status(result.verdict)}-text">{verdict}</span> in '
+        f'{status_class(result.verdict)}-text">{verdict}</span> in '
         f"{result.seconds:.1f} s</p>{error}<ol>{''.join(items)}</ol>" + trace_html(records)
     )
 
 
-def _status(verdict: str) -> str:
+def status_class(verdict: str) -> str:
     """The CSS class of a verdict: pass, fault (a lab process died), or fail."""
     return {PASSED: "pass", FAULT: "fault"}.get(verdict, "fail")
 

@@ -96,9 +96,10 @@ def matrix_reported(
     trace_dir: Path | None = None,
     pcap_dir: Path | None = None,
     progress: PairProgress | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> MatrixResult:
     """Run the matrix (matrix.run_matrix) and write every file asked for."""
-    result = run_matrix(types, relay, jobs, progress, trace_dir, pcap_dir)
+    result = run_matrix(types, relay, jobs, progress, trace_dir, pcap_dir, shard)
     files.write("matrix", result)
     if files.html:
         write_html(files.html, "natlab matrix", matrix_html(result))
