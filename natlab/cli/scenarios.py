@@ -124,7 +124,7 @@ def _matrix_input(
 
 
 @command(
-    short_help="Run a pair across every pair of NAT types (natlab's phones, or your programs).",
+    short_help="Every pair of NAT types: natlab's phones, or your programs.",
     needs_root=lambda params: params["mode"] != "merge",
     check_input=_matrix_input,
 )

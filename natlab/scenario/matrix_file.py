@@ -106,7 +106,7 @@ def load_expect(path: str) -> dict[tuple[str, str], str]:
     return parse_expect(data, path, doc)
 
 
-def load_matrix_file(path: str, jobs_note: str = "") -> ProgramMatrix:
+def load_matrix_file(path: str) -> ProgramMatrix:
     """A matrix file as the plan of the matrix it describes."""
     doc = read_yaml(read_source(FilePath(path), "matrix", "matrix.yaml"), path)
     if not isinstance(doc.data, dict):
@@ -149,6 +149,7 @@ def load_matrix_file(path: str, jobs_note: str = "") -> ProgramMatrix:
             spec.timeout,
             parse_expect(spec.expect, path, doc, ("expect",)),
         )
-    except NatlabError as error:
+    except NatlabError as error:  # the plan's checks name options; here they are fields
         error.file = error.file or path
+        error.field = (error.field or "").removeprefix("--") or None
         raise
