@@ -41,7 +41,7 @@ from natlab.scenario.expectations import (
     observed_media,
 )
 from natlab.scenario.model import TOPOLOGIES, Call, Scenario, WaitRegistered
-from natlab.scenario.runner import ScenarioResult, unique_lab_name
+from natlab.scenario.runner import ScenarioResult
 from natlab.scenario.trace import TRACES, pair_trace, run_traced
 from natlab.scenario.verdict import (
     ERROR,
@@ -54,6 +54,7 @@ from natlab.scenario.verdict import (
     worst,
 )
 from natlab.topology import Topology, load_topology
+from natlab.topology.lab_name import unique_lab_name
 
 TOPOLOGY = TOPOLOGIES / "main-branch.yaml"
 CALLER, CALLEE = "phone-b", "phone-c"
