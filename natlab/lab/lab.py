@@ -28,19 +28,16 @@ from natlab.lab.endpoints import start_endpoints, wait_ready
 from natlab.lab.ledger import Ledger, lab_names, locked
 from natlab.lab.naming import lab_dir, node_namespace, state_error, writing_state
 from natlab.lab.processes import TRANSIENT, Death, death, record, terminate
+from natlab.lab.routers import DAEMON, DATAPLANES, Dataplane, NatDataplane
 from natlab.plumbing import namespaces
 from natlab.router.control import call, show
 from natlab.router.eventlog import read_lines
 from natlab.router.files import config_path, events_path, socket_path
-from natlab.router.kernel import KernelForwarding
-from natlab.router.nat import DAEMON, NatDataplane
 from natlab.topology import Topology, load_topology, parse_topology
 from natlab.topology.lab_name import check_lab_name
 
 TOPOLOGY_COPY = "topology.yaml"
 BEHAVIOURS = "behaviours.json"  # each router's, as the lab runs it: a scenario's `nat:` wins
-Dataplane = NatDataplane | KernelForwarding
-DATAPLANES: dict[str, type[Dataplane]] = {"natlab": NatDataplane, "kernel": KernelForwarding}
 
 
 def keep_topology(topology: Topology, directory: Path) -> None:

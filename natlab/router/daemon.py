@@ -1,7 +1,7 @@
 """The router daemon: natlab's own dataplane around the pure NAT engine.
 
 One process per router, inside the router's namespace, started by the lab
-(natlab.router.nat), or by hand there, as
+(natlab.lab.routers), or by hand there, as
 
     python -m natlab.router.daemon CONFIG.json
 
