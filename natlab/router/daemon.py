@@ -63,7 +63,7 @@ from natlab.router.config import DaemonConfig
 from natlab.router.control import END, Connection, check_advance, encode
 from natlab.router.eventlog import EventLog, limits
 from natlab.router.files import events_path, socket_path
-from natlab.router.forwarding import Forwarding, Step
+from natlab.router.forwarding import ANSWER_PING, INBOUND, NO_ROUTE, OUTBOUND, ROUTE, Forwarding
 from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
 from natlab.stun import Address, Grid, StunDecodeError, answer, read_request
@@ -210,19 +210,19 @@ class RouterDaemon:
             packet.dst.address,
             packet.proto == Proto.ICMP and packet.icmp_type == ICMP_ECHO_REQUEST,
         )
-        if step is Step.OUTBOUND:
+        if step is OUTBOUND:
             verdict = self.engine.outbound(packet, self.now())
-        elif step is Step.INBOUND:
+        elif step is INBOUND:
             verdict = self.engine.inbound(packet, self.now())  # martians dropped there
-        elif step is Step.ROUTE:
+        elif step is ROUTE:
             self.forward(packet, (port, data, None))  # between two LANs: no translation
             return
-        elif step is Step.ANSWER_PING:
+        elif step is ANSWER_PING:
             if port is not self.wan or not self.engine.martian(packet, self.now()):
                 self.counters["pings_answered"] += 1
                 self.send(parse(echo_reply(packet)))
             return
-        elif step is Step.NO_ROUTE:
+        elif step is NO_ROUTE:
             self.no_route(packet)  # routing comes first: no mapping for a packet going nowhere
             return
         else:

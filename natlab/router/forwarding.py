@@ -48,6 +48,19 @@ class Step(StrEnum):
         return "dropped_" + self.name.lower()
 
 
+# Each step as a plain name too: on Python 3.11 every `Step.X` is a class lookup of about
+# 75 ns, and this runs for every packet the daemon's flow cache does not know.
+ANSWER_PING, TO_ROUTER, INBOUND, NOT_FOR_US, ROUTE, NO_ROUTE, OUTBOUND = (
+    Step.ANSWER_PING,
+    Step.TO_ROUTER,
+    Step.INBOUND,
+    Step.NOT_FOR_US,
+    Step.ROUTE,
+    Step.NO_ROUTE,
+    Step.OUTBOUND,
+)
+
+
 @dataclass(frozen=True)
 class Forwarding:
     """One router's addresses and mode, asked about one packet at a time.
@@ -68,13 +81,13 @@ class Forwarding:
         external = destination in self.external
         if destination in self.own:
             if echo_request:
-                return Step.ANSWER_PING
+                return ANSWER_PING
             if not from_wan and not external:
-                return Step.TO_ROUTER
+                return TO_ROUTER
         if from_wan:
-            return Step.INBOUND if external or not self.translate else Step.NOT_FOR_US
+            return INBOUND if external or not self.translate else NOT_FOR_US
         if self.internal(destination):
-            return Step.ROUTE
+            return ROUTE
         if not external and not self.routed(destination):
-            return Step.NO_ROUTE
-        return Step.OUTBOUND
+            return NO_ROUTE
+        return OUTBOUND
