@@ -48,9 +48,15 @@ def keep_topology(topology: Topology, directory: Path) -> None:
 
 
 def kept_topology(directory: Path, source: str) -> Topology:
-    """The topology keep_topology kept, as the lab runs it (source names its file)."""
+    """The topology keep_topology kept, as the lab runs it (source names its file).
+
+    A lab brought up by a natlab that kept no behaviours runs its file's.
+    """
     topology = parse_topology((directory / TOPOLOGY_COPY).read_text(), source)
-    behaviours = json.loads((directory / BEHAVIOURS).read_text())
+    try:
+        behaviours = json.loads((directory / BEHAVIOURS).read_text())
+    except FileNotFoundError:
+        return topology
     return topology.with_behaviours({name: Behaviour(**b) for name, b in behaviours.items()})
 
 
