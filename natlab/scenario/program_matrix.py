@@ -26,7 +26,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from natlab.core.behaviour import behaviour_from
@@ -45,10 +45,10 @@ from natlab.scenario.pair_path import (
     pair_path,
     read_flows,
 )
-from natlab.scenario.runner import unique_lab_name
 from natlab.scenario.shards import shard_cells, shard_json
 from natlab.scenario.verdict import ERROR, FAILED, FAULT, PASSED, exit_code, fault_text, worst
 from natlab.topology import Topology
+from natlab.topology.lab_name import unique_lab_name
 from natlab.topology.model import Role
 
 CONNECTED, FAILED_TO_CONNECT = "connected", "failed"
@@ -307,7 +307,7 @@ def run_cell(plan: ProgramMatrix, a_type: str, b_type: str) -> CellResult:
         router: behaviour_from(nat_preset(kind))
         for router, kind in zip(plan.routers, (a_type, b_type), strict=True)
     }
-    topology = _with_behaviours(plan.topology, behaviours)
+    topology = plan.topology.with_behaviours(behaviours)
     short = {"full-cone": "fc", "restricted": "rc", "port-restricted": "prc", "symmetric": "sym"}
     name = unique_lab_name(f"pm-{short.get(a_type, 'pub')}-{short.get(b_type, 'pub')}")
     result = CellResult(a_type, b_type, plan.expected(a_type, b_type), FAILED_TO_CONNECT, name)
@@ -328,15 +328,6 @@ def run_cell(plan: ProgramMatrix, a_type: str, b_type: str) -> CellResult:
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.monotonic() - started
     return result
-
-
-def _with_behaviours(topology: Topology, behaviours: dict) -> Topology:
-    """The topology with the cell's routers' behaviour (Topology.with_behaviours, once there)."""
-    routers = {
-        name: replace(router, behaviour=behaviours.get(name, router.behaviour))
-        for name, router in topology.routers.items()
-    }
-    return replace(topology, routers=routers)
 
 
 def _run_programs(plan: ProgramMatrix, lab: Lab, scratch: Path, result: CellResult) -> None:
