@@ -1,7 +1,7 @@
-"""JSON Schema of natlab's two file formats, generated from the pydantic models that read them.
+"""JSON Schema of natlab's file formats, generated from the pydantic models that read them.
 
-Editors and CI can check a topology or scenario file with it before natlab
-runs (`natlab schema topology`). The models leave two shapes loose because
+Editors and CI can check a topology, scenario or matrix file with it before
+natlab runs (`natlab schema topology`). The models leave two shapes loose because
 the loaders check them with better messages; the schema spells them out from
 the same sources: a router's `nat` (a preset, or settings of Behaviour with
 an optional preset) and a scenario's steps (one of STEP_SPECS each).
@@ -15,15 +15,18 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from natlab.core.behaviour import PRESETS, Behaviour
+from natlab.scenario.expectations import TYPES
+from natlab.scenario.matrix_file import MatrixSpec
 from natlab.scenario.model import STEP_SPECS, ScenarioSpec
+from natlab.scenario.program_matrix import OUTCOMES
 from natlab.topology.schema import TopologySpec
 
-FORMATS = ("topology", "scenario")
+FORMATS = ("topology", "scenario", "matrix")
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
 def json_schema(kind: str) -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a topology or a scenario file."""
+    """The JSON Schema (draft 2020-12) of a topology, scenario or matrix file."""
     if kind == "topology":
         schema = TopologySpec.model_json_schema(by_alias=True)
         _add_nat_forms(schema)
@@ -35,6 +38,8 @@ def json_schema(kind: str) -> dict[str, Any]:
     elif kind == "scenario":
         schema = _scenario_schema()
         schema["title"] = "natlab scenario"
+    elif kind == "matrix":
+        schema = _matrix_schema()
     else:
         raise ValueError(f"no file format {kind!r}; formats: {', '.join(FORMATS)}")
     return {"$schema": DIALECT, **schema}
@@ -77,4 +82,16 @@ def _scenario_schema() -> dict[str, Any]:
         "oneOf": [{"$ref": f"#/$defs/{spec.__name__}"} for spec in steps]
     }
     defs["NatStepSpec"]["properties"]["nat"] = {"$ref": "#/$defs/NatByRouter"}
+    return schema
+
+
+def _matrix_schema() -> dict[str, Any]:
+    """MatrixSpec's, with the NAT types, cells and outcomes the loader accepts spelled out."""
+    schema = MatrixSpec.model_json_schema(by_alias=True)
+    properties = schema["properties"]
+    properties["types"]["items"] = {"enum": list(TYPES), "type": "string"}
+    kinds = "|".join(TYPES)
+    properties["expect"]["propertyNames"] = {"pattern": rf"^\s*({kinds})\s+x\s+({kinds})\s*$"}
+    properties["expect"]["additionalProperties"] = {"enum": list(OUTCOMES), "type": "string"}
+    schema["title"] = "natlab matrix"
     return schema

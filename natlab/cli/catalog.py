@@ -39,9 +39,9 @@ def scenarios(as_json: bool) -> None:
 
 
 @command(short_help="Print a file format's JSON Schema.")
-@click.argument("kind", type=click.Choice(["topology", "scenario"]))  # file_formats.FORMATS
+@click.argument("kind", type=click.Choice(["topology", "scenario", "matrix"]))  # file_formats
 def schema(kind: str) -> None:
-    """Print the JSON Schema of a topology or scenario file (docs/topology.md explains it)."""
+    """Print the JSON Schema of a topology, scenario or matrix file (docs/ explains each)."""
     from natlab.file_formats import json_schema
 
     click.echo(json.dumps(json_schema(kind), indent=2))

@@ -28,7 +28,11 @@ from natlab.topology import load_topology
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-DOCS = {"topology": REPO / "docs" / "topology.md", "scenario": REPO / "docs" / "scenarios.md"}
+DOCS = {
+    "topology": REPO / "docs" / "topology.md",
+    "scenario": REPO / "docs" / "scenarios.md",
+    "matrix": REPO / "docs" / "matrix.md",
+}
 
 
 def test_every_built_in_file_is_package_data():
@@ -112,7 +116,9 @@ def test_the_schema_accepts_every_built_in_file(kind, natlab):
     assert schema == json_schema(kind)
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
-    files = [entry.path for entry in catalog.entries(kind)]
+    files = [entry.path for entry in catalog.entries(kind)] if kind != "matrix" else []
+    if kind == "matrix":  # no built-in matrix files: the example's
+        files += [REPO / "examples" / "ice-agent" / "matrix.yaml"]
     if kind == "scenario":
         files += sorted((REPO / "natlab" / "scenario" / "demos").glob("*.yaml"))
     for path in files:
@@ -128,11 +134,18 @@ def test_the_schema_accepts_every_built_in_file(kind, natlab):
         ("topology", lambda d: d["hosts"]["pbx"].update(rol="pbx")),
         ("scenario", lambda d: d["steps"].append({"cal": {"from": "a", "to": "b"}})),
         ("scenario", lambda d: d["steps"][0].update(expect={"media": "loud"})),
+        ("matrix", lambda d: d.update(types=["cone"])),
+        ("matrix", lambda d: d.update(expect={"symmetric x cone": "failed"})),
+        ("matrix", lambda d: d.update(expect={"symmetric x symmetric": "works"})),
+        ("matrix", lambda d: d.update(rnu="x")),
     ],
 )
 def test_the_schema_rejects_what_natlab_rejects(kind, change):
-    name = {"topology": "main-branch", "scenario": "symmetric-fails"}[kind]
-    data = yaml.safe_load((catalog.FOLDERS[kind] / f"{name}.yaml").read_text())
+    if kind == "matrix":
+        data = yaml.safe_load((REPO / "examples" / "ice-agent" / "matrix.yaml").read_text())
+    else:
+        name = {"topology": "main-branch", "scenario": "symmetric-fails"}[kind]
+        data = yaml.safe_load((catalog.FOLDERS[kind] / f"{name}.yaml").read_text())
     change(data)
     validator = jsonschema.Draft202012Validator(json_schema(kind))
     assert list(validator.iter_errors(data))
