@@ -148,6 +148,7 @@ class CellResult:
     deaths: list[Death] = field(default_factory=list)
     seconds: float = 0.0  # the whole cell: lab up, programs, observation, lab down
     program_seconds: float = 0.0  # from starting the programs until both ended
+    phases: dict[str, float] = field(default_factory=dict)  # where the cell's time went
 
     @property
     def verdict(self) -> str:
@@ -215,6 +216,7 @@ class CellResult:
             "lab": self.lab,
             "seconds": round(self.seconds, 3),
             "program_seconds": round(self.program_seconds, 3),
+            "phases": {phase: round(seconds, 3) for phase, seconds in self.phases.items()},
             "explanation": self.explanation,
         }
 
@@ -314,6 +316,7 @@ def run_cell(plan: ProgramMatrix, a_type: str, b_type: str) -> CellResult:
     lab = Lab(topology, name)
     try:
         lab.up()
+        result.phases["up"] = time.monotonic() - started
     except NatlabError as error:
         result.error = f"the lab did not come up: {error}"
         result.observed = "error"
@@ -324,7 +327,9 @@ def run_cell(plan: ProgramMatrix, a_type: str, b_type: str) -> CellResult:
         _run_programs(plan, lab, scratch, result)
         result.deaths = lab.deaths()
     finally:
+        down = time.monotonic()
         lab.down()
+        result.phases["down"] = time.monotonic() - down
         shutil.rmtree(scratch, ignore_errors=True)
     result.seconds = time.monotonic() - started
     return result
@@ -349,15 +354,20 @@ def _run_programs(plan: ProgramMatrix, lab: Lab, scratch: Path, result: CellResu
     began = time.monotonic()
     try:
         with capturing(lab, scratch, wanted, SNAPLEN) as files:
+            launched = time.monotonic()
+            result.phases["capture"] = launched - began
             for program, role, peer in zip(programs, "ab", (node_b, node_a), strict=True):
                 env = pair_programs.pair_environment(
                     lab, program.node, role, peer, shared, plan.timeout
                 )
                 pair_programs.start(lab, program, env)
             pair_programs.wait_all(programs, plan.timeout)
-            result.program_seconds = time.monotonic() - began
+            result.program_seconds = time.monotonic() - launched
+            began = time.monotonic()
     finally:
         pair_programs.stop(programs)
+    observing = time.monotonic()
+    result.phases["stop"] = observing - began
     result.programs = {p.node: p.outcome() for p in programs}
     result.output = {p.node: p.output_tail() for p in programs}
     not_started = [p.error for p in programs if p.error is not None]
@@ -373,6 +383,7 @@ def _run_programs(plan: ProgramMatrix, lab: Lab, scratch: Path, result: CellResu
     result.drops = {router: _drops(lab, router) for router in (router_a, router_b)}
     if result.error is None and all(p.exit == 0 and not p.timed_out for p in programs):
         result.observed = result.path.way if result.path.way in (DIRECT, RELAYED) else CONNECTED
+    result.phases["observe"] = time.monotonic() - observing
 
 
 def relays(topology: Topology) -> list[Relay]:
