@@ -66,9 +66,9 @@ def sharded(args: list[str], folder: Path, whole: dict) -> str:
         wall, _, _ = matrix([*args, "--shard", f"{index}/2"], folder / f"shard{index}.json")
         walls.append(wall)
     merged_file = folder / "merged.json"
+    shards = [str(folder / "shard1.json"), str(folder / "shard2.json")]
     merge = subprocess.run(
-        [*NATLAB, "matrix", "merge", str(folder / "shard1.json"), str(folder / "shard2.json")]
-        + ["--json-file", str(merged_file)],
+        [*NATLAB, "matrix", "merge", *shards, "--json-file", str(merged_file)],
         capture_output=True,
         text=True,
         check=False,
@@ -77,9 +77,8 @@ def sharded(args: list[str], folder: Path, whole: dict) -> str:
         return f"merge failed (exit {merge.returncode}): {merge.stderr.strip()}"
     merged = json.loads(merged_file.read_text())
     same = outcome(merged) == outcome(whole)
-    return (
-        f"shards {walls[0]:.1f} s + {walls[1]:.1f} s, merged exit {merge.returncode}: "
-        + ("equals the unsharded report" if same else "DIFFERS from the unsharded report")
+    return f"shards {walls[0]:.1f} s + {walls[1]:.1f} s, merged exit {merge.returncode}: " + (
+        "equals the unsharded report" if same else "DIFFERS from the unsharded report"
     )
 
 

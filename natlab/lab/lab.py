@@ -144,10 +144,12 @@ class Lab:
             daemons = self.dataplane.start(
                 self.topology, self.name, ledger.directory, launch_daemon
             )
+            # Endpoints start once every router forwards: a phone's first SYN to the PBX
+            # sent into a router not yet reading would wait out TCP's 1 s retransmission.
+            self.dataplane.wait_ready(daemons)
             servers = start_endpoints(
                 self.topology, ledger.directory, self._launch, self.dataplane.translates
             )
-            self.dataplane.wait_ready(daemons)
             wait_ready(servers, self.namespace)
             with locked():
                 ledger = _ledger(self.name)  # re-read: starting daemons recorded them

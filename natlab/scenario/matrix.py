@@ -60,7 +60,7 @@ from natlab.topology.lab_name import unique_lab_name
 TOPOLOGY = TOPOLOGIES / "main-branch.yaml"
 CALLER, CALLEE = "phone-b", "phone-c"
 CALLER_ROUTER, CALLEE_ROUTER = "branch1", "branch2"
-CALL_SECONDS = 1.0  # 50 RTP packets each way: plenty for a verdict
+CALL_SECONDS = 0.6  # 30 RTP packets each way: plenty for a verdict (half must arrive)
 SHORT = {"full-cone": "fc", "restricted": "rc", "port-restricted": "prc", "symmetric": "sym"}
 
 

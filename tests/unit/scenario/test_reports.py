@@ -10,7 +10,13 @@ from natlab.errors import NatlabError
 from natlab.render import matrix_table, scenario_table, step_line
 from natlab.scenario.expectations import TYPES, Check
 from natlab.scenario.explain import DropGroup
-from natlab.scenario.matrix import MatrixResult, PairResult, check_types, pair_scenario
+from natlab.scenario.matrix import (
+    CALL_SECONDS,
+    MatrixResult,
+    PairResult,
+    check_types,
+    pair_scenario,
+)
 from natlab.scenario.model import Call, WaitRegistered
 from natlab.scenario.reports import write_junit
 from natlab.scenario.runner import ScenarioResult, StepResult
@@ -148,12 +154,12 @@ def test_each_pair_is_a_scenario_with_the_tables_verdict():
     assert routers["branch2"].behaviour.preset_name() == "symmetric"
     assert scenario.steps == (
         WaitRegistered(("phone-b", "phone-c")),
-        Call("phone-b", "phone-c", 1.0, "ice", "none"),
+        Call("phone-b", "phone-c", CALL_SECONDS, "ice", "none"),
     )
     public = pair_scenario("public", "full-cone")
     assert not public.topology.routers["branch1"].behaviour.translate
     relayed = pair_scenario("symmetric", "symmetric", relay=True)
-    assert relayed.steps[1] == Call("phone-b", "phone-c", 1.0, "relay", "two-way")
+    assert relayed.steps[1] == Call("phone-b", "phone-c", CALL_SECONDS, "relay", "two-way")
 
 
 def test_matrix_types_are_checked():
