@@ -113,3 +113,57 @@ def test_shards_run_apart_and_merged_equal_the_unsharded_matrix(private_natlab, 
     assert outcome(merged) == outcome(whole)
     for key in ("types", "verdict", "exit_code", "passed", "run_a", "routers", "nodes"):
         assert merged[key] == whole[key], key
+
+
+def _alive(marker: str) -> list[str]:
+    """Command lines of processes still running that carry marker."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if marker in line and "pytest" not in line:
+            found.append(line)
+    return found
+
+
+def test_a_missing_program_is_an_error_and_a_hanging_one_is_stopped(
+    private_natlab, kernel, tmp_path
+):
+    """No such command: the cell's error. One that ignores SIGTERM and leaves a child behind:
+    `failed: timeout`, and its whole process group is gone afterwards."""
+    missing = tmp_path / "missing.json"
+    run = private_natlab.run(
+        "matrix",
+        "--run",
+        "/nonexistent/program",
+        "--types",
+        "full-cone",
+        "--json-file",
+        str(missing),
+    )
+    assert run.returncode == 1, run.stderr
+    (cell,) = json.loads(missing.read_text())["pairs"]
+    assert cell["verdict"] == "error" and "cannot start /nonexistent/program" in cell["error"]
+    marker = f"natlab-hang-{tmp_path.name}"
+    stubborn = (
+        f"bash -c 'trap \"\" TERM; (exec -a {marker}-child sleep 300) & exec -a {marker} sleep 300'"
+    )
+    hung = tmp_path / "hung.json"
+    run = private_natlab.run(
+        "matrix",
+        "--run",
+        stubborn,
+        "--types",
+        "full-cone",
+        "--timeout",
+        "1",
+        "--json-file",
+        str(hung),
+    )
+    assert run.returncode == 1, run.stderr
+    (cell,) = json.loads(hung.read_text())["pairs"]
+    assert cell["shown"] == "failed: timeout / timeout" and cell["verdict"] == "failed"
+    assert not _alive(marker)  # the program, and the child it left, both ignoring SIGTERM
+    assert_gone(kernel, private_natlab.run_dir, [cell["lab"]])
