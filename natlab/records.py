@@ -188,7 +188,7 @@ def parse(cls: type[T], data: object, what: str) -> T:
         raise NatlabError(f"{what}: nested too deep") from None
 
 
-def check_version(data: object, newest: int, what: str) -> None:
+def _check_version(data: object, newest: int, what: str) -> None:
     """Refuse a record written by a newer natlab (its "v" above `newest`)."""
     version = data.get("v", 1) if isinstance(data, dict) else 1
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -312,7 +312,7 @@ class RouterEvent(Record):
 
     @classmethod
     def from_json(cls, data: object) -> Self:
-        check_version(data, EVENTS_VERSION, cls.noun)
+        _check_version(data, EVENTS_VERSION, cls.noun)
         return parse(cls, data, cls.noun)
 
     @classmethod
@@ -401,7 +401,7 @@ class LabRecord(TraceRecord):
 
     @classmethod
     def from_json(cls, data: object) -> Self:
-        check_version(data, TRACE_VERSION, "a trace")
+        _check_version(data, TRACE_VERSION, "a trace")
         return super().from_json(data)
 
 
@@ -810,9 +810,6 @@ class PhoneStatus(Record):
 class CallReports(Record):
     noun: ClassVar[str] = "a phone's reports"
     reports: list[CallReport]
-
-    def find(self, call: str) -> CallReport | None:
-        return next((report for report in self.reports if report.call == call), None)
 
 
 @dataclass(frozen=True)
