@@ -122,7 +122,7 @@ def test_a_process_killed_mid_call_is_a_fault_that_exits_3(
     scenario = tmp_path / "long-call.yaml"
     scenario.write_text(LONG_CALL.format(name=f"kill-{node}", seconds=CALL_SECONDS))
     report = tmp_path / "r.json"
-    run = private_natlab.start("run", str(scenario), "--json", str(report), cwd=tmp_path)
+    run = private_natlab.start("run", str(scenario), "--json-file", str(report), cwd=tmp_path)
     lab = _the_lab(private_natlab)
     _mid_call(lab)
     _kill(lab, node, what)
@@ -162,7 +162,7 @@ def test_two_failing_runs_side_by_side_keep_two_traces(private_natlab, tmp_path:
     scenario.write_text(FAILING)
     runs = [
         private_natlab.start(
-            "run", str(scenario), "--json", str(tmp_path / f"{n}.json"), cwd=tmp_path
+            "run", str(scenario), "--json-file", str(tmp_path / f"{n}.json"), cwd=tmp_path
         )
         for n in range(2)
     ]
