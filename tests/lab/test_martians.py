@@ -114,12 +114,8 @@ def test_a_forged_packet_from_the_router_s_own_address_starts_no_loop(natlab_lab
     while not martian_drops(lab) and time.monotonic() < deadline:
         time.sleep(0.05)
     [drop] = martian_drops(lab)
-    assert (drop["src"], drop["dst"], drop["direction"]) == (
-        f"{WAN}:5060",
-        f"{WAN}:5060",
-        "inbound",
-    )
-    assert "the router's own address" in drop["detail"]
+    assert (drop.src, drop.dst, drop.direction) == (f"{WAN}:5060", f"{WAN}:5060", "inbound")
+    assert "the router's own address" in drop.detail
 
     after = loop_counters(lab)
     time.sleep(1.0)  # a loop runs thousands of rounds in this second; nothing may move
