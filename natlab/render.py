@@ -23,6 +23,7 @@ from natlab.topology.routing import plan_routes
 
 if TYPE_CHECKING:  # reading a topology must not load the lab and its netlink code
     from natlab.catalog import Entry
+    from natlab.records import ProbeReport
     from natlab.scenario.matrix import MatrixResult, PairResult
     from natlab.scenario.model import Scenario
     from natlab.scenario.reachability import Probe
@@ -129,7 +130,7 @@ def print_verify(verdicts: dict, results: list[RouterCheck]) -> None:
         )
 
 
-def probe_table(node: str, report: dict) -> Table:
+def probe_table(node: str, report: ProbeReport) -> Table:
     """What RFC 5780 discovery from inside node found (a `natlab probe` report)."""
     from natlab.scenario.probe import summary
 
