@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from natlab.core.behaviour import PRESETS, SETTINGS, Behaviour
 from natlab.core.behaviour_input import UNKNOWN_SETTING, settings_over
 from natlab.errors import NatlabError
+from natlab.topology.command import split_command
 from natlab.topology.lab_name import check_lab_name
 from natlab.topology.messages import complaint, fix_for
 from natlab.topology.model import (
@@ -92,6 +93,7 @@ class _Resolver:
                 name=name,
                 interfaces=(Interface(spec.segment, planned[("hosts", name)]),),
                 role=spec.role,
+                run=self._run(name, spec.run),
             )
             for name, spec in self.spec.hosts.items()
         }
@@ -104,6 +106,19 @@ class _Resolver:
             routers=routers,
             hosts=hosts,
         )
+
+    def _run(self, host: str, run: str | list[str] | None) -> tuple[str, ...]:
+        if run is None:
+            return ()
+        try:
+            return split_command(run)
+        except ValueError as error:
+            raise self.fail(
+                ("hosts", host, "run"),
+                str(error),
+                "write the command as a shell would, run: \"prog --flag 'a b'\", "
+                "or as a list of arguments",
+            ) from None
 
     # -- names ---------------------------------------------------------------
 
