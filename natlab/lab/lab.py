@@ -305,6 +305,10 @@ class Lab:
         full = {**os.environ, **lab_env, **(env or {})}
         return programs.start(self._launch, self.keep, lab_dir(self.name), node, argv, full)
 
+    def program_state(self, node: str) -> dict | None:
+        """What node's program is doing (running, exited N, ...); None if it never had one."""
+        return programs.current_state(lab_dir(self.name), node, _ledger(self.name).processes)
+
     def end_program(self, node: str, grace: float = programs.GRACE) -> None:
         """End node's program and whatever it started: SIGTERM, then SIGKILL after grace."""
         ledger = _ledger(self.name)

@@ -261,20 +261,6 @@ def tail(path: Path, limit: int = TAIL) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def wait_ended(
-    directory: Path, node: str, records: Sequence[ProcessRecord], within: float
-) -> dict | None:
-    """node's program state once it is no longer running, or None if it still runs after within."""
-    deadline = time.monotonic() + within
-    while True:
-        state = current_state(directory, node, records)
-        if state is None or state["state"] != "running":
-            return state
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(POLL * 5)
-
-
 # -- ending ------------------------------------------------------------------------------------
 
 
@@ -284,3 +270,8 @@ def end_programs(lab: str, records: Sequence[ProcessRecord], grace: float = GRAC
         (r.pid, namespaces.inode(node_namespace(lab, r.node))) for r in records if r.what == PROGRAM
     ]
     end_groups(groups, grace)
+
+
+def end_group(lab: str, node: str, pgid: int, grace: float = GRACE) -> None:
+    """End one process group living in node (an `exec` step's command and its children)."""
+    end_groups([(pgid, namespaces.inode(node_namespace(lab, node)))], grace)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shlex
 import signal
 import subprocess
 import time
@@ -60,6 +61,7 @@ class CappedLog:
     written: int = 0
     dropped: int = 0
     notes: list[str] = field(default_factory=list)
+    at_line_start: bool = True
 
     def add(self, data: bytes) -> None:
         room = max(self.cap - self.written, 0)
@@ -67,6 +69,7 @@ class CappedLog:
         if kept:
             self._out(kept)
             self.written += len(kept)
+            self.at_line_start = kept.endswith(b"\n")
         if rest:
             if not self.dropped:
                 self.note(f"natlab: log cut at {self.cap} bytes; further output is dropped")
@@ -74,7 +77,9 @@ class CappedLog:
 
     def note(self, text: str) -> None:
         """A line of natlab's own, on a line of its own, whatever the cap."""
-        self._out(b"\n[" + text.encode() + b"]\n")
+        self._out(b"" if self.at_line_start else b"\n")
+        self._out(f"[{text}]\n".encode())
+        self.at_line_start = True
         self.notes.append(text)
 
     def _out(self, data: bytes) -> None:
@@ -116,6 +121,7 @@ def run(config: SupervisorConfig) -> int:
     log = CappedLog(write_all(1), config.log_cap, written=os.fstat(1).st_size)
     base = {"argv": list(config.argv), "log_cap": config.log_cap}
     stop = _on_stop_signals()
+    log.note(f"natlab: starting {shlex.join(config.argv)}")
     try:
         program = subprocess.Popen(
             config.argv,
@@ -134,7 +140,7 @@ def run(config: SupervisorConfig) -> int:
     write_state(config.status, {**base, "state": "running"})
     _pump(program, config, log, stop)
     final = ended(program.wait())
-    how = f"exited {final['code']}" if "code" in final else f"killed by {final['signal']}"
+    how = f"exited {final['code']}" if "code" in final else f"was killed by {final['signal']}"
     log.note(f"natlab: the program {how}")
     if log.dropped:
         log.note(f"natlab: {log.dropped} bytes of output were dropped past the log's cap")

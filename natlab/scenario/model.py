@@ -48,6 +48,8 @@ from natlab import catalog
 from natlab.core.behaviour import Behaviour, Filtering, Mapping
 from natlab.endpoints.signalling import MAX_KEEPALIVE, MODES, TRANSPORTS
 from natlab.errors import NatlabError
+from natlab.scenario.program_steps import STEP_SPECS as PROGRAM_STEP_SPECS
+from natlab.scenario.program_steps import ProgramStep, program_step
 from natlab.topology import Topology, load_topology, parse_topology
 from natlab.topology.load import explain
 from natlab.topology.model import Role
@@ -151,6 +153,7 @@ STEP_SPECS: dict[str, type[_Spec]] = {
     "advance": AdvanceStepSpec,
     "nat": NatStepSpec,
     "probe": ProbeStepSpec,
+    **PROGRAM_STEP_SPECS,  # start, exec, wait, stop: users' own programs
 }
 
 
@@ -260,7 +263,7 @@ class Probe:
         return f"probe from {self.node}" + (f" via {self.server}" if self.server else "")
 
 
-Step = WaitRegistered | Register | Call | AdvanceClock | SetNat | Probe
+Step = WaitRegistered | Register | Call | AdvanceClock | SetNat | Probe | ProgramStep
 
 
 @dataclass(frozen=True)
@@ -406,6 +409,8 @@ class _Loader:
             )
         action = actions[0]
         spec = self.validate(STEP_SPECS[action], at)
+        if action in PROGRAM_STEP_SPECS:
+            return program_step(action, spec, (*at, action), topology, self.fail, self.duration)
         return getattr(self, f"_{action.replace('-', '_')}")(spec, (*at, action), topology)
 
     def _phones(
@@ -458,6 +463,12 @@ class _Loader:
         return Call(
             call.caller, call.callee, call.seconds, call.mode, expect.media, pair, expect.reached
         )
+
+    def duration(self, value: float | str, at: Path) -> float:
+        seconds = parse_duration(value)
+        if seconds is None:
+            raise self.fail(at, f"'{value}' is not a duration", "write seconds (30) or 30s, 2m")
+        return seconds
 
     def _advance(self, spec: AdvanceStepSpec, at: Path, topology: Topology) -> AdvanceClock:
         seconds = parse_duration(spec.advance)

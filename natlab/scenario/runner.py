@@ -39,6 +39,8 @@ from natlab.scenario.model import (
     Step,
     WaitRegistered,
 )
+from natlab.scenario.program_runs import run_program_step
+from natlab.scenario.program_steps import ProgramStep
 from natlab.scenario.verdict import ERROR, FAULT, PASSED, exit_code, fault_text, step_verdict, worst
 from natlab.topology.model import Role
 
@@ -201,6 +203,8 @@ class _Runner:
                 for router, behaviour in step.behaviours.items():
                     request = {"op": "set", "behaviour": behaviour.as_json()}
                     self.lab.nat(router, request)
+            elif isinstance(step, ProgramStep):
+                run_program_step(self.lab, step, result)
             elif isinstance(step, Probe):
                 result.report = discovery.probe(self.lab, step.node, step.server)
                 result.checks = check_probe(step.expect, result.report)

@@ -170,6 +170,7 @@ def _step_end(record: dict) -> Scene:
     ]
     if record.get("error"):
         lines.append(f"could not run: {record['error']}")
+    lines += record.get("explanation") or []  # a program step's state, output and drops
     kind = "fault" if record.get("fault") else "result"
     return Scene(f"step {record['index'] + 1} {mark}: {record['text']}", lines, kind)
 

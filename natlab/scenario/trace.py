@@ -298,6 +298,10 @@ def stun_records(records: Iterable[dict], lab: dict) -> list[dict]:
     ]
 
 
+def _program(step: StepResult) -> bool:
+    return step.report is not None and "program" in step.report
+
+
 def merged(records: Iterable[dict]) -> list[dict]:
     """In time order; the lab record first, ties kept in the order they were recorded."""
     return sorted(records, key=lambda record: (record["type"] != "lab", record["at"]))
@@ -349,6 +353,8 @@ class Recorder:
                     "error": step.error,
                     "fault": step.fault,
                     "checks": [vars(check) for check in step.checks],
+                    # a program's state, output and the drops meanwhile (program_runs.py)
+                    **({"explanation": step.explanation} if _program(step) else {}),
                 }
             )
 
