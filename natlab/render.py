@@ -1,16 +1,19 @@
-"""What natlab prints: tables for people, versioned JSON documents for scripts.
+"""What natlab prints: tables and lines for people, the payloads of JSON documents for scripts.
 
-Tables show what a lab looks like, what reached what, what a scenario found.
-Piped into a file or another program, they are as wide as their content (a
-terminal's width would cut words off); NO_COLOR is rich's to honour.
+Tables show what a lab looks like, what reached what, what a scenario found;
+the print_* functions write a command's whole report. Piped into a file or
+another program, tables are as wide as their content (a terminal's width
+would cut words off); NO_COLOR is rich's to honour, and say's.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -19,36 +22,21 @@ from natlab.topology.model import Host, Router, Topology
 from natlab.topology.routing import plan_routes
 
 if TYPE_CHECKING:  # reading a topology must not load the lab and its netlink code
+    from natlab.catalog import Entry
     from natlab.scenario.matrix import MatrixResult, PairResult
+    from natlab.scenario.model import Scenario
     from natlab.scenario.reachability import Probe
     from natlab.scenario.runner import ScenarioResult, StepResult
     from natlab.scenario.story import Scene
     from natlab.scenario.verify import RouterCheck
 
-# Every JSON document natlab prints or writes names its kind and the version of
-# that kind's layout under this key: {"schema": "natlab/status/1", ...}. A
-# version goes up when a field changes meaning or goes away, not when one is added.
-SCHEMA_KEY = "schema"
-SCHEMA_VERSIONS = {
-    "validate": 1,
-    "up": 1,
-    "status": 1,
-    "verify": 1,
-    "reach": 1,
-    "probe": 1,
-    "nat-show": 1,
-    "nat-event": 1,
-    "run": 1,
-    "matrix": 1,
-    "demos": 1,
-    "topologies": 1,
-    "scenarios": 1,
-}
 
-
-def json_document(kind: str, payload: dict) -> dict:
-    """payload under its schema name, which comes first so a reader sees it first."""
-    return {SCHEMA_KEY: f"natlab/{kind}/{SCHEMA_VERSIONS[kind]}", **payload}
+def say(text: str, *, red: bool = False, err: bool = False) -> None:
+    """A line for people; red only where colour is wanted (NO_COLOR, no-color.org, says not)."""
+    if red and not os.environ.get("NO_COLOR"):
+        click.secho(text, fg="red", err=err)
+    else:
+        click.echo(text, err=err)
 
 
 def plan_json(topology: Topology, file: str) -> dict:
@@ -75,26 +63,82 @@ def plan_json(topology: Topology, file: str) -> dict:
     return {"file": file, "name": topology.name, "nodes": nodes}
 
 
-def verify_json(results: list[RouterCheck]) -> list[dict]:
-    """Each router's verdict: the axes checked, declared against observed, and notes."""
-    return [
-        {
-            "router": result.router,
-            "host": result.host,
-            "as_declared": result.host is not None and not result.mismatches,
-            "checks": [
-                {
-                    "axis": check.axis,
-                    "expected": check.expected,
-                    "observed": check.observed,
-                    "ok": check.ok,
-                }
-                for check in result.checks
-            ],
-            "notes": list(result.notes),
-        }
-        for result in results
-    ]
+def verify_json(lab: str, results: list[RouterCheck]) -> dict:
+    """The lab's verdict (as declared? which processes died?) and each router's: the axes
+    checked, declared against observed, and notes.
+    """
+    faults = [result.fault for result in results if result.fault]
+    return {
+        "lab": lab,
+        "as_declared": not faults and not any(result.mismatches for result in results),
+        "faults": faults,
+        "routers": [
+            {
+                "router": result.router,
+                "host": result.host,
+                "as_declared": result.host is not None and not result.mismatches,
+                "checks": [
+                    {
+                        "axis": check.axis,
+                        "expected": check.expected,
+                        "observed": check.observed,
+                        "ok": check.ok,
+                    }
+                    for check in result.checks
+                ],
+                "notes": list(result.notes),
+            }
+            for result in results
+        ],
+    }
+
+
+def print_verify(verdicts: dict, results: list[RouterCheck]) -> None:
+    """Each router's verdict, a line each, then the lab's (verdicts: verify_json)."""
+    for result in results:
+        seen = ", ".join(f"{check.axis} {check.observed}" for check in result.checks)
+        if result.fault is not None:
+            click.secho(f"  router {result.router}: not verified: {result.fault}", fg="magenta")
+        elif result.host is None:
+            click.echo(f"  router {result.router}: skipped")
+        elif result.mismatches:
+            say(f"  router {result.router} (from {result.host}): {seen}", red=True)
+        else:
+            click.echo(f"  router {result.router} (from {result.host}): {seen}: as declared")
+        for check in result.mismatches:
+            say(
+                f"    router {result.router}: {check.axis}: "
+                f"expected {check.expected}, observed {check.observed}",
+                red=True,
+            )
+        for note in result.notes:
+            click.echo(f"    note: {note}")
+    lab = verdicts["lab"]
+    if verdicts["faults"]:
+        say(
+            f"lab '{lab}' lost a process it needs (a fault, not a NAT result); "
+            f"it stays up: natlab status {lab}, natlab down {lab}",
+            red=True,
+        )
+    elif verdicts["as_declared"]:
+        click.echo(f"lab '{lab}' behaves as its topology says")
+    else:
+        say(
+            f"lab '{lab}' does not behave as its topology says; it stays up: natlab down {lab}",
+            red=True,
+        )
+
+
+def probe_table(node: str, report: dict) -> Table:
+    """What RFC 5780 discovery from inside node found (a `natlab probe` report)."""
+    from natlab.scenario.probe import summary
+
+    table = Table(title=f"NAT behaviour seen from {node}", title_justify="left")
+    table.add_column("")
+    table.add_column("seen")
+    for row in summary(report):
+        table.add_row(*row)
+    return table
 
 
 def reach_json(probes: list[Probe]) -> list[dict]:
@@ -177,6 +221,26 @@ def program_cell(state: dict) -> str:
     return f"[{colour.get(state['state'], 'red')}]{text}[/]\n[dim]{escape(state['log'])}[/]"
 
 
+def print_status(status: dict) -> None:
+    """A running lab's table, then its problems."""
+    print_table(status_table(status))
+    for problem in status["problems"]:
+        say(f"  problem: {problem}", red=True)
+
+
+def print_reach(probes: list[Probe]) -> None:
+    """The reachability table, the count, and every ping that did not do what it should."""
+    print_table(reach_table(probes))
+    wrong = [p for p in probes if not p.as_expected]
+    reached = sum(p.reached for p in probes)
+    click.echo(
+        f"{reached} of {len(probes)} addresses reached, {len(wrong)} not as expected; lab is down"
+    )
+    for probe in wrong:
+        should = "should reach" if probe.expected else "should NOT reach"
+        say(f"  {probe.source} {should} {probe.target} ({probe.address})", red=True)
+
+
 def reach_table(probes: list[Probe]) -> Table:
     """Rows: who pinged; columns: whom; a cell counts the addresses reached.
 
@@ -243,6 +307,24 @@ def nat_tables(show: dict) -> list[Table]:
     return [mappings, counters]
 
 
+def print_nat_show(head: dict, mappings: Iterable[dict]) -> None:
+    """A router's mappings and counters (head: the `show` answer without its mappings)."""
+    show = {**head, "mappings": list(mappings)}
+    for table in nat_tables(show):
+        print_table(table)
+    if len(show["mappings"]) < head["mappings_total"]:
+        click.echo(f"{len(show['mappings'])} of {head['mappings_total']} mappings shown (--limit)")
+
+
+def behaviour_line(router: str, behaviour: dict) -> str:
+    """A router's behaviour just set by `natlab nat set`."""
+    return (
+        f"router {router}: mapping {behaviour['mapping']}, filtering {behaviour['filtering']}, "
+        f"ports {behaviour['ports']}, hairpin {'on' if behaviour['hairpin'] else 'off'}, "
+        f"udp_timeout {behaviour['udp_timeout']:g} s; mappings flushed"
+    )
+
+
 def event_line(event: dict) -> str:
     """One event as a line for people: time, router, kind, what happened."""
     colour = "red" if event["kind"] in ("drop", "exhausted") else "cyan"
@@ -304,6 +386,40 @@ def scenario_table(result: ScenarioResult) -> Table:
     return table
 
 
+def scenario_heading(scenario: Scenario, what: str = "scenario") -> str:
+    """The first line `natlab run` (or `demo`) prints: the scenario and what it is about."""
+    about = f": {escape(scenario.about)}" if scenario.about else ""
+    return f"{what} {escape(scenario.name)}{about}"
+
+
+def print_run(result: ScenarioResult, pcap_dir: str | None, trace_asked: bool) -> None:
+    """`natlab run`'s report: the table, then what happened in each step that went wrong
+    (or whose media was not two-way), then where the trace is, if asked for or kept.
+    """
+    from natlab.scenario.verdict import NOT_NAT
+
+    print_table(scenario_table(result))
+    if pcap_dir:
+        print_line(f"captures of every router interface: {escape(pcap_dir)}/")
+    for step in result.steps:
+        media = (step.report or {}).get("verdict")
+        if step.fault or (step.explanation and (not step.passed or media != "two-way")):
+            print_line(f"\nstep {step.index + 1}, {escape(step.text)}: what happened")
+            if step.fault:
+                print_line(f"  {escape(step.fault)}: {NOT_NAT}")
+            for line in step.explanation:
+                print_line(f"  {escape(line)}")
+    if result.trace and (trace_asked or not result.passed):
+        trace = escape(result.trace)
+        print_line(f"\ntrace: {trace} (natlab explain {trace})")
+
+
+def demo_failure(scenario: Scenario, result: ScenarioResult) -> str:
+    """What `natlab demo` says after the story when the lab did not do what the lesson says."""
+    error = f" ({escape(result.error)})" if result.error else ""
+    return f"\ndemo {escape(scenario.name)}: the lab did not do what this lesson expects{error}"
+
+
 def pair_line(pair: PairResult) -> str:
     """A finished pair of the matrix, as `natlab matrix` prints it while the rest run."""
     mark = "[green]as expected[/]" if pair.passed else "[red]NOT AS EXPECTED[/]"
@@ -346,6 +462,20 @@ def matrix_table(result: MatrixResult) -> Table:
     return table
 
 
+def print_matrix(result: MatrixResult, trace_dir: str | None) -> None:
+    """`natlab matrix`'s report: the grid, why each pair not as expected was so, the traces."""
+    print_table(matrix_table(result))
+    for pair in result.pairs:
+        if not pair.passed:
+            print_line(f"\n{pair.caller_type} x {pair.callee_type}: why")
+            for line in pair.explanation:
+                print_line(f"  {escape(line)}")
+            if pair.result.trace:
+                print_line(f"  the whole story: natlab explain {escape(pair.result.trace)}")
+    if trace_dir:
+        print_line(f"\ntraces of every pair: {escape(trace_dir)}/")
+
+
 _SCENE_COLOURS = {
     "drop": "red",
     "why": "yellow",
@@ -372,6 +502,22 @@ def scene_renderables(number: int, total: int, scene: Scene) -> list:
     return out
 
 
+def print_scene(number: int, total: int, scene: Scene) -> None:
+    out = console()
+    for renderable in scene_renderables(number, total, scene):
+        out.print(renderable)
+
+
+def catalog_table(plural: str, entries: list[Entry]) -> Table:
+    """The built-in topologies or scenarios (plural says which), with where each file is."""
+    table = Table(title=f"built-in {plural}: name them instead of a path")
+    for column in ("name", "about", "path"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        table.add_row(entry.name, entry.about, str(entry.path))
+    return table
+
+
 class Live:
     """A spinner naming what runs now, with finished lines printed above it.
 
@@ -394,6 +540,13 @@ class Live:
 
     def done(self, markup: str) -> None:
         self.console.print(markup)
+
+    def scenario_progress(self, text: str, step: StepResult | None) -> None:
+        """A scenario's progress (runner.Progress): what runs now, or a step finished."""
+        if step is None:
+            self.now(text)
+        else:
+            self.done(step_line(step))
 
 
 # Wide enough for any table natlab draws; a table is only as wide as its content.

@@ -1,27 +1,108 @@
-"""Results for machines: JUnit XML for CI (written with junitparser).
+"""The files a run or a matrix writes besides what it prints: its trace, JSON, JUnit, HTML.
 
-(Their JSON is each result's as_json(), which the CLI prints with --json and
-writes with --json-file, under its schema name.)
+run_reported and matrix_reported run and write every file asked for
+(ReportFiles), so that `natlab run` and `natlab matrix` only parse, call one
+of them and render. A failed run keeps its trace in natlab-traces/ even when
+none was asked for (trace.keep_trace); the HTML report of a run needs the
+trace, so one is written to a scratch folder when none was asked for.
 
-JUnit has one testcase per scenario step (`natlab run`) or per pair of NAT
-types (`natlab matrix`); a failed expectation is a <failure> whose text is
-the explanation, a step that could not run is an <error>, and a fault (a
-lab process died: verdict.py) is an <error> of type "fault" that names it.
-CI front ends show exactly that text next to the red test, so it carries
-the drops.
+The JSON is each result's as_json() under its schema name (json_documents.py),
+what --json prints. JUnit XML, for CI, is written with junitparser: it has
+one testcase per scenario step (`natlab run`) or per pair of NAT types
+(`natlab matrix`); a failed expectation is a <failure> whose text is the
+explanation, a step that could not run is an <error>, and a fault (a lab
+process died: verdict.py) is an <error> of type "fault" that names it. CI
+front ends show exactly that text next to the red test, so it carries the
+drops.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from junitparser import Error, Failure, JUnitXml, TestCase, TestSuite
 
 from natlab.errors import NatlabError
-from natlab.scenario.matrix import MatrixResult, PairResult
-from natlab.scenario.runner import ScenarioResult, StepResult
+from natlab.json_documents import json_document
+from natlab.scenario.html import matrix_html, run_html, write_html
+from natlab.scenario.matrix import MatrixResult, PairResult, run_matrix
+from natlab.scenario.matrix import Progress as PairProgress
+from natlab.scenario.model import Scenario
+from natlab.scenario.runner import Progress, ScenarioResult, StepResult, unique_lab_name
+from natlab.scenario.trace import default_trace, read_trace, run_traced
 from natlab.scenario.verdict import FAULT, NOT_NAT
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a run's or a matrix's results go besides the screen; None: not asked for."""
+
+    json: str | None = None
+    junit: str | None = None
+    html: str | None = None
+
+    def check(self) -> None:
+        """Refuse a path before the run (check_writable), each named by its option."""
+        for option, path in (
+            ("--json-file", self.json),
+            ("--junit", self.junit),
+            ("--html", self.html),
+        ):
+            check_writable(path, option)
+
+    def write(self, kind: str, result: ScenarioResult | MatrixResult) -> None:
+        """The JSON and JUnit files (the HTML one is the caller's: its content differs)."""
+        if self.json:
+            document = json_document(kind, result.as_json())
+            Path(self.json).write_text(json.dumps(document, indent=2) + "\n")
+        if self.junit:
+            write_junit(self.junit, result)
+
+
+def run_reported(
+    scenario: Scenario,
+    files: ReportFiles,
+    trace: Path | None = None,
+    pcap: Path | None = None,
+    progress: Progress | None = None,
+) -> ScenarioResult:
+    """Run the scenario in a lab of its own (trace.run_traced) and write every file asked for.
+
+    Its trace goes to `trace`; without one, a failed run keeps its trace in natlab-traces/.
+    """
+    kept = None if trace else default_trace(scenario.name)  # made unique when written
+    with tempfile.TemporaryDirectory(prefix="natlab-run-") as scratch:
+        written = trace
+        if files.html and written is None:  # the HTML report needs the trace, even of a pass
+            written = Path(scratch) / "trace.jsonl"
+        result = run_traced(scenario, unique_lab_name(scenario.name), written, kept, progress, pcap)
+        if files.html:
+            body = run_html(result, read_trace(written))
+            write_html(files.html, f"natlab run {scenario.name}", body)
+    files.write("run", result)
+    return result
+
+
+def matrix_reported(
+    types: Sequence[str],
+    relay: bool,
+    jobs: int | None,
+    files: ReportFiles,
+    trace_dir: Path | None = None,
+    pcap_dir: Path | None = None,
+    progress: PairProgress | None = None,
+) -> MatrixResult:
+    """Run the matrix (matrix.run_matrix) and write every file asked for."""
+    result = run_matrix(types, relay, jobs, progress, trace_dir, pcap_dir)
+    files.write("matrix", result)
+    if files.html:
+        write_html(files.html, "natlab matrix", matrix_html(result))
+    return result
 
 
 def check_writable(path: str | Path | None, option: str) -> None:

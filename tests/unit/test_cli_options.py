@@ -13,7 +13,8 @@ from click.testing import CliRunner
 from rich.table import Table
 
 from natlab.cli import cli
-from natlab.render import SCHEMA_KEY, print_table
+from natlab.json_documents import SCHEMA_KEY
+from natlab.render import print_table
 from natlab.scenario.demos import DEMOS
 
 from .test_exit_codes import MAIN_BRANCH, fake_labs  # noqa: F401 (a fixture)
