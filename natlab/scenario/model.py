@@ -21,7 +21,8 @@ Steps: `wait-registered` (phones register by themselves), `register` (now;
 {phones, transport: tcp|tls|udp, keepalive: seconds (0: none), certificate:
 PHONE}), `call` ({from, to, seconds, mode: ice|turn|host|srflx|relay}),
 `advance` (the lab clock), `nat` (as `natlab nat set`), `probe` ({node,
-server}). Expectations: a call's media (two-way, one-way, "one-way (caller
+server}), and for users' own programs `start`, `exec`, `wait`, `stop`
+(program_steps.py). Expectations: a call's media (two-way, one-way, "one-way (caller
 hears nothing)", "one-way (callee hears nothing)", none), selected pair
 (host, srflx, prflx, relay, or {local, remote}) and whether it reached the
 callee at all (reached: false, as the callee's own reports say); a

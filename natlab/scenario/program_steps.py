@@ -145,7 +145,7 @@ Duration = Callable[[Any, Path], float]  # seconds, or the NatlabError of the fi
 
 def _shown(argv: tuple[str, ...], limit: int = 60) -> str:
     text = shlex.join(argv)
-    return f"'{text if len(text) <= limit else text[: limit - 3] + '...'}'"
+    return f'"{text if len(text) <= limit else text[: limit - 3] + "..."}"'
 
 
 def program_step(
