@@ -275,7 +275,8 @@ CASES = [
         "steps[2].advanc",
         8,
         "unknown step 'advanc'",
-        "a step is one of: wait-registered, register, call, advance, nat, probe",
+        "a step is one of: wait-registered, register, call, advance, nat, probe, "
+        "start, exec, wait, stop",
         id="unknown-step",
     ),
     pytest.param(
@@ -291,7 +292,8 @@ CASES = [
         "steps[2]",
         8,
         "a step with no action",
-        "a step is one of: wait-registered, register, call, advance, nat, probe",
+        "a step is one of: wait-registered, register, call, advance, nat, probe, "
+        "start, exec, wait, stop",
         id="expect-alone",
     ),
     pytest.param(
