@@ -16,7 +16,6 @@ the end of the run, what they are called and how to take them down.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,11 +74,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.line(f"    take it down: natlab down {lab}")
 
 
-def unique_lab_name(topology: Topology) -> str:
-    """Short and unique, so test labs never collide with a user's or each other."""
-    return f"{topology.name[:20]}-{secrets.token_hex(3)}"
-
-
 @pytest.fixture
 def natlab_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., Lab]]:
     """Factory: natlab_lab(topology, name=None) -> a Lab that is up.
@@ -94,13 +88,14 @@ def natlab_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., Lab]]:
     from natlab.lab.naming import state_root
     from natlab.plumbing import namespaces
     from natlab.topology import Topology, load_topology
+    from natlab.topology.lab_name import unique_lab_name
 
     labs: list[Lab] = []
 
     def make(topology: str | Path | Topology, name: str | None = None) -> Lab:
         if not isinstance(topology, Topology):
             topology = load_topology(topology)
-        lab = Lab(topology, name or unique_lab_name(topology))
+        lab = Lab(topology, name or unique_lab_name(topology.name))
         labs.append(lab)
         return lab.up()
 

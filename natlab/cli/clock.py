@@ -14,22 +14,14 @@ def clock() -> None:
     """The lab's clock, which ages NAT mappings: move it instead of waiting."""
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
 def _duration(text: str) -> float:
     """A clock advance: finite, from 0 to 30 days (the daemons hold to the same)."""
-    from natlab.router.control import check_advance
+    from natlab.core.durations import FORMS, parse_duration
 
-    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
     try:
-        return check_advance(float(number) * _UNITS[unit])
-    except ValueError:
-        raise NatlabError(
-            f"'{text}' is not a duration from 0 to 30 days",
-            field="DURATION",
-            fix="write e.g. 31s, 2m or 1h",
-        ) from None
+        return parse_duration(text)
+    except ValueError as error:
+        raise NatlabError(str(error), field="DURATION", fix=FORMS) from None
 
 
 def _lab_and_duration(args: tuple[str, ...], lab: str | None) -> dict:

@@ -85,9 +85,9 @@ def nat_set(router: str, settings: tuple[str, ...], lab: str | None) -> None:
     natlab nat set branch1 filtering=address-dependent hairpin=off udp_timeout=30
     Dynamic mappings are flushed: new behaviour, new mappings.
     """
-    from natlab.core.behaviour_input import changed_behaviour
     from natlab.lab import Lab
     from natlab.render import behaviour_line
+    from natlab.topology.behaviour_input import changed_behaviour
 
     target = Lab.attach(lab)
     current = target.nat(router, {"op": "show"})["behaviour"]

@@ -67,7 +67,7 @@ class Behaviour:
     A plain dataclass, so the router daemon and the engine need no pydantic
     (a daemon's memory is a target of its own). What users write is
     validated against these annotations by pydantic in
-    natlab.core.behaviour_input; code that builds one directly is trusted.
+    natlab.topology.behaviour_input; code that builds one directly is trusted.
     """
 
     __pydantic_config__: ClassVar[dict[str, str]] = {"extra": "forbid"}
@@ -145,6 +145,6 @@ def behaviour_from(preset: str | None = None, **overrides: Any) -> Behaviour:
     """A preset (port-restricted when none is named) with knobs overridden, for code and tests.
 
     Raises KeyError for an unknown preset and TypeError or ValueError for
-    bad knobs; user input goes through natlab.core.behaviour_input instead.
+    bad knobs; user input goes through natlab.topology.behaviour_input instead.
     """
     return replace(PRESETS[preset or "port-restricted"], **overrides)

@@ -337,7 +337,7 @@ class NatEngine:
             self.last_flow = self._replay_pass
             return _PASS
         src = packet.src
-        if not self._is_internal(src.address):
+        if not self.is_internal(src.address):
             return self._drop(
                 DropReason.NOT_INTERNAL,
                 "outbound",
@@ -913,7 +913,8 @@ class NatEngine:
 
     # -- small helpers -------------------------------------------------------------------------
 
-    def _is_internal(self, address: str) -> bool:
+    def is_internal(self, address: str) -> bool:
+        """Is address in one of the router's internal networks (its LANs and what is behind)?"""
         known = self._internal_cache.get(address)
         if known is None:
             ip = IPv4Address(address)

@@ -1,5 +1,7 @@
-"""Processes natlab starts inside nodes: the public STUN server, behaviour discovery.
+"""Processes natlab starts inside nodes: phones, the PBX, STUN and TURN servers.
 
-Each module with a `main` runs as `python -m natlab.endpoints.<module>`;
-nothing is imported here, so running one as __main__ imports it only once.
+The lab forks each into its node and hands it its typed config whole
+(`run(config)`, natlab.lab.endpoints); the STUN server and behaviour
+discovery also run by hand as `python -m natlab.endpoints.<module>`.
+Nothing is imported here, so running one as __main__ imports it only once.
 """

@@ -1,9 +1,8 @@
 """The lab's PBX: registrar, call signalling and an optional media relay, inside its node.
 
-    python -m natlab.endpoints.pbx --name pbx --address 10.0.0.2 --control PBX.sock
-        [--port 5060 (TCP and UDP)] [--tls-port 5061 --ca DIR] [--public 203.0.113.1]
-        [--relay-ports 40000-40099] [--relay-public-offset 0] [--local 10.0.0.0/24]
-        [--relay none|all|remote|PHONE,PHONE]
+The lab forks it into its node with its PbxConfig (run(config)): its
+address and ports, the lab's CA for TLS, its public address and relay
+ports when a router forwards them, its local networks and relay policy.
 
 Phones register over TCP (plain, or TLS with a certificate of the lab's CA
 whose CN must be the name they register: a phone holding another phone's
@@ -31,10 +30,10 @@ The media relay is an SBC's: for a relayed call the PBX opens one UDP port
 per side, writes it into the offer and answer it forwards, and latches each
 port onto the address that side's RTP really comes from, so a phone behind
 any NAT is reached through the mapping its own packets opened. A phone on
-one of the PBX's own networks (--local) gets the PBX's address; others get
-the public one (--public: the router that forwards --relay-ports to it).
+one of the PBX's own networks (`local`) gets the PBX's address; others get
+the public one (`public`: the router that forwards `relay_ports` to it).
 A call is relayed when its mode is "relay", or when the relay policy
-(--relay, or the control request {"op": "relay", "phones": ...}) covers one
+(`relay`, or the control request {"op": "relay", "phones": ...}) covers one
 of its phones.
 
 Control socket requests: {"op": "registrations"} (a UDP one with its
@@ -46,15 +45,13 @@ Prints "ready ..." once it listens; SIGTERM ends it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import signal
 import socket
 import ssl
-import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
@@ -632,11 +629,6 @@ def _policy_json(policy: str | frozenset[str]) -> str | list[str]:
     return policy if isinstance(policy, str) else sorted(policy)
 
 
-def _port_range(text: str) -> tuple[int, int]:
-    low, _, high = text.partition("-")
-    return int(low), int(high or low)
-
-
 async def serve(config: PbxConfig) -> None:
     pbx = Pbx(config)
     servers = await pbx.start()
@@ -653,36 +645,7 @@ async def serve(config: PbxConfig) -> None:
     config.control.unlink(missing_ok=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m natlab.endpoints.pbx", description=__doc__)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--address", required=True, type=IPv4Address)
-    parser.add_argument("--control", required=True, type=Path)
-    parser.add_argument("--port", type=int, default=SIP_PORT)
-    parser.add_argument("--tls-port", type=int)
-    parser.add_argument("--ca", type=Path, help="the lab's CA directory (for TLS)")
-    parser.add_argument("--public", type=IPv4Address, help="the address remote phones reach")
-    parser.add_argument("--relay-ports", type=_port_range, help="LOW-HIGH: media relay ports")
-    parser.add_argument("--relay-public-offset", type=int, default=0)
-    parser.add_argument("--local", type=IPv4Network, action="append", default=[])
-    parser.add_argument("--relay", type=parse_policy, default="none")
-    args = parser.parse_args(argv)
-    config = PbxConfig(
-        name=args.name,
-        address=args.address,
-        control=args.control,
-        port=args.port,
-        tls_port=args.tls_port,
-        ca=args.ca,
-        public=args.public,
-        relay_ports=args.relay_ports,
-        relay_public_offset=args.relay_public_offset,
-        local=tuple(args.local),
-        relay=args.relay,
-    )
+def run(config: PbxConfig) -> int:
+    """The PBX's process: serve until SIGTERM."""
     asyncio.run(serve(config))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

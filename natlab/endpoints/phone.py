@@ -1,9 +1,8 @@
 """A lab phone: registers with the PBX, places and answers calls, and reports what media did.
 
-    python -m natlab.endpoints.phone --name phone-b --address 10.1.0.2 --control PHONE.sock
-        [--pbx 203.0.113.1:5060] [--pbx-tls 203.0.113.1:5061 --ca DIR]
-        [--pbx-udp 203.0.113.1:5060] [--transport tcp|tls|udp]
-        [--stun ADDR:PORT ...] [--turn ADDR:PORT --turn-user U --turn-password P]
+The lab forks it into the phone's node with its PhoneConfig (run(config)):
+where the PBX is over tcp, tls and udp, the lab's CA, the STUN servers and
+the TURN server, all worked out from the topology (natlab.lab.endpoints).
 
 At start it registers over TCP (or TLS, with the certificate of the lab's CA
 that bears its name; or UDP, one message a datagram) and keeps the
@@ -43,16 +42,14 @@ background. SIGTERM ends it.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import itertools
 import secrets
 import signal
 import ssl
-import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -72,7 +69,6 @@ from natlab.endpoints.signalling import (
     Sdp,
     SignallingError,
     format_endpoint,
-    parse_endpoint,
     read_message,
     serve_control,
     write_message,
@@ -573,43 +569,8 @@ async def serve(config: PhoneConfig) -> None:
     config.control.unlink(missing_ok=True)
 
 
-def _turn(args: argparse.Namespace) -> TurnServer | None:
-    if args.turn is None:
-        return None
-    return TurnServer(args.turn, args.turn_user, args.turn_password)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m natlab.endpoints.phone", description=__doc__)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--address", required=True, type=IPv4Address)
-    parser.add_argument("--control", required=True, type=Path)
-    parser.add_argument("--pbx", type=parse_endpoint)
-    parser.add_argument("--pbx-tls", type=parse_endpoint)
-    parser.add_argument("--pbx-udp", type=parse_endpoint)
-    parser.add_argument("--ca", type=Path)
-    parser.add_argument("--transport", choices=TRANSPORTS, default="tcp")
-    parser.add_argument("--stun", type=parse_endpoint, action="append", default=[])
-    parser.add_argument("--turn", type=parse_endpoint)
-    parser.add_argument("--turn-user", default="natlab")
-    parser.add_argument("--turn-password", default="natlab")
-    args = parser.parse_args(argv)
+def run(config: PhoneConfig) -> int:
+    """The phone's process: serve until SIGTERM."""
     lab_timing()
-    config = PhoneConfig(
-        name=args.name,
-        address=args.address,
-        control=args.control,
-        pbx=args.pbx,
-        pbx_tls=args.pbx_tls,
-        pbx_udp=args.pbx_udp,
-        ca=args.ca,
-        transport=args.transport,
-        stun=tuple(args.stun),
-        turn=_turn(args),
-    )
     asyncio.run(serve(config))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -170,7 +170,34 @@ def _bind_column(addresses: Sequence[IPAddress], port: int) -> list[socket.socke
     raise NatlabError(f"no free UDP port common to {', '.join(map(str, addresses))}")
 
 
+@dataclass(frozen=True)
+class StunServerConfig:
+    addresses: tuple[IPAddress, ...]  # two for RFC 5780 change requests
+    port: int = 3478
+    alt_port: int = 3479
+    software: str = "natlab"  # the SOFTWARE attribute
+
+
+def run(config: StunServerConfig) -> int:
+    """Serve until SIGTERM or SIGINT; 2 if a socket cannot be bound."""
+    try:
+        server = StunServer(
+            config.addresses, (config.port, config.alt_port), software=config.software
+        )
+    except (NatlabError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return NatlabError.exit_code
+    with server:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda _signum, _frame: server.stop())
+        print("ready", *server.grid.endpoints, flush=True)
+        server.serve()
+    print(f"stun server stopped: {server.counters}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """By hand (the lab calls run): python -m natlab.endpoints.stun_server --address A1 ..."""
     parser = argparse.ArgumentParser(
         prog="python -m natlab.endpoints.stun_server",
         description="The lab's STUN server (RFC 5389/8489, RFC 5780, RFC 3489 clients).",
@@ -186,18 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--alt-port", type=int, default=3479)
     parser.add_argument("--software", default="natlab", help="the SOFTWARE attribute")
     args = parser.parse_args(argv)
-    try:
-        server = StunServer(args.address, (args.port, args.alt_port), software=args.software)
-    except (NatlabError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return NatlabError.exit_code
-    with server:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda _signum, _frame: server.stop())
-        print("ready", *server.grid.endpoints, flush=True)
-        server.serve()
-    print(f"stun server stopped: {server.counters}", file=sys.stderr)
-    return 0
+    return run(StunServerConfig(tuple(args.address), args.port, args.alt_port, args.software))
 
 
 if __name__ == "__main__":

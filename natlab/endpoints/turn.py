@@ -1,8 +1,7 @@
 """A real TURN server (coturn) in a `turn-server` node, configured as public TURN services are.
 
-    python -m natlab.endpoints.turn --address 203.0.113.30 --config DIR/turn.conf
-
-It writes coturn's configuration (long-term credentials natlab/natlab,
+The lab forks it into the node with its TurnConfig (run(config)). It
+writes coturn's configuration (long-term credentials natlab/natlab,
 relay ports on the node's own address, no TLS, no CLI, nothing read from
 /etc), starts `turnserver` with it, and says "ready" once coturn answers a
 STUN Binding request. Relaying to private and special addresses is denied,
@@ -15,14 +14,13 @@ only this process, never leaves a TURN server running behind it.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -87,27 +85,30 @@ def _stop(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m natlab.endpoints.turn", description=__doc__)
-    parser.add_argument("--address", required=True, type=IPv4Address)
-    parser.add_argument("--config", required=True, type=Path)
-    parser.add_argument("--port", type=int, default=PORT)
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class TurnConfig:
+    address: IPv4Address  # the node's: coturn listens and relays there
+    file: Path  # coturn's configuration, written here; its state goes beside it
+    port: int = PORT
+
+
+def run(config: TurnConfig) -> int:
+    """Run coturn until SIGTERM; 2 if it is missing or does not start."""
     binary = shutil.which("turnserver")
     if binary is None:
         print("error: turnserver not found: install coturn (scripts/install.sh)", file=sys.stderr)
         return 2
-    args.config.write_text(config_text(args.address, args.port, args.config.parent))
+    config.file.write_text(config_text(config.address, config.port, config.file.parent))
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    server = subprocess.Popen([binary, "-c", str(args.config)], preexec_fn=_die_with_parent)
+    server = subprocess.Popen([binary, "-c", str(config.file)], preexec_fn=_die_with_parent)
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while not _answers(args.address, args.port):
+        while not _answers(config.address, config.port):
             if server.poll() is not None or time.monotonic() > deadline:
                 print("error: coturn did not start", file=sys.stderr)
                 return 2
-        print("ready", f"turn {args.address}:{args.port}", flush=True)
+        print("ready", f"turn {config.address}:{config.port}", flush=True)
         return server.wait()
     finally:
         if server.poll() is None:
@@ -117,7 +118,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

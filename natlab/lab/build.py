@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from natlab.lab.ledger import Ledger
 from natlab.lab.naming import node_namespace, switch_namespace
+from natlab.lab.routers import Dataplane
 from natlab.plumbing import links, namespaces
-from natlab.router.kernel import KernelForwarding
-from natlab.router.nat import NatDataplane
 from natlab.topology.model import Router, Topology
 from natlab.topology.routing import plan_routes
 
@@ -26,7 +25,7 @@ def planned_namespaces(topology: Topology, lab: str) -> list[str]:
     return [switch_namespace(lab)] + [node_namespace(lab, n) for n in topology.nodes]
 
 
-def build(topology: Topology, ledger: Ledger, dataplane: NatDataplane | KernelForwarding) -> None:
+def build(topology: Topology, ledger: Ledger, dataplane: Dataplane) -> None:
     """Create everything; the ledger already names every namespace to be made."""
     lab = ledger.lab
     for name in ledger.namespaces:

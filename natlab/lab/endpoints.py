@@ -28,11 +28,12 @@ from pathlib import Path
 
 from natlab.control_socket import answers
 from natlab.endpoints import pbx, phone, stun_server, tls, turn
-from natlab.endpoints.signalling import Endpoint, ask, format_endpoint
+from natlab.endpoints.ice import TurnServer
+from natlab.endpoints.signalling import Endpoint, ask
 from natlab.endpoints.stun_client import StunClient, Timing
 from natlab.errors import NatlabError
+from natlab.lab.launch import wait_started
 from natlab.plumbing import namespaces
-from natlab.router.launch import wait_started
 from natlab.stun import Address
 from natlab.topology.model import Forward, Host, Role, Router, Topology
 from natlab.topology.routing import sees
@@ -81,26 +82,28 @@ def start_endpoints(
     phones = _hosts(topology, Role.PHONE)
     if pbxs:
         _make_certificates(topology, directory, pbxs, phones)
-    # what runs on each host, and how to tell it serves: (host, what, run, control, stun)
-    argvs: list[tuple[Host, str, Callable[[], object], Path | None, Endpoint | None]] = []
+    # what runs on each host (its config, handed whole), and how to tell it serves:
+    # (host, what, run, control, stun)
+    runs: list[tuple[Host, str, Callable[[], object], Path | None, Endpoint | None]] = []
     for host in _hosts(topology, Role.STUN_SERVER):
-        argv = [arg for a in host.interfaces[0].addresses for arg in ("--address", str(a.ip))]
+        addresses = tuple(a.ip for a in host.interfaces[0].addresses)
         stun = (str(host.interfaces[0].address), 3478)
-        argvs.append((host, STUN_SERVER, partial(stun_server.main, argv), None, stun))
+        config = stun_server.StunServerConfig(addresses)
+        runs.append((host, STUN_SERVER, partial(stun_server.run, config), None, stun))
     for host in _hosts(topology, Role.TURN_SERVER):
         state = hosts_dir(directory) / f"{host.name}.turn"
         state.mkdir(exist_ok=True)
-        argv = ["--address", str(host.interfaces[0].address), "--config", str(state / "turn.conf")]
-        stun = (str(host.interfaces[0].address), turn.PORT)
-        argvs.append((host, TURN_SERVER, partial(turn.main, argv), None, stun))
+        config = turn.TurnConfig(host.interfaces[0].address, state / "turn.conf")
+        stun = (str(config.address), config.port)
+        runs.append((host, TURN_SERVER, partial(turn.run, config), None, stun))
     for host in pbxs:
-        run = partial(pbx.main, pbx_argv(topology, host, directory, translates))
-        argvs.append((host, PBX, run, control_path(directory, host.name), None))
+        run = partial(pbx.run, pbx_config(topology, host, directory, translates))
+        runs.append((host, PBX, run, control_path(directory, host.name), None))
     for host in phones:
-        run = partial(phone.main, phone_argv(topology, host, directory, translates))
-        argvs.append((host, PHONE, run, control_path(directory, host.name), None))
+        run = partial(phone.run, phone_config(topology, host, directory, translates))
+        runs.append((host, PHONE, run, control_path(directory, host.name), None))
     started = []
-    for host, what, run, control, stun in argvs:
+    for host, what, run, control, stun in runs:
         log = hosts_dir(directory) / f"{host.name}.log"
         pid = launch(host.name, run, log, what)
         started.append(Started(host.name, pid, log, what, control, stun))
@@ -194,24 +197,28 @@ def pbx_endpoints(
     return {way: None if port is None else (wan, port) for way, port in found.items()}
 
 
-def pbx_argv(
+def pbx_config(
     topology: Topology, server: Host, directory: Path, translates: Translates
-) -> list[str]:
-    address = server.interfaces[0].address
-    argv = ["--name", server.name, "--address", str(address)]
-    argv += ["--control", str(control_path(directory, server.name))]
-    argv += ["--tls-port", str(pbx.SIPS_PORT), "--ca", str(ca_dir(directory))]
-    for network in local_networks(topology, server, translates):
-        argv += ["--local", str(network)]
+) -> pbx.PbxConfig:
+    public, relay_ports, offset = None, None, 0
     router = _gateway(topology, server)
     if router is not None and translates(router):
-        argv += ["--public", str(router.wan.address)]
+        public = router.wan.address
         relay = next((f for f in router.forwards if _relay_forward(f, server.name)), None)
         if relay is not None:
-            low, high = relay.internal_ports
-            offset = relay.external_ports[0] - low
-            argv += ["--relay-ports", f"{low}-{high}", "--relay-public-offset", str(offset)]
-    return argv
+            relay_ports = relay.internal_ports
+            offset = relay.external_ports[0] - relay.internal_ports[0]
+    return pbx.PbxConfig(
+        name=server.name,
+        address=server.interfaces[0].address,
+        control=control_path(directory, server.name),
+        tls_port=pbx.SIPS_PORT,
+        ca=ca_dir(directory),
+        public=public,
+        relay_ports=relay_ports,
+        relay_public_offset=offset,
+        local=tuple(local_networks(topology, server, translates)),
+    )
 
 
 def _relay_forward(forward: Forward, server: str) -> bool:
@@ -244,26 +251,27 @@ def stun_servers(topology: Topology) -> list[Endpoint]:
     return found
 
 
-def phone_argv(
+def phone_config(
     topology: Topology, host: Host, directory: Path, translates: Translates
-) -> list[str]:
-    argv = ["--name", host.name, "--address", str(host.interfaces[0].address)]
-    argv += ["--control", str(control_path(directory, host.name))]
-    argv += ["--ca", str(ca_dir(directory))]
+) -> phone.PhoneConfig:
     servers = _hosts(topology, Role.PBX)
-    if servers:
-        found = pbx_endpoints(topology, host, servers[0], translates)
-        for way, option in (("tcp", "--pbx"), ("tls", "--pbx-tls"), ("udp", "--pbx-udp")):
-            if found[way] is not None:
-                argv += [option, format_endpoint(found[way])]
-    for server in stun_servers(topology):
-        argv += ["--stun", format_endpoint(server)]
+    found = pbx_endpoints(topology, host, servers[0], translates) if servers else {}
     relays = _hosts(topology, Role.TURN_SERVER)
+    relay = None
     if relays:
         address = (str(relays[0].interfaces[0].address), turn.PORT)
-        argv += ["--turn", format_endpoint(address)]
-        argv += ["--turn-user", turn.USERNAME, "--turn-password", turn.PASSWORD]
-    return argv
+        relay = TurnServer(address, turn.USERNAME, turn.PASSWORD)
+    return phone.PhoneConfig(
+        name=host.name,
+        address=host.interfaces[0].address,
+        control=control_path(directory, host.name),
+        pbx=found.get("tcp"),
+        pbx_tls=found.get("tls"),
+        pbx_udp=found.get("udp"),
+        ca=ca_dir(directory),
+        stun=tuple(stun_servers(topology)),
+        turn=relay,
+    )
 
 
 def _make_certificates(

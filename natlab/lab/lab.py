@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
 from natlab.lab import programs
 from natlab.lab import status as lab_status
@@ -28,18 +29,36 @@ from natlab.lab.endpoints import start_endpoints, wait_ready
 from natlab.lab.ledger import Ledger, lab_names, locked
 from natlab.lab.naming import lab_dir, node_namespace, state_error, writing_state
 from natlab.lab.processes import PROGRAM, TRANSIENT, Death, ProcessRecord, death, record, terminate
+from natlab.lab.routers import DAEMON, DATAPLANES, Dataplane, NatDataplane
 from natlab.plumbing import namespaces
 from natlab.router.control import call, show
 from natlab.router.eventlog import read_lines
 from natlab.router.files import config_path, events_path, socket_path
-from natlab.router.kernel import KernelForwarding
-from natlab.router.nat import DAEMON, NatDataplane
 from natlab.topology import Topology, load_topology, parse_topology
 from natlab.topology.lab_name import check_lab_name
 
 TOPOLOGY_COPY = "topology.yaml"
-Dataplane = NatDataplane | KernelForwarding
-DATAPLANES: dict[str, type[Dataplane]] = {"natlab": NatDataplane, "kernel": KernelForwarding}
+BEHAVIOURS = "behaviours.json"  # each router's, as the lab runs it: a scenario's `nat:` wins
+
+
+def keep_topology(topology: Topology, directory: Path) -> None:
+    """Keep the topology in the lab's state directory: its file, and what each router runs."""
+    (directory / TOPOLOGY_COPY).write_text(topology.text)
+    behaviours = {name: router.behaviour.as_json() for name, router in topology.routers.items()}
+    (directory / BEHAVIOURS).write_text(json.dumps(behaviours, indent=2))
+
+
+def kept_topology(directory: Path, source: str) -> Topology:
+    """The topology keep_topology kept, as the lab runs it (source names its file).
+
+    A lab brought up by a natlab that kept no behaviours runs its file's.
+    """
+    topology = parse_topology((directory / TOPOLOGY_COPY).read_text(), source)
+    try:
+        behaviours = json.loads((directory / BEHAVIOURS).read_text())
+    except FileNotFoundError:
+        return topology
+    return topology.with_behaviours({name: Behaviour(**b) for name, b in behaviours.items()})
 
 
 def require_root(action: str) -> None:
@@ -69,8 +88,7 @@ class Lab:
     def attach(cls, name: str | None = None) -> Lab:
         """The running lab called name; with no name, the only one running."""
         ledger = _ledger(name)
-        copy = lab_dir(ledger.lab) / TOPOLOGY_COPY
-        topology = parse_topology(copy.read_text(), ledger.topology)
+        topology = kept_topology(lab_dir(ledger.lab), ledger.topology)
         return cls(topology, ledger.lab, _dataplane(ledger.dataplane))
 
     # -- lifecycle -----------------------------------------------------------
@@ -101,7 +119,7 @@ class Lab:
             )
             try:
                 ledger.save()
-                self._keep_topology(ledger.directory)
+                keep_topology(self.topology, ledger.directory)
             except BaseException as error:
                 ledger.forget()  # nothing was built yet: no half-written lab stays behind
                 if isinstance(error, OSError) and writing_state(error):
@@ -156,9 +174,6 @@ class Lab:
 
     def __exit__(self, *exc: object) -> None:
         self.down()
-
-    def _keep_topology(self, directory: Path) -> None:
-        (directory / TOPOLOGY_COPY).write_text(self.topology.text)
 
     def _launch(self, node: str, run: Callable[[], object], log: Path, what: str) -> int:
         """Fork a lab process into node's namespace, logging to log, recorded for teardown.

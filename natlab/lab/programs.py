@@ -29,7 +29,7 @@ from pathlib import Path
 from natlab.endpoints import turn
 from natlab.errors import NatlabError
 from natlab.lab import supervise
-from natlab.lab.endpoints import stun_servers
+from natlab.lab.endpoints import Launch, stun_servers
 from natlab.lab.naming import node_namespace
 from natlab.lab.processes import PROGRAM, SUPERVISOR, ProcessRecord, end_groups, start_time
 from natlab.plumbing import namespaces
@@ -41,7 +41,6 @@ START_TIMEOUT = 10.0  # seconds for the supervisor to say the program runs (or c
 TAIL = 4096  # bytes of a log shown in a step's report
 POLL = 0.02
 
-Launch = Callable[[str, Callable[[], object], Path, str], int]  # as Lab._launch
 Keep = Callable[[ProcessRecord], None]  # records a process in the lab's ledger
 
 

@@ -1,8 +1,9 @@
-"""A router's dataplane: what moves packets between its WAN and its LANs.
+"""The router daemon's process: natlab's own dataplane around the pure NAT engine.
 
-The lab asks a dataplane whether a router translates (so the route plan
-knows which LANs stay hidden), to set a router's namespace up, and to start
-whatever runs the router. natlab's own NAT daemon (nat.py, daemon.py) is
-the default; plain kernel forwarding (kernel.py) is there to compare with.
-Nothing is imported here, so a daemon starts without loading netlink code.
+Everything here runs inside a router's namespace (daemon.py and what it
+uses: its config, ports, routes, control socket and event log), plus the
+file layout and wire format the lab shares with it (files.py, config.py,
+control.py, eventlog.py). Starting daemons and waiting for them is the
+lab's (natlab.lab.routers). Nothing is imported here, so a daemon starts
+without loading netlink code.
 """

@@ -1,20 +1,21 @@
 """What one router daemon needs to know, computed by the lab from the topology.
 
-The daemon gets this as a JSON file instead of the topology, so it starts
-without parsing YAML, never has to work out routes itself, and imports
-nothing of the topology's (natlab.router.nat writes the file).
+The lab (natlab.lab.routers) writes it as a JSON file and starts the daemon
+with that file's path as its one argument, so the daemon starts without
+parsing YAML or argv, never has to work out routes itself, and imports
+nothing of the topology's. to_json and from_json are each other's inverse.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
+from typing import Any
 
 from natlab.core.behaviour import Behaviour
 from natlab.core.engine import NatConfig, StaticMap
-from natlab.core.packets import Proto
 
 
 @dataclass(frozen=True)
@@ -32,26 +33,57 @@ class DaemonConfig:
     ports: tuple[PortConfig, ...]
     routes: tuple[tuple[str, str], ...]  # (destination CIDR, next hop); 0.0.0.0/0 is default
     internal_networks: tuple[str, ...]
-    behaviour: dict
-    static_maps: tuple[dict, ...]
+    behaviour: Behaviour
+    static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
 
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2))
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lab": self.lab,
+            "router": self.router,
+            "ports": [{"name": p.name, "addresses": list(p.addresses)} for p in self.ports],
+            "routes": [list(route) for route in self.routes],
+            "internal_networks": list(self.internal_networks),
+            "behaviour": self.behaviour.as_json(),
+            "static_maps": [
+                {
+                    "proto": m.proto.name.lower(),
+                    "external_ports": list(m.external_ports),
+                    "internal_address": m.internal_address,
+                    "internal_ports": list(m.internal_ports),
+                }
+                for m in self.static_maps
+            ],
+            "stun_ports": list(self.stun_ports),
+        }
 
     @classmethod
-    def load(cls, path: Path) -> DaemonConfig:
-        data = json.loads(path.read_text())
+    def from_json(cls, data: dict[str, Any]) -> DaemonConfig:
         return cls(
             lab=data["lab"],
             router=data["router"],
             ports=tuple(PortConfig(p["name"], tuple(p["addresses"])) for p in data["ports"]),
-            routes=tuple((d, v) for d, v in data["routes"]),
+            routes=tuple((destination, via) for destination, via in data["routes"]),
             internal_networks=tuple(data["internal_networks"]),
-            behaviour=data["behaviour"],
-            static_maps=tuple(data["static_maps"]),
+            behaviour=Behaviour(**data["behaviour"]),
+            static_maps=tuple(
+                StaticMap(
+                    proto=m["proto"],
+                    external_ports=tuple(m["external_ports"]),
+                    internal_address=m["internal_address"],
+                    internal_ports=tuple(m["internal_ports"]),
+                )
+                for m in data["static_maps"]
+            ),
             stun_ports=tuple(data["stun_ports"]),
         )
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> DaemonConfig:
+        return cls.from_json(json.loads(path.read_text()))
 
     @property
     def wan(self) -> PortConfig:
@@ -59,18 +91,10 @@ class DaemonConfig:
 
     def nat_config(self) -> NatConfig:
         return NatConfig(
-            behaviour=Behaviour(**self.behaviour),
+            behaviour=self.behaviour,
             external_addresses=tuple(str(IPv4Interface(a).ip) for a in self.wan.addresses),
             internal_networks=self.internal_networks,
-            static_maps=tuple(
-                StaticMap(
-                    proto=Proto[m["proto"].upper()],
-                    external_ports=tuple(m["external_ports"]),
-                    internal_address=m["internal_address"],
-                    internal_ports=tuple(m["internal_ports"]),
-                )
-                for m in self.static_maps
-            ),
+            static_maps=self.static_maps,
             local_udp_ports=self.stun_ports,
             router_addresses=tuple(
                 str(IPv4Interface(a).ip) for port in self.ports[1:] for a in port.addresses

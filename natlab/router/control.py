@@ -19,7 +19,6 @@ daemon writes it a slice at a time between packets (Connection).
 from __future__ import annotations
 
 import json
-import math
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +26,6 @@ from pathlib import Path
 from natlab.control_socket import TIMEOUT, ask, ask_lines
 
 WHO = "the router daemon"
-MAX_ADVANCE = 30 * 86400.0  # a month covers every timeout a NAT has (TCP: about two hours)
 MAX_REQUEST = 1 << 16  # bytes of one request line
 END = b'{"end":true}\n'
 
@@ -48,20 +46,6 @@ def show(path: Path, limit: int | None = None, timeout: float = TIMEOUT) -> tupl
     request: dict = {"op": "show"} if limit is None else {"op": "show", "limit": limit}
     lines = ask_lines(path, request, who=WHO, timeout=timeout)
     return next(lines), lines
-
-
-def check_advance(seconds: object) -> float:
-    """How far to move a clock: a finite number of seconds from 0 to 30 days, else ValueError."""
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not math.isfinite(seconds)
-        or not 0 <= seconds <= MAX_ADVANCE
-    ):
-        raise ValueError(
-            f"the clock advances by 0 to {MAX_ADVANCE:.0f} seconds (30 days), not {seconds!r}"
-        )
-    return float(seconds)
 
 
 def check_limit(limit: object) -> int | None:

@@ -1,7 +1,7 @@
 """The router daemon: natlab's own dataplane around the pure NAT engine.
 
 One process per router, inside the router's namespace, started by the lab
-(natlab.router.nat), or by hand there, as
+(natlab.lab.routers), or by hand there, as
 
     python -m natlab.router.daemon CONFIG.json
 
@@ -42,12 +42,13 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
 from itertools import islice
 from pathlib import Path
 
 from natlab.core.behaviour import Behaviour
 from natlab.core.craft import echo_reply, udp_packet
+from natlab.core.durations import check_advance
 from natlab.core.engine import Action, NatEngine, Replay
 from natlab.core.flows import FlowCache
 from natlab.core.packets import (
@@ -60,9 +61,10 @@ from natlab.core.packets import (
     parse,
 )
 from natlab.router.config import DaemonConfig
-from natlab.router.control import END, Connection, check_advance, encode
+from natlab.router.control import END, Connection, encode
 from natlab.router.eventlog import EventLog, limits
 from natlab.router.files import events_path, socket_path
+from natlab.router.forwarding import ANSWER_PING, INBOUND, NO_ROUTE, OUTBOUND, ROUTE, Forwarding
 from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
 from natlab.stun import Address, Grid, StunDecodeError, answer, read_request
@@ -88,8 +90,13 @@ class RouterDaemon:
         self.routes = RouteTable(self.ports, config.routes)
         self.external = {str(a.ip) for a in self.wan.addresses}
         self.own = {str(a.ip) for port in self.ports for a in port.addresses}
-        self.internal = [IPv4Network(n) for n in config.internal_networks]
-        self.internal_cache: dict[str, bool] = {}
+        self.forwarding = Forwarding(
+            self.own,
+            self.external,
+            self.translate,
+            self.engine.is_internal,
+            lambda address: self.routes.lookup(address) is not None,
+        )
         # The built-in STUN responder: RFC 5780's 2x2 when the WAN has two addresses.
         wan_ips = tuple(a.ip for a in self.wan.addresses[:2])
         self.stun_grid = Grid(wan_ips, config.stun_ports) if config.stun_ports else None
@@ -199,43 +206,35 @@ class RouterDaemon:
             self.counters["dropped_malformed"] += 1
             self.event("drop", reason="malformed", detail=str(error), port=port.name)
             return
-        destination = packet.dst.address
-        if destination in self.own:
-            if packet.proto == Proto.ICMP and packet.icmp_type == ICMP_ECHO_REQUEST:
-                if port is not self.wan or not self.engine.martian(packet, self.now()):
-                    self.counters["pings_answered"] += 1
-                    self.send(parse(echo_reply(packet)))
-                return
-            if port is not self.wan and destination not in self.external:
-                self.counters["dropped_to_router"] += 1
-                return
-        if port is self.wan:
-            if destination in self.external or not self.translate:
-                verdict = self.engine.inbound(packet, self.now())  # martians dropped there
-            else:
-                self.counters["dropped_not_for_us"] += 1
-                return
-        elif self.is_internal(destination):
+        step = self.forwarding.step(
+            port is self.wan,
+            packet.dst.address,
+            packet.proto == Proto.ICMP and packet.icmp_type == ICMP_ECHO_REQUEST,
+        )
+        if step is OUTBOUND:
+            verdict = self.engine.outbound(packet, self.now())
+        elif step is INBOUND:
+            verdict = self.engine.inbound(packet, self.now())  # martians dropped there
+        elif step is ROUTE:
             self.forward(packet, (port, data, None))  # between two LANs: no translation
             return
-        elif destination not in self.external and self.routes.lookup(destination) is None:
+        elif step is ANSWER_PING:
+            if port is not self.wan or not self.engine.martian(packet, self.now()):
+                self.counters["pings_answered"] += 1
+                self.send(parse(echo_reply(packet)))
+            return
+        elif step is NO_ROUTE:
             self.no_route(packet)  # routing comes first: no mapping for a packet going nowhere
             return
         else:
-            verdict = self.engine.outbound(packet, self.now())
+            self.counters[step.counter] += 1
+            return
         action = verdict.action
         if action is Action.LOCAL:
             self.local(packet)
         elif action is not Action.DROP:
             replay = self.engine.last_flow
             self.forward(packet, None if replay is None else (port, data, replay))
-
-    def is_internal(self, address: str) -> bool:
-        known = self.internal_cache.get(address)
-        if known is None:
-            ip = IPv4Address(address)
-            known = self.internal_cache[address] = any(ip in net for net in self.internal)
-        return known
 
     def forward(
         self, packet: Packet, learn: tuple[Port, memoryview, Replay | None] | None = None

@@ -4,14 +4,16 @@ The daemon knows which port a packet came in by and where it is going; the
 question here is only which way it goes next, in this order:
 
 1. To one of the router's own addresses: an echo request is answered by
-   the router itself. Anything else for the router that came from a LAN and
-   is not for an external address is dropped: the router serves nothing
-   there (for an external address it goes on to the NAT, which hairpins it
-   or hands it to the built-in STUN responder).
+   the router itself (from the WAN, unless the engine finds its source a
+   martian: `NatEngine.martian`). Anything else for the router that came
+   from a LAN and is not for an external address is dropped: the router
+   serves nothing there (for an external address it goes on to the NAT,
+   which hairpins it or hands it to the built-in STUN responder).
 2. From the WAN: to an external address it goes through the engine's
    `inbound`. Anything else is not ours when the router translates (no one
    outside can address the LAN behind a NAT); a router that only routes
-   passes it on.
+   hands it to `inbound` too, which passes it on once it has dropped
+   martian sources.
 3. From a LAN to an internal network (another LAN of this router): routed
    as is, the NAT has no part in it.
 4. From a LAN to a destination that is neither external nor routed: dropped
@@ -36,7 +38,7 @@ class Step(StrEnum):
     ANSWER_PING = "answer-ping"  # an echo request to the router: the router replies
     TO_ROUTER = "to-router"  # drop: for the router, from a LAN, not a ping
     INBOUND = "inbound"  # NatEngine.inbound
-    NOT_FOR_US = "not-for-us"  # drop: from the WAN, neither external nor routed through
+    NOT_FOR_US = "not-for-us"  # drop: from the WAN, not external, and the router translates
     ROUTE = "route"  # forward unchanged by the route table
     NO_ROUTE = "no-route"  # drop: nowhere to send it
     OUTBOUND = "outbound"  # NatEngine.outbound
@@ -44,6 +46,19 @@ class Step(StrEnum):
     @property
     def counter(self) -> str:
         return "dropped_" + self.name.lower()
+
+
+# Each step as a plain name too: on Python 3.11 every `Step.X` is a class lookup of about
+# 75 ns, and this runs for every packet the daemon's flow cache does not know.
+ANSWER_PING, TO_ROUTER, INBOUND, NOT_FOR_US, ROUTE, NO_ROUTE, OUTBOUND = (
+    Step.ANSWER_PING,
+    Step.TO_ROUTER,
+    Step.INBOUND,
+    Step.NOT_FOR_US,
+    Step.ROUTE,
+    Step.NO_ROUTE,
+    Step.OUTBOUND,
+)
 
 
 @dataclass(frozen=True)
@@ -66,15 +81,13 @@ class Forwarding:
         external = destination in self.external
         if destination in self.own:
             if echo_request:
-                return Step.ANSWER_PING
+                return ANSWER_PING
             if not from_wan and not external:
-                return Step.TO_ROUTER
+                return TO_ROUTER
         if from_wan:
-            if external:
-                return Step.INBOUND
-            return Step.NOT_FOR_US if self.translate else Step.ROUTE
+            return INBOUND if external or not self.translate else NOT_FOR_US
         if self.internal(destination):
-            return Step.ROUTE
+            return ROUTE
         if not external and not self.routed(destination):
-            return Step.NO_ROUTE
-        return Step.OUTBOUND
+            return NO_ROUTE
+        return OUTBOUND

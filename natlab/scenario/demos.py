@@ -11,9 +11,10 @@ from pathlib import Path
 
 from natlab.errors import NatlabError
 from natlab.scenario.model import Scenario, load_scenario
-from natlab.scenario.runner import Progress, ScenarioResult, unique_lab_name
+from natlab.scenario.runner import Progress, ScenarioResult
 from natlab.scenario.story import Scene, tell
 from natlab.scenario.trace import read_trace, run_traced
+from natlab.topology.lab_name import unique_lab_name
 
 DEMOS_DIR = Path(__file__).resolve().parent / "demos"
 # The order they are listed and best shown in.

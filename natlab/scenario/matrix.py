@@ -27,10 +27,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
-import yaml
-
+from natlab.core.behaviour import PRESETS
 from natlab.errors import NatlabError
 from natlab.scenario.expectations import (
     NO_MEDIA,
@@ -40,8 +40,8 @@ from natlab.scenario.expectations import (
     nat_preset,
     observed_media,
 )
-from natlab.scenario.model import TOPOLOGIES, Scenario, parse_scenario
-from natlab.scenario.runner import ScenarioResult, unique_lab_name
+from natlab.scenario.model import TOPOLOGIES, Call, Scenario, WaitRegistered
+from natlab.scenario.runner import ScenarioResult
 from natlab.scenario.trace import TRACES, pair_trace, run_traced
 from natlab.scenario.verdict import (
     ERROR,
@@ -53,6 +53,8 @@ from natlab.scenario.verdict import (
     fault_text,
     worst,
 )
+from natlab.topology import Topology, load_topology
+from natlab.topology.lab_name import unique_lab_name
 
 TOPOLOGY = TOPOLOGIES / "main-branch.yaml"
 CALLER, CALLEE = "phone-b", "phone-c"
@@ -168,28 +170,31 @@ def check_types(types: Sequence[str]) -> tuple[str, ...]:
 
 
 def pair_scenario(caller_type: str, callee_type: str, relay: bool = False) -> Scenario:
-    """One pair as a scenario, written as a user would write it."""
+    """One pair as a scenario: both phones registered, one call whose media the table says."""
     media = expected_media(caller_type, callee_type, relay)
-    text = yaml.safe_dump(
-        {
-            "topology": str(TOPOLOGY),
-            "nat": {CALLER_ROUTER: nat_preset(caller_type), CALLEE_ROUTER: nat_preset(callee_type)},
-            "steps": [
-                {"wait-registered": [CALLER, CALLEE]},
-                {
-                    "call": {
-                        "from": CALLER,
-                        "to": CALLEE,
-                        "seconds": CALL_SECONDS,
-                        "mode": "relay" if relay else "ice",
-                    },
-                    "expect": {"media": "none" if media == NO_MEDIA else media},
-                },
-            ],
-        },
-        sort_keys=False,
+    behaviours = {
+        CALLER_ROUTER: PRESETS[nat_preset(caller_type)],
+        CALLEE_ROUTER: PRESETS[nat_preset(callee_type)],
+    }
+    call = Call(
+        CALLER,
+        CALLEE,
+        CALL_SECONDS,
+        mode="relay" if relay else "ice",
+        media="none" if media == NO_MEDIA else media,
     )
-    return parse_scenario(text, f"matrix/{caller_type}-x-{callee_type}")
+    name = f"{caller_type}-x-{callee_type}"
+    return Scenario(
+        name=name,
+        source=f"matrix/{name}",
+        topology=_main_branch().with_behaviours(behaviours),
+        steps=(WaitRegistered((CALLER, CALLEE)), call),
+    )
+
+
+@cache
+def _main_branch() -> Topology:
+    return load_topology(TOPOLOGY)
 
 
 def default_jobs() -> int:

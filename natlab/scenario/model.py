@@ -36,22 +36,22 @@ the topology's own validation, so they take exactly a topology file's forms.
 
 from __future__ import annotations
 
-import copy
-import re
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from natlab import catalog
 from natlab.core.behaviour import Behaviour, Filtering, Mapping
+from natlab.core.durations import FORMS as DURATION_FORMS
+from natlab.core.durations import parse_duration
 from natlab.endpoints.signalling import MAX_KEEPALIVE, MODES, TRANSPORTS
 from natlab.errors import NatlabError
 from natlab.scenario.program_steps import STEP_SPECS as PROGRAM_STEP_SPECS
 from natlab.scenario.program_steps import ProgramStep, program_step
-from natlab.topology import Topology, load_topology, parse_topology
+from natlab.topology import Topology, load_topology
+from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.load import explain
 from natlab.topology.model import Role
 from natlab.topology.schema import NAME_PATTERN
@@ -65,7 +65,6 @@ Mode = Literal[MODES]  # the phones' call modes: ice, turn, host, srflx, relay
 Media = Literal[
     "two-way", "one-way", "one-way (caller hears nothing)", "one-way (callee hears nothing)", "none"
 ]
-NatForm = str | dict[str, Any]  # what a topology file takes under a router's `nat:`
 
 
 # --- the file's shape (pydantic) --------------------------------------------------
@@ -319,11 +318,9 @@ class _Loader:
                 fix="start from a copy of a built-in one (natlab scenarios lists them)",
             )
         spec: ScenarioSpec = self.validate(ScenarioSpec, ())
-        topology_file = self.topology_file(spec.topology)
-        self.base = load_topology(topology_file)
-        self.base_data = read_yaml(self.base.text, str(topology_file)).data
+        base = load_topology(self.topology_file(spec.topology))
         overrides = self.nat_map(spec.nat, ("nat",)) if spec.nat is not None else {}
-        topology = self.with_nat(self.base, overrides) if overrides else self.base
+        topology = self.with_nat(base, overrides) if overrides else base
         steps = tuple(self.step(index, step, topology) for index, step in enumerate(spec.steps))
         return Scenario(
             name=spec.name or FilePath(self.filename).stem,
@@ -362,13 +359,8 @@ class _Loader:
         return {router: (nat, (*at, router)) for router, nat in value.items()}
 
     def with_nat(self, topology: Topology, nats: dict[str, tuple[NatForm, Path]]) -> Topology:
-        """The scenario's topology file with these routers' nat replaced, parsed as a topology.
-
-        `topology` is the one the nat applies to, for its names in messages.
-        The text kept with the lab is the rewritten file, so `natlab nat show`
-        on the running lab sees the behaviour the scenario set.
-        """
-        data = copy.deepcopy(self.base_data)
+        """topology with these routers' nat replaced, checked as a topology file's `nat:` is."""
+        behaviours = {}
         for router, (nat, path) in nats.items():
             if router not in topology.routers:
                 raise self.fail(
@@ -376,18 +368,11 @@ class _Loader:
                     f"no router named '{router}' in topology '{topology.name}'",
                     f"routers: {', '.join(topology.routers)}",
                 )
-            data["routers"][router]["nat"] = nat
-        header = f"# {topology.source} with the NAT of scenario {self.filename}\n"
-        try:
-            return parse_topology(header + yaml.safe_dump(data, sort_keys=False), topology.source)
-        except NatlabError as error:  # the file parsed before: the new nat is what it rejects
-            for router, (_, path) in nats.items():
-                prefix = f"routers.{router}.nat"
-                if error.field == prefix or (error.field or "").startswith(prefix + "."):
-                    rest = (error.field or "")[len(prefix) + 1 :]
-                    where = (*path, rest) if rest else path
-                    raise self.fail(where, error.problem, error.fix) from None
-            raise
+            try:
+                behaviours[router] = nat_behaviour(nat)
+            except NatFormError as error:
+                raise self.fail((*path, *error.at), error.problem, error.fix) from None
+        return topology.with_behaviours(behaviours)
 
     # -- steps ----------------------------------------------------------------------
 
@@ -466,18 +451,16 @@ class _Loader:
         )
 
     def duration(self, value: float | str, at: Path) -> float:
-        seconds = parse_duration(value)
-        if seconds is None:
-            raise self.fail(at, f"'{value}' is not a duration", "write seconds (30) or 30s, 2m")
-        return seconds
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            raise self.fail(at, str(error), DURATION_FORMS) from None
 
     def _advance(self, spec: AdvanceStepSpec, at: Path, topology: Topology) -> AdvanceClock:
-        seconds = parse_duration(spec.advance)
-        if seconds is None:
-            raise self.fail(
-                at, f"'{spec.advance}' is not a duration", "write seconds (130) or 130s, 2m, 1h"
-            )
-        return AdvanceClock(seconds)
+        try:
+            return AdvanceClock(parse_duration(spec.advance))
+        except ValueError as error:
+            raise self.fail(at, str(error), DURATION_FORMS) from None
 
     def _nat(self, spec: NatStepSpec, at: Path, topology: Topology) -> SetNat:
         nats = self.nat_map(spec.nat, at)
@@ -521,17 +504,3 @@ class _Loader:
             else f"no host named '{name}' in topology '{topology.name}'"
         )
         raise self.fail(path, problem, f"phones: {phones or '(none)'}")
-
-
-_UNITS = {"s": 1, "m": 60, "h": 3600}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([smh]?)\s*$")
-
-
-def parse_duration(value: float | str) -> float | None:
-    """130, '130', '130s', '2m', '1h' -> seconds; None when it is none of those."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if value >= 0 else None
-    found = _DURATION.match(str(value))
-    if found is None:
-        return None
-    return float(found[1]) * _UNITS[found[2] or "s"]

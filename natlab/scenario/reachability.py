@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from natlab.lab import Lab
-from natlab.router.nat import NatDataplane
+from natlab.lab.routers import NatDataplane
 from natlab.topology.model import Router
 from natlab.topology.routing import sees
 

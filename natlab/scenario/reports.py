@@ -33,9 +33,10 @@ from natlab.scenario.html import matrix_html, run_html, write_html
 from natlab.scenario.matrix import MatrixResult, PairResult, run_matrix
 from natlab.scenario.matrix import Progress as PairProgress
 from natlab.scenario.model import Scenario
-from natlab.scenario.runner import Progress, ScenarioResult, StepResult, unique_lab_name
+from natlab.scenario.runner import Progress, ScenarioResult, StepResult
 from natlab.scenario.trace import default_trace, read_trace, run_traced
 from natlab.scenario.verdict import FAULT, NOT_NAT
+from natlab.topology.lab_name import unique_lab_name
 
 
 @dataclass(frozen=True)

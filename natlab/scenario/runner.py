@@ -13,8 +13,6 @@ down, also on Ctrl-C.
 
 from __future__ import annotations
 
-import re
-import secrets
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -42,6 +40,7 @@ from natlab.scenario.model import (
 from natlab.scenario.program_runs import run_program_step
 from natlab.scenario.program_steps import ProgramStep
 from natlab.scenario.verdict import ERROR, FAULT, PASSED, exit_code, fault_text, step_verdict, worst
+from natlab.topology.lab_name import unique_lab_name
 from natlab.topology.model import Role
 
 CALL_SLACK = 30.0  # seconds a call may take beyond its length: set-up, ICE, the final counts
@@ -136,12 +135,6 @@ class ScenarioResult:
 
 
 Progress = Callable[[str, StepResult | None], None]
-
-
-def unique_lab_name(name: str) -> str:
-    """A lab name of its own for each run, so runs never collide."""
-    base = re.sub(r"[^a-z0-9_.-]", "-", name.lower())[:24].strip("-._") or "scenario"
-    return f"{base}-{secrets.token_hex(3)}"
 
 
 def run_scenario(

@@ -1,11 +1,13 @@
 """What may name a lab: a topology's name is its lab's name unless `up --name` gives another.
 
-One rule for both, so `natlab validate` refuses exactly the names `natlab up` would.
+One rule for both, so `natlab validate` refuses exactly the names `natlab up` would;
+and one way to make a name of its own for a run or a test's lab.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 
 from natlab.errors import NatlabError
 
@@ -26,3 +28,9 @@ def check_lab_name(
             "starting with a letter or digit",
         )
     return name
+
+
+def unique_lab_name(name: str) -> str:
+    """A lab name of its own, after `name`, so that runs and test labs never collide."""
+    base = re.sub(r"[^a-z0-9_.-]", "-", name.lower())[:24].strip("-._") or "lab"
+    return check_lab_name(f"{base}-{secrets.token_hex(3)}")

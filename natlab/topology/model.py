@@ -6,7 +6,7 @@ nothing downstream needs to look at the YAML again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -118,7 +118,26 @@ class Topology:
     segments: dict[str, Segment]
     routers: dict[str, Router]
     hosts: dict[str, Host]
-    text: str = field(default="", repr=False, compare=False)  # the YAML, kept with a lab
+    text: str = field(default="", repr=False, compare=False)  # the file's YAML, kept with a lab
+
+    def with_behaviours(self, behaviours: dict[str, Behaviour]) -> Topology:
+        """This topology with these routers' NAT behaviour replaced (a scenario's `nat:`).
+
+        Nothing else depends on a router's behaviour, so nothing else is
+        checked again; `text` stays the file's (a lab keeps its routers'
+        behaviours beside it).
+        """
+        unknown = [name for name in behaviours if name not in self.routers]
+        if unknown:
+            raise NatlabError(
+                f"no router named '{unknown[0]}' in topology '{self.name}'",
+                fix=f"routers: {', '.join(self.routers)}",
+            )
+        routers = {
+            name: replace(router, behaviour=behaviours.get(name, router.behaviour))
+            for name, router in self.routers.items()
+        }
+        return replace(self, routers=routers)
 
     @property
     def nodes(self) -> dict[str, Node]:

@@ -13,14 +13,12 @@ import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import netaddr
-from pydantic import ValidationError
 
-from natlab.core.behaviour import PRESETS, SETTINGS, Behaviour
-from natlab.core.behaviour_input import UNKNOWN_SETTING, settings_over
+from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
+from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.command import split_command
 from natlab.topology.lab_name import check_lab_name
-from natlab.topology.messages import complaint, fix_for
 from natlab.topology.model import (
     Forward,
     Host,
@@ -407,40 +405,11 @@ class _Resolver:
             stun=stun,
         )
 
-    def _behaviour(self, path: Path, nat: str | dict) -> Behaviour:
-        presets = ", ".join(PRESETS)
-        if isinstance(nat, str):
-            if nat not in PRESETS:
-                raise self.fail(
-                    path,
-                    f"unknown NAT preset '{nat}'",
-                    f"use one of {presets}, or give the axes (mapping, filtering, ...)",
-                )
-            return PRESETS[nat]
-        overrides = dict(nat)
-        preset = overrides.pop("preset", None)
-        if preset is not None and preset not in PRESETS:
-            raise self.fail(
-                (*path, "preset"), f"unknown NAT preset '{preset}'", f"use one of {presets}"
-            )
+    def _behaviour(self, path: Path, nat: NatForm) -> Behaviour:
         try:
-            return settings_over(preset, overrides)
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            if not error["loc"]:  # a check across settings: the message names them
-                raise self.fail(path, error["msg"].removeprefix("Value error, ")) from None
-            axis = str(error["loc"][0])
-            if error["type"] == UNKNOWN_SETTING:
-                raise self.fail(
-                    (*path, axis),
-                    f"unknown NAT setting '{axis}'",
-                    f"settings are: preset, {', '.join(SETTINGS)}",
-                ) from None
-            problem = f"bad value {overrides.get(axis)!r} for NAT setting '{axis}'"
-            fix = fix_for(error, axis)
-            if fix is None:
-                problem += f": {complaint(error)}"
-            raise self.fail((*path, axis), problem, fix) from None
+            return nat_behaviour(nat)
+        except NatFormError as error:
+            raise self.fail((*path, *error.at), error.problem, error.fix) from None
 
     def _port(self, path: Path, port: int) -> int:
         if not 1 <= port <= 65535:

@@ -22,8 +22,8 @@ import yaml
 
 from natlab.lab import teardown
 from natlab.lab.naming import state_root
-from natlab.pytest_plugin import unique_lab_name
 from natlab.topology import load_topology
+from natlab.topology.lab_name import unique_lab_name
 
 MAIN_BRANCH = Path(__file__).resolve().parents[2] / "topologies" / "main-branch.yaml"
 # the CLI of the interpreter the tests run under, never whatever `natlab` is on PATH
@@ -147,7 +147,7 @@ class NatlabCommand:
         self.started: list[subprocess.Popen] = []
 
     def new_lab(self) -> str:
-        name = unique_lab_name(load_topology(MAIN_BRANCH))
+        name = unique_lab_name(load_topology(MAIN_BRANCH).name)
         self.labs.append(name)
         return name
 

@@ -13,9 +13,9 @@ import pytest
 from natlab.lab.build import planned_namespaces
 from natlab.plumbing import namespaces
 from natlab.scenario.matrix import pair_scenario
-from natlab.scenario.runner import unique_lab_name
 from natlab.scenario.story import tell
 from natlab.scenario.trace import read_trace, run_traced
+from natlab.topology.lab_name import unique_lab_name
 
 pytestmark = pytest.mark.natlab
 

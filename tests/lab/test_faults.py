@@ -24,7 +24,7 @@ from natlab.endpoints.signalling import format_endpoint
 from natlab.lab import Lab
 from natlab.lab.endpoints import PBX, PHONE, stun_servers
 from natlab.lab.ledger import LEDGER, Ledger
-from natlab.router.nat import DAEMON
+from natlab.lab.routers import DAEMON
 from natlab.scenario.trace import read_trace
 
 pytestmark = pytest.mark.natlab

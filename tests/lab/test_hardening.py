@@ -22,9 +22,9 @@ import pytest
 from natlab.errors import NatlabError
 from natlab.lab import Lab, teardown
 from natlab.lab.naming import lab_dir
-from natlab.pytest_plugin import unique_lab_name
 from natlab.router.files import config_path, log_path, socket_path
 from natlab.topology import parse_topology
+from natlab.topology.lab_name import unique_lab_name
 
 pytestmark = pytest.mark.natlab
 
@@ -101,7 +101,7 @@ def test_a_full_state_directory_costs_events_never_forwarding(tmp_path, monkeypa
     """A 2 MB state directory, filled by a flood of new flows: the router goes on forwarding."""
     with tmpfs(tmp_path / "state", "size=2m") as state:
         monkeypatch.setenv("NATLAB_RUN_DIR", str(state))
-        lab = Lab(topology(), unique_lab_name(topology()))
+        lab = Lab(topology(), unique_lab_name(topology().name))
         try:
             lab.up()
             assert rtts(lab, 2, 0.2)[0] == 2
@@ -144,7 +144,7 @@ def test_up_on_a_state_directory_it_cannot_write_exits_2_and_leaves_nothing(tmp_
                     filler.write(b"x" * 4096)
         before = sorted(p.name for p in where.iterdir())
         (tmp_path / "lab.yaml").write_text(TOPOLOGY.format(nat="full-cone"))
-        name = unique_lab_name(topology())
+        name = unique_lab_name(topology().name)
         env = {**os.environ, "NATLAB_RUN_DIR": str(where / "state")}
         done = subprocess.run(
             [*NATLAB, "up", str(tmp_path / "lab.yaml"), "--name", name],

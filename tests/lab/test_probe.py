@@ -22,9 +22,9 @@ from natlab.errors import NatlabError
 from natlab.lab import Lab
 from natlab.lab.build import planned_namespaces
 from natlab.plumbing import namespaces
-from natlab.pytest_plugin import unique_lab_name
 from natlab.scenario.probe import probe
 from natlab.topology import parse_topology
+from natlab.topology.lab_name import unique_lab_name
 
 pytestmark = pytest.mark.natlab
 
@@ -61,7 +61,7 @@ TOPOLOGY = "\n".join(
 def lab() -> Iterator[Lab]:
     """The six-router lab, shared by the module; down afterwards, with nothing left."""
     topology = parse_topology(TOPOLOGY, "test_probe.py")
-    with Lab(topology, unique_lab_name(topology)) as running:
+    with Lab(topology, unique_lab_name(topology.name)) as running:
         yield running
     left = [n for n in planned_namespaces(topology, running.name) if namespaces.exists(n)]
     assert not left, f"lab {running.name} left namespaces behind: {left}"

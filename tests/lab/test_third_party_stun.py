@@ -30,9 +30,9 @@ from natlab.core.behaviour import Behaviour
 from natlab.lab import Lab
 from natlab.lab.build import planned_namespaces
 from natlab.plumbing import namespaces
-from natlab.pytest_plugin import unique_lab_name
 from natlab.scenario.probe import probe, stun_server
 from natlab.topology import parse_topology
+from natlab.topology.lab_name import unique_lab_name
 
 pytestmark = pytest.mark.natlab
 
@@ -113,7 +113,7 @@ def lab() -> Iterator[Lab]:
     for tool in ("stun", "turnutils_natdiscovery"):
         assert shutil.which(tool), f"{tool} is missing: run scripts/install.sh"
     topology = parse_topology(TOPOLOGY, "test_third_party_stun.py")
-    with Lab(topology, unique_lab_name(topology)) as running:
+    with Lab(topology, unique_lab_name(topology.name)) as running:
         yield running
     left = [n for n in planned_namespaces(topology, running.name) if namespaces.exists(n)]
     assert not left, f"lab {running.name} left namespaces behind: {left}"

@@ -256,7 +256,7 @@ def test_the_daemon_config_gives_the_engine_the_router_s_addresses_and_wan_broad
         ),
         routes=(),
         internal_networks=("10.0.0.0/24", "10.5.0.0/30"),
-        behaviour=PRESETS["full-cone"].as_json(),
+        behaviour=PRESETS["full-cone"],
         static_maps=(),
         stun_ports=(),
     )
@@ -274,6 +274,6 @@ def test_the_daemon_config_gives_the_engine_the_router_s_addresses_and_wan_broad
 def test_a_point_to_point_wan_has_no_broadcast_address() -> None:
     config = DaemonConfig(
         "t", "r", (PortConfig("wan", ("203.0.113.0/31",)), PortConfig("lan0", ("10.0.0.1/24",))),
-        (), ("10.0.0.0/24",), PRESETS["full-cone"].as_json(), (), (),
+        (), ("10.0.0.0/24",), PRESETS["full-cone"], (), (),
     )  # fmt: skip
     assert config.nat_config().wan_broadcasts == ()

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 import pytest
 
+from natlab.endpoints.ice import TurnServer
 from natlab.lab.endpoints import (
     local_networks,
-    pbx_argv,
+    pbx_config,
     pbx_endpoints,
-    phone_argv,
+    phone_config,
     stun_servers,
 )
 from natlab.topology import load_topology, parse_topology
@@ -99,21 +100,20 @@ def test_the_pbx_relays_on_its_forwarded_udp_ports_and_knows_their_public_number
     tmp_path: Path,
 ) -> None:
     topology = parse_topology(EXTERNAL_PORTS, "other-ports.yaml")
-    argv = pbx_argv(topology, topology.hosts["pbx"], tmp_path, translating)
-    options = dict(zip(argv[::2], argv[1::2], strict=True))
-    assert options["--public"] == "203.0.113.1"
-    assert options["--relay-ports"] == "40000-40009"
-    assert options["--relay-public-offset"] == "10000"
-    assert options["--local"] == "10.0.0.0/24"
+    config = pbx_config(topology, topology.hosts["pbx"], tmp_path, translating)
+    assert config.public == IPv4Address("203.0.113.1")
+    assert config.relay_ports == (40000, 40009)
+    assert config.relay_public_offset == 10000
+    assert config.local == (IPv4Network("10.0.0.0/24"),)
+    assert (config.control, config.ca) == (tmp_path / "hosts" / "pbx.sock", tmp_path / "ca")
 
 
 def test_the_udp_signalling_forward_is_not_taken_for_the_relay_ports(
     main_branch: Topology, tmp_path: Path
 ) -> None:
     """main-branch forwards udp 5060 (registration) before 40000-40099 (the media relay)."""
-    argv = pbx_argv(main_branch, main_branch.hosts["pbx"], tmp_path, translating)
-    assert argv[argv.index("--relay-ports") + 1] == "40000-40099"
-    assert argv[argv.index("--relay-public-offset") + 1] == "0"
+    config = pbx_config(main_branch, main_branch.hosts["pbx"], tmp_path, translating)
+    assert (config.relay_ports, config.relay_public_offset) == ((40000, 40099), 0)
 
 
 def test_only_networks_that_see_the_pbx_unnatted_are_its_local_ones(main_branch: Topology) -> None:
@@ -130,9 +130,8 @@ def test_phones_know_every_stun_service_and_the_turn_server(tmp_path: Path) -> N
     )
     stun1 = str(topology.hosts["stun1"].interfaces[0].address)
     assert stun_servers(topology) == [(stun1, 3478), ("203.0.113.1", 3478)]
-    argv = phone_argv(topology, topology.hosts["phone-b"], tmp_path, translating)
-    assert argv[argv.index("--turn") + 1] == "203.0.113.30:3478"
-    stuns = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--stun"]
-    assert stuns == [f"{stun1}:3478", "203.0.113.1:3478"]
-    assert argv[argv.index("--pbx") + 1] == "203.0.113.1:5060"
-    assert argv[argv.index("--pbx-udp") + 1] == "203.0.113.1:5060"
+    config = phone_config(topology, topology.hosts["phone-b"], tmp_path, translating)
+    assert config.turn == TurnServer(("203.0.113.30", 3478), "natlab", "natlab")
+    assert config.stun == ((stun1, 3478), ("203.0.113.1", 3478))
+    assert config.pbx == config.pbx_udp == ("203.0.113.1", 5060)
+    assert (config.name, config.address) == ("phone-b", IPv4Address("10.1.0.2"))

@@ -8,7 +8,8 @@ import socket
 
 import pytest
 
-from natlab.router.control import MAX_ADVANCE, Connection, check_advance, check_limit
+from natlab.core.durations import MAX_ADVANCE, check_advance
+from natlab.router.control import Connection, check_limit
 
 
 @pytest.mark.parametrize("seconds", [0, 0.5, 31, 3600.0, MAX_ADVANCE])

@@ -37,7 +37,8 @@ CASES = [
     (True, "10.0.0.5", False, True, Step.NOT_FOR_US),
     (True, "198.51.100.7", False, True, Step.NOT_FOR_US),
     (True, LAN_GATEWAY, False, True, Step.NOT_FOR_US),
-    (True, "10.0.0.5", False, False, Step.ROUTE),
+    (True, "10.0.0.5", False, False, Step.INBOUND),  # a router that only routes: martians dropped
+    (True, LAN_GATEWAY, False, False, Step.INBOUND),
     (False, "10.9.0.5", False, True, Step.ROUTE),  # between two LANs, no translation
     (False, "192.0.2.7", False, True, Step.NO_ROUTE),
     (False, "198.51.100.7", False, True, Step.OUTBOUND),
@@ -93,7 +94,10 @@ def test_what_may_never_happen(from_wan: bool, destination: str, echo: bool, nat
             assert step in (Step.NOT_FOR_US, Step.ANSWER_PING)
     else:
         assert step not in (Step.INBOUND, Step.NOT_FOR_US)
-    assert (step is Step.INBOUND) == (from_wan and external and not echo)
+    answered = echo and destination in forwarding.own
+    assert (step is Step.INBOUND) == (from_wan and (external or not nat) and not answered)
+    if from_wan:  # everything from outside meets the engine (its martian check), or is dropped
+        assert step in (Step.INBOUND, Step.NOT_FOR_US, Step.ANSWER_PING)
     if step is Step.OUTBOUND:  # a mapping only for somewhere the packet can go
         assert external or forwarding.routed(destination)
         assert not forwarding.internal(destination) or external

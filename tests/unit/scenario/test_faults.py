@@ -22,8 +22,8 @@ from rich.console import Console
 from natlab.errors import NatlabError
 from natlab.lab.endpoints import PBX, PHONE, STUN_SERVER, TURN_SERVER
 from natlab.lab.processes import Death, death, record
+from natlab.lab.routers import DAEMON
 from natlab.render import matrix_table, pair_line, scenario_table, step_line
-from natlab.router.nat import DAEMON
 from natlab.scenario import runner, verify
 from natlab.scenario.expectations import Check
 from natlab.scenario.explain import explain_call

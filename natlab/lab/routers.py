@@ -1,10 +1,18 @@
-"""natlab's own NAT dataplane, as the lab sees it: set a router up, start its daemon.
+"""A router's dataplane, as the lab sees it: set a router's namespace up, start what runs it.
 
-The router's kernel forwards nothing and drops every IPv4 packet it
-receives; the daemon (daemon.py, a fresh interpreter in the router's
-namespace) moves and translates every packet. This module writes the
-daemon's config from the topology; each router's files sit in the lab's
-state directory (files.py).
+- NatDataplane, the default: natlab's own NAT daemon. The router's kernel
+  forwards nothing and drops every IPv4 packet it receives; the daemon
+  (natlab.router.daemon, a fresh interpreter in the router's namespace)
+  moves and translates every packet. The lab writes each daemon's typed
+  config (natlab.router.config) as a JSON file and hands the daemon its
+  path; each router's files sit in the lab's state directory
+  (natlab.router.files).
+- KernelForwarding: the namespace's own kernel routes between the router's
+  interfaces and translates nothing; the baseline benchmarks compare with,
+  and a way to check a topology's wiring with the NAT out of the picture.
+
+Either one tells the route plan whether a router translates (so it knows
+which LANs stay hidden).
 """
 
 from __future__ import annotations
@@ -18,14 +26,15 @@ from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 
 from natlab.control_socket import answers
+from natlab.core.engine import StaticMap
 from natlab.errors import NatlabError
+from natlab.lab.launch import Launch, wait_started
 from natlab.plumbing.firewall import drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
 from natlab.plumbing.namespaces import set_sysctls
 from natlab.router.config import DaemonConfig, PortConfig
 from natlab.router.eventlog import limits
 from natlab.router.files import config_path, log_path, socket_path
-from natlab.router.launch import Launch, wait_started
 from natlab.topology.model import Router, Topology
 from natlab.topology.routing import plan_routes
 
@@ -112,15 +121,40 @@ def daemon_config(topology: Topology, router: Router, lab: str, translates) -> D
             (str(route.destination or IPv4Network("0.0.0.0/0")), str(route.via)) for route in routes
         ),
         internal_networks=tuple(str(net) for net in [*lan_networks, *behind]),
-        behaviour=router.behaviour.as_json(),
+        behaviour=router.behaviour,
         static_maps=tuple(
-            {
-                "proto": forward.proto,
-                "external_ports": list(forward.external_ports),
-                "internal_address": str(forward.address),
-                "internal_ports": list(forward.internal_ports),
-            }
+            StaticMap(
+                forward.proto, forward.external_ports, str(forward.address), forward.internal_ports
+            )
             for forward in router.forwards
         ),
         stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
     )
+
+
+class KernelForwarding:
+    """Plain IPv4 routing by the router namespace's own kernel."""
+
+    name = "kernel"
+
+    def translates(self, router: Router) -> bool:
+        return False
+
+    def configure(self, namespace: str, router: Router) -> None:
+        set_sysctls(
+            namespace,
+            {
+                "net.ipv4.ip_forward": "1",
+                "net.ipv4.conf.all.send_redirects": "0",
+            },
+        )
+
+    def start(self, topology: Topology, lab: str, directory: Path, launch: Launch) -> list:
+        return []
+
+    def wait_ready(self, daemons: list) -> None:
+        """Nothing to wait for: the kernel forwards as soon as it is configured."""
+
+
+Dataplane = NatDataplane | KernelForwarding
+DATAPLANES: dict[str, type[Dataplane]] = {"natlab": NatDataplane, "kernel": KernelForwarding}

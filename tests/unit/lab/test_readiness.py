@@ -12,7 +12,7 @@ import pytest
 
 from natlab.control_socket import ask
 from natlab.errors import NatlabError
-from natlab.router.nat import Daemon, NatDataplane
+from natlab.lab.routers import Daemon, NatDataplane
 
 LISTEN_AFTER = 0.5  # seconds between bind() and listen()
 
