@@ -424,6 +424,7 @@ class StepEnded(TraceRecord):
     error: str | None = None
     fault: str | None = None
     checks: list[Check] = field(default_factory=list)
+    explanation: list[str] = field(default_factory=list)  # a program step's state and output
 
 
 @dataclass(frozen=True)
@@ -887,6 +888,29 @@ class RelayAnswer(Record):
 class PbxPong(Record):
     noun: ClassVar[str] = "the PBX's ping answer"
     pbx: str
+
+
+# -- a user program's state, as its supervisor writes it ---------------------------------------
+
+
+@dataclass(frozen=True)
+class ProgramState(Record):
+    """A `run:` program's state file beside its log (lab/supervise.py writes, the lab reads).
+
+    running (pid, start), exited (code), killed (signal), failed (error: it never
+    started); the lab itself says "unknown" when the supervisor is gone.
+    """
+
+    noun: ClassVar[str] = "a program's state file"
+    state: Literal["running", "exited", "killed", "failed", "unknown"]
+    argv: list[str]
+    log_cap: int
+    pid: int | None = None
+    start: int | None = None
+    code: int | None = None
+    signal: str | None = None
+    error: str | None = None
+    log_dropped: int | None = None
 
 
 # -- a probe's report --------------------------------------------------------------------

@@ -21,13 +21,14 @@ from typing import Any
 
 from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
+from natlab.lab import programs
 from natlab.lab import status as lab_status
 from natlab.lab.build import build, planned_namespaces
 from natlab.lab.clients import PbxClient, PhoneClient, RouterClient
 from natlab.lab.endpoints import control_path, start_endpoints, wait_ready
 from natlab.lab.ledger import Ledger, lab_names, locked
 from natlab.lab.naming import lab_dir, node_namespace, state_error, writing_state
-from natlab.lab.processes import TRANSIENT, Death, death, record, terminate
+from natlab.lab.processes import PROGRAM, TRANSIENT, Death, ProcessRecord, death, record, terminate
 from natlab.lab.routers import DAEMON, DATAPLANES, Dataplane, NatDataplane
 from natlab.plumbing import namespaces
 from natlab.router.files import config_path, events_path, socket_path
@@ -127,6 +128,7 @@ class Lab:
 
     def up(self) -> Lab:
         require_root("natlab up")
+        programs.check_commands(self.topology, os.environ.get("PATH"))
         # Ctrl-C and SIGTERM wait until the lab is recorded and inside the `try` that undoes it:
         # one landing in between would leave a ledger behind.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -148,6 +150,7 @@ class Lab:
             )
             self.dataplane.wait_ready(daemons)
             wait_ready(servers, self.namespace)
+            programs.start_all(self.topology, self.name, ledger.directory, self._launch, self.keep)
             with locked():
                 ledger = _ledger(self.name)  # re-read: starting daemons recorded them
                 ledger.state = "up"
@@ -283,17 +286,47 @@ class Lab:
         return lambda: namespaces.enter(namespace)
 
     def adopt(self, pid: int, node: str, what: str) -> None:
-        """Record a process living inside node so that `down` stops it.
+        """Record a process living inside node so that `down` stops it."""
+        self.keep(record(pid, node, what))
 
-        Finished `exec` sessions and captures are forgotten here; a finished daemon stays
-        recorded, so `status` can say it died.
+    def keep(self, process: ProcessRecord) -> None:
+        """Record a process in the ledger.
+
+        Finished `exec` sessions, captures and programs are forgotten here; a
+        finished daemon stays recorded, so `status` can say it died.
         """
         with locked():
             ledger = _ledger(self.name)
             ledger.processes = [
                 p for p in ledger.processes if p.what not in TRANSIENT or p.alive()
-            ] + [record(pid, node, what)]
+            ] + [process]
             ledger.save()
+
+    def start_program(
+        self,
+        node: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        pair: programs.Pair | None = None,
+    ) -> dict:
+        """Start argv in node as a topology's `run:` is started (lab/programs.py); its state."""
+        self.namespace(node)  # a clear error for an unknown node
+        error = programs.command_error(argv, os.environ.get("PATH"))
+        if error is not None:
+            raise error
+        lab_env = programs.program_env(self.topology, self.name, node, pair)
+        full = {**os.environ, **lab_env, **(env or {})}
+        return programs.start(self._launch, self.keep, lab_dir(self.name), node, argv, full)
+
+    def program_state(self, node: str) -> dict | None:
+        """What node's program is doing (running, exited N, ...); None if it never had one."""
+        return programs.current_state(lab_dir(self.name), node, _ledger(self.name).processes)
+
+    def end_program(self, node: str, grace: float = programs.GRACE) -> None:
+        """End node's program and whatever it started: SIGTERM, then SIGKILL after grace."""
+        ledger = _ledger(self.name)
+        mine = [p for p in ledger.processes if p.node == node and p.what == PROGRAM]
+        programs.end_programs(self.name, mine, grace)
 
     def status(self) -> dict:
         return lab_status.describe(self.topology, _ledger(self.name))
@@ -370,7 +403,8 @@ def _remove(name: str) -> list[str]:
         ledger = Ledger.load(name)
         if ledger is None:
             return []
-        terminate(ledger.processes)
+        programs.end_programs(name, ledger.processes)
+        terminate([p for p in ledger.processes if p.what != PROGRAM])
         removed = [n for n in reversed(ledger.namespaces) if namespaces.remove(n)]
         ledger.forget()
     return removed

@@ -40,6 +40,8 @@ from natlab.scenario.model import (
     Step,
     WaitRegistered,
 )
+from natlab.scenario.program_runs import run_program_step
+from natlab.scenario.program_steps import ProgramStep
 from natlab.scenario.verdict import ERROR, FAULT, PASSED, exit_code, fault_text, step_verdict, worst
 from natlab.topology.lab_name import unique_lab_name
 
@@ -56,6 +58,7 @@ class StepResult:
     explanation: list[str] = field(default_factory=list)
     call_report: CallReport | None = None  # a call step's: the caller's report
     probe_report: ProbeReport | None = None  # a probe step's
+    program: dict | None = None  # a program step's: records.ProgramState, node, output's tail
     drops: list[DropGroup] = field(default_factory=list)  # what routers dropped during a call
     seconds: float = 0.0
     deaths: list[Death] = field(default_factory=list)  # lab processes found dead after it
@@ -75,7 +78,9 @@ class StepResult:
 
     @property
     def report(self) -> dict | None:
-        """The step's report as JSON: the caller's CallReport or the probe's."""
+        """The step's report as JSON: the caller's CallReport, the probe's, or the program's."""
+        if self.program is not None:
+            return {"program": self.program}
         found = self.call_report or self.probe_report
         return None if found is None else found.to_json()
 
@@ -219,6 +224,8 @@ class _Runner:
             elif isinstance(step, SetNat):
                 for router, behaviour in step.behaviours.items():
                     self.lab.router(router).set(behaviour)
+            elif isinstance(step, ProgramStep):
+                run_program_step(self.lab, step, result)
             elif isinstance(step, Probe):
                 result.probe_report = discovery.discover(self.lab, step.node, step.server)
                 result.checks = check_probe(step.expect, result.probe_report)

@@ -192,6 +192,7 @@ def _step_end(record: StepEnded) -> Scene:
     ]
     if record.error:
         lines.append(f"could not run: {record.error}")
+    lines += record.explanation  # a program step's state, output and drops
     kind = "fault" if record.fault else "result"
     return Scene(f"step {record.index + 1} {mark}: {record.text}", lines, kind)
 

@@ -376,6 +376,8 @@ class Recorder(RunHooks):
                 error=result.error,
                 fault=result.fault,
                 checks=list(result.checks),
+                # a program's state, output and the drops meanwhile (program_runs.py)
+                explanation=list(result.explanation) if result.program else [],
             )
         )
 
