@@ -63,10 +63,10 @@ def ask_lines(path: Path, request: dict, *, who: str, timeout: float = TIMEOUT) 
             yield item
 
 
-def answers(path: Path, request: dict | None = None, timeout: float = 1.0) -> bool:
-    """Does the process at path answer (request, by default a ping) with "ok"?"""
+def answers(path: Path, request: dict, timeout: float = 1.0) -> bool:
+    """Does the process at path answer request (a ping: records.PingRequest) with "ok"?"""
     try:
-        ask(path, request or {"op": "ping"}, who="it", timeout=timeout)
+        ask(path, request, who="it", timeout=timeout)
     except NatlabError:
         return False
     return True

@@ -23,6 +23,7 @@ from natlab.topology.routing import plan_routes
 
 if TYPE_CHECKING:  # reading a topology must not load the lab and its netlink code
     from natlab.catalog import Entry
+    from natlab.records import ProbeReport
     from natlab.scenario.matrix import MatrixResult, PairResult
     from natlab.scenario.matrix_view import CellView, MatrixView
     from natlab.scenario.model import Scenario
@@ -130,7 +131,7 @@ def print_verify(verdicts: dict, results: list[RouterCheck]) -> None:
         )
 
 
-def probe_table(node: str, report: dict) -> Table:
+def probe_table(node: str, report: ProbeReport) -> Table:
     """What RFC 5780 discovery from inside node found (a `natlab probe` report)."""
     from natlab.scenario.probe import summary
 
@@ -189,10 +190,13 @@ def status_table(status: dict) -> Table:
         title=f"lab {status['name']} ({status['topology']}): [{colour}]{state}[/]",
         title_justify="left",
     )
-    for column in ("node", "kind", "namespace", "interface", "addresses", "routes"):
+    columns = ["node", "kind", "namespace", "interface", "addresses", "routes"]
+    with_programs = any("program" in node for node in status["nodes"])
+    for column in columns + ["program"] * with_programs:
         table.add_column(column)
     for node in status["nodes"]:
         kind = f"router ({node['nat']})" if node["kind"] == "router" else node["role"]
+        program = program_cell(node["program"]) if "program" in node else ""
         interfaces = node["interfaces"] or [{"name": "[red]missing[/]", "addresses": []}]
         routes = "\n".join(f"{r['destination']} via {r['via']}" for r in node["routes"])
         for index, iface in enumerate(interfaces):
@@ -204,9 +208,19 @@ def status_table(status: dict) -> Table:
                 iface["name"] + ("" if iface.get("up", True) else " [red](down)[/]"),
                 " ".join(iface["addresses"]),
                 routes if first else "",
+                *([program if first else ""] * with_programs),
                 end_section=index == len(interfaces) - 1,
             )
     return table
+
+
+def program_cell(state: dict) -> str:
+    """A node's program in `natlab status`: its state, coloured, and its log."""
+    from natlab.lab.programs import describe  # natlab.lab is loaded already once a lab is up
+
+    colour = {"running": "green", "exited": "yellow" if state.get("code") else "cyan"}
+    text = escape(describe(state))
+    return f"[{colour.get(state['state'], 'red')}]{text}[/]\n[dim]{escape(state['log'])}[/]"
 
 
 def print_status(status: dict) -> None:

@@ -30,14 +30,13 @@ def nat_show(router: str, lab: str | None, limit: int | None, as_json: bool) -> 
     from natlab.lab import Lab
     from natlab.render import print_nat_show
 
-    head, mappings = Lab.attach(lab).nat_show(router, limit)
-    head.pop("ok", None)
+    head, mappings = Lab.attach(lab).router(router).show(limit)
     if as_json:  # streamed: a table of any size, one line at a time
-        click.echo(json.dumps(json_document("nat-show", head)))
+        click.echo(json.dumps(json_document("nat-show", head.to_json())))
         for mapping in mappings:
-            click.echo(json.dumps(mapping))
+            click.echo(json.dumps(mapping.to_json()))
         return
-    print_nat_show(head, mappings)
+    print_nat_show(head.to_json(), (mapping.to_json() for mapping in mappings))
 
 
 @nat.command("events", short_help="What ROUTER decided and why.", needs_root=True)
@@ -49,13 +48,14 @@ def nat_events(router: str, lab: str | None, follow: bool, as_json: bool) -> Non
     """What ROUTER decided and why: mappings made and expired, packets dropped with the reason."""
     from natlab.json_documents import json_document
     from natlab.lab import Lab
+    from natlab.records import RouterEvent
     from natlab.render import event_line, print_line
     from natlab.router.eventlog import follow as following
     from natlab.router.eventlog import read_lines
 
-    path = Lab.attach(lab).nat_events_path(router)
+    path = Lab.attach(lab).router(router).events_file
     for line in following(path) if follow else read_lines(path):  # rotated files too
-        event = json.loads(line)
+        event = RouterEvent.from_json(json.loads(line)).to_json()
         if as_json:
             click.echo(json.dumps(json_document("nat-event", event)))
         else:
@@ -69,7 +69,7 @@ def nat_flush(router: str, lab: str | None) -> None:
     """Forget every dynamic mapping of ROUTER (port forwards stay)."""
     from natlab.lab import Lab
 
-    flushed = Lab.attach(lab).nat(router, {"op": "flush"})["flushed"]
+    flushed = Lab.attach(lab).router(router).flush()
     click.echo(f"router {router}: flushed {flushed} mapping(s)")
 
 
@@ -89,8 +89,6 @@ def nat_set(router: str, settings: tuple[str, ...], lab: str | None) -> None:
     from natlab.render import behaviour_line
     from natlab.topology.behaviour_input import changed_behaviour
 
-    target = Lab.attach(lab)
-    current = target.nat(router, {"op": "show"})["behaviour"]
-    behaviour = changed_behaviour(current, settings)
-    answer = target.nat(router, {"op": "set", "behaviour": behaviour.as_json()})
-    click.echo(behaviour_line(router, answer["behaviour"]))
+    client = Lab.attach(lab).router(router)
+    behaviour = changed_behaviour(client.behaviour().as_json(), settings)
+    click.echo(behaviour_line(router, client.set(behaviour).as_json()))

@@ -39,11 +39,11 @@ def probe(node: str, lab: str | None, server: str | None, lifetime: bool, as_jso
     """
     from natlab.lab import Lab
     from natlab.render import print_table, probe_table
-    from natlab.scenario.probe import probe as run_probe
+    from natlab.scenario.probe import discover
 
-    report = run_probe(Lab.attach(lab), node, server, lifetime)
+    report = discover(Lab.attach(lab), node, server, lifetime)
     if as_json:
-        emit_json("probe", report)
+        emit_json("probe", report.to_json())
     else:
         print_table(probe_table(node, report))
 

@@ -28,7 +28,13 @@ class Action(StrEnum):
 
 
 class DropReason(StrEnum):
-    """Why a packet was dropped; `dropped_<value>` is its counter."""
+    """Why a packet was dropped; `dropped_<value>` is its counter, `meaning` says it for people.
+
+    The engine's reasons come with a `detail` naming the mapping or permission
+    that was missing; the daemon's own (after the engine, or before it could
+    parse the packet) carry little more than the reason, so `meaning` is
+    what explains them.
+    """
 
     NO_MAPPING = "no-mapping"
     FILTERED_ADDRESS = "filtered-address"
@@ -41,10 +47,59 @@ class DropReason(StrEnum):
     NOT_SYN = "not-syn"
     NOT_INTERNAL = "not-internal"  # from the LAN with a source outside internal_networks
     MARTIAN_SOURCE = "martian-source"  # from the WAN with a source it cannot have (core.martians)
+    # the router daemon's own drops
+    NO_ROUTE = "no-route"
+    TTL_EXPIRED = "ttl-expired"
+    MALFORMED = "malformed"
+    SEND_ERROR = "send-error"
+    RECEIVE_OVERFLOW = "receive-overflow"
 
     @property
     def counter(self) -> str:
         return "dropped_" + self.name.lower()
+
+    @property
+    def meaning(self) -> str:
+        return _MEANINGS[self]
+
+    @property
+    def filtered(self) -> bool:
+        """Did the NAT refuse an inbound packet its mappings do not let in (its sender's
+        mapping is then what explains it)?"""
+        return self in _FILTERING
+
+
+_MEANINGS = {
+    DropReason.NO_MAPPING: "no mapping has that external address and port",
+    DropReason.FILTERED_ADDRESS: "the mapping has not sent to that address (address filtering)",
+    DropReason.FILTERED_PORT: "the mapping has not sent to that address and port "
+    "(address-and-port filtering)",
+    DropReason.EXPIRED: "the mapping it was for had expired",
+    DropReason.HAIRPIN_OFF: "a LAN host sent to the router's own external address, and "
+    "hairpinning is off",
+    DropReason.EXHAUSTED: "no external port (or no more mappings for the host) was left",
+    DropReason.UNSUPPORTED: "a protocol the NAT does not translate",
+    DropReason.FRAGMENT: "a fragment, which the NAT does not reassemble",
+    DropReason.NOT_SYN: "a TCP packet with no connection, and not a SYN",
+    DropReason.NOT_INTERNAL: "from the LAN with a source outside the router's internal networks",
+    DropReason.MARTIAN_SOURCE: "from the internet with a source it cannot have: forged or "
+    "misrouted, never let in",
+    DropReason.NO_ROUTE: "the router has no route to that destination: a private address, "
+    "which the internet does not route (a host candidate of a phone in another LAN)",
+    DropReason.TTL_EXPIRED: "the packet's TTL ran out",
+    DropReason.MALFORMED: "the frame is no IPv4 packet the router can read",
+    DropReason.SEND_ERROR: "the router could not send it (a full socket buffer, or larger "
+    "than the MTU)",
+    DropReason.RECEIVE_OVERFLOW: "frames came in faster than the daemon could read them",
+}
+_FILTERING = frozenset(
+    {
+        DropReason.FILTERED_ADDRESS,
+        DropReason.FILTERED_PORT,
+        DropReason.NO_MAPPING,
+        DropReason.EXPIRED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

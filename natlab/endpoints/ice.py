@@ -27,9 +27,11 @@ import aioice.stun
 from aioice import Candidate, Connection, TransportPolicy
 from aioice.ice import CandidatePair, StunProtocol, server_reflexive_candidate
 
+from natlab import records
 from natlab.endpoints.media import RtpStream
 from natlab.endpoints.signalling import Endpoint, Sdp, format_endpoint
 from natlab.endpoints.stun_client import StunClient
+from natlab.records import IceCheck, SelectedPair
 from natlab.stun import Address
 
 ICE_TIMEOUT = 5.0  # the whole connect(); checks themselves give up after ~1.5 s (lab_timing)
@@ -64,8 +66,8 @@ def _state(pair: CandidatePair) -> str:
     return pair.state.name.lower().replace("_", "-")
 
 
-def _side(candidate: Candidate) -> dict:
-    return {"type": candidate.type, "address": format_endpoint((candidate.host, candidate.port))}
+def _side(candidate: Candidate) -> records.Candidate:
+    return records.Candidate(format_endpoint((candidate.host, candidate.port)), candidate.type)
 
 
 class IceMedia:
@@ -163,22 +165,22 @@ class IceMedia:
     async def send(self, data: bytes) -> None:
         await self.connection.send(data)
 
-    def selected(self) -> dict | None:
+    def selected(self) -> SelectedPair | None:
         pair = self.connection._nominated.get(1)  # aioice's selected pair
         if pair is None:
             return None
-        return {"local": _side(pair.local_candidate), "remote": _side(pair.remote_candidate)}
+        return SelectedPair(_side(pair.local_candidate), _side(pair.remote_candidate))
 
-    def checks(self) -> list[dict]:
+    def checks(self) -> list[IceCheck]:
         """Every pair aioice kept in its check list, with the state it reached."""
         return [
-            {
-                "local": format_endpoint(pair.local_addr),
-                "remote": format_endpoint(pair.remote_addr),
-                "local_type": pair.local_candidate.type,
-                "remote_type": pair.remote_candidate.type,
-                "state": _state(pair),
-            }
+            IceCheck(
+                local=format_endpoint(pair.local_addr),
+                remote=format_endpoint(pair.remote_addr),
+                local_type=pair.local_candidate.type,
+                remote_type=pair.remote_candidate.type,
+                state=_state(pair),
+            )
             for pair in self.connection._check_list
         ]
 
@@ -255,18 +257,17 @@ class UdpMedia:
         if self._transport is not None and self.destination is not None:
             self._transport.sendto(data, self.destination)
 
-    def selected(self) -> dict | None:
+    def selected(self) -> SelectedPair | None:
         if self.offered is None or self.destination is None:
             return None
-        return {
-            "local": {"type": self.kind, "address": format_endpoint(self.offered)},
-            "remote": {
-                "type": "relay" if self.via_relay else self.kind,
-                "address": format_endpoint(self.destination),
-            },
-        }
+        return SelectedPair(
+            records.Candidate(format_endpoint(self.offered), self.kind),
+            records.Candidate(
+                format_endpoint(self.destination), "relay" if self.via_relay else self.kind
+            ),
+        )
 
-    def checks(self) -> list[dict]:
+    def checks(self) -> list[IceCheck]:
         return []
 
     def kind_of(self, address: str) -> str:

@@ -14,8 +14,16 @@ import secrets
 import struct
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from natlab.records import (
+    CALLEE_DEAF,
+    CALLER_DEAF,
+    NO_MEDIA,
+    TWO_WAY,
+    CallReport,
+    RtpCounts,
+)
 
 PAYLOAD_TYPE = 0  # PCMU
 PAYLOAD = b"\xff" * 160  # 20 ms of G.711 mu-law silence
@@ -23,11 +31,6 @@ INTERVAL = 0.020
 SAMPLES = 160  # per packet, at G.711's 8000 Hz clock
 HEADER = struct.Struct("!BBHII")
 VERSION = 2
-
-TWO_WAY = "two-way"
-CALLER_DEAF = "one-way (caller hears nothing)"
-CALLEE_DEAF = "one-way (callee hears nothing)"
-NO_MEDIA = "no media"
 
 
 @dataclass(frozen=True)
@@ -61,18 +64,6 @@ def parse_rtp(data: bytes) -> RtpHeader | None:
     if len(data) < size + padding:
         return None
     return RtpHeader(second & 0x7F, seq, timestamp, ssrc, len(data) - size - padding)
-
-
-@dataclass
-class RtpCounts:
-    """One side's RTP: packets sent, packets received from the peer, when the first came."""
-
-    sent: int = 0
-    received: int = 0
-    first_received_at: float | None = None
-
-    def as_json(self) -> dict:
-        return asdict(self)
 
 
 class RtpStream:
@@ -134,43 +125,18 @@ def verdict(caller: RtpCounts, callee: RtpCounts) -> str:
     return NO_MEDIA
 
 
-@dataclass
-class CallReport:
-    """One call as one of its phones saw it (the contract's CallReport)."""
+def finish(report: CallReport) -> CallReport:
+    """Stamp the report's end and judge the media from both sides' counts.
 
-    call: str
-    caller: str
-    callee: str
-    mode: str
-    role: str  # "caller" | "callee"
-    started_at: float = field(default_factory=time.time)
-    ended_at: float | None = None
-    selected_pair: dict | None = None
-    checks: list[dict] = field(default_factory=list)
-    ice: str | None = None  # "completed" | "failed" | "timeout"; None without ICE
-    rtp: RtpCounts = field(default_factory=RtpCounts)
-    peer_rtp: RtpCounts | None = None
-    verdict: str = NO_MEDIA
-    error: str | None = None
-
-    def finish(self) -> CallReport:
-        """Stamp the end and judge the media from both sides' counts.
-
-        Without the peer's counts only this side's direction can be judged,
-        and only as "something arrived"; the report says why.
-        """
-        self.ended_at = time.time()
-        peer = self.peer_rtp
-        if peer is None:
-            peer = RtpCounts(sent=self.rtp.received)
-            if self.error is None:
-                self.error = "the other phone's RTP counts never came back"
-        mine, theirs = self.rtp, peer
-        self.verdict = verdict(mine, theirs) if self.role == "caller" else verdict(theirs, mine)
-        return self
-
-    def as_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["rtp"] = self.rtp.as_json()
-        out["peer_rtp"] = None if self.peer_rtp is None else self.peer_rtp.as_json()
-        return out
+    Without the peer's counts only this side's direction can be judged, and
+    only as "something arrived"; the report says why.
+    """
+    report.ended_at = time.time()
+    peer = report.peer_rtp
+    if peer is None:
+        peer = RtpCounts(sent=report.rtp.received)
+        if report.error is None:
+            report.error = "the other phone's RTP counts never came back"
+    mine, theirs = report.rtp, peer
+    report.verdict = verdict(mine, theirs) if report.role == "caller" else verdict(theirs, mine)
+    return report

@@ -57,6 +57,7 @@ from ipaddress import IPv4Address, IPv4Network, ip_address
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from natlab import records
 from natlab.endpoints import tls
 from natlab.endpoints.ratelimit import TokenBuckets
 from natlab.endpoints.signalling import (
@@ -70,6 +71,20 @@ from natlab.endpoints.signalling import (
     read_message,
     serve_control,
     write_message,
+)
+from natlab.records import (
+    PBX_REQUESTS,
+    CallsRequest,
+    Counters,
+    CountersRequest,
+    PbxCalls,
+    PbxPong,
+    PingRequest,
+    Registrations,
+    RegistrationsRequest,
+    RelayAnswer,
+    RelayRequest,
+    request_from_json,
 )
 
 SIP_PORT = 5060  # plain TCP
@@ -125,15 +140,10 @@ class Registration:
     since: float = field(default_factory=time.time)
     expires_at: float | None = None  # the PBX's clock; None: as long as the connection lasts
 
-    def as_json(self, now: float) -> dict:
-        out: dict = {
-            "since": self.since,
-            "transport": self.transport,
-            "address": format_endpoint(self.address),
-        }
-        if self.expires_at is not None:
-            out["expires_in"] = round(self.expires_at - now, 3)
-        return out
+    def record(self, now: float) -> records.Registration:
+        """As the control socket tells it: expires_in seconds from `now`, for a UDP one."""
+        left = None if self.expires_at is None else round(self.expires_at - now, 3)
+        return records.Registration(self.transport, format_endpoint(self.address), self.since, left)
 
 
 class RelayLeg(asyncio.DatagramProtocol):
@@ -580,20 +590,20 @@ class Pbx:
     # -- control ---------------------------------------------------------------------------
 
     async def control(self, request: dict) -> dict:
-        op = request.get("op")
-        if op == "ping":
-            return {"pbx": self.config.name}
-        if op == "registrations":
+        asked = request_from_json(request, PBX_REQUESTS)
+        if isinstance(asked, PingRequest):
+            return PbxPong(self.config.name).to_json()
+        if isinstance(asked, RegistrationsRequest):
             live = [r for name in list(self.registrations) if (r := self.registration(name))]
-            return {"registrations": {r.name: r.as_json(self.clock()) for r in live}}
-        if op == "calls":
-            return {"calls": {i: c.as_json() for i, c in self.calls.items()}}
-        if op == "counters":
-            return {"counters": dict(self.counters)}
-        if op == "relay":
-            self.relay_policy = parse_policy(request.get("phones"))
-            return {"relay": _policy_json(self.relay_policy)}
-        raise ValueError(f"unknown request {op!r}")
+            now = self.clock()
+            return Registrations({r.name: r.record(now) for r in live}).to_json()
+        if isinstance(asked, CallsRequest):
+            return PbxCalls({i: c.as_json() for i, c in self.calls.items()}).to_json()
+        if isinstance(asked, CountersRequest):
+            return Counters(dict(self.counters)).to_json()
+        assert isinstance(asked, RelayRequest)
+        self.relay_policy = parse_policy(asked.phones)
+        return RelayAnswer(_policy_json(self.relay_policy)).to_json()
 
 
 def _udp_socket(address: IPv4Address, port: int) -> socket.socket:

@@ -50,14 +50,14 @@ import signal
 import ssl
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 from natlab.endpoints import tls
 from natlab.endpoints.ice import IceMedia, Media, MediaError, TurnServer, UdpMedia, lab_timing
-from natlab.endpoints.media import CallReport, RtpCounts, send_rtp
+from natlab.endpoints.media import finish, send_rtp
 from natlab.endpoints.signalling import (
     MAX_KEEPALIVE,
     MAX_LINE,
@@ -72,6 +72,21 @@ from natlab.endpoints.signalling import (
     read_message,
     serve_control,
     write_message,
+)
+from natlab.errors import NatlabError
+from natlab.records import (
+    PHONE_REQUESTS,
+    CallReport,
+    CallReports,
+    CallRequest,
+    Candidate,
+    PhoneStatus,
+    PingRequest,
+    RegisterRequest,
+    RtpCounts,
+    SelectedPair,
+    StatusRequest,
+    request_from_json,
 )
 
 KEEPALIVE = 0.5  # seconds between keepalives, unless told otherwise
@@ -137,25 +152,25 @@ class Registrar:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def status(self) -> dict:
-        return {
-            "name": self.config.name,
-            "registered": self.registered,
-            "pbx": format_endpoint(self.target) if self.target else None,
-            "transport": self.transport,
-            "keepalive": self.keepalive,
-            "certificate": self.certificate if self.transport == "tls" else None,
-            "since": self.since,
-            "attempts": self.attempts,
-            "error": self.error,
-        }
+    def status(self) -> PhoneStatus:
+        return PhoneStatus(
+            name=self.config.name,
+            registered=self.registered,
+            pbx=format_endpoint(self.target) if self.target else None,
+            transport=self.transport,
+            keepalive=self.keepalive,
+            certificate=self.certificate if self.transport == "tls" else None,
+            since=self.since,
+            attempts=self.attempts,
+            error=self.error,
+        )
 
     async def register(
         self,
         transport: str | None = None,
         certificate: str | None = None,
         keepalive: float | None = None,
-    ) -> dict:
+    ) -> PhoneStatus:
         """Drop the current connection, register anew, answer once the outcome is known.
 
         transport and keepalive (seconds, 0: none) stay as they were unless given.
@@ -428,8 +443,8 @@ class Phone:
                 {
                     "type": "bye",
                     "call": call,
-                    "rtp": media.stream.counts.as_json(),
-                    "selected": media.selected(),
+                    "rtp": media.stream.counts.to_json(),
+                    "selected": _pair_json(media.selected()),
                 }
             )
             try:
@@ -473,8 +488,8 @@ class Phone:
                 {
                     "type": "stats",
                     "call": call,
-                    "rtp": media.stream.counts.as_json(),
-                    "selected": media.selected(),
+                    "rtp": media.stream.counts.to_json(),
+                    "selected": _pair_json(media.selected()),
                 }
             )
             self._close_with_peer(report, media, bye if bye["type"] == "bye" else None)
@@ -502,25 +517,22 @@ class Phone:
 
     def _close_with_peer(self, report: CallReport, media: Media, peer: dict | None) -> None:
         """Fill the report from the media and the peer's bye or stats, then close the media."""
-        report.rtp = RtpCounts(**media.stream.counts.as_json())
+        report.rtp = replace(media.stream.counts)
         report.checks = media.checks()
-        report.selected_pair = media.selected()
+        report.selected_pair = pair = media.selected()
         if peer is not None and isinstance(peer.get("rtp"), dict):
-            with contextlib.suppress(TypeError):
-                report.peer_rtp = RtpCounts(**peer["rtp"])
+            with contextlib.suppress(NatlabError):
+                report.peer_rtp = RtpCounts.from_json(peer["rtp"])
             seen = (peer.get("selected") or {}).get("remote")
-            if isinstance(media, IceMedia) and report.selected_pair and isinstance(seen, dict):
+            if isinstance(media, IceMedia) and pair and isinstance(seen, dict):
                 # Where the peer saw us is our side of the pair (RFC 8445 7.2.5.3.2).
-                address = seen.get("address", "")
-                report.selected_pair["local"] = {
-                    "type": media.kind_of(address),
-                    "address": address,
-                    "base": report.selected_pair["local"]["address"],
-                }
+                address = str(seen.get("address", ""))
+                local = Candidate(address, media.kind_of(address), base=pair.local.address)
+                report.selected_pair = SelectedPair(local, pair.remote)
         self._spawn(media.close())
 
     def _keep(self, report: CallReport) -> CallReport:
-        report.finish()
+        finish(report)
         self.reports = [*self.reports[-(MAX_REPORTS - 1) :], report]
         print(f"call {report.call}: {report.role}, {report.verdict}", flush=True)
         return report
@@ -528,24 +540,25 @@ class Phone:
     # -- control ---------------------------------------------------------------------------
 
     async def control(self, request: dict) -> dict:
-        op = request.get("op")
-        if op in ("status", "ping"):
-            return self.registrar.status()
-        if op == "register":
-            return await self.registrar.register(
-                request.get("transport"), request.get("certificate"), request.get("keepalive")
+        asked = request_from_json(request, PHONE_REQUESTS)
+        if isinstance(asked, StatusRequest | PingRequest):
+            return self.registrar.status().to_json()
+        if isinstance(asked, RegisterRequest):
+            status = await self.registrar.register(
+                asked.transport, asked.certificate, asked.keepalive
             )
-        if op == "call":
-            to, mode = request.get("to"), request.get("mode", "ice")
-            seconds = request.get("seconds", 2.0)
-            if not isinstance(to, str) or mode not in MODES:
+            return status.to_json()
+        if isinstance(asked, CallRequest):
+            if asked.mode not in MODES:
                 raise ValueError(f"call needs 'to' (a phone) and a mode among {MODES}")
-            if not isinstance(seconds, int | float) or not 0 <= seconds <= 3600:
+            if not 0 <= asked.seconds <= 3600:
                 raise ValueError("seconds must be a number from 0 to 3600")
-            return (await self.call(to, float(seconds), mode)).as_json()
-        if op == "reports":
-            return {"reports": [r.as_json() for r in self.reports]}
-        raise ValueError(f"unknown request {op!r}")
+            return (await self.call(asked.to, float(asked.seconds), asked.mode)).to_json()
+        return CallReports(list(self.reports)).to_json()  # ReportsRequest, the last one served
+
+
+def _pair_json(pair: SelectedPair | None) -> dict | None:
+    return None if pair is None else pair.to_json()
 
 
 def _describe(error: Exception) -> str:

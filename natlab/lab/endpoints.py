@@ -34,6 +34,7 @@ from natlab.endpoints.stun_client import StunClient, Timing
 from natlab.errors import NatlabError
 from natlab.lab.launch import wait_started
 from natlab.plumbing import namespaces
+from natlab.records import PingRequest
 from natlab.stun import Address
 from natlab.topology.model import Forward, Host, Role, Router, Topology
 from natlab.topology.routing import sees
@@ -123,7 +124,7 @@ def wait_ready(
 
 def _answers(endpoint: Started, namespace: str) -> bool:
     if endpoint.control is not None:
-        return answers(endpoint.control)
+        return answers(endpoint.control, PingRequest().to_json())
     assert endpoint.stun is not None
     server = Address.of(*endpoint.stun)
     with namespaces.entered(namespace):  # a socket made here stays in the host's namespace

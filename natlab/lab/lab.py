@@ -7,14 +7,13 @@ alone, so it also cleans up after a creator that was SIGKILLed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -22,19 +21,20 @@ from typing import Any
 
 from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
+from natlab.lab import programs
 from natlab.lab import status as lab_status
 from natlab.lab.build import build, planned_namespaces
-from natlab.lab.endpoints import start_endpoints, wait_ready
+from natlab.lab.clients import PbxClient, PhoneClient, RouterClient
+from natlab.lab.endpoints import control_path, start_endpoints, wait_ready
 from natlab.lab.ledger import Ledger, lab_names, locked
 from natlab.lab.naming import lab_dir, node_namespace, state_error, writing_state
-from natlab.lab.processes import TRANSIENT, Death, death, record, terminate
+from natlab.lab.processes import PROGRAM, TRANSIENT, Death, ProcessRecord, death, record, terminate
 from natlab.lab.routers import DAEMON, DATAPLANES, Dataplane, NatDataplane
 from natlab.plumbing import namespaces
-from natlab.router.control import call, show
-from natlab.router.eventlog import read_lines
 from natlab.router.files import config_path, events_path, socket_path
 from natlab.topology import Topology, load_topology, parse_topology
 from natlab.topology.lab_name import check_lab_name
+from natlab.topology.model import Role
 
 TOPOLOGY_COPY = "topology.yaml"
 BEHAVIOURS = "behaviours.json"  # each router's, as the lab runs it: a scenario's `nat:` wins
@@ -128,6 +128,7 @@ class Lab:
 
     def up(self) -> Lab:
         require_root("natlab up")
+        programs.check_commands(self.topology, os.environ.get("PATH"))
         # Ctrl-C and SIGTERM wait until the lab is recorded and inside the `try` that undoes it:
         # one landing in between would leave a ledger behind.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -151,6 +152,7 @@ class Lab:
                 self.topology, ledger.directory, self._launch, self.dataplane.translates
             )
             wait_ready(servers, self.namespace)
+            programs.start_all(self.topology, self.name, ledger.directory, self._launch, self.keep)
             with locked():
                 ledger = _ledger(self.name)  # re-read: starting daemons recorded them
                 ledger.state = "up"
@@ -223,8 +225,8 @@ class Lab:
 
     # -- routers -----------------------------------------------------------------
 
-    def router(self, name: str) -> str:
-        """Check that name is a router of this lab that runs natlab's NAT daemon."""
+    def router(self, name: str) -> RouterClient:
+        """The client of router `name`'s NAT daemon; a NatlabError if the lab has none."""
         if name not in self.topology.routers:
             routers = ", ".join(self.topology.routers) or "(none)"
             raise NatlabError(
@@ -235,37 +237,36 @@ class Lab:
                 f"lab '{self.name}' runs with the {self.dataplane.name} dataplane: no NAT daemon",
                 fix="bring the lab up without --dataplane kernel",
             )
+        config = config_path(lab_dir(self.name), name)
+        return RouterClient(name, socket_path(config), events_path(config))
+
+    def phone(self, name: str) -> PhoneClient:
+        """The client of phone `name`."""
+        return PhoneClient(name, control_path(lab_dir(self.name), self._host(name, Role.PHONE)))
+
+    def pbx(self, name: str | None = None) -> PbxClient:
+        """The client of the PBX `name`, by default the lab's PBX."""
+        if name is None:
+            pbxs = [h.name for h in self.topology.hosts.values() if h.role is Role.PBX]
+            if not pbxs:
+                raise NatlabError(f"lab '{self.name}' has no PBX")
+            name = pbxs[0]
+        return PbxClient(name, control_path(lab_dir(self.name), self._host(name, Role.PBX)))
+
+    def _host(self, name: str, role: Role) -> str:
+        host = self.topology.hosts.get(name)
+        if host is None or host.role is not role:
+            found = [h.name for h in self.topology.hosts.values() if h.role is role]
+            raise NatlabError(
+                f"no {role.value} named '{name}' in lab '{self.name}'",
+                fix=f"{role.value}s: {', '.join(found) or '(none)'}",
+            )
         return name
-
-    def nat(self, router: str, request: dict) -> dict:
-        """Ask a router's NAT daemon (see natlab.router.control for the requests)."""
-        config = config_path(lab_dir(self.name), self.router(router))
-        return call(socket_path(config), request)
-
-    def nat_show(self, router: str, limit: int | None = None) -> tuple[dict, Iterator[dict]]:
-        """A router's show answer (counters, "mappings_total", ...) and its mappings, streamed."""
-        config = config_path(lab_dir(self.name), self.router(router))
-        return show(socket_path(config), limit)
-
-    def nat_events_path(self, router: str) -> Path:
-        """The file a router's daemon appends its events to, one JSON object a line.
-
-        Older events are in the files it rotated to (PATH.1, PATH.2, ...; eventlog.py).
-        """
-        return events_path(config_path(lab_dir(self.name), self.router(router)))
-
-    def nat_events(self, router: str) -> list[dict]:
-        """Every event the router's daemon still keeps (rotation drops the oldest), oldest first."""
-        with contextlib.suppress(NatlabError):  # a dead daemon's events are still worth reading
-            self.nat(router, {"op": "ping"})  # it writes out what it holds before answering
-        lines = read_lines(self.nat_events_path(router))
-        return [json.loads(line) for line in lines if line.endswith("}")]
 
     def advance_clock(self, seconds: float) -> dict[str, float]:
         """Move every router's clock forward, as if that much time had passed."""
         return {
-            router: self.nat(router, {"op": "advance", "seconds": seconds})["clock"]
-            for router in self.topology.routers
+            router: self.router(router).advance(seconds).clock for router in self.topology.routers
         }
 
     # -- inside nodes ----------------------------------------------------------
@@ -287,17 +288,47 @@ class Lab:
         return lambda: namespaces.enter(namespace)
 
     def adopt(self, pid: int, node: str, what: str) -> None:
-        """Record a process living inside node so that `down` stops it.
+        """Record a process living inside node so that `down` stops it."""
+        self.keep(record(pid, node, what))
 
-        Finished `exec` sessions and captures are forgotten here; a finished daemon stays
-        recorded, so `status` can say it died.
+    def keep(self, process: ProcessRecord) -> None:
+        """Record a process in the ledger.
+
+        Finished `exec` sessions, captures and programs are forgotten here; a
+        finished daemon stays recorded, so `status` can say it died.
         """
         with locked():
             ledger = _ledger(self.name)
             ledger.processes = [
                 p for p in ledger.processes if p.what not in TRANSIENT or p.alive()
-            ] + [record(pid, node, what)]
+            ] + [process]
             ledger.save()
+
+    def start_program(
+        self,
+        node: str,
+        argv: Sequence[str],
+        env: dict[str, str] | None = None,
+        pair: programs.Pair | None = None,
+    ) -> dict:
+        """Start argv in node as a topology's `run:` is started (lab/programs.py); its state."""
+        self.namespace(node)  # a clear error for an unknown node
+        error = programs.command_error(argv, os.environ.get("PATH"))
+        if error is not None:
+            raise error
+        lab_env = programs.program_env(self.topology, self.name, node, pair)
+        full = {**os.environ, **lab_env, **(env or {})}
+        return programs.start(self._launch, self.keep, lab_dir(self.name), node, argv, full)
+
+    def program_state(self, node: str) -> dict | None:
+        """What node's program is doing (running, exited N, ...); None if it never had one."""
+        return programs.current_state(lab_dir(self.name), node, _ledger(self.name).processes)
+
+    def end_program(self, node: str, grace: float = programs.GRACE) -> None:
+        """End node's program and whatever it started: SIGTERM, then SIGKILL after grace."""
+        ledger = _ledger(self.name)
+        mine = [p for p in ledger.processes if p.node == node and p.what == PROGRAM]
+        programs.end_programs(self.name, mine, grace)
 
     def status(self) -> dict:
         return lab_status.describe(self.topology, _ledger(self.name))
@@ -374,7 +405,8 @@ def _remove(name: str) -> list[str]:
         ledger = Ledger.load(name)
         if ledger is None:
             return []
-        terminate(ledger.processes)
+        programs.end_programs(name, ledger.processes)
+        terminate([p for p in ledger.processes if p.what != PROGRAM])
         removed = [n for n in reversed(ledger.namespaces) if namespaces.remove(n)]
         ledger.forget()
     return removed

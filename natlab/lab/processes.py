@@ -10,7 +10,10 @@ from dataclasses import asdict, dataclass
 
 EXEC = "exec"  # what an interactive `natlab exec` session is recorded as
 CAPTURE = "capture"  # a tcpdump natlab runs for --pcap
-TRANSIENT = frozenset({EXEC, CAPTURE})  # may end before the lab does: not a death to report
+PROGRAM = "program"  # a user's program (lab/programs.py): its process group's leader...
+SUPERVISOR = "program supervisor"  # ...and the natlab process that watches it
+# May end before the lab does: not a death to report.
+TRANSIENT = frozenset({EXEC, CAPTURE, PROGRAM, SUPERVISOR})
 
 
 @dataclass(frozen=True)
@@ -130,3 +133,54 @@ def _reap(pid: int) -> None:
 def _signal(pid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signum)
+
+
+# -- process groups: a user's program and whatever it started ------------------------------
+
+
+def group_members(pgid: int, netns: int | None) -> list[int]:
+    """The living processes of group pgid inside the network namespace with inode netns.
+
+    The namespace is the proof that the group is ours: a group ID is a PID,
+    free for reuse once the group is empty, but no stranger lives in a lab's
+    namespace. netns None: no namespace, no members.
+    """
+    if netns is None:
+        return []
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as handle:
+                stat = handle.read()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if fields[0] == "Z" or int(fields[2]) != pgid:
+                continue
+            if os.stat(f"/proc/{entry.name}/ns/net").st_ino == netns:
+                found.append(int(entry.name))
+        except (OSError, ValueError, IndexError):
+            continue  # it ended while we looked
+    return found
+
+
+def end_groups(groups: list[tuple[int, int | None]], grace: float) -> None:
+    """SIGTERM each (pgid, netns) group that has members, SIGKILL what outlives grace seconds."""
+    living = [g for g in groups if group_members(*g)]
+    for pgid, _ in living:
+        _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while living and time.monotonic() < deadline:
+        time.sleep(0.02)
+        living = [g for g in living if group_members(*g)]
+    for pgid, _ in living:
+        _signal_group(pgid, signal.SIGKILL)
+    deadline = time.monotonic() + grace  # SIGKILL cannot be refused: this is a bound, not a wait
+    while living and time.monotonic() < deadline:
+        time.sleep(0.02)
+        living = [g for g in living if group_members(*g)]
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signum)

@@ -32,6 +32,7 @@ from natlab.lab.launch import Launch, wait_started
 from natlab.plumbing.firewall import drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
 from natlab.plumbing.namespaces import set_sysctls
+from natlab.records import PingRequest
 from natlab.router.config import DaemonConfig, PortConfig
 from natlab.router.eventlog import limits
 from natlab.router.files import config_path, log_path, socket_path
@@ -51,6 +52,9 @@ class Daemon:
     @property
     def log(self) -> Path:
         return log_path(self.config)
+
+
+PING = PingRequest().to_json()
 
 
 class NatDataplane:
@@ -89,7 +93,7 @@ class NatDataplane:
         deadline = time.monotonic() + timeout
         for daemon in daemons:
             what = f"the NAT daemon of router '{daemon.router}'"
-            ready = partial(answers, socket_path(daemon.config))
+            ready = partial(answers, socket_path(daemon.config), PING)
             wait_started(ready, daemon.pid, daemon.log, what, deadline)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from natlab.lab import programs
 from natlab.lab.endpoints import phone_states
 from natlab.lab.ledger import Ledger
 from natlab.lab.naming import node_namespace
@@ -16,6 +17,7 @@ def describe(topology: Topology, ledger: Ledger) -> dict:
     nodes = []
     # What each phone says of its registration, which goes on after `up` returned.
     phones = phone_states(topology, ledger.directory) if ledger.state == "up" else {}
+    running = programs.states(ledger.directory, ledger.processes)
     for node in topology.nodes.values():
         namespace = node_namespace(ledger.lab, node.name)
         entry: dict = {
@@ -31,6 +33,9 @@ def describe(topology: Topology, ledger: Ledger) -> dict:
             entry["nat"] = node.behaviour.preset_name() or "custom"
         if node.name in phones:
             entry["registration"] = phones[node.name]
+        if node.name in running:
+            log = programs.log_path(ledger.directory, node.name)
+            entry["program"] = {**running[node.name], "log": str(log)}
         if entry["present"]:
             entry["interfaces"], entry["routes"] = _read_back(namespace)
         else:

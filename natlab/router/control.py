@@ -21,31 +21,10 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
-from pathlib import Path
-
-from natlab.control_socket import TIMEOUT, ask, ask_lines
 
 WHO = "the router daemon"
 MAX_REQUEST = 1 << 16  # bytes of one request line
 END = b'{"end":true}\n'
-
-
-def call(path: Path, request: dict, timeout: float = TIMEOUT) -> dict:
-    """Send request to the daemon listening on path and return its answer.
-
-    A `show` answer holds its mappings as a list, read line by line.
-    """
-    if request.get("op") == "show":
-        answer, mappings = show(path, request.get("limit"), timeout)
-        return {**answer, "mappings": list(mappings)}
-    return ask(path, request, who=WHO, timeout=timeout)
-
-
-def show(path: Path, limit: int | None = None, timeout: float = TIMEOUT) -> tuple[dict, Iterator]:
-    """The daemon's show answer (counters, behaviour, "mappings_total"), and its mappings."""
-    request: dict = {"op": "show"} if limit is None else {"op": "show", "limit": limit}
-    lines = ask_lines(path, request, who=WHO, timeout=timeout)
-    return next(lines), lines
 
 
 def check_limit(limit: object) -> int | None:

@@ -45,11 +45,13 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 from natlab.core.behaviour import Behaviour
 from natlab.core.craft import echo_reply, udp_packet
 from natlab.core.durations import check_advance
 from natlab.core.engine import Action, NatEngine, Replay
+from natlab.core.events import DropReason
 from natlab.core.flows import FlowCache
 from natlab.core.packets import (
     ICMP_ECHO_REQUEST,
@@ -59,6 +61,27 @@ from natlab.core.packets import (
     Proto,
     decrement_ttl,
     parse,
+)
+from natlab.records import (
+    DROP,
+    ROUTER_REQUESTS,
+    STUN_MALFORMED,
+    AdvanceRequest,
+    BehaviourAnswer,
+    ClockRequest,
+    FlushAnswer,
+    FlushRequest,
+    PingRequest,
+    Record,
+    Request,
+    RouterClock,
+    RouterEvent,
+    RouterPong,
+    SetRequest,
+    ShowHead,
+    ShowRequest,
+    event_json,
+    request_from_json,
 )
 from natlab.router.config import DaemonConfig
 from natlab.router.control import END, Connection, encode
@@ -187,7 +210,7 @@ class RouterDaemon:
                 self.counters["dropped_receive_overflow"] += overflowed
                 self.event(
                     "drop",
-                    reason="receive-overflow",
+                    reason=DropReason.RECEIVE_OVERFLOW,
                     port=port.name,
                     count=overflowed,
                     detail=f"{overflowed} frame(s) came in faster than the daemon could read them",
@@ -204,7 +227,7 @@ class RouterDaemon:
             packet = parse(data)
         except PacketError as error:
             self.counters["dropped_malformed"] += 1
-            self.event("drop", reason="malformed", detail=str(error), port=port.name)
+            self.event(DROP, reason=DropReason.MALFORMED, detail=str(error), port=port.name)
             return
         step = self.forwarding.step(
             port is self.wan,
@@ -246,7 +269,9 @@ class RouterDaemon:
         """
         if not decrement_ttl(packet.data):
             self.counters["dropped_ttl_expired"] += 1
-            self.event("drop", reason="ttl-expired", src=str(packet.src), dst=str(packet.dst))
+            self.event(
+                DROP, reason=DropReason.TTL_EXPIRED, src=str(packet.src), dst=str(packet.dst)
+            )
             return
         route = self.send(packet)
         if learn is not None and route is not None and route[1] in route[0].headers:
@@ -278,11 +303,11 @@ class RouterDaemon:
     def send_failed(self, error: OSError, destination: str) -> None:
         """A full socket buffer, or a packet larger than the MTU: counted and told."""
         self.counters["dropped_send_error"] += 1
-        self.event("drop", reason="send-error", detail=str(error), dst=destination)
+        self.event(DROP, reason=DropReason.SEND_ERROR, detail=str(error), dst=destination)
 
     def no_route(self, packet: Packet) -> None:
         self.counters["dropped_no_route"] += 1
-        self.event("drop", reason="no-route", src=str(packet.src), dst=str(packet.dst))
+        self.event(DROP, reason=DropReason.NO_ROUTE, src=str(packet.src), dst=str(packet.dst))
 
     def local(self, packet: Packet) -> None:
         """The built-in STUN responder: answer as if it stood beyond the router."""
@@ -291,7 +316,7 @@ class RouterDaemon:
             request = read_request(bytes(packet.data[header + 8 :]))
         except StunDecodeError as error:
             self.counters["stun_malformed"] += 1
-            self.event("stun-malformed", detail=str(error), src=str(packet.src))
+            self.event(STUN_MALFORMED, detail=str(error), src=str(packet.src))
             return
         local = Address.of(packet.dst.address, packet.dst.port)
         source = Address.of(packet.src.address, packet.src.port)
@@ -315,16 +340,14 @@ class RouterDaemon:
 
     # -- events and control ------------------------------------------------------
 
-    def event(self, kind: str, **fields: object) -> None:
-        self.events.write(
-            json.dumps({"at": round(self.now(), 6), "router": self.name, "kind": kind, **fields})
-        )
+    def event(self, kind: str, **fields: Any) -> None:
+        """The daemon's own event (its drops carry a DropReason), as records.RouterEvent."""
+        event = RouterEvent(at=round(self.now(), 6), router=self.name, kind=kind, **fields)
+        self.events.write(json.dumps(event.to_json()))
 
     def write_events(self) -> None:
         for event in self.engine.drain_events():
-            record = event.as_json()
-            record["router"] = self.name
-            self.events.write(json.dumps(record))
+            self.events.write(json.dumps(event_json(event, self.name)))
 
     def accept(self) -> None:
         while True:
@@ -372,60 +395,55 @@ class RouterDaemon:
         try:
             if isinstance(request, str):
                 raise ValueError(request)
-            if request.get("op") == "show":
-                return self.show(request.get("limit"))
-            line = encode({"ok": True, **self.command(request)})
+            asked = request_from_json(request, ROUTER_REQUESTS)
+            if isinstance(asked, ShowRequest):
+                return self.show(asked.limit)
+            line = encode({"ok": True, **self.command(asked).to_json()})
         except Exception as error:  # an answer, not a dead daemon, for any bad request
             line = encode({"ok": False, "error": f"{error.__class__.__name__}: {error}"})
         self.write_events()
         self.events.flush()  # what the client asks about is on disk when it reads the answer
         return iter([line])
 
-    def show(self, limit: object) -> Iterator[bytes]:
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
-        ):
-            raise ValueError("limit is a number of mappings, 0 or more")
+    def show(self, limit: int | None) -> Iterator[bytes]:
         now = self.now()
         self.engine.expire(now)
         self.write_events()
         self.events.flush()
         total, views = self.engine.live_mappings(now)
-        head = {
-            "ok": True,
-            "router": self.name,
-            "clock": now,
-            "behaviour": self.engine_behaviour().as_json(),
-            "mappings_total": total,
-            "counters": {
+        head = ShowHead(
+            router=self.name,
+            clock=now,
+            behaviour=self.engine_behaviour().as_json(),
+            mappings_total=total,
+            counters={
                 **self.engine.counters,
                 **self.counters,
                 "flow_cache_hits": sum(cache.hits for cache in self.flows.values()),
                 "events_dropped": self.events.dropped,
             },
-        }
-        return _show_lines(encode(head), islice(views, limit), now)
+        )
+        return _show_lines(encode({"ok": True, **head.to_json()}), islice(views, limit), now)
 
-    def command(self, request: dict) -> dict:
-        op = request.get("op")
+    def command(self, request: Request) -> Record:
         now = self.now()
-        if op == "ping":
-            return {"router": self.name, "pid": os.getpid()}
-        if op == "clock":
-            return {"clock": now, "offset": self.offset}
-        if op == "flush":
-            return {"flushed": self.engine.flush(now)}
-        if op == "set":
-            behaviour = Behaviour(**request["behaviour"])
+        if isinstance(request, PingRequest):
+            return RouterPong(router=self.name, pid=os.getpid())
+        if isinstance(request, ClockRequest):
+            return RouterClock(clock=now, offset=self.offset)
+        if isinstance(request, FlushRequest):
+            return FlushAnswer(flushed=self.engine.flush(now))
+        if isinstance(request, SetRequest):
+            behaviour = Behaviour(**request.behaviour)
             if behaviour.translate != self.translate:
                 raise ValueError("a running router cannot switch between NAT and plain routing")
             self.engine.reconfigure(behaviour, now)
-            return {"behaviour": behaviour.as_json()}
-        if op == "advance":
-            self.offset += check_advance(request.get("seconds"))
+            return BehaviourAnswer(behaviour=behaviour.as_json())
+        if isinstance(request, AdvanceRequest):
+            self.offset += check_advance(request.seconds)
             self.engine.expire(self.now())
-            return {"clock": self.now()}
-        raise ValueError(f"unknown request {op!r}")
+            return RouterClock(clock=self.now(), offset=self.offset)
+        raise ValueError(f"unknown request {request.op!r}")
 
     def close(self) -> None:
         self.write_events()

@@ -7,14 +7,11 @@ matrix"), so the two cannot drift apart unnoticed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from natlab.records import NO_MEDIA, TWO_WAY, CallReport, Check, ProbeReport, SelectedPair
 from natlab.scenario.model import PairExpectation
 
 PUBLIC = "public"  # a phone on a public address: its router only routes (preset none)
 TYPES = ("full-cone", "restricted", "port-restricted", "symmetric", PUBLIC)
-TWO_WAY = "two-way"
-NO_MEDIA = "no media"
 UNKNOWN = "unknown"  # a report that would tell was lost: no expectation holds against it
 
 # docs/design.md: "symmetric against port-restricted or symmetric fails"; every other pair works,
@@ -34,16 +31,6 @@ def expected_media(a: str, b: str, relay: bool = False) -> str:
     return NO_MEDIA
 
 
-@dataclass(frozen=True)
-class Check:
-    """One expectation held against what was observed."""
-
-    what: str
-    expected: str
-    observed: str
-    ok: bool
-
-
 def media_matches(expected: str, verdict: str) -> bool:
     """`none` is the phones' "no media"; `one-way` is either direction."""
     if expected == "none":
@@ -53,19 +40,11 @@ def media_matches(expected: str, verdict: str) -> bool:
     return verdict == expected
 
 
-def pair_types(selected: dict | None) -> tuple[str, str] | None:
-    """(local type, remote type) of a CallReport's selected pair."""
-    if not selected:
-        return None
-    return selected["local"]["type"], selected["remote"]["type"]
-
-
-def pair_matches(expected: PairExpectation, selected: dict | None) -> bool:
+def pair_matches(expected: PairExpectation, selected: SelectedPair | None) -> bool:
     """A kind is at either end of the pair (host: at both); local/remote name each end."""
-    types = pair_types(selected)
-    if types is None:
+    if selected is None:
         return False
-    local, remote = types
+    local, remote = types = selected.local.type, selected.remote.type
     if expected.kind == "host":
         return local == remote == "host"
     if expected.kind is not None:
@@ -73,14 +52,11 @@ def pair_matches(expected: PairExpectation, selected: dict | None) -> bool:
     return expected.local in (None, local) and expected.remote in (None, remote)
 
 
-def describe_pair(selected: dict | None) -> str:
-    if not selected:
-        return "none selected"
-    local, remote = selected["local"], selected["remote"]
-    return f"{local['type']} {local['address']} -> {remote['type']} {remote['address']}"
+def describe_pair(selected: SelectedPair | None) -> str:
+    return "none selected" if selected is None else selected.describe()
 
 
-def observed_media(report: dict) -> str:
+def observed_media(report: CallReport) -> str:
     """The media of a call, from the caller's CallReport.
 
     The caller judges from both phones' counts. When the callee's never came
@@ -88,20 +64,20 @@ def observed_media(report: dict) -> str:
     whether the callee heard anything is not known: the phone's own guess
     ("callee hears nothing") would read as a NAT result.
     """
-    if report.get("peer_rtp") is None and (report.get("rtp") or {}).get("sent", 0) > 0:
+    if report.peer_rtp is None and report.rtp.sent > 0:
         return UNKNOWN
-    return report["verdict"]
+    return report.verdict
 
 
-def check_call(media: str | None, pair: PairExpectation | None, report: dict) -> list[Check]:
+def check_call(media: str | None, pair: PairExpectation | None, report: CallReport) -> list[Check]:
     """A call step's expectations against the caller's CallReport."""
     checks = []
     if media is not None:
         verdict = observed_media(report)
-        seen = f"{verdict} ({report['error']})" if report.get("error") else verdict
+        seen = f"{verdict} ({report.error})" if report.error else verdict
         checks.append(Check("media", media, seen, media_matches(media, verdict)))
     if pair is not None:
-        selected = report.get("selected_pair")
+        selected = report.selected_pair
         checks.append(
             Check("selected pair", str(pair), describe_pair(selected), pair_matches(pair, selected))
         )
@@ -115,9 +91,9 @@ def lost_call(media: str | None, pair: PairExpectation | None, why: str) -> list
     return [Check(what, str(value), seen, False) for what, value in wanted if value is not None]
 
 
-def check_probe(expect: dict[str, str], report: dict) -> list[Check]:
+def check_probe(expect: dict[str, str], report: ProbeReport) -> list[Check]:
     """A probe's expectations (nat: the classic name; mapping; filtering) against discovery's."""
-    observed = {"nat": report.get("name"), **report}
+    observed = {"nat": report.name, **report.to_json()}
     return [
         Check(what, wanted, str(observed.get(what)), observed.get(what) == wanted)
         for what, wanted in expect.items()

@@ -18,10 +18,22 @@ import ipaddress
 from html import escape
 from pathlib import Path
 
+from natlab.records import (
+    IceCheckRecord,
+    LabRecord,
+    NatRecord,
+    OtherRecord,
+    RtpRecord,
+    StepStarted,
+    StunRecord,
+    TraceRecord,
+)
 from natlab.scenario.matrix import CALLEE, CALLEE_ROUTER, CALLER, CALLER_ROUTER, MatrixResult
 from natlab.scenario.runner import ScenarioResult
 from natlab.scenario.story import tell
 from natlab.scenario.verdict import FAULT, NOT_NAT, PASSED
+
+Records = list[TraceRecord | OtherRecord]
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
@@ -97,7 +109,7 @@ def matrix_html(result: MatrixResult) -> str:
     )
 
 
-def run_html(result: ScenarioResult, records: list[dict]) -> str:
+def run_html(result: ScenarioResult, records: Records) -> str:
     """Each step's checks, then the trace's pictures."""
     items = []
     for step in result.steps:
@@ -130,15 +142,15 @@ def status_class(verdict: str) -> str:
     return {PASSED: "pass", FAULT: "fault"}.get(verdict, "fail")
 
 
-def trace_html(records: list[dict]) -> str:
+def trace_html(records: Records) -> str:
     """Topology, ladder and the story's scenes (story.py) for a trace."""
     scenes = "".join(
         f"<h3>{escape(scene.title)}</h3>"
         f'<div class="lines">{"<br>".join(escape(line) for line in scene.lines)}</div>'
         for scene in tell(records)
     )
-    lab = records[0] if records and records[0]["type"] == "lab" else None
-    if lab is None:
+    lab = records[0] if records else None
+    if not isinstance(lab, LabRecord):
         return f"<h2>Story</h2>{scenes}"
     return (
         f"<h2>Topology</h2>{topology_svg(lab)}"
@@ -146,23 +158,23 @@ def trace_html(records: list[dict]) -> str:
     )
 
 
-def _parents(lab: dict) -> dict[str, str | None]:
+def _parents(lab: LabRecord) -> dict[str, str | None]:
     """Each router's and host's router (None: on the public segment)."""
     subnets = {
-        name: [ipaddress.ip_network(lan) for lan in router["lans"]]
-        for name, router in lab["routers"].items()
+        name: [ipaddress.ip_network(lan) for lan in router.lans]
+        for name, router in lab.routers.items()
     }
     parent: dict[str, str | None] = {}
-    for name, router in lab["routers"].items():
-        wan = ipaddress.ip_address(router["wan"])
+    for name, router in lab.routers.items():
+        wan = ipaddress.ip_address(router.wan)
         owners = [other for other, nets in subnets.items() if any(wan in net for net in nets)]
         parent[name] = owners[0] if owners else None
-    for name, host in lab["hosts"].items():
-        parent[name] = host.get("router")
+    for name, host in lab.hosts.items():
+        parent[name] = host.router
     return parent
 
 
-def topology_svg(lab: dict) -> str:
+def topology_svg(lab: LabRecord) -> str:
     """The public segment on top; under each router its LAN segment with what sits on it."""
     parent = _parents(lab)
     children: dict[str | None, list[str]] = {}
@@ -188,8 +200,8 @@ def topology_svg(lab: dict) -> str:
         x = left
         for kid in kids:
             centre, y = x + width(kid) // 2, line_y + 30
-            is_router = kid in lab["routers"]
-            info = lab["routers"][kid]["nat"] if is_router else lab["hosts"][kid]["address"]
+            is_router = kid in lab.routers
+            info = lab.routers[kid].nat if is_router else lab.hosts[kid].address
             shapes.append(
                 f'<line x1="{centre}" y1="{line_y}" x2="{centre}" y2="{y}" stroke="#555"/>'
                 f'<rect class="{"router" if is_router else "host"}" x="{centre - BOX_W // 2}" '
@@ -216,45 +228,49 @@ def topology_svg(lab: dict) -> str:
     return _svg("topology", total, depth(None) * (BOX_H + 60), shapes)
 
 
-def _arrows(records: list[dict], lab: dict) -> list[tuple[str, str, str, bool] | str]:
+def _arrows(records: Records, lab: LabRecord) -> list[tuple[str, str, str, bool] | str]:
     """(from, to, label, dropped) per packet event, or a step's title, in time order."""
-    names = {host["address"]: name for name, host in lab["hosts"].items()}
-    names.update({router["wan"]: name for name, router in lab["routers"].items()})
+    names = {host.address: name for name, host in lab.hosts.items()}
+    names.update({router.wan: name for name, router in lab.routers.items()})
 
-    def node(endpoint: str) -> str:
-        address = endpoint.rsplit(":", 1)[0]
+    def node(endpoint: str | None) -> str:
+        address = (endpoint or "?").rsplit(":", 1)[0]
         return names.get(address, address)
 
     rows: list[tuple[str, str, str, bool] | str] = []
     for record in records[1:]:
-        kind, event = record["type"], record.get("kind")
-        if kind == "step" and record["phase"] == "start":
-            rows.append(f"step {record['index'] + 1}: {record['text']}")
-        elif kind == "nat" and event == "mapping-created":
-            label = f"{record['router']} maps {record['internal']} -> {record['external']}"
-            rows.append((node(record["internal"]), node(record["remote"]), label, False))
-        elif kind == "nat" and event == "drop" and "src" not in record:  # no packet to draw
-            rows.append(f"{record['router']} dropped {record.get('detail') or record['reason']}")
-        elif kind == "nat" and event == "drop":
-            source, router = node(record["src"]), record["router"]
-            target = router if source != router else node(record["dst"])
-            label = f"{record['src']} -> {record['dst']} dropped by {router}: {record['reason']}"
+        if isinstance(record, StepStarted):
+            rows.append(f"step {record.index + 1}: {record.text}")
+        elif isinstance(record, NatRecord) and record.kind == "mapping-created":
+            label = f"{record.router} maps {record.internal} -> {record.external}"
+            rows.append((node(record.internal), node(record.remote), label, False))
+        elif isinstance(record, NatRecord) and record.kind == "drop" and record.src is None:
+            rows.append(f"{record.router} dropped {record.detail or record.reason}")  # no packet
+        elif isinstance(record, NatRecord) and record.kind == "drop":
+            source, router = node(record.src), record.router
+            target = router if source != router else node(record.dst)
+            label = f"{record.src} -> {record.dst} dropped by {router}: {record.reason}"
             rows.append((source, target, label, True))
-        elif kind == "stun":
-            label = f"STUN binding: {record['internal']} seen as {record['mapped']}"
-            rows.append((record["host"], node(record["server"]), label, False))
-        elif kind == "ice-check":
-            label = f"ICE check {record['local']} -> {record['remote']}: {record['state']}"
-            rows.append((record["phone"], node(record["remote"]), label, False))
-        elif kind == "rtp":
-            label = f"RTP: {record['sent']} sent, {record['received']} received"
-            rows.append((record["sender"], record["receiver"], label, not record["received"]))
+        elif isinstance(record, StunRecord):
+            label = f"STUN binding: {record.internal} seen as {record.mapped}"
+            rows.append((record.host, node(record.server), label, False))
+        elif isinstance(record, IceCheckRecord):
+            label = f"ICE check {record.local} -> {record.remote}: {record.state}"
+            rows.append((record.phone, node(record.remote), label, False))
+        elif isinstance(record, RtpRecord):
+            sent, received = (
+                "?" if count is None else count for count in (record.sent, record.received)
+            )
+            label = f"RTP: {sent} sent, {received} received"
+            rows.append((record.sender, record.receiver, label, not record.received))
     return rows
 
 
-def ladder_svg(records: list[dict]) -> str:
+def ladder_svg(records: Records) -> str:
     """One vertical line per node that takes part, one arrow a row; drops end in a red X."""
-    rows = _arrows(records, records[0])
+    lab = records[0]
+    assert isinstance(lab, LabRecord)
+    rows = _arrows(records, lab)
     lanes: list[str] = []
     for row in rows:
         for name in row[:2] if isinstance(row, tuple) else ():

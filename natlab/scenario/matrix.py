@@ -285,7 +285,7 @@ def _pair_result(
     if result.verdict == FAULT:
         observed = FAULT
     elif call is not None:
-        observed = observed_media(call.report) if "verdict" in call.report else "error"
+        observed = observed_media(call.call_report) if call.call_report else "error"
     elif result.error or any(s.error for s in result.steps):
         observed = "error"
     else:

@@ -21,7 +21,8 @@ Steps: `wait-registered` (phones register by themselves), `register` (now;
 {phones, transport: tcp|tls|udp, keepalive: seconds (0: none), certificate:
 PHONE}), `call` ({from, to, seconds, mode: ice|turn|host|srflx|relay}),
 `advance` (the lab clock), `nat` (as `natlab nat set`), `probe` ({node,
-server}). Expectations: a call's media (two-way, one-way, "one-way (caller
+server}), and for users' own programs `start`, `exec`, `wait`, `stop`
+(program_steps.py). Expectations: a call's media (two-way, one-way, "one-way (caller
 hears nothing)", "one-way (callee hears nothing)", none), selected pair
 (host, srflx, prflx, relay, or {local, remote}) and whether it reached the
 callee at all (reached: false, as the callee's own reports say); a
@@ -47,6 +48,8 @@ from natlab.core.durations import FORMS as DURATION_FORMS
 from natlab.core.durations import parse_duration
 from natlab.endpoints.signalling import MAX_KEEPALIVE, MODES, TRANSPORTS
 from natlab.errors import NatlabError
+from natlab.scenario.program_steps import STEP_SPECS as PROGRAM_STEP_SPECS
+from natlab.scenario.program_steps import ProgramStep, program_step
 from natlab.topology import Topology, load_topology
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.load import explain
@@ -150,6 +153,7 @@ STEP_SPECS: dict[str, type[_Spec]] = {
     "advance": AdvanceStepSpec,
     "nat": NatStepSpec,
     "probe": ProbeStepSpec,
+    **PROGRAM_STEP_SPECS,  # start, exec, wait, stop: users' own programs
 }
 
 
@@ -259,7 +263,7 @@ class Probe:
         return f"probe from {self.node}" + (f" via {self.server}" if self.server else "")
 
 
-Step = WaitRegistered | Register | Call | AdvanceClock | SetNat | Probe
+Step = WaitRegistered | Register | Call | AdvanceClock | SetNat | Probe | ProgramStep
 
 
 @dataclass(frozen=True)
@@ -391,6 +395,8 @@ class _Loader:
             )
         action = actions[0]
         spec = self.validate(STEP_SPECS[action], at)
+        if action in PROGRAM_STEP_SPECS:
+            return program_step(action, spec, (*at, action), topology, self.fail, self.duration)
         return getattr(self, f"_{action.replace('-', '_')}")(spec, (*at, action), topology)
 
     def _phones(
@@ -443,6 +449,12 @@ class _Loader:
         return Call(
             call.caller, call.callee, call.seconds, call.mode, expect.media, pair, expect.reached
         )
+
+    def duration(self, value: float | str, at: Path) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as error:
+            raise self.fail(at, str(error), DURATION_FORMS) from None
 
     def _advance(self, spec: AdvanceStepSpec, at: Path, topology: Topology) -> AdvanceClock:
         try:

@@ -19,6 +19,7 @@ from natlab.endpoints.discovery import ADVANCE
 from natlab.endpoints.stun_client import STUN_PORT, parse_server
 from natlab.errors import NatlabError
 from natlab.lab import Lab
+from natlab.records import AnswerError, ProbeReport, answer
 from natlab.topology.model import Role, Router, Topology
 
 LIFETIME_LONGEST = 600.0  # beyond natlab's default UDP timeout (120 s): it shows as a bound
@@ -62,8 +63,8 @@ def stun_server(topology: Topology, node: str, server: str | None = None) -> str
     return f"{router.wan.address}:{router.stun.port}"
 
 
-def probe(lab: Lab, node: str, server: str | None = None, lifetime: bool = False) -> dict:
-    """Discover the NAT behaviour `node` sees; the discovery client's JSON report as a dict."""
+def discover(lab: Lab, node: str, server: str | None = None, lifetime: bool = False) -> ProbeReport:
+    """Discover the NAT behaviour `node` sees: the discovery client's report."""
     if isinstance(lab.topology.node(node), Router):
         raise NatlabError(
             f"'{node}' is a router: its daemon owns its packets, so probe from a host",
@@ -101,32 +102,36 @@ def probe(lab: Lab, node: str, server: str | None = None, lifetime: bool = False
         code = process.wait()  # the client gives up on silent servers by itself
     if code != 0:  # the client's own message, with its fix, says what went wrong
         raise NatlabError(f"probe from '{node}' failed: {error.removeprefix('error: ') or code}")
-    return json.loads(report)
+    try:
+        data = json.loads(report)
+    except ValueError:
+        raise AnswerError(f"probe from '{node}': the discovery client printed no JSON") from None
+    return answer(ProbeReport, data, "the discovery client")
 
 
-def summary(report: dict) -> list[tuple[str, str]]:
+def summary(report: ProbeReport) -> list[tuple[str, str]]:
     """The report as (what, seen) rows for a person."""
-    lifetime = report["lifetime"]
+    lifetime = report.lifetime
     rows = [
-        ("STUN server", f"{report['server']} (other address: {report['other'] or 'none'})"),
-        ("local address", report["local"]),
-        ("mapped address", report["mapped"]),
-        ("mapping", report["mapping"] or "unknown"),
-        ("filtering", report["filtering"] or "unknown"),
-        ("hairpinning", {True: "yes", False: "no", None: "not tested"}[report["hairpin"]]),
+        ("STUN server", f"{report.server} (other address: {report.other or 'none'})"),
+        ("local address", report.local),
+        ("mapped address", report.mapped),
+        ("mapping", report.mapping or "unknown"),
+        ("filtering", report.filtering or "unknown"),
+        ("hairpinning", {True: "yes", False: "no", None: "not tested"}[report.hairpin]),
     ]
     if lifetime is not None:
-        if lifetime["expires"] is None:
-            seen = f"longer than {lifetime['survives']:g} s"
+        if lifetime.expires is None:
+            seen = f"longer than {lifetime.survives:g} s"
         else:
-            seen = f"{lifetime['survives']:g} s to {lifetime['expires']:g} s"
+            seen = f"{lifetime.survives:g} s to {lifetime.expires:g} s"
         rows.append(("binding lifetime", seen))
-    if report["name"] is not None:
-        name = report["name"]
-    elif report["mapping"] and report["filtering"]:
+    if report.name is not None:
+        name = report.name
+    elif report.mapping and report.filtering:
         name = "none (no preset has these axes)"
     else:
         name = "unknown"
     rows.append(("classic name", name))
-    rows += [("note", note) for note in report["notes"]]
+    rows += [("note", note) for note in report.notes]
     return rows

@@ -32,7 +32,6 @@ from pathlib import Path
 from natlab.core.behaviour import behaviour_from
 from natlab.errors import NatlabError
 from natlab.lab import Lab
-from natlab.lab.naming import lab_dir
 from natlab.lab.processes import Death
 from natlab.scenario import pair_programs
 from natlab.scenario.capture import capturing
@@ -338,38 +337,24 @@ def run_cell(plan: ProgramMatrix, a_type: str, b_type: str) -> CellResult:
 def _run_programs(plan: ProgramMatrix, lab: Lab, scratch: Path, result: CellResult) -> None:
     (node_a, node_b), (router_a, router_b) = plan.nodes, plan.routers
     topology = lab.topology
-    shared = lab_dir(lab.name) / "shared"
-    shared.mkdir(mode=0o777)
-    logs = lab_dir(lab.name) / "nodes"
-    logs.mkdir(exist_ok=True)
     addresses = {node: str(topology.node(node).interfaces[0].address) for node in plan.nodes}
     wanted = [
         (router, router_lan(topology, router, node), f"udp and dst host {addresses[node]}")
         for router, node in zip(plan.routers, plan.nodes, strict=True)
     ]
     programs = [
-        pair_programs.Program(node_a, list(plan.run_a), logs / f"{node_a}.log"),
-        pair_programs.Program(node_b, list(plan.run_b), logs / f"{node_b}.log"),
+        pair_programs.Program(node_a, plan.run_a),
+        pair_programs.Program(node_b, plan.run_b),
     ]
     began = time.monotonic()
-    try:
-        with capturing(lab, scratch, wanted, SNAPLEN) as files:
-            launched = time.monotonic()
-            result.phases["capture"] = launched - began
-            for program, role, peer in zip(programs, "ab", (node_b, node_a), strict=True):
-                env = pair_programs.pair_environment(
-                    lab, program.node, role, peer, shared, plan.timeout
-                )
-                pair_programs.start(lab, program, env)
-            pair_programs.wait_all(programs, plan.timeout)
-            result.program_seconds = time.monotonic() - launched
-            began = time.monotonic()
-    finally:
-        pair_programs.stop(programs)
+    with capturing(lab, scratch, wanted, SNAPLEN) as files:
+        launched = time.monotonic()
+        result.phases["capture"] = launched - began
+        pair_programs.run_pair(lab, programs, [node_b, node_a], plan.timeout)
+        result.program_seconds = time.monotonic() - launched
     observing = time.monotonic()
-    result.phases["stop"] = observing - began
     result.programs = {p.node: p.outcome() for p in programs}
-    result.output = {p.node: p.output_tail() for p in programs}
+    result.output = {p.node: pair_programs.output_tail(lab, p.node) for p in programs}
     not_started = [p.error for p in programs if p.error is not None]
     if not_started:
         result.error = "; ".join(not_started)
@@ -381,7 +366,7 @@ def _run_programs(plan: ProgramMatrix, lab: Lab, scratch: Path, result: CellResu
     flows = [read_flows(path) for path in files]
     result.path = pair_path(*flows, public[node_a], public[node_b], relays(topology))
     result.drops = {router: _drops(lab, router) for router in (router_a, router_b)}
-    if result.error is None and all(p.exit == 0 and not p.timed_out for p in programs):
+    if result.error is None and all(p.succeeded for p in programs):
         result.observed = result.path.way if result.path.way in (DIRECT, RELAYED) else CONNECTED
     result.phases["observe"] = time.monotonic() - observing
 
@@ -402,7 +387,7 @@ def relays(topology: Topology) -> list[Relay]:
 
 def _drops(lab: Lab, router: str) -> dict[str, int]:
     """The router's drop counters that are not zero, by reason."""
-    counters = lab.nat(router, {"op": "show", "limit": 0})["counters"]
+    counters = lab.router(router).counters()
     return {
         name.removeprefix("dropped_").replace("_", "-"): count
         for name, count in counters.items()

@@ -9,6 +9,11 @@ the lab's processes are checked: one that died (a router's NAT daemon, a
 phone, the PBX, a server) makes the step a fault (verdict.py), whatever
 the phones reported, and stops the scenario too. The lab is always taken
 down, also on Ctrl-C.
+
+Whoever watches a run (the trace's Recorder) gets RunHooks: the one Lab
+object of the run once it is up, then each step's start and end, as they
+happen. The lab's processes are asked only through their clients
+(lab/clients.py).
 """
 
 from __future__ import annotations
@@ -18,14 +23,12 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 
-from natlab.endpoints.signalling import ask
 from natlab.errors import NatlabError
 from natlab.lab import Lab
-from natlab.lab.endpoints import control_path
-from natlab.lab.naming import lab_dir
 from natlab.lab.processes import Death
+from natlab.records import CallReport, Check, ProbeReport, RouterEvent
 from natlab.scenario import probe as discovery
-from natlab.scenario.expectations import Check, check_call, check_probe, lost_call
+from natlab.scenario.expectations import check_call, check_probe, lost_call
 from natlab.scenario.explain import DropGroup, drop_groups, explain_call
 from natlab.scenario.model import (
     AdvanceClock,
@@ -37,12 +40,11 @@ from natlab.scenario.model import (
     Step,
     WaitRegistered,
 )
+from natlab.scenario.program_runs import run_program_step
+from natlab.scenario.program_steps import ProgramStep
 from natlab.scenario.verdict import ERROR, FAULT, PASSED, exit_code, fault_text, step_verdict, worst
 from natlab.topology.lab_name import unique_lab_name
-from natlab.topology.model import Role
 
-CALL_SLACK = 30.0  # seconds a call may take beyond its length: set-up, ICE, the final counts
-REGISTER_TIMEOUT = 15.0  # a phone answers a register request within its own 5 s
 POLL = 0.05
 
 
@@ -54,7 +56,9 @@ class StepResult:
     checks: list[Check] = field(default_factory=list)
     error: str | None = None  # the step could not run
     explanation: list[str] = field(default_factory=list)
-    report: dict | None = None  # the CallReport or the probe's report
+    call_report: CallReport | None = None  # a call step's: the caller's report
+    probe_report: ProbeReport | None = None  # a probe step's
+    program: dict | None = None  # a program step's: records.ProgramState, node, output's tail
     drops: list[DropGroup] = field(default_factory=list)  # what routers dropped during a call
     seconds: float = 0.0
     deaths: list[Death] = field(default_factory=list)  # lab processes found dead after it
@@ -72,6 +76,14 @@ class StepResult:
         """What died, for people: "branch1's NAT daemon died (signal SIGKILL)"."""
         return fault_text(self.deaths)
 
+    @property
+    def report(self) -> dict | None:
+        """The step's report as JSON: the caller's CallReport, the probe's, or the program's."""
+        if self.program is not None:
+            return {"program": self.program}
+        found = self.call_report or self.probe_report
+        return None if found is None else found.to_json()
+
     def as_json(self) -> dict:
         return {
             "index": self.index,
@@ -82,10 +94,10 @@ class StepResult:
             "error": self.error,
             "fault": self.fault,
             "deaths": [asdict(death) for death in self.deaths],
-            "checks": [vars(check) for check in self.checks],
+            "checks": [check.to_json() for check in self.checks],
             "explanation": self.explanation,
             "report": self.report,
-            "drops": [vars(group) for group in self.drops],
+            "drops": [group.as_json() for group in self.drops],
             "seconds": round(self.seconds, 3),
         }
 
@@ -135,17 +147,33 @@ class ScenarioResult:
 Progress = Callable[[str, StepResult | None], None]
 
 
+class RunHooks:
+    """What a run tells whoever watches it, as it happens; these do nothing."""
+
+    def lab_up(self, lab: Lab) -> None:
+        """The run's lab is up: the one Lab object every step uses."""
+
+    def step_started(self, index: int, step: Step) -> None:
+        """Step `index` starts now."""
+
+    def step_ended(self, result: StepResult) -> None:
+        """The step has ended (run, failed to run, or found a process dead)."""
+
+
 def run_scenario(
     scenario: Scenario,
     lab_name: str | None = None,
     progress: Progress | None = None,
     around: Callable[[Lab], AbstractContextManager] | None = None,
+    hooks: RunHooks | None = None,
 ) -> ScenarioResult:
     """Every step in order, in a lab of its own that is always taken down.
 
-    `around(lab)` wraps the steps, once the lab is up (a capture, say).
+    `around(lab)` wraps the steps, once the lab is up (a capture, say);
+    `hooks` hear of the lab and of each step's start and end.
     """
     tell = progress or (lambda message, result: None)
+    hooks = hooks or RunHooks()
     lab = Lab(scenario.topology, lab_name or unique_lab_name(scenario.name))
     result = ScenarioResult(scenario.name, scenario.source, lab.name)
     started = time.monotonic()
@@ -157,13 +185,16 @@ def run_scenario(
         result.seconds = time.monotonic() - started
         return result
     try:
+        hooks.lab_up(lab)
         with around(lab) if around else nullcontext():
             runner = _Runner(lab)
             for index, step in enumerate(scenario.steps):
                 line = scenario.lines[index] if index < len(scenario.lines) else None
                 tell(step.describe(), None)
+                hooks.step_started(index, step)
                 done = runner.run(index, step, line)
                 result.steps.append(done)
+                hooks.step_ended(done)
                 tell(step.describe(), done)
                 if done.error is not None or done.deaths:
                     break
@@ -192,22 +223,17 @@ class _Runner:
                 self.lab.advance_clock(step.seconds)
             elif isinstance(step, SetNat):
                 for router, behaviour in step.behaviours.items():
-                    request = {"op": "set", "behaviour": behaviour.as_json()}
-                    self.lab.nat(router, request)
+                    self.lab.router(router).set(behaviour)
+            elif isinstance(step, ProgramStep):
+                run_program_step(self.lab, step, result)
             elif isinstance(step, Probe):
-                result.report = discovery.probe(self.lab, step.node, step.server)
-                result.checks = check_probe(step.expect, result.report)
+                result.probe_report = discovery.discover(self.lab, step.node, step.server)
+                result.checks = check_probe(step.expect, result.probe_report)
         except NatlabError as error:
             result.error = str(error)
         result.deaths = self.lab.deaths()
         result.seconds = time.monotonic() - started
         return result
-
-    def ask(self, host: str, request: dict, timeout: float = 5.0) -> dict:
-        """A phone's answer on its control socket (natlab.endpoints.phone)."""
-        answer = ask(control_path(lab_dir(self.lab.name), host), request, timeout)
-        answer.pop("ok", None)
-        return answer
 
     def wait_registered(self, step: WaitRegistered, result: StepResult) -> None:
         """Poll each phone's status until it says registered, or the step's timeout passes."""
@@ -217,14 +243,14 @@ class _Runner:
         while pending and time.monotonic() < deadline:
             for phone in list(pending):
                 try:
-                    status = self.ask(phone, {"op": "status"})
+                    status = self.lab.phone(phone).status()
                 except NatlabError as error:  # not listening yet
                     seen[phone] = f"no answer ({error.problem})"
                     continue
-                if status.get("registered"):
+                if status.registered:
                     pending.remove(phone)
                 else:
-                    seen[phone] = f"not registered ({status.get('error') or 'no reason given'})"
+                    seen[phone] = f"not registered ({status.error or 'no reason given'})"
             if pending:
                 time.sleep(POLL)
         result.checks = [
@@ -239,48 +265,46 @@ class _Runner:
 
     def register(self, step: Register, result: StepResult) -> None:
         """Each phone registers anew; the phone answers once it knows how that went."""
-        request: dict = {"op": "register"}
-        if step.transport:
-            request["transport"] = step.transport
-        if step.certificate:
-            request["certificate"] = step.certificate
-        if step.keepalive is not None:
-            request["keepalive"] = step.keepalive
         expected = "registered" if step.registered else "refused"
         for phone in step.phones:
-            status = self.ask(phone, request, timeout=REGISTER_TIMEOUT)
-            if status.get("registered"):
-                observed = f"registered over {status.get('transport')}"
+            status = self.lab.phone(phone).register(
+                step.transport, step.certificate, step.keepalive
+            )
+            if status.registered:
+                observed = f"registered over {status.transport}"
             else:
-                observed = f"refused ({status.get('error') or 'no reason given'})"
-            ok = bool(status.get("registered")) == step.registered
+                observed = f"refused ({status.error or 'no reason given'})"
+            ok = status.registered == step.registered
             result.checks.append(Check(f"{phone} registration", expected, observed, ok))
 
     def call(self, step: Call, result: StepResult) -> None:
-        routers = list(self.lab.topology.routers)
-        marks = {router: len(self.lab.nat_events(router)) for router in routers}
-        request = {"op": "call", "to": step.callee, "seconds": step.seconds, "mode": step.mode}
+        routers = [self.lab.router(router) for router in self.lab.topology.routers]
+        marks = {router.name: router.mark() for router in routers}
         try:
-            result.report = report = self.ask(step.caller, request, step.seconds + CALL_SLACK)
+            report = self.lab.phone(step.caller).call(step.callee, step.seconds, step.mode)
         except NatlabError as error:  # its report is lost: what the call did is not known
             result.checks = lost_call(step.media, step.pair, f"{step.caller}: {error.problem}")
             raise
-        events = {router: self.lab.nat_events(router)[marks[router] :] for router in routers}
+        result.call_report = report
+        events: dict[str, list[RouterEvent]] = {
+            router.name: router.events(marks[router.name]).events for router in routers
+        }
         result.drops = drop_groups(events)
         result.checks = check_call(step.media, step.pair, report)
         result.explanation = explain_call(report, events)
         if step.reached is not None:
             self.check_reached(step, report, result)
 
-    def check_reached(self, step: Call, report: dict, result: StepResult) -> None:
+    def check_reached(self, step: Call, report: CallReport, result: StepResult) -> None:
         """Did the invite reach the callee? Its own reports say; if not, where the PBX sent it."""
-        theirs = self.ask(step.callee, {"op": "reports"})["reports"]
-        mine = next((r for r in theirs if r.get("call") == report.get("call")), None)
+        mine = next(
+            (r for r in self.lab.phone(step.callee).reports() if r.call == report.call), None
+        )
         if mine is None:
             observed = f"{step.callee} never got the invite"
             result.explanation.append(f"{observed}; {self.registration_of(step.callee)}")
         else:
-            observed = f"{step.callee} got the invite ({mine.get('verdict')})"
+            observed = f"{step.callee} got the invite ({mine.verdict})"
         wanted = "gets the invite" if step.reached else "never gets the invite"
         result.checks.append(
             Check("callee reached", f"{step.callee} {wanted}", observed, step.reached == bool(mine))
@@ -288,14 +312,11 @@ class _Runner:
 
     def registration_of(self, phone: str) -> str:
         """The PBX's view of a phone's registration: where it sends that phone's invites."""
-        pbx = next((h.name for h in self.lab.topology.hosts.values() if h.role is Role.PBX), None)
-        if pbx is None:
+        try:
+            pbx = self.lab.pbx()
+        except NatlabError:
             return "the lab has no PBX"
-        found = self.ask(pbx, {"op": "registrations"})["registrations"].get(phone)
+        found = pbx.registrations().get(phone)
         if found is None:
             return f"the PBX holds no registration of {phone}"
-        left = f", for {found['expires_in']:.0f} s more" if "expires_in" in found else ""
-        return (
-            f"the PBX still holds its registration over {found['transport']} from "
-            f"{found['address']}{left}, and sent the invite there"
-        )
+        return f"the PBX still holds its registration {found.describe()}, and sent the invite there"

@@ -19,10 +19,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from natlab.core.behaviour import PRESETS, Mapping
-from natlab.scenario.explain import DROPS, DropGroup, drop_groups
+from natlab.core.events import DropReason
+from natlab.records import (
+    CallRecord,
+    CandidatesRecord,
+    IceCheckRecord,
+    LabRecord,
+    NatRecord,
+    OtherRecord,
+    RtpRecord,
+    StepEnded,
+    StepStarted,
+    StunRecord,
+    TraceRecord,
+)
+from natlab.scenario.explain import DropGroup, drop_groups
 from natlab.scenario.verdict import NOT_NAT
 
-FILTERED = ("filtered-address", "filtered-port", "no-mapping", "expired")
+# Drops the story's "why" tells besides the filtered ones (DropReason.filtered, which it
+# traces back to the sender's mapping): these two, with what their reason means.
+_GLOSSED = (DropReason.NO_ROUTE, DropReason.MARTIAN_SOURCE)
 
 
 @dataclass
@@ -56,17 +72,17 @@ class Scene:
 class _World:
     """What the story knows so far: names of addresses, routers' behaviours, their tables."""
 
-    def __init__(self, lab: dict) -> None:
+    def __init__(self, lab: LabRecord) -> None:
         self.lab = lab
-        self.nat = {name: router["nat"] for name, router in lab["routers"].items()}
+        self.nat = {name: router.nat for name, router in lab.routers.items()}
         self.dependent = {
-            name: router["mapping"] == Mapping.ADDRESS_AND_PORT_DEPENDENT.value
-            for name, router in lab["routers"].items()
+            name: router.mapping == Mapping.ADDRESS_AND_PORT_DEPENDENT.value
+            for name, router in lab.routers.items()
         }
-        self.tables: dict[str, dict[tuple[str, str], Row]] = {r: {} for r in lab["routers"]}
+        self.tables: dict[str, dict[tuple[str, str], Row]] = {r: {} for r in lab.routers}
         self.history: dict[str, Row] = {}  # every mapping ever made, by external address
-        self.names = {host["address"]: name for name, host in lab["hosts"].items()}
-        self.names.update({router["wan"]: name for name, router in lab["routers"].items()})
+        self.names = {host.address: name for name, host in lab.hosts.items()}
+        self.names.update({router.wan: name for name, router in lab.routers.items()})
         self.candidates: dict[str, str] = {}  # address -> "phone-b's srflx candidate"
         self.stun: dict[str, str] = {}  # internal -> the first mapped address STUN told it
 
@@ -80,7 +96,7 @@ class _World:
         if endpoint in self.history:
             row = self.history[endpoint]
             return f"{endpoint} ({row.host}'s mapping on {_router_of(self, row)})"
-        if endpoint in self.lab["stun_servers"]:
+        if endpoint in self.lab.stun_servers:
             return f"{endpoint} (STUN server {self.host_of(endpoint)})"
         owner = self.host_of(endpoint)
         return f"{endpoint} ({owner})" if owner else endpoint
@@ -96,43 +112,49 @@ class _World:
         self.tables[router].clear()
 
 
-def tell(records: Iterable[dict]) -> list[Scene]:
+@dataclass
+class _Call:
+    """A call being told: its record, then its checks and RTP as they come."""
+
+    record: CallRecord
+    checks: list[IceCheckRecord] = field(default_factory=list)
+    rtp: list[RtpRecord] = field(default_factory=list)
+
+
+def tell(records: Iterable[TraceRecord | OtherRecord]) -> list[Scene]:
     """The scenes of a trace, in order."""
     records = list(records)
-    if not records or records[0]["type"] != "lab":
+    if not records or not isinstance(records[0], LabRecord):
         return [Scene("not a trace", ["the first record of a trace describes its lab"], "why")]
     world = _World(records[0])
     scenes = [_lab_scene(world)]
-    call: dict | None = None
-    call_events: list[dict] = []
-    pending_candidates: list[dict] = []
+    call: _Call | None = None
+    call_events: list[NatRecord] = []
+    pending_candidates: list[CandidatesRecord] = []
     seen_drops: set[tuple] = set()
-    stun_at = {(r["router"], r["mapped"]): r for r in records if r["type"] == "stun"}
+    stun_at = {(r.router, r.mapped): r for r in records if isinstance(r, StunRecord)}
     for record in records[1:]:
-        kind = record["type"]
-        if kind == "stun":
-            world.stun.setdefault(record["internal"], record["mapped"])
-        elif kind == "step" and record["phase"] == "start":
-            scenes.append(Scene(f"step {record['index'] + 1}: {record['text']}", [], "step"))
-        elif kind == "step":
+        if isinstance(record, StunRecord):
+            world.stun.setdefault(record.internal, record.mapped)
+        elif isinstance(record, StepStarted):
+            scenes.append(Scene(f"step {record.index + 1}: {record.text}", [], "step"))
+        elif isinstance(record, StepEnded):
             scenes.append(_step_end(record))
-        elif kind == "call":
-            call, call_events, seen_drops = {**record, "checks": [], "rtp": []}, [], set()
+        elif isinstance(record, CallRecord):
+            call, call_events, seen_drops = _Call(record), [], set()
             scenes.append(_call_scene(record))
-        elif kind == "candidates":
+        elif isinstance(record, CandidatesRecord):
             pending_candidates.append(record)
-            for candidate in record["candidates"]:
-                world.candidates[candidate["address"]] = (
-                    f"{record['phone']}'s {candidate['type']} candidate"
-                )
-        elif kind == "ice-check" and call is not None:
-            call["checks"].append(record)
-        elif kind == "rtp" and call is not None:
-            call["rtp"].append(record)
-            if len(call["rtp"]) == 2:
+            for candidate in record.candidates:
+                world.candidates[candidate.address] = f"{record.phone}'s {candidate.type} candidate"
+        elif isinstance(record, IceCheckRecord) and call is not None:
+            call.checks.append(record)
+        elif isinstance(record, RtpRecord) and call is not None:
+            call.rtp.append(record)
+            if len(call.rtp) == 2:
                 scenes += _result_scenes(world, call, call_events)
                 call = None
-        elif kind == "nat":
+        elif isinstance(record, NatRecord):
             if pending_candidates and _is_check(world, record):
                 scenes.append(_candidates_scene(world, pending_candidates))
                 pending_candidates = []
@@ -140,7 +162,7 @@ def tell(records: Iterable[dict]) -> list[Scene]:
                 call_events.append(record)
             scene = _nat_scene(world, record, stun_at, seen_drops)
             if scene is not None:
-                scene.clock = record.get("clock")
+                scene.clock = record.clock
                 scene.tables = world.snapshot()
                 scenes.append(scene)
     return scenes
@@ -148,35 +170,36 @@ def tell(records: Iterable[dict]) -> list[Scene]:
 
 def _lab_scene(world: _World) -> Scene:
     lab = world.lab
-    lines = [f"scenario {lab['scenario']}" + (f": {lab['about']}" if lab.get("about") else "")]
-    for name, router in lab["routers"].items():
+    lines = [f"scenario {lab.scenario}" + (f": {lab.about}" if lab.about else "")]
+    for name, router in lab.routers.items():
         lines.append(
-            f"router {name}: {router['nat']} NAT (mapping {router['mapping']}, filtering "
-            f"{router['filtering']}); outside {router['wan']}, inside {', '.join(router['lans'])}"
+            f"router {name}: {router.nat} NAT (mapping {router.mapping}, filtering "
+            f"{router.filtering}); outside {router.wan}, inside {', '.join(router.lans)}"
         )
-    for name, host in lab["hosts"].items():
-        where = f"behind {host['router']}" if host.get("router") else "on the internet"
-        lines.append(f"{host['role']} {name}: {host['address']}, {where}")
-    return Scene(f"the lab {lab['lab']}", lines, "info")
+    for name, host in lab.hosts.items():
+        where = f"behind {host.router}" if host.router else "on the internet"
+        lines.append(f"{host.role} {name}: {host.address}, {where}")
+    return Scene(f"the lab {lab.lab}", lines, "info")
 
 
-def _step_end(record: dict) -> Scene:
-    verdict = record.get("verdict") or ("passed" if record.get("passed") else "failed")
+def _step_end(record: StepEnded) -> Scene:
+    verdict = record.verdict or ("passed" if record.passed else "failed")
     mark = verdict if verdict == "passed" else verdict.upper()
-    lines = [f"{record['fault']}: {NOT_NAT}"] if record.get("fault") else []
+    lines = [f"{record.fault}: {NOT_NAT}"] if record.fault else []
     lines += [
-        f"{check['what']}: expected {check['expected']}, observed {check['observed']}"
-        for check in record.get("checks") or []
+        f"{check.what}: expected {check.expected}, observed {check.observed}"
+        for check in record.checks
     ]
-    if record.get("error"):
-        lines.append(f"could not run: {record['error']}")
-    kind = "fault" if record.get("fault") else "result"
-    return Scene(f"step {record['index'] + 1} {mark}: {record['text']}", lines, kind)
+    if record.error:
+        lines.append(f"could not run: {record.error}")
+    lines += record.explanation  # a program step's state, output and drops
+    kind = "fault" if record.fault else "result"
+    return Scene(f"step {record.index + 1} {mark}: {record.text}", lines, kind)
 
 
-def _call_scene(record: dict) -> Scene:
+def _call_scene(record: CallRecord) -> Scene:
     return Scene(
-        f"{record['caller']} calls {record['callee']} ({record['mode']})",
+        f"{record.caller} calls {record.callee} ({record.mode})",
         [
             "each phone asks STUN servers how it is seen from outside, offers those "
             "addresses as candidates, and both try every pair (ICE checks)"
@@ -185,92 +208,92 @@ def _call_scene(record: dict) -> Scene:
     )
 
 
-def _is_check(world: _World, record: dict) -> bool:
+def _is_check(world: _World, record: NatRecord) -> bool:
     """A packet between the phones (an ICE check or RTP), not to a STUN server or the PBX."""
-    target = record.get("remote") or record.get("dst") or ""
+    target = record.remote or record.dst or ""
     return (
-        record.get("proto") in ("udp", None)
-        and target not in world.lab["stun_servers"]
-        and (record["kind"] in DROPS or record["kind"] == "mapping-created")
+        record.proto in ("udp", None)
+        and target not in world.lab.stun_servers
+        and (record.is_drop or record.kind == "mapping-created")
     )
 
 
-def _candidates_scene(world: _World, found: list[dict]) -> Scene:
+def _candidates_scene(world: _World, found: list[CandidatesRecord]) -> Scene:
     lines = []
     for record in found:
-        offered = ", ".join(f"{c['type']} {c['address']}" for c in record["candidates"])
-        lines.append(f"{record['phone']} offers {offered or 'nothing'}")
+        offered = ", ".join(f"{c.type} {c.address}" for c in record.candidates)
+        lines.append(f"{record.phone} offers {offered or 'nothing'}")
     return Scene("candidates offered", lines, "info", tables=world.snapshot())
 
 
 def _nat_scene(
-    world: _World, record: dict, stun_at: dict[tuple, dict], seen_drops: set[tuple]
+    world: _World, record: NatRecord, stun_at: dict[tuple, StunRecord], seen_drops: set[tuple]
 ) -> Scene | None:
-    router, kind = record["router"], record["kind"]
+    router, kind = record.router, record.kind
     if kind == "mapping-created":
+        internal, external, remote = record.internal or "", record.external or "", record.remote
         row = Row(
-            record["proto"],
-            record["internal"],
-            record["external"],
-            record["remote"],
+            record.proto or "",
+            internal,
+            external,
+            remote or "",
             world.dependent.get(router, False),
-            record.get("clock", record["at"]),
-            world.host_of(record["internal"]) or record["internal"],
+            record.clock,
+            world.host_of(internal) or internal,
         )
         world.tables[router][(row.proto, row.external)] = row
         world.history[row.external] = row
         scope = (
-            f"for {record['remote']} only ({world.nat[router]}: a new port for each destination)"
+            f"for {remote} only ({world.nat[router]}: a new port for each destination)"
             if row.only_remote
-            else f"for any destination (first {record['remote']})"
+            else f"for any destination (first {remote})"
         )
         lines = [
-            f"{row.host} sent {record['proto']} from {record['internal']} to "
-            f"{world.name(record['remote'])}",
-            f"{router} created mapping {record['internal']} -> {record['external']} {scope}",
+            f"{row.host} sent {record.proto} from {internal} to {world.name(remote or '')}",
+            f"{router} created mapping {internal} -> {external} {scope}",
         ]
-        stun = stun_at.get((router, record["external"]))
+        stun = stun_at.get((router, external))
         if stun is not None:
             lines.append(
-                f"a STUN binding request: the server answers that it sees {stun['host']} "
-                f"as {stun['mapped']}"
+                f"a STUN binding request: the server answers that it sees {stun.host} "
+                f"as {stun.mapped}"
             )
         return Scene(f"{router}: new mapping for {row.host}", lines, "mapping")
     if kind == "mapping-expired":
-        row = world.tables[router].pop((record["proto"], record["external"]), None)
+        row = world.tables[router].pop((record.proto or "", record.external or ""), None)
         whose = f"{row.host}'s " if row else ""
         return Scene(
             f"{router}: a mapping expired",
-            [f"{whose}{record['detail']}: packets to {record['external']} now find no mapping"],
+            [f"{whose}{record.detail}: packets to {record.external} now find no mapping"],
             "mapping",
         )
     if kind in ("flushed", "reconfigured"):
         if kind == "reconfigured":
-            world.reconfigure(router, record["behaviour"])
+            world.reconfigure(router, record.behaviour or "")
         else:
             world.tables[router].clear()
-        return Scene(f"{router}: {kind}", [record["detail"]], "mapping")
+        return Scene(f"{router}: {kind}", [record.detail], "mapping")
     if kind == "hairpinned":
         return Scene(
             f"{router}: hairpin",
             [
-                f"{world.name(record['src'])} sent to {router}'s own outside address "
-                f"{record['dst_external']}: {router} turned it back inside to {record['dst']}, "
-                f"showing the source as {record['src_external']}"
+                f"{world.name(record.src or '')} sent to {router}'s own outside address "
+                f"{record.dst_external}: {router} turned it back inside to {record.dst}, "
+                f"showing the source as {record.src_external}"
             ],
             "mapping",
         )
-    if kind in DROPS:
-        key = (router, record.get("reason"), record.get("src"), record.get("dst"))
+    if record.is_drop:
+        key = (router, record.reason, record.src, record.dst)
         if key in seen_drops:
             return None
         seen_drops.add(key)
         group = drop_groups({router: [record]})[0]
-        sender = _sender(world, record.get("src", "")) or world.host_of(record.get("src", ""))
+        sender = _sender(world, record.src or "") or world.host_of(record.src or "")
         return Scene(
             f"{router} DROPPED a packet" + (f" from {sender}" if sender else ""),
             [
-                f"{world.name(record.get('src', '?'))} -> {world.name(record.get('dst', '?'))}",
+                f"{world.name(record.src or '?')} -> {world.name(record.dst or '?')}",
                 group.describe(),
             ],
             "drop",
@@ -286,34 +309,39 @@ def _sender(world: _World, endpoint: str) -> str:
     return described.split("'", 1)[0]
 
 
-def _result_scenes(world: _World, call: dict, events: list[dict]) -> list[Scene]:
+def _result_scenes(world: _World, call: _Call, events: list[NatRecord]) -> list[Scene]:
     lines = []
-    for flow in call["rtp"]:
+    for flow in call.rtp:
         lines.append(
-            f"RTP {flow['sender']} -> {flow['receiver']}: {flow['sent']} sent, "
-            f"{flow['received']} received"
+            f"RTP {flow.sender} -> {flow.receiver}: {_count(flow.sent)} sent, "
+            f"{_count(flow.received)} received"
         )
-    for check in call["checks"]:
-        chosen = " (selected)" if check.get("selected") else ""
+    for check in call.checks:
+        chosen = " (selected)" if check.selected else ""
         lines.append(
-            f"{check['phone']} checked {check['local_type']} {check['local']} -> "
-            f"{check['remote_type']} {check['remote']}: {check['state']}{chosen}"
+            f"{check.phone} checked {check.local_type} {check.local} -> "
+            f"{check.remote_type} {check.remote}: {check.state}{chosen}"
         )
-    lines.append(f"verdict: {call['verdict']}" + (f" ({call['error']})" if call["error"] else ""))
-    if call.get("fault"):  # the drops tell what a dead process left undone, not why: no "why"
-        lines.append(f"{call['fault']}: {NOT_NAT}")
-        return [Scene(f"media: fault ({call['fault']})", lines, "fault", tables=world.snapshot())]
-    scenes = [Scene(f"media: {call['verdict']}", lines, "result", tables=world.snapshot())]
+    record = call.record
+    lines.append(f"verdict: {record.verdict}" + (f" ({record.error})" if record.error else ""))
+    if record.fault:  # the drops tell what a dead process left undone, not why: no "why"
+        lines.append(f"{record.fault}: {NOT_NAT}")
+        return [Scene(f"media: fault ({record.fault})", lines, "fault", tables=world.snapshot())]
+    scenes = [Scene(f"media: {record.verdict}", lines, "result", tables=world.snapshot())]
     why = _why(world, drop_groups(_by_router(events)))
     if why:
         scenes.append(Scene("why", why, "why", tables=world.snapshot()))
     return scenes
 
 
-def _by_router(events: list[dict]) -> dict[str, list[dict]]:
-    grouped: dict[str, list[dict]] = {}
+def _count(count: int | None) -> str:
+    return "?" if count is None else str(count)
+
+
+def _by_router(events: list[NatRecord]) -> dict[str, list[NatRecord]]:
+    grouped: dict[str, list[NatRecord]] = {}
     for event in events:
-        grouped.setdefault(event["router"], []).append(event)
+        grouped.setdefault(event.router, []).append(event)
     return grouped
 
 
@@ -321,15 +349,10 @@ def _why(world: _World, groups: list[DropGroup]) -> list[str]:
     """Each filtered packet traced back to the mapping it came from, and that mapping's remote."""
     lines = []
     for group in groups:
-        if group.reason not in FILTERED:
-            if group.reason == "no-route":
-                lines.append(
-                    f"{group.router} dropped {group.count} packet(s) to {group.dst}: a private "
-                    "address, which the internet does not route (a host candidate of a phone "
-                    "in another LAN)"
-                )
-            elif group.reason == "martian-source":
-                lines.append(f"{group.describe()} (forged or misrouted: never let in)")
+        if not group.reason.filtered:
+            if group.reason in _GLOSSED:  # told with what the reason means, if not yet said
+                gloss = f" ({group.reason.meaning})" if group.detail else ""
+                lines.append(group.describe() + gloss)
             continue
         lines.append(group.describe())
         row = world.history.get(group.src)

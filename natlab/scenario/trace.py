@@ -2,7 +2,9 @@
 
 A trace is what `natlab explain` tells as a story, and what a red matrix
 cell is judged by after its lab is gone. Records carry wall time `at` and a
-`type`:
+`type`; each is a record of natlab.records, whose `from_json` checks its
+shape as a trace is read, and the lab record carries the trace's version
+(`v`):
 
 - `lab`: the topology as the story needs it (who sits behind which router,
   each router's WAN address and NAT, the STUN servers);
@@ -33,23 +35,39 @@ import os
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import IO
 
-from natlab.endpoints.signalling import ask, format_endpoint
+from natlab.endpoints.signalling import format_endpoint
 from natlab.errors import NatlabError
 from natlab.lab import Lab
-from natlab.lab.endpoints import control_path, stun_servers
-from natlab.lab.naming import lab_dir
+from natlab.lab.clients import EventPosition
+from natlab.lab.endpoints import stun_servers
+from natlab.records import (
+    CallRecord,
+    CallReport,
+    Candidate,
+    CandidatesRecord,
+    HostInfo,
+    IceCheckRecord,
+    LabRecord,
+    NatRecord,
+    OtherRecord,
+    RouterInfo,
+    RtpRecord,
+    StepEnded,
+    StepStarted,
+    StunRecord,
+    TraceRecord,
+    trace_record,
+)
 from natlab.scenario.capture import captured
 from natlab.scenario.expectations import observed_media
-from natlab.scenario.explain import LOST_COUNTS
-from natlab.scenario.model import Scenario
-from natlab.scenario.runner import Progress, ScenarioResult, StepResult, run_scenario
-from natlab.scenario.trace_records import record_problem
+from natlab.scenario.model import Scenario, Step
+from natlab.scenario.runner import Progress, RunHooks, ScenarioResult, StepResult, run_scenario
 
+Record = TraceRecord | OtherRecord
 TRACES = Path("natlab-traces")  # where failed runs keep their trace, below the current directory
 CALLEE_REPORT_WAIT = 3.0  # the callee files its report just after the caller's bye is answered
 POLL = 0.05
@@ -62,7 +80,11 @@ def default_trace(name: str) -> Path:
     return TRACES / f"{name}.jsonl"
 
 
-def keep_trace(base: Path, records: Iterable[dict], now: float | None = None) -> Path:
+def _lines(records: Iterable[Record]) -> str:
+    return "".join(json.dumps(record.to_json()) + "\n" for record in records)
+
+
+def keep_trace(base: Path, records: Iterable[Record], now: float | None = None) -> Path:
     """Write a failed run's trace to a new file of its own next to `base`: NAME-YYYYmmdd-HHMMSS-PID.
 
     Created exclusively (O_EXCL), so runs side by side, even of the same
@@ -79,7 +101,7 @@ def keep_trace(base: Path, records: Iterable[dict], now: float | None = None) ->
             suffix = f"{os.getpid()}-{secrets.token_hex(3)}"
             continue
         with open(handle, "w") as file:
-            file.write("".join(json.dumps(record) + "\n" for record in records))
+            file.write(_lines(records))
         return path
 
 
@@ -88,18 +110,18 @@ def pair_trace(directory: Path, caller_type: str, callee_type: str) -> Path:
     return directory / f"{caller_type}-x-{callee_type}.jsonl"
 
 
-def write_trace(path: str | Path, records: Iterable[dict]) -> Path:
+def write_trace(path: str | Path, records: Iterable[Record]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    path.write_text(_lines(records))
     return path
 
 
-def read_trace(path: str | Path) -> list[dict]:
+def read_trace(path: str | Path) -> list[Record]:
     """A trace's records, oldest first; anything else is a NatlabError naming file and line.
 
     Bounded: at most MAX_TRACE_BYTES in all and MAX_LINE_BYTES a record, each
-    record of the shape its readers expect (trace_records.py).
+    record of the shape its readers expect (records.py).
     """
     path = Path(path)
     fix = "give a trace written by 'natlab run --trace FILE' or kept in natlab-traces/"
@@ -121,9 +143,9 @@ def read_trace(path: str | Path) -> list[dict]:
     return records
 
 
-def _records(source: IO[bytes], filename: str, fix: str) -> list[dict]:
-    records: list[dict] = []
-    routers: set[str] | None = None  # the lab record's, once read
+def _records(source: IO[bytes], filename: str, fix: str) -> list[Record]:
+    records: list[Record] = []
+    lab: LabRecord | None = None
     for number, raw in enumerate(iter(lambda: source.readline(MAX_LINE_BYTES + 1), b""), 1):
         if len(raw) > MAX_LINE_BYTES:
             raise NatlabError(
@@ -136,7 +158,7 @@ def _records(source: IO[bytes], filename: str, fix: str) -> list[dict]:
             line = raw.decode("utf-8")
             if not line.strip():
                 continue
-            record = json.loads(line)
+            data = json.loads(line)
         except UnicodeDecodeError:
             raise NatlabError(
                 "not a trace: not UTF-8 text (a binary file?)", file=filename, line=number, fix=fix
@@ -152,114 +174,129 @@ def _records(source: IO[bytes], filename: str, fix: str) -> list[dict]:
             raise NatlabError(
                 f"not a trace: not JSON ({problem})", file=filename, line=number, fix=fix
             ) from None
-        problem = record_problem(record, routers)
-        if problem is not None:
-            raise NatlabError(f"not a trace record: {problem}", file=filename, line=number, fix=fix)
-        if routers is None:
-            routers = set(record["routers"])
+        try:
+            record = _record(data, lab)
+        except NatlabError as error:
+            raise NatlabError(
+                f"not a trace record: {error.problem}",
+                file=filename,
+                line=number,
+                fix=error.fix or fix,
+            ) from None
+        if isinstance(record, LabRecord):
+            lab = record
         records.append(record)
     return records
 
 
-def lab_record(scenario: Scenario, lab: str, at: float) -> dict:
+def _record(data: object, lab: LabRecord | None) -> Record:
+    """One line's record, in the context of the lab record (None: this is the first line)."""
+    if lab is None and not (isinstance(data, dict) and data.get("type") == LabRecord.type):
+        if not isinstance(data, dict):
+            raise NatlabError(f"a record is a JSON object, not {type(data).__name__}")
+        raise NatlabError("the first record of a trace describes its lab ('type': 'lab')")
+    record = trace_record(data)
+    if isinstance(record, NatRecord | StunRecord) and record.router not in lab.routers:  # type: ignore[union-attr]
+        raise NatlabError(f"router '{record.router}' is not one of the trace's lab routers")
+    return record
+
+
+def lab_record(scenario: Scenario, lab: str, at: float) -> LabRecord:
     """The topology, as the story names things: hosts with their router, routers with their NAT."""
     topology = scenario.topology
     gateways = {segment.name: segment.gateway for segment in topology.segments.values()}
-    return {
-        "type": "lab",
-        "at": at,
-        "scenario": scenario.name,
-        "about": scenario.about,
-        "source": scenario.source,
-        "lab": lab,
-        "routers": {
-            name: {
-                "wan": str(router.wan.address),
-                "lans": [str(topology.segments[lan.segment].subnet) for lan in router.lans],
-                "nat": router.behaviour.preset_name() or "custom",
-                "mapping": router.behaviour.mapping.value,
-                "filtering": router.behaviour.filtering.value,
-            }
+    return LabRecord(
+        at=at,
+        scenario=scenario.name,
+        about=scenario.about,
+        source=scenario.source,
+        lab=lab,
+        routers={
+            name: RouterInfo(
+                wan=str(router.wan.address),
+                lans=[str(topology.segments[lan.segment].subnet) for lan in router.lans],
+                nat=router.behaviour.preset_name() or "custom",
+                mapping=router.behaviour.mapping.value,
+                filtering=router.behaviour.filtering.value,
+            )
             for name, router in topology.routers.items()
         },
-        "hosts": {
-            name: {
-                "address": str(host.interfaces[0].address),
-                "role": host.role.value,
-                "router": gateways.get(host.interfaces[0].segment),
-            }
+        hosts={
+            name: HostInfo(
+                address=str(host.interfaces[0].address),
+                role=host.role.value,
+                router=gateways.get(host.interfaces[0].segment),
+            )
             for name, host in topology.hosts.items()
         },
-        "stun_servers": [format_endpoint(server) for server in stun_servers(topology)],
-    }
+        stun_servers=[format_endpoint(server) for server in stun_servers(topology)],
+    )
 
 
-def call_records(report: dict, callee_report: dict | None) -> list[dict]:
-    """A call's records from its phones' reports: candidates, checks, RTP each way."""
-    call, caller, callee = report.get("call"), report.get("caller"), report.get("callee")
-    start = report.get("started_at") or time.time()
-    end = report.get("ended_at") or start
-    records = [
-        {
-            "type": "call",
-            "at": start,
-            "call": call,
-            "caller": caller,
-            "callee": callee,
-            "mode": report.get("mode"),
-            "verdict": observed_media(report) if "verdict" in report else None,
-            "ice": report.get("ice"),
-            "error": report.get("error"),
-            "selected_pair": report.get("selected_pair"),
-        }
+def call_records(
+    report: CallReport, callee_report: CallReport | None, fault: str | None = None
+) -> list[TraceRecord]:
+    """A call's records from its phones' reports: candidates, checks, RTP each way.
+
+    `fault`: what died while the call ran (then its media is no NAT result).
+    """
+    call, caller, callee = report.call, report.caller, report.callee
+    start = report.started_at
+    end = report.ended_at or start
+    records: list[TraceRecord] = [
+        CallRecord(
+            at=start,
+            call=call,
+            caller=caller,
+            callee=callee,
+            mode=report.mode,
+            verdict=observed_media(report),
+            ice=report.ice,
+            error=report.error,
+            selected_pair=report.selected_pair,
+            fault=fault,
+        )
     ]
     sides = [(caller, report, callee_report)]
     if callee_report:
         sides.append((callee, callee_report, report))
     for phone, side, other in sides:
         records.append(
-            {
-                "type": "candidates",
-                "at": start,
-                "call": call,
-                "phone": phone,
-                "candidates": _candidates(side, other),
-            }
+            CandidatesRecord(at=start, call=call, phone=phone, candidates=_candidates(side, other))
         )
-        selected = side.get("selected_pair") or {}
-        chosen = ((selected.get("local") or {}).get("base"), (selected.get("remote") or {}))
-        for check in side.get("checks") or []:
-            records.append(
-                {
-                    "type": "ice-check",
-                    "at": start,
-                    "call": call,
-                    "phone": phone,
-                    **check,
-                    "selected": chosen[1].get("address") == check["remote"]
-                    and chosen[0] in (None, check["local"]),
-                }
+        selected = side.selected_pair
+        for check in side.checks:
+            chosen = selected is not None and (
+                selected.remote.address == check.remote
+                and selected.local.base in (None, check.local)
             )
-    mine, peer = report.get("rtp") or {}, report.get("peer_rtp") or LOST_COUNTS
+            records.append(
+                IceCheckRecord(
+                    at=start,
+                    call=call,
+                    phone=phone,
+                    local=check.local,
+                    remote=check.remote,
+                    local_type=check.local_type,
+                    remote_type=check.remote_type,
+                    state=check.state,
+                    selected=chosen,
+                )
+            )
+    mine, peer = report.rtp, report.peer_rtp
     for sender, receiver, sent, received in (
-        (caller, callee, mine.get("sent", 0), peer.get("received", 0)),
-        (callee, caller, peer.get("sent", 0), mine.get("received", 0)),
+        (caller, callee, mine.sent, None if peer is None else peer.received),
+        (callee, caller, None if peer is None else peer.sent, mine.received),
     ):
         records.append(
-            {
-                "type": "rtp",
-                "at": end,
-                "call": call,
-                "sender": sender,
-                "receiver": receiver,
-                "sent": sent,
-                "received": received,
-            }
+            RtpRecord(
+                at=end, call=call, sender=sender, receiver=receiver, sent=sent, received=received
+            )
         )
     return records
 
 
-def _candidates(report: dict, peer: dict | None) -> list[dict]:
+def _candidates(report: CallReport, peer: CallReport | None) -> list[Candidate]:
     """A phone's candidates: its checks' local side, and what the peer's checks aimed at.
 
     aioice pairs a server-reflexive candidate on its host base, so the
@@ -267,128 +304,121 @@ def _candidates(report: dict, peer: dict | None) -> list[dict]:
     candidates are where the peer's checks went.
     """
     seen: dict[str, str] = {}
-    for check in report.get("checks") or []:
-        seen.setdefault(check["local"], check["local_type"])
-    for check in (peer or {}).get("checks") or []:
-        seen.setdefault(check["remote"], check["remote_type"])
-    local = (report.get("selected_pair") or {}).get("local") or {}
-    if local.get("address"):
-        seen.setdefault(local["address"], local.get("type", "?"))
-    return [{"address": address, "type": kind} for address, kind in seen.items()]
+    for check in report.checks:
+        seen.setdefault(check.local, check.local_type)
+    for check in peer.checks if peer else []:
+        seen.setdefault(check.remote, check.remote_type)
+    if report.selected_pair is not None:
+        local = report.selected_pair.local
+        seen.setdefault(local.address, local.type)
+    return [Candidate(address, kind) for address, kind in seen.items()]
 
 
-def stun_records(records: Iterable[dict], lab: dict) -> list[dict]:
+def stun_records(records: Iterable[Record], lab: LabRecord) -> list[StunRecord]:
     """A binding request to a STUN server, as the router that translated it saw it."""
-    servers = set(lab["stun_servers"])
-    by_address = {host["address"]: name for name, host in lab["hosts"].items()}
+    servers = set(lab.stun_servers)
+    by_address = {host.address: name for name, host in lab.hosts.items()}
     return [
-        {
-            "type": "stun",
-            "at": record["at"],
-            "router": record["router"],
-            "host": by_address.get(record["internal"].rsplit(":", 1)[0], "?"),
-            "internal": record["internal"],
-            "mapped": record["external"],
-            "server": record["remote"],
-        }
+        StunRecord(
+            at=record.at,
+            router=record.router,
+            host=by_address.get((record.internal or "").rsplit(":", 1)[0], "?"),
+            internal=record.internal or "",
+            mapped=record.external or "",
+            server=record.remote or "",
+        )
         for record in records
-        if record["type"] == "nat"
-        and record["kind"] == "mapping-created"
-        and record.get("remote") in servers
+        if isinstance(record, NatRecord)
+        and record.kind == "mapping-created"
+        and record.remote in servers
     ]
 
 
-def merged(records: Iterable[dict]) -> list[dict]:
+def merged(records: Iterable[Record]) -> list[Record]:
     """In time order; the lab record first, ties kept in the order they were recorded."""
-    return sorted(records, key=lambda record: (record["type"] != "lab", record["at"]))
+    return sorted(records, key=lambda record: (not isinstance(record, LabRecord), record.at))
 
 
-@dataclass
-class Recorder:
-    """Collects a running scenario's trace through run_scenario's progress callback."""
+class Recorder(RunHooks):
+    """Collects a running scenario's trace, told by run_scenario's hooks.
 
-    scenario: Scenario
-    lab_name: str
-    records: list[dict] = field(default_factory=list)
-    _seen: dict[str, int] = field(default_factory=dict)
-    _offsets: dict[str, float] = field(default_factory=dict)  # router -> clock offset last read
-    _next_step: int = 0
+    It reads each router's events on from where it last stopped (RouterClient
+    positions), before each step starts and after it ends.
+    """
 
-    def __post_init__(self) -> None:
-        self.lab = Lab(self.scenario.topology, self.lab_name)
-        self.records.append(lab_record(self.scenario, self.lab_name, time.time()))
+    def __init__(self, scenario: Scenario, lab_name: str) -> None:
+        self.scenario = scenario
+        self.lab: Lab | None = None  # the run's, once it is up
+        self.records: list[Record] = [lab_record(scenario, lab_name, time.time())]
+        self._positions: dict[str, EventPosition] = {}
+        self._offsets: dict[str, float] = {}  # router -> clock offset last read
 
-    def progress(self, text: str, step: StepResult | None) -> None:
-        """Before and after each step: the routers' new events, then the step itself."""
-        steps = self.scenario.steps
-        starting = (
-            step is None
-            and self._next_step < len(steps)
-            and text == steps[self._next_step].describe()
-        )
-        if step is not None or starting:
-            self.read_events()
-        if starting:
-            start = {"type": "step", "at": time.time(), "phase": "start", "text": text}
-            self.records.append({**start, "index": self._next_step})
-        elif step is not None:
-            self._next_step = step.index + 1
-            if step.report is not None and "call" in step.report:
-                calls = call_records(step.report, self.callee_report(step.report))
-                calls[0]["fault"] = step.fault  # then the media is no NAT result
-                self.records += calls
-            self.records.append(
-                {
-                    "type": "step",
-                    "at": time.time(),
-                    "phase": "end",
-                    "index": step.index,
-                    "text": step.text,
-                    "verdict": step.verdict,
-                    "passed": step.passed,
-                    "error": step.error,
-                    "fault": step.fault,
-                    "checks": [vars(check) for check in step.checks],
-                }
+    def lab_up(self, lab: Lab) -> None:
+        self.lab = lab
+
+    def step_started(self, index: int, step: Step) -> None:
+        self.read_events()
+        self.records.append(StepStarted(at=time.time(), index=index, text=step.describe()))
+
+    def step_ended(self, result: StepResult) -> None:
+        """The routers' new events, then the call's records (both phones' reports), the end."""
+        self.read_events()
+        if result.call_report is not None:
+            report = result.call_report
+            self.records += call_records(report, self.callee_report(report), result.fault)
+        self.records.append(
+            StepEnded(
+                at=time.time(),
+                index=result.index,
+                text=result.text,
+                verdict=result.verdict,
+                passed=result.passed,
+                error=result.error,
+                fault=result.fault,
+                checks=list(result.checks),
+                # a program's state, output and the drops meanwhile (program_runs.py)
+                explanation=list(result.explanation) if result.program else [],
             )
+        )
 
     def read_events(self) -> None:
         """Each router's events since the last read, placed on the wall clock."""
-        for router in self.scenario.topology.routers:
+        if self.lab is None:
+            return
+        for name in self.scenario.topology.routers:
             try:
-                events = self.lab.nat_events(router)
-                clock = self.lab.nat(router, {"op": "clock"})
+                router = self.lab.router(name)
+                batch = router.events(self._positions.get(name))
+                clock = router.clock()
             except (NatlabError, OSError):  # no daemon (a kernel lab) or it died: nothing to add
                 continue
             wall = time.time()
-            offset = clock["offset"]
-            if self._offsets.get(router, 0.0) == offset:  # no advance: router clock - offset
-                shift = wall - time.monotonic() - offset  # is monotonic time, to wall time
+            if self._offsets.get(name, 0.0) == clock.offset:  # no advance: router clock - offset
+                shift = wall - time.monotonic() - clock.offset  # is monotonic time, to wall time
             else:
-                shift = wall - clock["clock"]
-            for event in events[self._seen.get(router, 0) :]:
-                self.records.append(
-                    {**event, "type": "nat", "clock": event["at"], "at": event["at"] + shift}
-                )
-            self._seen[router] = len(events)
-            self._offsets[router] = offset
+                shift = wall - clock.clock
+            self.records += [NatRecord.placed(event, event.at + shift) for event in batch.events]
+            self._positions[name] = batch.position
+            self._offsets[name] = clock.offset
 
-    def callee_report(self, report: dict) -> dict | None:
+    def callee_report(self, report: CallReport) -> CallReport | None:
         """The callee's own report of the call (its checks and candidates), if it files one."""
-        path = control_path(lab_dir(self.lab_name), report["callee"])
+        assert self.lab is not None
         deadline = time.monotonic() + CALLEE_REPORT_WAIT
         while True:
             try:
-                reports = ask(path, {"op": "reports"})["reports"]
+                reports = self.lab.phone(report.callee).reports()
             except NatlabError:
                 return None
-            found = next((r for r in reports if r.get("call") == report["call"]), None)
+            found = next((r for r in reports if r.call == report.call), None)
             if found is not None or time.monotonic() > deadline:
                 return found
             time.sleep(POLL)
 
-    def trace(self) -> list[dict]:
-        return merged([*self.records, *stun_records(self.records, self.records[0])])
+    def trace(self) -> list[Record]:
+        lab = self.records[0]
+        assert isinstance(lab, LabRecord)
+        return merged([*self.records, *stun_records(self.records, lab)])
 
 
 def run_traced(
@@ -405,14 +435,8 @@ def run_traced(
     With `pcap`, every router interface is captured there too (capture.py).
     """
     recorder = Recorder(scenario, lab_name)
-
-    def tell(text: str, step: StepResult | None) -> None:
-        recorder.progress(text, step)
-        if progress is not None:
-            progress(text, step)
-
     around = partial(captured, directory=pcap) if pcap is not None else None
-    result = run_scenario(scenario, lab_name, tell, around)
+    result = run_scenario(scenario, lab_name, progress, around, recorder)
     if trace is not None:
         result.trace = str(write_trace(trace, recorder.trace()))
     if keep_failed is not None and not result.passed:

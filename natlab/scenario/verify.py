@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from natlab.endpoints.stun_client import STUN_PORT
 from natlab.errors import NatlabError
 from natlab.lab import Lab
-from natlab.scenario.probe import probe
+from natlab.records import ProbeReport
+from natlab.scenario.probe import discover
 from natlab.scenario.verdict import fault_text
 from natlab.topology.model import Host, Role, Router, Topology
 
@@ -75,22 +76,22 @@ def public_stun_server(topology: Topology) -> Host:
     )
 
 
-def expectations(translates: bool, router: Router, report: dict) -> tuple[list[Check], list[str]]:
+def expectations(
+    translates: bool, router: Router, report: ProbeReport
+) -> tuple[list[Check], list[str]]:
     """The checks of one router's probe report, and notes on what could not be checked."""
-    translation = Check(
-        "translation", _on_off(translates), _on_off(report["mapped"] != report["local"])
-    )
+    translation = Check("translation", _on_off(translates), _on_off(report.mapped != report.local))
     if not translates:
         return [translation], []
     behaviour = router.behaviour
     checks = [
         translation,
-        Check("mapping", behaviour.mapping.value, report["mapping"] or "unknown"),
-        Check("filtering", behaviour.filtering.value, report["filtering"] or "unknown"),
+        Check("mapping", behaviour.mapping.value, report.mapping or "unknown"),
+        Check("filtering", behaviour.filtering.value, report.filtering or "unknown"),
     ]
-    if ENDPOINT_INDEPENDENT not in (report["mapping"], report["filtering"]):
+    if ENDPOINT_INDEPENDENT not in (report.mapping, report.filtering):
         return checks, ["hairpinning is not observable behind dependent mapping and filtering"]
-    return [*checks, Check("hairpin", _on_off(behaviour.hairpin), _on_off(report["hairpin"]))], []
+    return [*checks, Check("hairpin", _on_off(behaviour.hairpin), _on_off(report.hairpin))], []
 
 
 def _on_off(value: bool | None) -> str:
@@ -118,7 +119,7 @@ def verify(lab: Lab) -> list[RouterCheck]:
         fault = _fault(lab, needed)
         if fault is None:
             try:
-                report = probe(lab, host.name, address)
+                report = discover(lab, host.name, address)
             except NatlabError:
                 fault = _fault(lab, needed)
                 if fault is None:  # everything runs: the server really does not answer

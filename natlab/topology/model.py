@@ -91,6 +91,7 @@ class Node:
 @dataclass(frozen=True)
 class Host(Node):
     role: Role = Role.PLAIN
+    run: tuple[str, ...] = ()  # the program natlab starts and supervises in it (lab/programs.py)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import netaddr
 from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
+from natlab.topology.command import split_command
 from natlab.topology.lab_name import check_lab_name
 from natlab.topology.model import (
     Forward,
@@ -90,6 +91,7 @@ class _Resolver:
                 name=name,
                 interfaces=(Interface(spec.segment, planned[("hosts", name)]),),
                 role=spec.role,
+                run=self._run(name, spec.run),
             )
             for name, spec in self.spec.hosts.items()
         }
@@ -102,6 +104,19 @@ class _Resolver:
             routers=routers,
             hosts=hosts,
         )
+
+    def _run(self, host: str, run: str | list[str] | None) -> tuple[str, ...]:
+        if run is None:
+            return ()
+        try:
+            return split_command(run)
+        except ValueError as error:
+            raise self.fail(
+                ("hosts", host, "run"),
+                str(error),
+                "write the command as a shell would, run: \"prog --flag 'a b'\", "
+                "or as a list of arguments",
+            ) from None
 
     # -- names ---------------------------------------------------------------
 

@@ -56,6 +56,7 @@ class HostSpec(_Spec):
     address: IPv4Address | None = None
     addresses: int | list[IPv4Address] | None = None
     role: Role = Role.PLAIN
+    run: str | list[str] | None = None  # a program natlab starts in the host at `up`
 
 
 class TopologySpec(_Spec):

@@ -59,7 +59,7 @@ def registered(lab: Lab, *phones: str) -> dict[str, dict]:
 
 def set_nat(lab: Lab, router: str, preset: str, *phones: str) -> None:
     """Switch a router's preset; its mappings go, so its phones register again at once."""
-    lab.nat(router, {"op": "set", "behaviour": PRESETS[preset].as_json()})
+    lab.router(router).set(PRESETS[preset])
     for phone in phones:
         assert ask_host(lab, phone, {"op": "register"})["registered"]
 
@@ -240,7 +240,7 @@ def test_a_phone_whose_nat_forgot_its_registration_registers_again_by_itself(nat
     before = registered(lab, *PHONES)["phone-b"]
     # No "register" request this time: the TCP mapping is gone, and the next invite to
     # phone-b goes down a dead connection until phone-b notices and registers anew.
-    lab.nat("branch1", {"op": "set", "behaviour": PRESETS["full-cone"].as_json()})
+    lab.router("branch1").set(PRESETS["full-cone"])
     report = call(lab, "phone-a", "phone-b")
     assert report["verdict"] == "two-way", report
     after = ask_host(lab, "phone-b", {"op": "status"})
@@ -264,7 +264,7 @@ def test_a_udp_registration_without_keepalives_dies_with_its_nat_mapping_a_tcp_o
     assert call(lab, "phone-a", "phone-b")["verdict"] == "two-way"  # while the mapping lives
 
     lab.advance_clock(130)  # past the routers' udp_timeout (120 s), far from TCP's 7440 s
-    mark = len(lab.nat_events("branch1"))
+    mark = lab.router("branch1").mark()
     lost = call(lab, "phone-a", "phone-b")
     assert lost["verdict"] == "no media"
     assert "phone-b did not answer 3 invites sent over udp to " + address in lost["error"]
@@ -273,10 +273,10 @@ def test_a_udp_registration_without_keepalives_dies_with_its_nat_mapping_a_tcp_o
     # branch1 dropped each copy of the invite: the mapping the PBX sends to has expired...
     drops = [
         e
-        for e in lab.nat_events("branch1")[mark:]
-        if e["kind"] == "drop" and e["dst"] == address and e["src"] == "203.0.113.1:5060"
+        for e in lab.router("branch1").events(mark).events
+        if e.kind == "drop" and e.dst == address and e.src == "203.0.113.1:5060"
     ]
-    assert len(drops) == 3 and {e["reason"] for e in drops} == {"expired"}, drops
+    assert len(drops) == 3 and {e.reason for e in drops} == {"expired"}, drops
     # ...while the PBX still holds the registration: the NAT lost it, not the PBX.
     still = ask_host(lab, "pbx", {"op": "registrations"})["registrations"]["phone-b"]
     assert still["address"] == address and still["expires_in"] > 0

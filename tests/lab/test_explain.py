@@ -10,8 +10,10 @@ import sys
 
 import pytest
 
+from natlab.core.events import DropReason
 from natlab.lab.build import planned_namespaces
 from natlab.plumbing import namespaces
+from natlab.records import CandidatesRecord, NatRecord
 from natlab.scenario.matrix import pair_scenario
 from natlab.scenario.story import tell
 from natlab.scenario.trace import read_trace, run_traced
@@ -28,37 +30,35 @@ def test_symmetric_against_port_restricted_names_the_drop_and_the_mapping(tmp_pa
     assert not [n for n in planned_namespaces(scenario.topology, lab) if namespaces.exists(n)]
     assert result.passed  # the call had no media, as the reference says
     records = read_trace(path)
-    assert [r["at"] for r in records[1:]] == sorted(r["at"] for r in records[1:])
+    assert [r.at for r in records[1:]] == sorted(r.at for r in records[1:])
 
     # the real drop, as branch2 logged it: phone-b's packet from a mapping made for phone-c
-    made = {r["external"]: r for r in records if r.get("kind") == "mapping-created"}
+    nats = [r for r in records if isinstance(r, NatRecord)]
+    made = {r.external: r for r in nats if r.kind == "mapping-created"}
     drops = [
         r
-        for r in records
-        if r.get("kind") == "drop" and r["router"] == "branch2" and r["reason"] == "filtered-port"
+        for r in nats
+        if r.kind == "drop" and r.router == "branch2" and r.reason is DropReason.FILTERED_PORT
     ]
     assert drops, "branch2 filtered none of phone-b's checks"
     drop = drops[0]
-    culprit = made[drop["src"]]
-    assert culprit["router"] == "branch1" and culprit["internal"].startswith("10.1.0.2:")
-    assert culprit["remote"] == drop["dst"]  # made for phone-c's srflx address
+    culprit = made[drop.src]
+    assert culprit.router == "branch1" and culprit.internal.startswith("10.1.0.2:")
+    assert culprit.remote == drop.dst  # made for phone-c's srflx address
     offered = [
-        c["address"]
+        c.address
         for r in records
-        if r["type"] == "candidates" and r["phone"] == "phone-b"
-        for c in r["candidates"]
-        if c["type"] == "srflx"
+        if isinstance(r, CandidatesRecord) and r.phone == "phone-b"
+        for c in r.candidates
+        if c.type == "srflx"
     ]
     assert offered, f"no srflx candidate of phone-b in the trace: {records}"
     offered = offered[0]
-    assert offered != drop["src"]
+    assert offered != drop.src
 
     why = "\n".join(next(s for s in tell(records) if s.title == "why").lines)
-    assert f"{drop['src']} -> {drop['dst']} (inbound, filtered-port)" in why
-    assert (
-        f"the packet came from branch1's mapping {culprit['internal']} -> {culprit['external']}"
-        in why
-    )
+    assert f"{drop.src} -> {drop.dst} (inbound, filtered-port)" in why
+    assert f"the packet came from branch1's mapping {culprit.internal} -> {culprit.external}" in why
     assert f"not from {offered}, the address STUN saw and phone-b offered" in why
     assert "for a new destination is what made the call fail" in why
 
@@ -71,4 +71,4 @@ def test_symmetric_against_port_restricted_names_the_drop_and_the_mapping(tmp_pa
         check=True,
     ).stdout
     assert "branch2 DROPPED a packet from phone-b" in told
-    assert culprit["external"] in told
+    assert culprit.external in told

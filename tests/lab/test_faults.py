@@ -90,12 +90,11 @@ def _mid_call(lab_name: str) -> None:
 
     def stun_mapped() -> bool:
         try:
-            events = lab.nat_events("branch1")
+            events = lab.router("branch1").events().events
         except OSError:
             return False
         return any(
-            e["kind"] == "mapping-created" and e.get("proto") == "udp" and e["remote"] in servers
-            for e in events
+            e.kind == "mapping-created" and e.proto == "udp" and e.remote in servers for e in events
         )
 
     _wait("phone-b's call to begin", stun_mapped)
@@ -175,7 +174,7 @@ def test_two_failing_runs_side_by_side_keep_two_traces(private_natlab, tmp_path:
         assert found, out
         traces.append(tmp_path / found[1])
     assert traces[0] != traces[1]
-    labs = [read_trace(path)[0]["lab"] for path in traces]  # each its own run's
+    labs = [read_trace(path)[0].lab for path in traces]  # each its own run's
     assert labs[0] != labs[1]
     reports = [json.loads((tmp_path / f"{n}.json").read_text()) for n in range(2)]
     assert sorted(labs) == sorted(report["lab"] for report in reports)

@@ -68,5 +68,5 @@ def test_forwards_reach_the_mapped_hosts_and_ports(natlab_lab):
         for server in servers:
             server.kill()
             server.wait()
-    hits = [e for e in lab.nat_events("main") if e["kind"] == "static-map-hit"]
+    hits = [e for e in lab.router("main").events().events if e.kind == "static-map-hit"]
     assert hits, "the router reports its forward hits"

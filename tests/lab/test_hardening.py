@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from natlab.control_socket import ask
 from natlab.errors import NatlabError
 from natlab.lab import Lab, teardown
 from natlab.lab.naming import lab_dir
@@ -106,7 +107,7 @@ def test_a_full_state_directory_costs_events_never_forwarding(tmp_path, monkeypa
             lab.up()
             assert rtts(lab, 2, 0.2)[0] == 2
             lab.exec("inside", [sys.executable, "-c", NEW_FLOWS, S1, "20000"], check=True)
-            counters = lab.nat("r", {"op": "show", "limit": 0})["counters"]
+            counters = lab.router("r").counters()
             assert counters["events_dropped"] > 0
             assert counters["mappings_created"] > 2_000  # the flood went through the NAT
             disk = os.statvfs(state)
@@ -119,7 +120,7 @@ def test_a_full_state_directory_costs_events_never_forwarding(tmp_path, monkeypa
             lab.exec("inside", [sys.executable, "-c", NEW_FLOWS, S1, "1000"], check=True)
             received, _ = rtts(lab, 3, 0.2)
             assert received == 3  # forwarding survives, and the daemon still answers:
-            assert lab.nat("r", {"op": "ping"})["router"] == "r"
+            assert lab.router("r").ping().router == "r"
             # `exec` must write its session to the ledger, and says why it cannot: exit 2
             done = subprocess.run(
                 [*NATLAB, "exec", "--lab", lab.name, "inside", "--", "true"],
@@ -195,16 +196,17 @@ def test_a_slow_control_client_does_not_hold_up_packets(natlab_lab):
     try:
         received, worst = rtts(lab, 20, 0.1)
         # Others are served meanwhile, and a bad clock advance is refused by the daemon itself.
-        assert lab.nat("r", {"op": "ping"})["router"] == "r"
+        assert lab.router("r").ping().router == "r"
         for seconds in (float("nan"), float("inf"), 1e20, -1.0, "31"):
             with pytest.raises(NatlabError, match="30 days"):
-                lab.nat("r", {"op": "advance", "seconds": seconds})
+                # the wire itself: a client of natlab's own would not send these
+                ask(control, {"op": "advance", "seconds": seconds}, who="the router daemon")
     finally:
         stop.set()
         slow.join(5)
     assert received == 20
     assert worst < 500, f"a ping waited {worst} ms while a control client dawdled"
-    assert lab.nat("r", {"op": "clock"})["offset"] == 0
+    assert lab.router("r").clock().offset == 0
 
 
 def test_nat_show_streams_a_table_of_64000_mappings(natlab_lab):
@@ -213,7 +215,7 @@ def test_nat_show_streams_a_table_of_64000_mappings(natlab_lab):
     wanted = 64_000
     for _ in range(6):  # a round refreshes what is there and makes what a busy router missed
         lab.exec("inside", [sys.executable, "-c", MANY_DESTINATIONS, S1, str(wanted)], check=True)
-        if lab.nat_show("r", limit=0)[0]["mappings_total"] >= wanted:
+        if lab.router("r").show(limit=0)[0].mappings_total >= wanted:
             break
     show = subprocess.run(
         [*NATLAB, "nat", "show", "r", "--lab", lab.name, "--json"],
@@ -235,4 +237,4 @@ def test_nat_show_streams_a_table_of_64000_mappings(natlab_lab):
     )
     assert len(limited.stdout.splitlines()) == 1 + 10
     # the Python API reads the same stream, whole
-    assert len(lab.nat("r", {"op": "show"})["mappings"]) >= wanted
+    assert len([m.to_json() for m in lab.router("r").show()[1]]) >= wanted

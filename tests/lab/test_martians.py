@@ -92,7 +92,7 @@ def pbx_counters(lab: Lab) -> dict[str, int]:
 
 
 def loop_counters(lab: Lab) -> dict[str, int]:
-    counters = lab.nat("main", {"op": "show"})["counters"]
+    counters = lab.router("main").counters()
     return {
         **{name: counters[name] for name in LOOP_COUNTERS},
         "pbx_datagrams": pbx_counters(lab)["datagrams"],
@@ -100,7 +100,7 @@ def loop_counters(lab: Lab) -> dict[str, int]:
 
 
 def martian_drops(lab: Lab, router: str = "main") -> list[dict]:
-    return [e for e in lab.nat_events(router) if e.get("reason") == "martian-source"]
+    return [e for e in lab.router(router).events().events if e.reason == "martian-source"]
 
 
 def test_a_forged_packet_from_the_router_s_own_address_starts_no_loop(natlab_lab) -> None:
@@ -114,12 +114,8 @@ def test_a_forged_packet_from_the_router_s_own_address_starts_no_loop(natlab_lab
     while not martian_drops(lab) and time.monotonic() < deadline:
         time.sleep(0.05)
     [drop] = martian_drops(lab)
-    assert (drop["src"], drop["dst"], drop["direction"]) == (
-        f"{WAN}:5060",
-        f"{WAN}:5060",
-        "inbound",
-    )
-    assert "the router's own address" in drop["detail"]
+    assert (drop.src, drop.dst, drop.direction) == (f"{WAN}:5060", f"{WAN}:5060", "inbound")
+    assert "the router's own address" in drop.detail
 
     after = loop_counters(lab)
     time.sleep(1.0)  # a loop runs thousands of rounds in this second; nothing may move
@@ -165,7 +161,7 @@ def test_behind_a_carrier_private_sources_pass_and_only_the_home_lan_is_martian(
     while not (drops := martian_drops(lab, "home")) and time.monotonic() < deadline:
         time.sleep(0.05)
     # home's own LAN arriving on its WAN is the one martian; the neighbour's pings were not
-    assert [(e["src"], e["dst"]) for e in drops] == [("192.168.1.50:7", f"{home_wan}:0")]
+    assert [(e.src, e.dst) for e in drops] == [("192.168.1.50:7", f"{home_wan}:0")]
     assert ping("neighbour", home_wan) == 0
     assert len(martian_drops(lab, "home")) == 1
     assert not martian_drops(lab, "carrier")

@@ -133,10 +133,10 @@ def test_filtering_lets_in_what_the_preset_says(nat_lab, preset):
     assert {data for _, _, data in got} == FILTERING[preset]
     for address, port, data in got:
         assert (address, port) == SENDERS[data], "inbound datagrams keep their real source"
-    dropped = [e for e in lab.nat_events("r") if e["kind"] == "drop"]
+    dropped = [e for e in lab.router("r").events().events if e.kind == "drop"]
     assert len(dropped) == 3 - len(FILTERING[preset])
     if preset == "restricted":
-        assert {e["reason"] for e in dropped} == {"filtered-address"}
+        assert {e.reason for e in dropped} == {"filtered-address"}
 
 
 @pytest.mark.parametrize(
@@ -169,7 +169,7 @@ def test_hairpin_carries_the_external_source_and_can_be_switched_off(nat_lab):
     mapped = open_mapping(agents, port=4001)
     agents["inside2"].send(4100, *mapped, "hairpin")
     assert agents["inside"].recv(4001, wait=1.0) == []
-    assert any(e.get("reason") == "hairpin-off" for e in lab.nat_events("r"))
+    assert any(e.reason == "hairpin-off" for e in lab.router("r").events().events)
 
 
 def test_mapping_expires_with_the_lab_clock(nat_lab):
@@ -181,7 +181,8 @@ def test_mapping_expires_with_the_lab_clock(nat_lab):
     agents["s1"].send(5000, *mapped, "after")
     assert agents["inside"].recv(4000, wait=1.0) == []
     assert "expired" in natlab("nat", "events", "r", "--lab", lab.name)
-    assert any(e["kind"] == "drop" and e["reason"] == "expired" for e in lab.nat_events("r"))
+    events = lab.router("r").events().events
+    assert any(e.kind == "drop" and e.reason == "expired" for e in events)
 
 
 def test_busy_flows_go_through_the_flow_cache_and_stop_at_a_flush(nat_lab):
@@ -196,14 +197,14 @@ def test_busy_flows_go_through_the_flow_cache_and_stop_at_a_flush(nat_lab):
     assert [d for _, _, d in agents["inside"].recv(4000, wait=1.0)] == [
         f"in {i}" for i in range(50)
     ]
-    counters = lab.nat("r", {"op": "show"})["counters"]
+    counters = lab.router("r").counters()
     assert (counters["translated_out"], counters["translated_in"]) == (51, 50)
     assert counters["flow_cache_hits"] >= 95  # all but the first packets of each direction
 
     natlab("nat", "set", "r", "symmetric", "--lab", lab.name)  # flushes every mapping
     agents["s1"].send(5000, *mapped, "after the flush")
     assert agents["inside"].recv(4000, wait=1.0) == []
-    assert lab.nat("r", {"op": "show"})["counters"]["translated_in"] == 50
+    assert lab.router("r").counters()["translated_in"] == 50
 
 
 FLOOD = """
@@ -224,11 +225,11 @@ def test_frames_the_daemon_had_no_room_for_are_counted_and_told(nat_lab):
     finally:
         os.kill(daemon, signal.SIGCONT)
     deadline = time.monotonic() + 5
-    while not lab.nat("r", {"op": "show"})["counters"].get("dropped_receive_overflow"):
+    while not lab.router("r").counters().get("dropped_receive_overflow"):
         assert time.monotonic() < deadline, "no overflow counted"
         time.sleep(0.1)
-    [event] = [e for e in lab.nat_events("r") if e.get("reason") == "receive-overflow"]
-    assert event["port"] == "lan" and event["count"] > 1000
+    [event] = [e for e in lab.router("r").events().events if e.reason == "receive-overflow"]
+    assert event.port == "lan" and event.count > 1000
     assert "came in faster than the daemon could read them" in natlab(
         "nat", "events", "r", "--lab", lab.name
     )

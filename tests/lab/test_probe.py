@@ -97,7 +97,7 @@ def test_probe_reports_the_declared_behaviour(lab: Lab, router: str, responder: 
 
 @pytest.mark.parametrize(("router", "timeout"), [("apdm", 30.0), ("fc", 120.0)])
 def test_lifetime_is_found_on_the_lab_clock(lab: Lab, router: str, timeout: float) -> None:
-    clock_before = lab.nat(router, {"op": "show"})["clock"]
+    clock_before = lab.router(router).clock().clock
     started = time.monotonic()
     lifetime = probe(lab, f"h-{router}", lifetime=True)["lifetime"]
     took = time.monotonic() - started
@@ -105,7 +105,7 @@ def test_lifetime_is_found_on_the_lab_clock(lab: Lab, router: str, timeout: floa
     assert lifetime["survives"] < timeout <= lifetime["expires"]
     assert lifetime["expires"] - lifetime["survives"] <= 1.0
     # The search idled far longer than the timeout on the router's clock, not in real time.
-    assert lab.nat(router, {"op": "show"})["clock"] - clock_before > 2 * timeout
+    assert lab.router(router).clock().clock - clock_before > 2 * timeout
     assert took < timeout
 
 

@@ -30,7 +30,7 @@ from natlab.core.behaviour import Behaviour
 from natlab.lab import Lab
 from natlab.lab.build import planned_namespaces
 from natlab.plumbing import namespaces
-from natlab.scenario.probe import probe, stun_server
+from natlab.scenario.probe import discover, stun_server
 from natlab.topology import parse_topology
 from natlab.topology.lab_name import unique_lab_name
 
@@ -154,7 +154,7 @@ def test_aioice_gets_the_mapping_the_nat_made(lab: Lab, router: str, responder: 
     (candidate,) = json.loads(out.stdout)
     held = {
         mapping["external"]
-        for mapping in lab.nat(router, {"op": "show"})["mappings"]
+        for mapping in [m.to_json() for m in lab.router(router).show()[1]]
         if mapping["proto"] == "udp"
         and mapping["internal"] == candidate["local"]
         and mapping["remote"] in (None, server)  # one mapping per remote under symmetric NAT
@@ -169,7 +169,7 @@ def test_classic_stun_client_agrees_with_probe(lab: Lab, responder: str) -> None
         primary = re.search(r"^Primary: (.*)$", outputs[router], re.MULTILINE)
         assert primary, outputs[router]
         named = [name for kind, name in CLASSIC.items() if primary.group(1).startswith(kind)]
-        report = probe(lab, f"h-{router}", server_of(lab, router, responder))
+        report = discover(lab, f"h-{router}", server_of(lab, router, responder)).to_json()
         assert named == [preset] == [report["name"]], primary.group(1)
 
 
@@ -185,6 +185,6 @@ def test_rfc5780_client_agrees_with_probe(lab: Lab, responder: str) -> None:
         found = {axis.lower(): COTURN_AXIS[kind] for kind, axis in verdicts}
         assert set(found) == {"mapping", "filtering"}, outputs[router]
         coturn = Behaviour(**found)
-        report = probe(lab, f"h-{router}", server_of(lab, router, responder))
+        report = discover(lab, f"h-{router}", server_of(lab, router, responder)).to_json()
         assert coturn.preset_name() == preset
         assert (report["mapping"], report["filtering"]) == (coturn.mapping, coturn.filtering)

@@ -14,14 +14,14 @@ from natlab.endpoints.media import (
     NO_MEDIA,
     PAYLOAD,
     TWO_WAY,
-    CallReport,
-    RtpCounts,
     RtpStream,
+    finish,
     flowing,
     parse_rtp,
     rtp_packet,
     verdict,
 )
+from natlab.records import CallReport, RtpCounts
 from natlab.stun import Message, MessageClass, Method, encode
 
 u16 = st.integers(0, 0xFFFF)
@@ -118,26 +118,24 @@ def test_each_side_of_a_call_reaches_the_same_verdict(a: int, b: int, c: int, d:
     caller.peer_rtp = callee_counts
     callee = CallReport("x", "phone-b", "phone-c", "ice", "callee", rtp=callee_counts)
     callee.peer_rtp = caller_counts
-    assert (
-        caller.finish().verdict == callee.finish().verdict == verdict(caller_counts, callee_counts)
-    )
+    assert finish(caller).verdict == finish(callee).verdict == verdict(caller_counts, callee_counts)
     assert caller.error is None
 
 
 def test_without_the_peers_counts_only_what_arrived_can_be_said() -> None:
     heard = CallReport("x", "phone-b", "phone-c", "srflx", "caller", rtp=RtpCounts(100, 97))
-    assert heard.finish().verdict == CALLEE_DEAF  # we heard them; that they heard us is unproven
+    assert finish(heard).verdict == CALLEE_DEAF  # we heard them; that they heard us is unproven
     assert heard.error is not None and "counts never came back" in heard.error
     deaf = CallReport("x", "phone-b", "phone-c", "srflx", "callee", rtp=RtpCounts(100, 0))
     deaf.error = "no answer in time"
-    assert deaf.finish().verdict == NO_MEDIA
+    assert finish(deaf).verdict == NO_MEDIA
     assert deaf.error == "no answer in time"  # the first cause is kept
 
 
 def test_a_report_is_json_with_the_contract_fields() -> None:
     report = CallReport("x", "phone-b", "phone-c", "ice", "caller", rtp=RtpCounts(3, 2, 1.5))
     report.peer_rtp = RtpCounts(2, 3)
-    out = report.finish().as_json()
+    out = finish(report).to_json()
     assert set(out) >= {
         "call", "caller", "callee", "mode", "role", "selected_pair", "checks", "rtp",
         "peer_rtp", "verdict", "error", "started_at", "ended_at",
@@ -145,3 +143,4 @@ def test_a_report_is_json_with_the_contract_fields() -> None:
     assert out["rtp"] == {"sent": 3, "received": 2, "first_received_at": 1.5}
     assert out["peer_rtp"]["received"] == 3
     assert out["ended_at"] >= out["started_at"]
+    assert CallReport.from_json(out) == report

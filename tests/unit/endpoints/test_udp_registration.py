@@ -178,7 +178,7 @@ def test_a_phone_without_keepalives_only_registers_again_before_expires(
             registrar = Registrar(config, lambda message: None)
             status = await registrar.register()
             try:
-                assert status["registered"] and status["transport"] == "udp", status
+                assert status.registered and status.transport == "udp", status
                 first = pbx.registrations["phone-b"]
                 while pbx.registrations["phone-b"] is first:  # a refreshing REGISTER came
                     await asyncio.sleep(0.01)
@@ -186,7 +186,7 @@ def test_a_phone_without_keepalives_only_registers_again_before_expires(
                 assert (again.transport, again.address) == ("udp", first.address)
                 assert again.expires_at is not None and first.expires_at is not None
                 assert again.expires_at > first.expires_at
-                assert registrar.status()["since"] == status["since"]  # the same registration
+                assert registrar.status().since == status.since  # the same registration
             finally:
                 await registrar.stop()
             return heard
@@ -223,7 +223,7 @@ def test_a_register_request_with_a_bad_transport_or_keepalive_is_refused(
     )
     with pytest.raises(ValueError, match=complaint):
         asyncio.run(registrar.register(**request_))
-    assert (registrar.status()["transport"], registrar.keepalive) == ("tcp", 0.5)  # unchanged
+    assert (registrar.status().transport, registrar.keepalive) == ("tcp", 0.5)  # unchanged
 
 
 # -- strangers: never an error for an error, and only so many errors ---------------------------

@@ -7,10 +7,12 @@ so a change to either side that the other does not follow fails here.
 
 import itertools
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from natlab.records import CallReport, Candidate, ProbeReport, SelectedPair
 from natlab.scenario.expectations import (
     NO_MEDIA,
     PUBLIC,
@@ -132,11 +134,8 @@ def test_media_matches(expected, verdict, ok):
     assert media_matches(expected, verdict) is ok
 
 
-def pair(local: str, remote: str) -> dict:
-    return {
-        "local": {"type": local, "address": "10.1.0.2:5000"},
-        "remote": {"type": remote, "address": "203.0.113.3:1024"},
-    }
+def pair(local: str, remote: str) -> SelectedPair:
+    return SelectedPair(Candidate("10.1.0.2:5000", local), Candidate("203.0.113.3:1024", remote))
 
 
 @pytest.mark.parametrize(
@@ -158,7 +157,7 @@ def test_pair_matches(expected, selected, ok):
 
 
 def test_check_call_reports_each_expectation():
-    report = {"verdict": "no media", "selected_pair": None}
+    report = CallReport("c1", "phone-b", "phone-c", "ice", "caller", verdict="no media")
     media, selected = check_call("two-way", PairExpectation(kind="srflx"), report)
     assert (media.what, media.expected, media.observed, media.ok) == (
         "media",
@@ -168,12 +167,22 @@ def test_check_call_reports_each_expectation():
     )
     assert (selected.expected, selected.observed, selected.ok) == ("srflx", "none selected", False)
     assert check_call(None, None, report) == []
-    (refused,) = check_call("none", None, {**report, "error": "the call was refused"})
+    (refused,) = check_call("none", None, replace(report, error="the call was refused"))
     assert (refused.observed, refused.ok) == ("no media (the call was refused)", True)
 
 
 def test_check_probe_compares_the_classic_name_and_the_axes():
-    report = {"name": "symmetric", "mapping": "address-and-port-dependent", "filtering": None}
+    report = ProbeReport(
+        server="203.0.113.4:3478",
+        local="10.1.0.2:5000",
+        mapped="203.0.113.2:1024",
+        other=None,
+        mapping="address-and-port-dependent",
+        filtering=None,
+        hairpin=None,
+        lifetime=None,
+        name="symmetric",
+    )
     checks = check_probe({"nat": "symmetric", "filtering": "address-dependent"}, report)
     assert [(c.what, c.observed, c.ok) for c in checks] == [
         ("nat", "symmetric", True),

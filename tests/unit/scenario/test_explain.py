@@ -1,73 +1,86 @@
 """Explanations: a CallReport and the routers' events become lines naming each drop.
 
-The events here have the shapes the router daemon writes (core/events.py's
-as_json() plus "router", and the daemon's own drops without a detail).
+The events are records.RouterEvent, as the router daemon writes them (the
+engine's events, and the daemon's own drops without a detail).
 """
 
+from dataclasses import replace
+
+from natlab.core.events import DropReason
+from natlab.records import (
+    CallReport,
+    Candidate,
+    IceCheck,
+    RouterEvent,
+    RtpCounts,
+    SelectedPair,
+)
 from natlab.scenario import explain
 from natlab.scenario.explain import DropGroup, drop_groups, explain_call
 
-
-def filtered(src: str, at: float = 1.0) -> dict:
-    return {
-        "at": at,
-        "kind": "drop",
-        "router": "branch2",
-        "reason": "filtered-address",
-        "direction": "inbound",
-        "proto": "udp",
-        "src": src,
-        "dst": "203.0.113.3:50001",
-        "detail": "mapping 10.2.0.2:5000 -> 203.0.113.3:50001 has not sent to 203.0.113.2 "
-        "(address-and-port-dependent filtering; it sent to 203.0.113.4:3478)",
-    }
+DETAIL = (
+    "mapping 10.2.0.2:5000 -> 203.0.113.3:50001 has not sent to 203.0.113.2 "
+    "(address-and-port-dependent filtering; it sent to 203.0.113.4:3478)"
+)
 
 
-NO_ROUTE = {
-    "at": 1.2,
-    "router": "branch1",
-    "kind": "drop",
-    "reason": "no-route",
-    "src": "203.0.113.2:40000",
-    "dst": "10.2.0.2:5000",
-}
-MAPPED = {
-    "at": 0.5,
-    "kind": "mapping-created",
-    "router": "branch2",
-    "proto": "udp",
-    "internal": "10.2.0.2:5000",
-    "external": "203.0.113.3:50001",
-    "remote": "203.0.113.4:3478",
-    "detail": "udp mapping 10.2.0.2:5000 -> 203.0.113.3:50001 (first sent to 203.0.113.4:3478)",
-}
-REFRESHED = {"at": 0.6, "kind": "mapping-refreshed", "router": "branch2", "detail": "refreshed"}
+def filtered(src: str, at: float = 1.0) -> RouterEvent:
+    return RouterEvent(
+        at=at,
+        kind="drop",
+        router="branch2",
+        reason=DropReason.FILTERED_ADDRESS,
+        direction="inbound",
+        proto="udp",
+        src=src,
+        dst="203.0.113.3:50001",
+        detail=DETAIL,
+    )
 
-REPORT = {
-    "caller": "phone-b",
-    "callee": "phone-c",
-    "selected_pair": None,
-    "checks": [
-        {
-            "local": "10.1.0.2:40000",
-            "remote": "203.0.113.3:50001",
-            "local_type": "host",
-            "remote_type": "srflx",
-            "state": "failed",
-        },
-        {
-            "local": "10.1.0.2:40000",
-            "remote": "10.2.0.2:5000",
-            "local_type": "host",
-            "remote_type": "host",
-            "state": "failed",
-        },
+
+NO_ROUTE = RouterEvent(
+    at=1.2,
+    router="branch1",
+    kind="drop",
+    reason=DropReason.NO_ROUTE,
+    src="203.0.113.2:40000",
+    dst="10.2.0.2:5000",
+)
+MAPPED = RouterEvent(
+    at=0.5,
+    kind="mapping-created",
+    router="branch2",
+    proto="udp",
+    internal="10.2.0.2:5000",
+    external="203.0.113.3:50001",
+    remote="203.0.113.4:3478",
+    detail="udp mapping 10.2.0.2:5000 -> 203.0.113.3:50001 (first sent to 203.0.113.4:3478)",
+)
+REFRESHED = RouterEvent(
+    at=0.6,
+    kind="mapping-refreshed",
+    router="branch2",
+    proto="udp",
+    internal="10.2.0.2:5000",
+    external="203.0.113.3:50001",
+    direction="outbound",
+    expires_at=120.6,
+    detail="refreshed",
+)
+
+REPORT = CallReport(
+    call="c1",
+    caller="phone-b",
+    callee="phone-c",
+    mode="ice",
+    role="caller",
+    checks=[
+        IceCheck("10.1.0.2:40000", "203.0.113.3:50001", "host", "srflx", "failed"),
+        IceCheck("10.1.0.2:40000", "10.2.0.2:5000", "host", "host", "failed"),
     ],
-    "rtp": {"sent": 0, "received": 0},
-    "peer_rtp": {"sent": 0, "received": 0},
-    "verdict": "no media",
-    "error": None,
-}
+    rtp=RtpCounts(0, 0),
+    peer_rtp=RtpCounts(0, 0),
+)
 
 
 def test_drops_are_grouped_per_router_reason_and_addresses_oldest_first():
@@ -82,25 +95,27 @@ def test_drops_are_grouped_per_router_reason_and_addresses_oldest_first():
         ],
     }
     assert drop_groups(events) == [
-        DropGroup("branch1", "no-route", "", "", "203.0.113.2:40000", "10.2.0.2:5000", "", 2),
+        DropGroup(
+            "branch1", DropReason.NO_ROUTE, "", "", "203.0.113.2:40000", "10.2.0.2:5000", "", 2
+        ),
         DropGroup(
             "branch2",
-            "filtered-address",
+            DropReason.FILTERED_ADDRESS,
             "inbound",
             "udp",
             "203.0.113.2:40000",
             "203.0.113.3:50001",
-            filtered("")["detail"],
+            DETAIL,
             2,
         ),
         DropGroup(
             "branch2",
-            "filtered-address",
+            DropReason.FILTERED_ADDRESS,
             "inbound",
             "udp",
             "203.0.113.2:40001",
             "203.0.113.3:50001",
-            filtered("")["detail"],
+            DETAIL,
             1,
         ),
     ]
@@ -118,8 +133,9 @@ def test_a_drop_reads_as_a_sentence_with_its_reason_and_detail():
     )
     assert daemon.describe() == (
         "branch1 dropped 1 packet 203.0.113.2:40000 -> 10.2.0.2:5000 (no-route): "
-        "the router has no route to that destination"
+        + DropReason.NO_ROUTE.meaning
     )
+    assert DropReason.NO_ROUTE.meaning.startswith("the router has no route to that destination")
 
 
 def test_explain_call_names_counts_checks_drops_and_the_mappings_behind_them():
@@ -138,17 +154,16 @@ def test_explain_call_names_counts_checks_drops_and_the_mappings_behind_them():
 
 
 def test_a_clean_call_says_nothing_was_dropped():
-    report = {
-        **REPORT,
-        "verdict": "two-way",
-        "checks": [],
-        "rtp": {"sent": 50, "received": 49},
-        "peer_rtp": {"sent": 50, "received": 50},
-        "selected_pair": {
-            "local": {"type": "host", "address": "10.0.0.3:4000"},
-            "remote": {"type": "host", "address": "10.0.0.4:4002"},
-        },
-    }
+    report = replace(
+        REPORT,
+        verdict="two-way",
+        checks=[],
+        rtp=RtpCounts(50, 49),
+        peer_rtp=RtpCounts(50, 50),
+        selected_pair=SelectedPair(
+            Candidate("10.0.0.3:4000", "host"), Candidate("10.0.0.4:4002", "host")
+        ),
+    )
     assert explain_call(report, {"main": [MAPPED]}) == [
         "RTP phone-b -> phone-c: 50 sent, 50 received; phone-c -> phone-b: 50 sent, 49 received",
         "selected pair: host 10.0.0.3:4000 -> host 10.0.0.4:4002",
@@ -157,14 +172,14 @@ def test_a_clean_call_says_nothing_was_dropped():
 
 
 def test_a_call_error_is_shown():
-    lines = explain_call({**REPORT, "error": "the call was refused: not registered"}, {})
+    lines = explain_call(replace(REPORT, error="the call was refused: not registered"), {})
     assert "call error: the call was refused: not registered" in lines
 
 
 def test_long_lists_are_cut_with_a_count(monkeypatch):
     monkeypatch.setattr(explain, "LIMIT", 2)
     events = {"branch2": [filtered(f"203.0.113.2:{port}") for port in range(40000, 40005)]}
-    lines = explain_call({**REPORT, "checks": REPORT["checks"] * 2}, events)
+    lines = explain_call(replace(REPORT, checks=REPORT.checks * 2), events)
     assert "  ... and 2 more pairs" in lines
     assert "  ... and 3 more kinds of drop" in lines
     assert sum(line.startswith("branch2 dropped") for line in lines) == 2

@@ -12,17 +12,30 @@ import os
 import signal
 import xml.etree.ElementTree as ET
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
 
+from natlab.core.events import DropReason
 from natlab.errors import NatlabError
 from natlab.lab.endpoints import PBX, PHONE, STUN_SERVER, TURN_SERVER
 from natlab.lab.processes import Death, death, record
 from natlab.lab.routers import DAEMON
+from natlab.records import (
+    CallRecord,
+    CallReport,
+    HostInfo,
+    LabRecord,
+    NatRecord,
+    ProbeReport,
+    RouterInfo,
+    RtpCounts,
+    RtpRecord,
+    StepEnded,
+)
 from natlab.render import matrix_table, pair_line, scenario_table, step_line
 from natlab.scenario import runner, verify
 from natlab.scenario.expectations import Check
@@ -56,18 +69,17 @@ COTURN_EXITED = Death("turn1", TURN_SERVER, 4245, code=1)
 
 # What the caller reported when the PBX died mid-call: 306 packets came in, its bye went
 # unanswered, so the callee's counts never came back and the phone guessed the rest.
-LOST_PEER = {
-    "call": "phone-b-1-abc",
-    "caller": "phone-b",
-    "callee": "phone-c",
-    "mode": "ice",
-    "verdict": "one-way (callee hears nothing)",
-    "error": "the other phone's RTP counts never came back",
-    "rtp": {"sent": 310, "received": 306},
-    "peer_rtp": None,
-    "selected_pair": None,
-    "checks": [],
-}
+LOST_PEER = CallReport(
+    call="phone-b-1-abc",
+    caller="phone-b",
+    callee="phone-c",
+    mode="ice",
+    role="caller",
+    started_at=1.0,
+    verdict="one-way (callee hears nothing)",
+    error="the other phone's RTP counts never came back",
+    rtp=RtpCounts(310, 306),
+)
 
 
 # -- the verdict -----------------------------------------------------------------------------
@@ -185,11 +197,24 @@ class FakeLab:
         self.calls += 1
         return list(self.dead) if self.calls > self.dies_at else []
 
-    def nat_events(self, router: str) -> list[dict]:
-        return []
+    answer: CallReport | Exception | None = None  # what a phone's call() gives
 
     def advance_clock(self, seconds: float) -> dict:
         return {}
+
+    def phone(self, name: str) -> FakePhone:
+        return FakePhone(self.answer)
+
+
+@dataclass
+class FakePhone:
+    answer: CallReport | Exception | None
+
+    def call(self, to: str, seconds: float, mode: str) -> CallReport:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        assert self.answer is not None
+        return self.answer
 
 
 TOPOLOGY = SimpleNamespace(routers={}, hosts={})
@@ -198,13 +223,7 @@ CALL = Call("phone-b", "phone-c", 5.0, "ice", media="two-way")
 
 def _run(monkeypatch, lab: FakeLab, answer, steps=(CALL,)) -> ScenarioResult:
     monkeypatch.setattr(runner, "Lab", lambda topology, name: lab)
-
-    def ask(self, host, request, timeout=5.0):
-        if isinstance(answer, Exception):
-            raise answer
-        return dict(answer)
-
-    monkeypatch.setattr(runner._Runner, "ask", ask)
+    lab.answer = answer
     return run_scenario(Scenario("fault", "fault.yaml", TOPOLOGY, tuple(steps)), "fault-abc")
 
 
@@ -254,7 +273,7 @@ def test_a_caller_that_cannot_report_is_unknown_and_its_death_the_fault(monkeypa
 def test_a_fault_stops_the_scenario_at_the_step_it_happened_in(monkeypatch):
     steps = (AdvanceClock(10), AdvanceClock(20), AdvanceClock(30))
     lab = FakeLab(TOPOLOGY, dead=[DAEMON_KILLED], dies_at=1)
-    result = _run(monkeypatch, lab, {}, steps)
+    result = _run(monkeypatch, lab, None, steps)
     assert [step.verdict for step in result.steps] == [PASSED, FAULT]
     assert result.verdict == FAULT and result.exit_code == 3
 
@@ -271,7 +290,7 @@ def _faulted() -> ScenarioResult:
             )
         ],
         explanation=["branch2 dropped 7 udp packets (inbound, filtered-port)"],
-        report=LOST_PEER,
+        call_report=LOST_PEER,
         deaths=[DAEMON_KILLED],
         seconds=9.0,
     )
@@ -307,10 +326,12 @@ def _pair(caller: str, callee: str, result: ScenarioResult):
 
 
 def _called(verdict: str, expected: str) -> ScenarioResult:
-    counts = {"sent": 50, "received": 50}
-    report = {"verdict": verdict, "rtp": counts, "peer_rtp": counts}
+    report = CallReport(
+        "c1", "phone-b", "phone-c", "ice", "caller", verdict=verdict,
+        rtp=RtpCounts(50, 50), peer_rtp=RtpCounts(50, 50),
+    )  # fmt: skip
     checks = [Check("media", expected, verdict, verdict == expected)]
-    return ScenarioResult("x", "x", "x", [StepResult(1, "call", 5, checks, report=report)])
+    return ScenarioResult("x", "x", "x", [StepResult(1, "call", 5, checks, call_report=report)])
 
 
 def test_a_faulted_pair_is_a_fault_cell_not_counted_as_the_nat_behaving_wrongly(tmp_path):
@@ -359,76 +380,61 @@ def test_a_faulted_pair_is_a_fault_cell_not_counted_as_the_nat_behaving_wrongly(
 
 # -- explain: the story says what died, and blames no NAT for it ------------------------------
 
-LAB_RECORD = {
-    "type": "lab",
-    "at": 0.0,
-    "scenario": "fault",
-    "about": "",
-    "source": "f.yaml",
-    "lab": "fault-abc",
-    "routers": {
-        "branch2": {
-            "wan": "203.0.113.3",
-            "lans": ["10.2.0.0/24"],
-            "nat": "port-restricted",
-            "mapping": "endpoint-independent",
-            "filtering": "address-and-port-dependent",
-        }
+LAB_RECORD = LabRecord(
+    at=0.0,
+    scenario="fault",
+    about="",
+    source="f.yaml",
+    lab="fault-abc",
+    routers={
+        "branch2": RouterInfo(
+            "203.0.113.3",
+            ["10.2.0.0/24"],
+            "port-restricted",
+            "endpoint-independent",
+            "address-and-port-dependent",
+        )
     },
-    "hosts": {"phone-c": {"address": "10.2.0.2", "role": "phone", "router": "branch2"}},
-    "stun_servers": [],
-}
+    hosts={"phone-c": HostInfo("10.2.0.2", "phone", "branch2")},
+    stun_servers=[],
+)
 
 
 def test_explain_tells_the_fault_and_no_why_for_a_call_a_dead_process_cut_short():
-    drop = {
-        "type": "nat",
-        "at": 1.0,
-        "clock": 101.0,
-        "router": "branch2",
-        "kind": "drop",
-        "reason": "filtered-port",
-        "direction": "inbound",
-        "proto": "udp",
-        "src": "203.0.113.2:4000",
-        "dst": "203.0.113.3:5000",
-        "detail": "mapping 10.2.0.2:5000 -> 203.0.113.3:5000 has not sent to 203.0.113.2",
-    }
-    call = {
-        "type": "call",
-        "at": 0.5,
-        "call": "c1",
-        "caller": "phone-b",
-        "callee": "phone-c",
-        "mode": "ice",
-        "verdict": "unknown",
-        "error": "the other phone's RTP counts never came back",
-        "fault": "branch1's NAT daemon died (signal SIGKILL)",
-    }
+    drop = NatRecord(
+        at=1.0,
+        clock=101.0,
+        router="branch2",
+        kind="drop",
+        reason=DropReason.FILTERED_PORT,
+        direction="inbound",
+        proto="udp",
+        src="203.0.113.2:4000",
+        dst="203.0.113.3:5000",
+        detail="mapping 10.2.0.2:5000 -> 203.0.113.3:5000 has not sent to 203.0.113.2",
+    )
+    call = CallRecord(
+        at=0.5,
+        call="c1",
+        caller="phone-b",
+        callee="phone-c",
+        mode="ice",
+        verdict="unknown",
+        error="the other phone's RTP counts never came back",
+        fault="branch1's NAT daemon died (signal SIGKILL)",
+    )
     rtp = [
-        {
-            "type": "rtp",
-            "at": 2.0,
-            "call": "c1",
-            "sender": a,
-            "receiver": b,
-            "sent": 9,
-            "received": 0,
-        }
+        RtpRecord(at=2.0, call="c1", sender=a, receiver=b, sent=9, received=0)
         for a, b in (("phone-b", "phone-c"), ("phone-c", "phone-b"))
     ]
-    end = {
-        "type": "step",
-        "at": 3.0,
-        "phase": "end",
-        "index": 0,
-        "text": "call phone-b -> phone-c",
-        "verdict": FAULT,
-        "passed": False,
-        "error": None,
-        "fault": "branch1's NAT daemon died (signal SIGKILL)",
-        "checks": [],
-    }
+    end = StepEnded(
+        at=3.0,
+        index=0,
+        text="call phone-b -> phone-c",
+        verdict=FAULT,
+        passed=False,
+        fault="branch1's NAT daemon died (signal SIGKILL)",
+    )
     scenes = tell([LAB_RECORD, call, drop, *rtp, end])
     assert not [scene for scene in scenes if scene.kind == "why"]
     media = next(scene for scene in scenes if scene.title.startswith("media"))
@@ -457,15 +463,19 @@ def test_verify_names_the_dead_daemon_and_still_checks_the_other_routers(monkeyp
 
     def probe(lab, host, address):
         probed.append(host)
-        return {
-            "mapped": "203.0.113.9:1",
-            "local": "10.0.0.9:1",
-            "mapping": "endpoint-independent",
-            "filtering": "address-and-port-dependent",
-            "hairpin": True,
-        }
+        return ProbeReport(
+            server=address,
+            local="10.0.0.9:1",
+            mapped="203.0.113.9:1",
+            other=None,
+            mapping="endpoint-independent",
+            filtering="address-and-port-dependent",
+            hairpin=True,
+            lifetime=None,
+            name="port-restricted",
+        )
 
-    monkeypatch.setattr(verify, "probe", probe)
+    monkeypatch.setattr(verify, "discover", probe)
     results = verify.verify(VerifyLab(topology, [DAEMON_KILLED]))
     by_router = {result.router: result for result in results}
     assert by_router["branch1"].fault == "branch1's NAT daemon died (signal SIGKILL)"
@@ -483,7 +493,7 @@ def test_verify_tells_a_daemon_that_died_during_the_probe_from_a_silent_server(m
         lab.dead = [Death(router, DAEMON, 1, signal="SIGKILL") for router in topology.routers]
         raise silent
 
-    monkeypatch.setattr(verify, "probe", dying)
+    monkeypatch.setattr(verify, "discover", dying)
     results = verify.verify(lab)
     assert [r.fault for r in results] == [
         f"{router}'s NAT daemon died (signal SIGKILL)" for router in topology.routers
@@ -492,7 +502,7 @@ def test_verify_tells_a_daemon_that_died_during_the_probe_from_a_silent_server(m
     def quiet(lab_, host, address):
         raise silent
 
-    monkeypatch.setattr(verify, "probe", quiet)
+    monkeypatch.setattr(verify, "discover", quiet)
     with pytest.raises(NatlabError) as raised:  # everything runs: the server is silent
         verify.verify(VerifyLab(topology, []))
     assert raised.value is silent
@@ -504,14 +514,14 @@ def test_verify_tells_a_daemon_that_died_during_the_probe_from_a_silent_server(m
 def test_failed_runs_keep_their_traces_in_files_of_their_own_even_in_the_same_second(tmp_path):
     base = tmp_path / "natlab-traces" / "symmetric-fails.jsonl"
     first = keep_trace(base, [LAB_RECORD], now=1_700_000_000.0)
-    second = keep_trace(base, [{**LAB_RECORD, "lab": "other"}], now=1_700_000_000.0)
+    second = keep_trace(base, [replace(LAB_RECORD, lab="other")], now=1_700_000_000.0)
     assert first != second
     assert first.parent == second.parent == base.parent
     assert first.name.startswith("symmetric-fails-2023") and first.name.endswith(
         f"-{os.getpid()}.jsonl"
     )
-    assert read_trace(first)[0]["lab"] == "fault-abc"
-    assert read_trace(second)[0]["lab"] == "other"
+    assert read_trace(first)[0].lab == "fault-abc"
+    assert read_trace(second)[0].lab == "other"
     assert not base.exists()
 
 
@@ -519,5 +529,5 @@ def test_counts_that_never_came_back_read_as_unknown_not_as_nothing_received():
     assert explain_call(LOST_PEER, {})[0] == (
         "RTP phone-b -> phone-c: 310 sent, ? received; phone-c -> phone-b: ? sent, 306 received"
     )
-    rtp = [r for r in call_records(LOST_PEER, None) if r["type"] == "rtp"]
-    assert [(r["sent"], r["received"]) for r in rtp] == [(310, "?"), ("?", 306)]
+    rtp = [r for r in call_records(LOST_PEER, None) if isinstance(r, RtpRecord)]
+    assert [(r.sent, r.received) for r in rtp] == [(310, None), (None, 306)]

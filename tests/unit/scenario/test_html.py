@@ -5,6 +5,8 @@ from html.parser import HTMLParser
 from click.testing import CliRunner
 
 from natlab.cli import cli
+from natlab.core.events import DropReason
+from natlab.records import HostInfo, LabRecord, NatRecord, RouterInfo, RtpRecord, StepStarted
 from natlab.scenario.expectations import TYPES, Check, expected_media
 from natlab.scenario.html import matrix_html, page, run_html, trace_html
 from natlab.scenario.matrix import MatrixResult, PairResult
@@ -59,83 +61,60 @@ def matrix_result() -> MatrixResult:
     return MatrixResult(TYPES, False, 2, pairs, 30.0)
 
 
-LAB = {
-    "type": "lab",
-    "at": 0.0,
-    "scenario": "s",
-    "about": "",
-    "source": "s.yaml",
-    "lab": "s-1",
-    "routers": {
-        "main": {
-            "wan": "203.0.113.1",
-            "lans": ["10.0.0.0/24"],
-            "nat": "full-cone",
-            "mapping": "endpoint-independent",
-            "filtering": "endpoint-independent",
-        },
-        "branch1": {
-            "wan": "203.0.113.2",
-            "lans": ["10.1.0.0/24"],
-            "nat": "symmetric",
-            "mapping": "address-and-port-dependent",
-            "filtering": "address-and-port-dependent",
-        },
+EI, APD = "endpoint-independent", "address-and-port-dependent"
+LAB = LabRecord(
+    at=0.0,
+    scenario="s",
+    about="",
+    source="s.yaml",
+    lab="s-1",
+    routers={
+        "main": RouterInfo("203.0.113.1", ["10.0.0.0/24"], "full-cone", EI, EI),
+        "branch1": RouterInfo("203.0.113.2", ["10.1.0.0/24"], "symmetric", APD, APD),
     },
-    "hosts": {
-        "phone-a": {"address": "10.0.0.3", "role": "phone", "router": "main"},
-        "phone-<b>": {"address": "10.1.0.2", "role": "phone", "router": "branch1"},
-        "stun1": {"address": "203.0.113.4", "role": "stun-server", "router": None},
+    hosts={
+        "phone-a": HostInfo("10.0.0.3", "phone", "main"),
+        "phone-<b>": HostInfo("10.1.0.2", "phone", "branch1"),
+        "stun1": HostInfo("203.0.113.4", "stun-server", None),
     },
-    "stun_servers": ["203.0.113.4:3478"],
-}
+    stun_servers=["203.0.113.4:3478"],
+)
 TRACE = [
     LAB,
-    {"type": "step", "at": 0.1, "phase": "start", "index": 0, "text": "call phone-<b> -> phone-a"},
-    {
-        "type": "nat",
-        "at": 0.2,
-        "clock": 10.2,
-        "router": "branch1",
-        "kind": "mapping-created",
-        "proto": "udp",
-        "internal": "10.1.0.2:4000",
-        "external": "203.0.113.2:4000",
-        "remote": "203.0.113.1:5000",
-        "detail": "udp mapping",
-    },
-    {
-        "type": "nat",
-        "at": 0.3,
-        "clock": 10.3,
-        "router": "branch1",
-        "kind": "drop",
-        "reason": "filtered-port",
-        "direction": "inbound",
-        "proto": "udp",
-        "src": "203.0.113.1:5001",
-        "dst": "203.0.113.2:4000",
-        "detail": "filtered",
-    },
-    {  # a drop the daemon counts without a packet to show (no src, no dst)
-        "type": "nat",
-        "at": 0.35,
-        "router": "branch1",
-        "kind": "drop",
-        "reason": "receive-overflow",
-        "port": "lan",
-        "count": 3,
-        "detail": "3 frame(s) came in faster than the daemon could read them",
-    },
-    {
-        "type": "rtp",
-        "at": 0.4,
-        "call": "c1",
-        "sender": "phone-a",
-        "receiver": "phone-<b>",
-        "sent": 50,
-        "received": 0,
-    },
+    StepStarted(at=0.1, index=0, text="call phone-<b> -> phone-a"),
+    NatRecord(
+        at=0.2,
+        clock=10.2,
+        router="branch1",
+        kind="mapping-created",
+        proto="udp",
+        internal="10.1.0.2:4000",
+        external="203.0.113.2:4000",
+        remote="203.0.113.1:5000",
+        detail="udp mapping",
+    ),
+    NatRecord(
+        at=0.3,
+        clock=10.3,
+        router="branch1",
+        kind="drop",
+        reason=DropReason.FILTERED_PORT,
+        direction="inbound",
+        proto="udp",
+        src="203.0.113.1:5001",
+        dst="203.0.113.2:4000",
+        detail="filtered",
+    ),
+    NatRecord(  # a drop the daemon counts without a packet to show (no src, no dst)
+        at=0.35,
+        router="branch1",
+        kind="drop",
+        reason=DropReason.RECEIVE_OVERFLOW,
+        port="lan",
+        count=3,
+        detail="3 frame(s) came in faster than the daemon could read them",
+    ),
+    RtpRecord(at=0.4, call="c1", sender="phone-a", receiver="phone-<b>", sent=50, received=0),
 ]
 
 

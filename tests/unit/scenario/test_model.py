@@ -264,7 +264,8 @@ CASES = [
         "steps[2].advanc",
         8,
         "unknown step 'advanc'",
-        "a step is one of: wait-registered, register, call, advance, nat, probe",
+        "a step is one of: wait-registered, register, call, advance, nat, probe, "
+        "start, exec, wait, stop",
         id="unknown-step",
     ),
     pytest.param(
@@ -280,7 +281,8 @@ CASES = [
         "steps[2]",
         8,
         "a step with no action",
-        "a step is one of: wait-registered, register, call, advance, nat, probe",
+        "a step is one of: wait-registered, register, call, advance, nat, probe, "
+        "start, exec, wait, stop",
         id="expect-alone",
     ),
     pytest.param(

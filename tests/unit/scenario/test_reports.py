@@ -6,7 +6,9 @@ import xml.etree.ElementTree as ET
 import pytest
 from rich.console import Console
 
+from natlab.core.events import DropReason
 from natlab.errors import NatlabError
+from natlab.records import CallReport
 from natlab.render import matrix_table, scenario_table, step_line
 from natlab.scenario.expectations import TYPES, Check
 from natlab.scenario.explain import DropGroup
@@ -23,7 +25,7 @@ from natlab.scenario.runner import ScenarioResult, StepResult
 
 DROP = DropGroup(
     "branch2",
-    "filtered-address",
+    DropReason.FILTERED_ADDRESS,
     "inbound",
     "udp",
     "203.0.113.2:40000",
@@ -47,7 +49,7 @@ def scenario_result() -> ScenarioResult:
         5,
         [Check("media", "two-way", "no media", False)],
         explanation=["selected pair: none selected", DROP.describe()],
-        report={"verdict": "no media", "selected_pair": None},
+        call_report=CallReport("c1", "phone-b", "phone-c", "ice", "caller"),
         drops=[DROP],
         seconds=3.2,
     )

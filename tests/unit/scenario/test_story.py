@@ -8,80 +8,84 @@ branch2 really dropped, the reason, and branch1's mapping that made it fail.
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
+from natlab.core.events import DropReason
+from natlab.records import (
+    CallRecord,
+    Candidate,
+    CandidatesRecord,
+    HostInfo,
+    IceCheckRecord,
+    LabRecord,
+    NatRecord,
+    RouterInfo,
+    RtpRecord,
+    StepEnded,
+    StepStarted,
+    StunRecord,
+)
 from natlab.scenario.story import tell
 from natlab.scenario.trace import write_trace
 
-LAB = {
-    "type": "lab",
-    "at": 0.0,
-    "scenario": "symmetric-x-port-restricted",
-    "about": "",
-    "source": "matrix/symmetric-x-port-restricted",
-    "lab": "mx-sym-prc-abc123",
-    "routers": {
-        "branch1": {
-            "wan": "203.0.113.2",
-            "lans": ["10.1.0.0/24"],
-            "nat": "symmetric",
-            "mapping": "address-and-port-dependent",
-            "filtering": "address-and-port-dependent",
-        },
-        "branch2": {
-            "wan": "203.0.113.3",
-            "lans": ["10.2.0.0/24"],
-            "nat": "port-restricted",
-            "mapping": "endpoint-independent",
-            "filtering": "address-and-port-dependent",
-        },
+APD = "address-and-port-dependent"
+LAB = LabRecord(
+    at=0.0,
+    scenario="symmetric-x-port-restricted",
+    about="",
+    source="matrix/symmetric-x-port-restricted",
+    lab="mx-sym-prc-abc123",
+    routers={
+        "branch1": RouterInfo("203.0.113.2", ["10.1.0.0/24"], "symmetric", APD, APD),
+        "branch2": RouterInfo(
+            "203.0.113.3", ["10.2.0.0/24"], "port-restricted", "endpoint-independent", APD
+        ),
     },
-    "hosts": {
-        "phone-b": {"address": "10.1.0.2", "role": "phone", "router": "branch1"},
-        "phone-c": {"address": "10.2.0.2", "role": "phone", "router": "branch2"},
-        "stun1": {"address": "203.0.113.4", "role": "stun-server", "router": None},
+    hosts={
+        "phone-b": HostInfo("10.1.0.2", "phone", "branch1"),
+        "phone-c": HostInfo("10.2.0.2", "phone", "branch2"),
+        "stun1": HostInfo("203.0.113.4", "stun-server", None),
     },
-    "stun_servers": ["203.0.113.4:3478"],
-}
+    stun_servers=["203.0.113.4:3478"],
+)
 B, C = "10.1.0.2:43494", "10.2.0.2:59433"
 B_STUN, B_NEW, C_OUT = "203.0.113.2:43494", "203.0.113.2:43497", "203.0.113.3:59433"
 STUN = "203.0.113.4:3478"
 
 
 def mapping(at, router, internal, external, remote):
-    return {
-        "type": "nat",
-        "at": at,
-        "clock": 100 + at,
-        "router": router,
-        "kind": "mapping-created",
-        "proto": "udp",
-        "internal": internal,
-        "external": external,
-        "remote": remote,
-        "detail": f"udp mapping {internal} -> {external} (first sent to {remote})",
-    }
+    return NatRecord(
+        at=at,
+        clock=100 + at,
+        router=router,
+        kind="mapping-created",
+        proto="udp",
+        internal=internal,
+        external=external,
+        remote=remote,
+        detail=f"udp mapping {internal} -> {external} (first sent to {remote})",
+    )
 
 
 def filtered(at, router, reason, src, dst, detail):
-    return {
-        "type": "nat",
-        "at": at,
-        "clock": 100 + at,
-        "router": router,
-        "kind": "drop",
-        "reason": reason,
-        "direction": "inbound",
-        "proto": "udp",
-        "src": src,
-        "dst": dst,
-        "detail": detail,
-    }
+    return NatRecord(
+        at=at,
+        clock=100 + at,
+        router=router,
+        kind="drop",
+        reason=reason,
+        direction="inbound",
+        proto="udp",
+        src=src,
+        dst=dst,
+        detail=detail,
+    )
 
 
 TO_C = filtered(
     1.5,
     "branch2",
-    "filtered-port",
+    DropReason.FILTERED_PORT,
     B_NEW,
     C_OUT,
     f"mapping {C} -> {C_OUT} has not sent to {B_NEW} (address-and-port-dependent filtering; "
@@ -89,59 +93,22 @@ TO_C = filtered(
 )
 TRACE = [
     LAB,
-    {"type": "step", "at": 0.1, "phase": "start", "index": 0, "text": "call phone-b -> phone-c"},
-    {
-        "type": "call",
-        "at": 0.2,
-        "call": "c1",
-        "caller": "phone-b",
-        "callee": "phone-c",
-        "mode": "ice",
-        "verdict": "no media",
-        "ice": "failed",
-        "error": None,
-    },
-    {
-        "type": "candidates",
-        "at": 0.2,
-        "call": "c1",
-        "phone": "phone-b",
-        "candidates": [{"address": B, "type": "host"}, {"address": B_STUN, "type": "srflx"}],
-    },
-    {
-        "type": "candidates",
-        "at": 0.2,
-        "call": "c1",
-        "phone": "phone-c",
-        "candidates": [{"address": C, "type": "host"}, {"address": C_OUT, "type": "srflx"}],
-    },
-    {
-        "type": "ice-check",
-        "at": 0.2,
-        "call": "c1",
-        "phone": "phone-b",
-        "local": B,
-        "remote": C_OUT,
-        "local_type": "host",
-        "remote_type": "srflx",
-        "state": "failed",
-        "selected": False,
-    },
+    StepStarted(at=0.1, index=0, text="call phone-b -> phone-c"),
+    CallRecord(at=0.2, call="c1", caller="phone-b", callee="phone-c", mode="ice",
+               verdict="no media", ice="failed", error=None),
+    CandidatesRecord(at=0.2, call="c1", phone="phone-b",
+                     candidates=[Candidate(B, "host"), Candidate(B_STUN, "srflx")]),
+    CandidatesRecord(at=0.2, call="c1", phone="phone-c",
+                     candidates=[Candidate(C, "host"), Candidate(C_OUT, "srflx")]),
+    IceCheckRecord(at=0.2, call="c1", phone="phone-b", local=B, remote=C_OUT,
+                   local_type="host", remote_type="srflx", state="failed"),
     mapping(0.3, "branch1", B, B_STUN, STUN),
-    {
-        "type": "stun",
-        "at": 0.3,
-        "router": "branch1",
-        "host": "phone-b",
-        "internal": B,
-        "mapped": B_STUN,
-        "server": STUN,
-    },
+    StunRecord(at=0.3, router="branch1", host="phone-b", internal=B, mapped=B_STUN, server=STUN),
     mapping(0.4, "branch2", C, C_OUT, STUN),
     filtered(
         1.0,
         "branch1",
-        "filtered-address",
+        DropReason.FILTERED_ADDRESS,
         C_OUT,
         B_STUN,
         f"mapping {B} -> {B_STUN} has not sent to 203.0.113.3 (address-and-port-dependent "
@@ -149,36 +116,11 @@ TRACE = [
     ),
     mapping(1.4, "branch1", B, B_NEW, C_OUT),
     TO_C,
-    {**TO_C, "at": 1.9},
-    {
-        "type": "rtp",
-        "at": 3.0,
-        "call": "c1",
-        "sender": "phone-b",
-        "receiver": "phone-c",
-        "sent": 0,
-        "received": 0,
-    },
-    {
-        "type": "rtp",
-        "at": 3.0,
-        "call": "c1",
-        "sender": "phone-c",
-        "receiver": "phone-b",
-        "sent": 0,
-        "received": 0,
-    },
-    {
-        "type": "step",
-        "at": 3.1,
-        "phase": "end",
-        "index": 0,
-        "text": "call phone-b -> phone-c",
-        "passed": True,
-        "error": None,
-        "checks": [],
-    },
-]
+    replace(TO_C, at=1.9),
+    RtpRecord(at=3.0, call="c1", sender="phone-b", receiver="phone-c", sent=0, received=0),
+    RtpRecord(at=3.0, call="c1", sender="phone-c", receiver="phone-b", sent=0, received=0),
+    StepEnded(at=3.1, index=0, text="call phone-b -> phone-c", passed=True),
+]  # fmt: skip
 
 
 def scene(scenes, title):
@@ -199,7 +141,7 @@ def test_the_why_tells_a_martian_source_drop_with_its_reason():
     forged = filtered(
         2.0,
         "branch2",
-        "martian-source",
+        DropReason.MARTIAN_SOURCE,
         "203.0.113.3:5060",
         "203.0.113.3:5060",
         "source 203.0.113.3 is the router's own address: no packet from the WAN can come from "
@@ -259,28 +201,26 @@ def test_candidates_come_before_the_first_check_and_the_result_after_the_media()
 
 
 def test_expiry_and_reconfiguration_empty_the_tables():
-    expired = {
-        "type": "nat",
-        "at": 2.0,
-        "clock": 250.0,
-        "router": "branch1",
-        "kind": "mapping-expired",
-        "proto": "udp",
-        "internal": B,
-        "external": B_STUN,
-        "expired_at": 220.0,
-        "detail": f"udp mapping {B} -> {B_STUN} expired at 220",
-    }
-    reconfigured = {
-        "type": "nat",
-        "at": 2.5,
-        "clock": 250.5,
-        "router": "branch2",
-        "kind": "reconfigured",
-        "behaviour": "full-cone",
-        "flushed": 1,
-        "detail": "behaviour is now full-cone; flushed 1 dynamic mapping(s)",
-    }
+    expired = NatRecord(
+        at=2.0,
+        clock=250.0,
+        router="branch1",
+        kind="mapping-expired",
+        proto="udp",
+        internal=B,
+        external=B_STUN,
+        expired_at=220.0,
+        detail=f"udp mapping {B} -> {B_STUN} expired at 220",
+    )
+    reconfigured = NatRecord(
+        at=2.5,
+        clock=250.5,
+        router="branch2",
+        kind="reconfigured",
+        behaviour="full-cone",
+        flushed=1,
+        detail="behaviour is now full-cone; flushed 1 dynamic mapping(s)",
+    )
     scenes = tell(
         [LAB, TRACE[6], TRACE[8], expired, reconfigured, mapping(3, "branch2", C, C_OUT, B_STUN)]
     )
@@ -297,7 +237,7 @@ def test_telling_twice_tells_the_same_story():
 
 
 def test_a_file_that_is_not_a_trace_says_so():
-    assert tell([{"type": "nat", "at": 0}])[0].title == "not a trace"
+    assert tell([TRACE[6]])[0].title == "not a trace"
 
 
 def explain(*args):

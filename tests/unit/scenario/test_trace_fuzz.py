@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from natlab.errors import NatlabError
+from natlab.records import OtherRecord, trace_record
 from natlab.render import scene_renderables
 from natlab.scenario import trace
 from natlab.scenario.html import trace_html
@@ -22,7 +23,7 @@ from natlab.scenario.matrix import pair_scenario
 from natlab.scenario.story import tell
 from natlab.scenario.trace import read_trace
 
-LAB = trace.lab_record(pair_scenario("symmetric", "port-restricted"), "mx-lab", 1.0)
+LAB = trace.lab_record(pair_scenario("symmetric", "port-restricted"), "mx-lab", 1.0).to_json()
 B, C = "10.1.0.2:5000", "10.2.0.2:6000"
 B_OUT, C_OUT, STUN = "203.0.113.2:5000", "203.0.113.3:6000", "203.0.113.4:3478"
 
@@ -47,7 +48,8 @@ VALID = [
     nat("drop", "branch2", reason="malformed", detail="short frame"),
     nat("exhausted", reason="exhausted", detail="no port left"),
     nat("hairpinned", proto="udp", src=B, dst=B, src_external=B_OUT, dst_external=B_OUT),
-    nat("mapping-expired", proto="udp", internal=B, external=B_OUT, detail="expired at 9"),
+    nat("mapping-expired", proto="udp", internal=B, external=B_OUT, expired_at=9.0,
+        detail="expired at 9"),
     nat("reconfigured", behaviour="full-cone", flushed=1, detail="behaviour is now full-cone"),
     nat("flushed", count=0, detail="flushed 0 dynamic mapping(s)"),
     {"type": "ice-check", "at": 4.0, "call": "c1", "phone": "phone-b", "local": B,
@@ -59,7 +61,7 @@ VALID = [
      "sent": 50, "received": 0},
     {"type": "step", "at": 6.0, "phase": "end", "index": 0, "text": "call phone-b -> phone-c",
      "passed": False, "error": None,
-     "checks": [{"what": "media", "expected": "two-way", "observed": "none"}]},
+     "checks": [{"what": "media", "expected": "two-way", "observed": "none", "ok": False}]},
 ]  # fmt: skip
 
 json_values = st.recursive(
@@ -129,6 +131,11 @@ def test_explain_answers_any_file_with_a_story_or_a_natlab_error(tmp_path, conte
 
 def test_the_valid_trace_is_read_and_told_whole(tmp_path):
     """The base of the mutations is a trace, and reaches every kind of scene the story tells."""
-    assert read_trace(trace.write_trace(tmp_path / "t.jsonl", VALID)) == VALID
-    kinds = {scene.kind for scene in tell(VALID)}
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in VALID))
+    records = read_trace(path)
+    assert [type(record) for record in records] == [type(trace_record(r)) for r in VALID]
+    assert not any(isinstance(record, OtherRecord) for record in records)
+    assert read_trace(trace.write_trace(tmp_path / "again.jsonl", records)) == records
+    kinds = {scene.kind for scene in tell(records)}
     assert kinds == {"info", "step", "mapping", "drop", "result", "why"}
