@@ -22,7 +22,7 @@ from natlab.errors import NatlabError
 from natlab.lab import Lab
 from natlab.lab.build import planned_namespaces
 from natlab.plumbing import namespaces
-from natlab.scenario.probe import probe
+from natlab.scenario.probe import discover
 from natlab.topology import parse_topology
 from natlab.topology.lab_name import unique_lab_name
 
@@ -80,7 +80,7 @@ def stun1_ips(lab: Lab) -> set[str]:
 def test_probe_reports_the_declared_behaviour(lab: Lab, router: str, responder: str) -> None:
     _, mapping, filtering, name = ROUTERS[router]
     server = None if responder == "public" else router  # a router's name: its responder
-    report = probe(lab, f"h-{router}", server)
+    report = discover(lab, f"h-{router}", server).to_json()
 
     server_ip = report["server"].rsplit(":", 1)[0]
     if responder == "public":
@@ -99,7 +99,7 @@ def test_probe_reports_the_declared_behaviour(lab: Lab, router: str, responder: 
 def test_lifetime_is_found_on_the_lab_clock(lab: Lab, router: str, timeout: float) -> None:
     clock_before = lab.router(router).clock().clock
     started = time.monotonic()
-    lifetime = probe(lab, f"h-{router}", lifetime=True)["lifetime"]
+    lifetime = discover(lab, f"h-{router}", lifetime=True).to_json()["lifetime"]
     took = time.monotonic() - started
 
     assert lifetime["survives"] < timeout <= lifetime["expires"]
@@ -128,4 +128,4 @@ def test_probe_refuses_a_router_and_an_unknown_node(lab: Lab, natlab) -> None:
     assert from_router.returncode == 2
     assert "'sym' is a router" in from_router.stderr
     with pytest.raises(NatlabError, match="no node named 'nobody'"):
-        probe(lab, "nobody")
+        discover(lab, "nobody")
