@@ -44,7 +44,7 @@ from natlab.scenario.pair_path import (
     pair_path,
     read_flows,
 )
-from natlab.scenario.shards import shard_cells, shard_json
+from natlab.scenario.shards import shard_cells, shard_json, slow_first
 from natlab.scenario.verdict import ERROR, FAILED, FAULT, PASSED, exit_code, fault_text, worst
 from natlab.topology import Topology
 from natlab.topology.lab_name import unique_lab_name
@@ -280,7 +280,8 @@ def run_program_matrix(
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=worker_signals)
     try:
         futures: dict[Future, tuple[str, str]] = {
-            pool.submit(run_cell, plan, *cell): cell for cell in cells
+            pool.submit(run_cell, plan, *cell): cell
+            for cell in slow_first(cells, lambda cell: frozenset(cell) in FAILING_PAIRS)
         }
         for future in as_completed(futures):
             cell = futures[future]

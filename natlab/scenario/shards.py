@@ -15,7 +15,7 @@ Pure: JSON documents in, a JSON document out.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from natlab.errors import NatlabError
@@ -160,3 +160,9 @@ def _check_shape(name: str, document: Any) -> None:
             f"{name} is not a whole matrix report: a field has the wrong type",
             fix="give the JSON a matrix wrote with --json-file, unchanged",
         )
+
+
+def slow_first(cells: Sequence[Cell], slow: Callable[[Cell], bool]) -> list[Cell]:
+    """The cells in the order to start them: the slow ones first, so none is left running alone
+    at the end while the other labs idle (results are still reported in table order)."""
+    return sorted(cells, key=lambda cell: not slow(cell))

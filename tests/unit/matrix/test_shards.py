@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from natlab.errors import NatlabError
 from natlab.scenario.expectations import TYPES
-from natlab.scenario.shards import merge_reports, parse_shard, shard_cells
+from natlab.scenario.shards import merge_reports, parse_shard, shard_cells, slow_first
 
 
 @pytest.mark.parametrize(("text", "shard"), [("1/1", (1, 1)), ("2/3", (2, 3)), (" 3 / 3 ", (3, 3))])
@@ -135,3 +135,11 @@ def test_a_cell_missing_from_its_shard_is_found():
     broken["pairs"].pop()
     with pytest.raises(NatlabError, match="do not add up"):
         merge_reports([("a", broken), ("b", _report(TYPES, (2, 2)))])
+
+
+def test_slow_cells_start_first_and_the_rest_keep_table_order():
+    cells = [(a, b) for a in TYPES for b in TYPES]
+    slow = {("symmetric", "symmetric"), ("port-restricted", "symmetric")}
+    order = slow_first(cells, lambda cell: cell in slow)
+    assert order[:2] == [("port-restricted", "symmetric"), ("symmetric", "symmetric")]
+    assert order[2:] == [cell for cell in cells if cell not in slow]
