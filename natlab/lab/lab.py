@@ -288,8 +288,15 @@ class Lab:
         return lambda: namespaces.enter(namespace)
 
     def adopt(self, pid: int, node: str, what: str) -> None:
-        """Record a process living inside node so that `down` stops it."""
-        self.keep(record(pid, node, what))
+        """Record a process living inside node so that `down` stops it.
+
+        One that has ended already (a quick `exec` step) leaves nothing to stop.
+        """
+        try:
+            process = record(pid, node, what)
+        except ProcessLookupError:
+            return
+        self.keep(process)
 
     def keep(self, process: ProcessRecord) -> None:
         """Record a process in the ledger.
