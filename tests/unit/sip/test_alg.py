@@ -1,0 +1,144 @@
+"""The SIP ALG's rewrite of an outbound message, header by header, in both modes."""
+
+from __future__ import annotations
+
+from natlab.sip import message as sip
+from natlab.sip import sdp
+from natlab.sip.alg import AlgResult, PinholeOpened, Rewritten, Untouched, rewrite
+from natlab.sip.headers import NameAddr, SipUri, Via
+
+PRIVATE = ("10.0.1.2", 5060)
+PUBLIC = ("203.0.113.5", 40001)
+BODY = (
+    b"v=0\r\no=- 1 1 IN IP4 10.0.1.2\r\ns=-\r\nc=IN IP4 10.0.1.2\r\nt=0 0\r\n"
+    b"m=audio 4000 RTP/AVP 0\r\n"
+    b"a=candidate:1 1 UDP 2130706431 10.0.1.2 4000 typ host\r\n"
+    b"a=candidate:2 1 UDP 1694498815 198.51.100.7 61000 typ srflx raddr 10.0.1.2 rport 4000\r\n"
+)
+
+
+def _invite(body: bytes = BODY) -> bytes:
+    return (
+        b"INVITE sip:bob@203.0.113.9 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 10.0.1.2:5060;branch=z9hG4bK1;rport\r\n"
+        b"Via: SIP/2.0/UDP 10.0.1.2:5999;branch=z9hG4bKold\r\n"
+        b"From: <sip:alice@10.0.1.2>;tag=1\r\nTo: <sip:bob@203.0.113.9>\r\n"
+        b"Call-ID: c@10.0.1.2\r\nCSeq: 1 INVITE\r\n"
+        b'Contact: "Alice" <sip:alice@10.0.1.2:5060;transport=udp>;expires=60\r\n'
+        b"Content-Type: application/sdp\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+class Router:
+    """Hands out public media ports and remembers what it was asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    def map_media(self, private: tuple[str, int]) -> tuple[str, int]:
+        self.asked.append(private)
+        return PUBLIC[0], 50000 + len(self.asked)
+
+
+def _run(mode: str, payload: bytes | None = None) -> tuple[AlgResult, Router]:
+    router = Router()
+    result = rewrite(
+        _invite() if payload is None else payload,
+        mode=mode,  # type: ignore[arg-type]
+        private=PRIVATE,
+        public=PUBLIC,
+        map_media=router.map_media,
+    )
+    return result, router
+
+
+def test_rewrite_mode_rewrites_via_contact_and_sdp_and_opens_a_pinhole():
+    result, router = _run("rewrite")
+    message = sip.parse(result.payload)
+    top, second = (Via.parse(value) for value in message.values("Via"))
+    assert (top.host, top.port, top.branch, top.rport) == ("203.0.113.5", 40001, "z9hG4bK1", "")
+    assert (second.host, second.port) == ("10.0.1.2", 5999), "only the sender's own Via"
+    contact = NameAddr.parse(message.get("Contact") or "")
+    assert str(SipUri.parse(contact.uri)) == "sip:alice@203.0.113.5:40001;transport=udp"
+    assert (contact.display, contact.params) == ('"Alice"', (("expires", "60"),))
+    assert NameAddr.parse(message.get("From") or "").uri == "sip:alice@10.0.1.2", "From untouched"
+    description = sdp.parse(message.body)
+    (audio,) = description.media
+    assert sdp.connection_address(description) == "203.0.113.5"
+    assert audio.port == 50001
+    host, srflx = (sdp.Candidate.parse(v) for v in sdp.attribute_values(audio, "candidate"))
+    assert (host.address, host.port) == ("203.0.113.5", 50001)
+    assert (srflx.address, srflx.port) == ("198.51.100.7", 61000), "public candidates untouched"
+    assert router.asked == [("10.0.1.2", 4000)], "one pinhole per media address"
+    assert PinholeOpened(("10.0.1.2", 4000), ("203.0.113.5", 50001)) in result.events
+    fields = [event.field for event in result.events if isinstance(event, Rewritten)]
+    assert fields == [
+        "Via",
+        "Contact",
+        "SDP c=",
+        "SDP m=audio",
+        "SDP a=candidate",
+        "Content-Length",
+    ]
+    assert int(message.get("Content-Length") or "") == len(message.body)
+
+
+def test_rewrite_events_say_old_and_new():
+    result, _ = _run("rewrite")
+    via = next(e for e in result.events if isinstance(e, Rewritten) and e.field == "Via")
+    assert via.old == "SIP/2.0/UDP 10.0.1.2:5060;branch=z9hG4bK1;rport"
+    assert via.new == "SIP/2.0/UDP 203.0.113.5:40001;branch=z9hG4bK1;rport"
+    c_line = next(e for e in result.events if isinstance(e, Rewritten) and e.field == "SDP c=")
+    assert (c_line.old, c_line.new) == ("IN IP4 10.0.1.2", "IN IP4 203.0.113.5")
+
+
+def test_broken_mode_rewrites_the_sdp_address_but_not_the_port_and_opens_no_pinhole():
+    result, router = _run("broken")
+    message = sip.parse(result.payload)
+    assert Via.parse(message.values("Via")[0]).host == "203.0.113.5", "signalling still works"
+    description = sdp.parse(message.body)
+    (audio,) = description.media
+    assert sdp.connection_address(description) == "203.0.113.5"
+    assert audio.port == 4000, "the private port, which the router never mapped"
+    host = sdp.Candidate.parse(sdp.attribute_values(audio, "candidate")[0])
+    assert (host.address, host.port) == ("203.0.113.5", 4000)
+    assert router.asked == []
+    assert not any(isinstance(event, PinholeOpened) for event in result.events)
+    assert not any(
+        isinstance(event, Rewritten) and event.field.startswith("SDP m=") for event in result.events
+    )
+
+
+def test_a_message_without_the_private_address_passes_byte_for_byte():
+    payload = _invite().replace(b"10.0.1.2", b"10.0.9.9")
+    result, router = _run("rewrite", payload)
+    assert result.payload == payload
+    assert result.events == (Untouched("no 10.0.1.2 to rewrite"),)
+    assert router.asked == []
+
+
+def test_non_sip_and_bad_sip_pass_untouched_with_the_reason():
+    for payload, reason in [
+        (b"\x80\x00\x12\x34rtp", "no empty line"),
+        (_invite().replace(b"Content-Length: ", b"Content-Length: 1"), "Content-Length"),
+        (_invite(b"v=0\r\nbogus\r\n"), "SDP natlab cannot parse"),
+    ]:
+        result, router = _run("rewrite", payload)
+        assert result.payload == payload
+        (event,) = result.events
+        assert isinstance(event, Untouched) and reason in event.reason
+        assert router.asked == []
+
+
+def test_a_response_with_an_sdp_answer_is_rewritten_too():
+    payload = (
+        _invite()
+        .replace(b"INVITE sip:bob@203.0.113.9 SIP/2.0", b"SIP/2.0 200 OK")
+        .replace(b"To: <sip:bob@203.0.113.9>", b"To: <sip:bob@203.0.113.9>;tag=9")
+    )
+    result, router = _run("rewrite", payload)
+    assert sip.parse(result.payload).start == sip.StatusLine(200, "OK")
+    assert router.asked == [("10.0.1.2", 4000)]
