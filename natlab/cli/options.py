@@ -136,3 +136,17 @@ html_file_option = click.option(
     type=click.Path(dir_okay=False),
     help="Also write a self-contained HTML report (works offline).",
 )
+
+
+def report_options(command: Callable) -> Callable:
+    """--json, --json-file, --junit and --html: the results of run and matrix, for machines."""
+    for option in reversed(
+        (
+            json_option("Print the results as JSON to stdout (what people read goes to stderr)"),
+            json_file_option,
+            junit_file_option,
+            html_file_option,
+        )
+    ):
+        command = option(command)
+    return command

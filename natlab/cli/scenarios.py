@@ -19,9 +19,8 @@ from natlab.cli.options import (
     emit_json,
     html_file_option,
     humans_aside,
-    json_file_option,
     json_option,
-    junit_file_option,
+    report_options,
 )
 from natlab.errors import NatlabError
 
@@ -53,10 +52,7 @@ def _run_input(
 
 @command(short_help="Run a scenario in a lab of its own.", needs_root=True, check_input=_run_input)
 @click.argument("scenario", type=click.Path(dir_okay=False))
-@json_option("Print the results as JSON to stdout (what people read goes to stderr)")
-@json_file_option
-@junit_file_option
-@html_file_option
+@report_options
 @click.option(
     "--trace",
     "trace_file",
@@ -143,10 +139,7 @@ def _matrix_input(
     metavar="N",
     help="Labs at a time (default: the number of CPUs, at least 2).",
 )
-@json_option("Print the results as JSON to stdout (what people read goes to stderr)")
-@json_file_option
-@junit_file_option
-@html_file_option
+@report_options
 @click.option(
     "--trace",
     "trace_dir",

@@ -60,7 +60,7 @@ from natlab.records import (
     StatusRequest,
     answer,
 )
-from natlab.router.eventlog import MAX_FILES, rotated
+from natlab.router.eventlog import open_rotated
 
 ROUTER = "the router daemon"
 ENDPOINT = "the endpoint"
@@ -166,25 +166,12 @@ class RouterClient:
 def read_events(path: Path, since: EventPosition) -> EventBatch:
     """A router's events file (and the files it rotated to) read on from `since`.
 
-    Files are opened newest first and read oldest first, as eventlog.read_lines
-    does, so a rotation in between only renames a file already open. Only whole
-    lines count: a line being written is read next time, from where this stops.
+    The files are opened as eventlog.open_rotated opens them, so a rotation in
+    between only renames a file already open. Only whole lines count: a line
+    being written is read next time, from where this stops.
     """
-    opened: list[tuple[IO[bytes], os.stat_result]] = []
+    opened = open_rotated(path)
     try:
-        for index in range(MAX_FILES):
-            try:
-                handle = open(rotated(path, index), "rb")  # noqa: SIM115 - closed below
-            except FileNotFoundError:
-                if index:
-                    break
-                continue
-            status = os.fstat(handle.fileno())
-            if any(seen.st_ino == status.st_ino for _, seen in opened):
-                handle.close()
-                continue
-            opened.append((handle, status))
-        opened.reverse()  # oldest first
         start, lost = 0, False
         if since.inode is not None:
             found = [

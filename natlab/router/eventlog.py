@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 MAX_BYTES_VARIABLE = "NATLAB_EVENTS_MAX_BYTES"
 FILES_VARIABLE = "NATLAB_EVENTS_FILES"
@@ -179,34 +179,44 @@ class EventLog:
         self._close()
 
 
-def read_lines(path: Path) -> Iterator[str]:
-    """Every whole line of the log at path and its rotated files, oldest first.
+def open_rotated(path: Path) -> list[tuple[IO[bytes], os.stat_result]]:
+    """The log at path and its rotated files, open, oldest first; the caller closes them.
 
-    The files are opened newest first and read oldest first: a rotation in
-    between can then only add a file already opened (skipped by its inode),
-    never hide the events that moved.
+    They are opened newest first: a rotation in between can then only add a
+    file already open (skipped by its inode), never hide the lines that moved.
     """
-    opened, seen = [], set()
+    opened: list[tuple[IO[bytes], os.stat_result]] = []
     try:
         for index in range(MAX_FILES):
             try:
-                handle = open(rotated(path, index), "rb")  # noqa: SIM115 - closed below
+                handle = open(rotated(path, index), "rb")  # noqa: SIM115 - the caller closes
             except FileNotFoundError:
                 if index:
                     break
                 continue  # no current file (yet): the rotated ones still count
-            identity = os.fstat(handle.fileno()).st_ino
-            if identity in seen:
+            status = os.fstat(handle.fileno())
+            if any(seen.st_ino == status.st_ino for _, seen in opened):
                 handle.close()
                 continue
-            seen.add(identity)
-            opened.append(handle)
-        for handle in reversed(opened):
+            opened.append((handle, status))
+    except BaseException:
+        for handle, _ in opened:
+            handle.close()
+        raise
+    opened.reverse()
+    return opened
+
+
+def read_lines(path: Path) -> Iterator[str]:
+    """Every whole line of the log at path and its rotated files, oldest first."""
+    opened = open_rotated(path)
+    try:
+        for handle, _ in opened:
             for line in handle:
                 if line.endswith(b"\n"):
                     yield line.decode(errors="replace").rstrip("\n")
     finally:
-        for handle in opened:
+        for handle, _ in opened:
             handle.close()
 
 
