@@ -424,14 +424,25 @@ def demo_failure(scenario: Scenario, result: ScenarioResult) -> str:
 
 def pair_line(pair: PairResult) -> str:
     """A finished pair of the matrix, as `natlab matrix` prints it while the rest run."""
-    mark = "[green]as expected[/]" if pair.passed else "[red]NOT AS EXPECTED[/]"
-    observed = escape(pair.observed)
-    if pair.fault:
-        mark, observed = "[magenta]FAULT[/]", f"{observed}: {escape(pair.fault)}"
-    return (
-        f"{mark}  {pair.caller_type} x {pair.callee_type}: {observed} "
-        f"(expected {pair.expected})  [dim]{pair.result.seconds:.1f} s[/]"
+    return _finished_cell(
+        pair.passed,
+        pair.fault,
+        f"{pair.caller_type} x {pair.callee_type}",
+        pair.observed,
+        pair.expected,
+        pair.result.seconds,
     )
+
+
+def _finished_cell(
+    passed: bool, fault: str | None, cell: str, shown: str, expected: str, seconds: float
+) -> str:
+    """One line for a finished cell of any matrix: its mark, what it did, what was expected."""
+    mark = "[green]as expected[/]" if passed else "[red]NOT AS EXPECTED[/]"
+    shown = escape(shown)
+    if fault:
+        mark, shown = "[magenta]FAULT[/]", f"{shown}: {escape(fault)}"
+    return f"{mark}  {cell}: {shown} (expected {escape(expected)})  [dim]{seconds:.1f} s[/]"
 
 
 def matrix_table(result: MatrixResult) -> Table:
@@ -482,13 +493,13 @@ def print_matrix(result: MatrixResult, trace_dir: str | None) -> None:
 
 def cell_line(cell: CellView) -> str:
     """A finished cell of a matrix read as a view (programs, merged shards), as it is printed."""
-    mark = "[green]as expected[/]" if cell.passed else "[red]NOT AS EXPECTED[/]"
-    shown = escape(cell.shown)
-    if cell.fault:
-        mark, shown = "[magenta]FAULT[/]", f"{shown}: {escape(cell.fault)}"
-    return (
-        f"{mark}  {cell.caller_type} x {cell.callee_type}: {shown} "
-        f"(expected {escape(cell.expected)})  [dim]{cell.seconds:.1f} s[/]"
+    return _finished_cell(
+        cell.passed,
+        cell.fault,
+        f"{cell.caller_type} x {cell.callee_type}",
+        cell.shown,
+        cell.expected,
+        cell.seconds,
     )
 
 
