@@ -19,6 +19,9 @@ packages=(
     chromium                          # renders the --html reports in tests (headless)
     stun-client coturn                # STUN clients natlab did not write, for its tests:
                                       # stun (RFC 3489), turnutils_natdiscovery (RFC 5780)
+    baresip-core kamailio             # a real softphone and a real SIP proxy/registrar
+    dnsmasq-base                      # DNS inside labs (the binary, without a system service)
+    natpmpc miniupnpc                 # port-control clients (NAT-PMP, UPnP IGD)
 )
 missing=()
 for package in "${packages[@]}"; do
@@ -31,8 +34,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # coturn is here for its client tools only: its TURN server must not run on this machine.
+# kamailio likewise: natlab starts its own inside lab nodes.
 if [ -d /run/systemd/system ]; then
-    systemctl disable --now coturn.service >/dev/null 2>&1 || true
+    systemctl disable --now coturn.service kamailio.service >/dev/null 2>&1 || true
 fi
 
 python=${PYTHON:-python3}
