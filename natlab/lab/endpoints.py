@@ -97,10 +97,10 @@ def start_endpoints(
         config = turn.TurnConfig(host.interfaces[0].address, state / "turn.conf")
         stun = (str(config.address), config.port)
         runs.append((host, TURN_SERVER, partial(turn.run, config), None, stun))
-    for host in pbxs:
+    for host in _natlab_own(pbxs):
         run = partial(pbx.run, pbx_config(topology, host, directory, translates))
         runs.append((host, PBX, run, control_path(directory, host.name), None))
-    for host in phones:
+    for host in _natlab_own(phones):
         run = partial(phone.run, phone_config(topology, host, directory, translates))
         runs.append((host, PHONE, run, control_path(directory, host.name), None))
     started = []
@@ -136,7 +136,7 @@ def _answers(endpoint: Started, namespace: str) -> bool:
 def phone_states(topology: Topology, directory: Path) -> dict[str, dict]:
     """Each phone's own status ({"registered": ...}); a phone that does not answer says why."""
     states = {}
-    for host in _hosts(topology, Role.PHONE):
+    for host in _natlab_own(_hosts(topology, Role.PHONE)):
         try:
             states[host.name] = ask(
                 control_path(directory, host.name), {"op": "status"}, STATUS_TIMEOUT
@@ -151,6 +151,11 @@ def phone_states(topology: Topology, directory: Path) -> dict[str, dict]:
 
 def _hosts(topology: Topology, role: Role) -> list[Host]:
     return [host for host in topology.hosts.values() if host.role is role]
+
+
+def _natlab_own(hosts: list[Host]) -> list[Host]:
+    """The hosts that run natlab's own endpoint, not real SIP software (lab/sip_software.py)."""
+    return [host for host in hosts if host.sip_software is None]
 
 
 def _gateway(topology: Topology, host: Host) -> Router | None:

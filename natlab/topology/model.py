@@ -13,6 +13,9 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
 
+SIP_AGENTS = ("baresip",)  # `agent:` of a phone: real softphones natlab configures and starts
+SIP_SERVERS = ("kamailio",)  # `server:` of a PBX: real SIP servers natlab configures and starts
+
 
 class Role(StrEnum):
     """What runs on a host; the lab starts the matching endpoint later."""
@@ -92,6 +95,13 @@ class Node:
 class Host(Node):
     role: Role = Role.PLAIN
     run: tuple[str, ...] = ()  # the program natlab starts and supervises in it (lab/programs.py)
+    agent: str | None = None  # a phone's softphone (SIP_AGENTS); None: natlab's own phone
+    server: str | None = None  # a PBX's SIP server (SIP_SERVERS); None: natlab's own PBX
+
+    @property
+    def sip_software(self) -> str | None:
+        """The real SIP program natlab runs in this host instead of its own endpoint, if any."""
+        return self.agent or self.server
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.command import split_command
 from natlab.topology.lab_name import check_lab_name
 from natlab.topology.model import (
+    SIP_AGENTS,
+    SIP_SERVERS,
     Forward,
     Host,
     Interface,
@@ -32,6 +34,7 @@ from natlab.topology.model import (
 from natlab.topology.schema import (
     NAME_PATTERN,
     ForwardSpec,
+    HostSpec,
     InterfaceSpec,
     RouterSpec,
     TopologySpec,
@@ -92,6 +95,8 @@ class _Resolver:
                 interfaces=(Interface(spec.segment, planned[("hosts", name)]),),
                 role=spec.role,
                 run=self._run(name, spec.run),
+                agent=self._sip_software(name, spec, "agent", Role.PHONE, SIP_AGENTS),
+                server=self._sip_software(name, spec, "server", Role.PBX, SIP_SERVERS),
             )
             for name, spec in self.spec.hosts.items()
         }
@@ -117,6 +122,34 @@ class _Resolver:
                 "write the command as a shell would, run: \"prog --flag 'a b'\", "
                 "or as a list of arguments",
             ) from None
+
+    def _sip_software(
+        self, host: str, spec: HostSpec, key: str, role: Role, known: tuple[str, ...]
+    ) -> str | None:
+        """A phone's `agent:` or a PBX's `server:`: a program natlab knows, in its own host."""
+        name = getattr(spec, key)
+        if name is None:
+            return None
+        path = ("hosts", host, key)
+        if spec.role is not role:
+            raise self.fail(
+                path,
+                f"{key}: is for a host with role: {role.value}, and '{host}' is a {spec.role}",
+                f"write role: {role.value}, or leave {key}: out",
+            )
+        if name not in known:
+            raise self.fail(
+                path,
+                f"unknown {key} '{name}'",
+                f"use one of: {', '.join(known)}; or start your own program with run:",
+            )
+        if spec.run is not None:
+            raise self.fail(
+                path,
+                f"host '{host}' has both {key}: and run:, and a host runs one program",
+                f"leave out run:, or {key}: and start {name} yourself with run:",
+            )
+        return name
 
     # -- names ---------------------------------------------------------------
 

@@ -57,6 +57,8 @@ class HostSpec(_Spec):
     addresses: int | list[IPv4Address] | None = None
     role: Role = Role.PLAIN
     run: str | list[str] | None = None  # a program natlab starts in the host at `up`
+    agent: str | None = None  # a phone's real SIP softphone (model.SIP_AGENTS) instead of natlab's
+    server: str | None = None  # a PBX's real SIP server (model.SIP_SERVERS) instead of natlab's
 
 
 class TopologySpec(_Spec):

@@ -1,0 +1,78 @@
+"""A phone's `agent:` and a PBX's `server:`: what they accept, and a clear message for the rest."""
+
+import pytest
+
+from natlab.errors import NatlabError
+from natlab.topology import parse_topology
+
+VALID = """\
+name: t
+segments:
+  internet: {subnet: 203.0.113.0/24}
+  lan: {subnet: 10.0.0.0/24}
+routers:
+  main: {wan: {segment: internet}, lan: {segment: lan}}
+hosts:
+  pbx: {segment: internet, role: pbx, server: kamailio}
+  alice: {segment: lan, role: phone, agent: baresip}
+  bob: {segment: lan, role: phone}
+"""
+
+
+def test_agent_and_server_are_kept_on_their_hosts():
+    topology = parse_topology(VALID, "t.yaml")
+    assert topology.hosts["pbx"].server == "kamailio"
+    assert topology.hosts["pbx"].sip_software == "kamailio"
+    assert topology.hosts["alice"].agent == "baresip"
+    assert topology.hosts["alice"].sip_software == "baresip"
+    assert topology.hosts["bob"].sip_software is None  # natlab's own phone
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "problem", "fix"),
+    [
+        (
+            "agent: baresip}",
+            "agent: linphone}",
+            "hosts.alice.agent",
+            "unknown agent 'linphone'",
+            "use one of: baresip",
+        ),
+        (
+            "server: kamailio}",
+            "server: asterisk}",
+            "hosts.pbx.server",
+            "unknown server 'asterisk'",
+            "use one of: kamailio",
+        ),
+        (
+            "role: pbx, server: kamailio}",
+            "role: phone, server: kamailio}",
+            "hosts.pbx.server",
+            "server: is for a host with role: pbx, and 'pbx' is a phone",
+            "write role: pbx",
+        ),
+        (
+            "role: phone, agent: baresip}",
+            "agent: baresip}",
+            "hosts.alice.agent",
+            "agent: is for a host with role: phone, and 'alice' is a plain",
+            "write role: phone",
+        ),
+        (
+            "agent: baresip}",
+            "agent: baresip, run: baresip}",
+            "hosts.alice.agent",
+            "has both agent: and run:",
+            "leave out run:",
+        ),
+    ],
+)
+def test_a_wrong_agent_or_server_names_file_field_and_fix(old, new, field, problem, fix):
+    with pytest.raises(NatlabError) as caught:
+        parse_topology(VALID.replace(old, new), "t.yaml")
+    error = caught.value
+    assert error.file == "t.yaml"
+    assert error.field == field
+    assert problem in error.problem
+    assert fix in (error.fix or "")
