@@ -1,0 +1,209 @@
+"""Real SIP software in a lab: kamailio as the registrar, baresip phones behind NAT routers.
+
+Nothing here talks to natlab's own phones or PBX: two baresip softphones
+register with kamailio (digest auth, NAT handling by nathelper) and call each
+other through it. Media is counted twice, by parties that do not trust each
+other: baresip's own RTP counters (its audio stream's RTCP session, over its
+control interface) and the NAT daemons' counters (packets translated into
+each phone's LAN, or dropped by its filter). The SIP 200 alone proves nothing.
+
+Which calls get media follows from the routers' behaviour, not from a table
+of answers: a phone behind a NAT learns its public address by STUN and puts
+it in its SDP, and nothing else (no ICE, no relay) helps, so `receives`
+below says when a packet from the peer can pass the phone's router.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from natlab.core.behaviour import Behaviour
+from natlab.lab import Lab
+from natlab.lab.ledger import Ledger
+from natlab.lab.processes import PROGRAM, start_time
+from natlab.topology.behaviour_input import nat_behaviour
+from natlab.topology.lab_name import unique_lab_name
+
+pytestmark = pytest.mark.natlab
+
+TOPOLOGY = """\
+name: {name}
+segments:
+  internet: {{subnet: 203.0.113.0/24}}
+  lan-a: {{subnet: 10.61.1.0/24}}
+  lan-b: {{subnet: 10.61.2.0/24}}
+routers:
+  ra: {{wan: {{segment: internet}}, lan: {{segment: lan-a}}, nat: {nat_a}}}
+  rb: {{wan: {{segment: internet}}, lan: {{segment: lan-b}}, nat: {nat_b}}}
+hosts:
+  stun1: {{segment: internet, role: stun-server, addresses: 2}}
+  pbx: {{segment: internet, role: pbx, server: kamailio}}
+  alice: {{segment: lan-a, role: phone, agent: baresip}}
+  bob: {{segment: lan-b, role: phone, agent: baresip}}
+"""
+MEDIA_SECONDS = 2.0  # baresip sends 50 RTP packets a second (20 ms ptime)
+ENOUGH = 50  # packets: half of what two seconds carry
+
+
+def receives(own: Behaviour, peer: Behaviour) -> bool:
+    """Can RTP from the peer reach a phone behind `own`, each side sending to the other's
+    STUN-learned address?
+
+    The phone's STUN mapping is the one it uses towards the peer only if its
+    mapping is endpoint-independent. Then its filter must let the peer's
+    packets in: an endpoint-independent filter lets anyone in; an
+    address-dependent one lets the peer's address in (the phone has sent
+    there); an address-and-port-dependent one only the peer's port it sent to,
+    which is the peer's real source port only if the peer's mapping is
+    endpoint-independent too.
+    """
+    if own.mapping != "endpoint-independent":
+        return False
+    if own.filtering in ("endpoint-independent", "address-dependent"):
+        return True
+    return peer.mapping == "endpoint-independent"
+
+
+def write_topology(folder: Path, name: str, nat_a: str, nat_b: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(TOPOLOGY.format(name=name, nat_a=nat_a, nat_b=nat_b))
+    return path
+
+
+def new_lab(natlab) -> str:
+    name = unique_lab_name("sip-software")
+    natlab.labs.append(name)
+    return name
+
+
+@pytest.fixture
+def run_dir(private_natlab, monkeypatch):
+    """The test's private state root, for the Lab API in this process too."""
+    monkeypatch.setenv("NATLAB_RUN_DIR", str(private_natlab.run_dir))
+    return private_natlab.run_dir
+
+
+def translated_in(lab: Lab, router: str) -> int:
+    return lab.router(router).counters()["translated_in"]
+
+
+def filtered(lab: Lab, router: str) -> int:
+    counters = lab.router(router).counters()
+    return counters["dropped_filtered_address"] + counters["dropped_filtered_port"]
+
+
+@pytest.mark.parametrize(
+    ("nat_a", "nat_b"),
+    [
+        ("full-cone", "port-restricted"),
+        ("restricted", "restricted"),
+        ("port-restricted", "port-restricted"),
+        ("symmetric", "full-cone"),
+        ("symmetric", "port-restricted"),
+    ],
+)
+def test_baresip_phones_call_each_other_through_kamailio(
+    private_natlab, run_dir, tmp_path, nat_a, nat_b
+):
+    natlab = private_natlab
+    name = new_lab(natlab)
+    up = natlab.run("up", str(write_topology(tmp_path, name, nat_a, nat_b)), "--name", name)
+    assert up.returncode == 0, up.stderr
+    lab = Lab.attach(name)
+    alice, bob = lab.baresip("alice"), lab.baresip("bob")
+    alice.wait_registered()
+    bob.wait_registered()  # with kamailio, through their NATs, with digest auth
+
+    before = {r: (translated_in(lab, r), filtered(lab, r)) for r in ("ra", "rb")}
+    alice.dial("bob")  # a user of her registrar's domain: sip:bob@<kamailio>
+    bob.wait_for("INCOMING")  # kamailio found bob's registration behind his NAT
+    bob.answer()
+    alice.wait_for("ESTABLISHED")
+    bob.wait_for("ESTABLISHED")
+    time.sleep(MEDIA_SECONDS)
+    heard = {"alice": alice.rtp(), "bob": bob.rtp()}
+    after = {r: (translated_in(lab, r), filtered(lab, r)) for r in ("ra", "rb")}
+    bob.hang_up()  # the BYE goes back through kamailio and alice's NAT
+    alice.wait_for(None)
+    bob.wait_for(None)
+
+    behaviour = {"ra": nat_behaviour(nat_a), "rb": nat_behaviour(nat_b)}
+    sides = {"alice": ("ra", "rb"), "bob": ("rb", "ra")}
+    for phone, (own, peer) in sides.items():
+        counts = heard[phone]
+        assert counts.sent >= ENOUGH, f"{phone} sent only {counts}"
+        into = after[own][0] - before[own][0]
+        dropped = after[own][1] - before[own][1]
+        if receives(behaviour[own], behaviour[peer]):
+            assert counts.received >= ENOUGH, f"{phone} heard only {counts}"
+            assert into >= counts.received, f"{own} let {into} packets in, {phone} heard more"
+        else:  # one-way (or no) audio: the phone's NAT filters the peer's media away
+            assert counts.received == 0, f"{phone} heard {counts} through {own} ({nat_a})"
+            assert dropped >= ENOUGH, f"{own} filtered only {dropped} packets"
+
+
+def test_down_ends_kamailio_and_baresip_and_keeps_their_logs_until_then(
+    private_natlab, run_dir, tmp_path
+):
+    natlab = private_natlab
+    name = new_lab(natlab)
+    path = write_topology(tmp_path, name, "full-cone", "full-cone")
+    assert natlab.run("up", str(path), "--name", name).returncode == 0
+    ledger = Ledger.load(name)
+    assert ledger is not None
+    programs = {p.node: p for p in ledger.processes if p.what == PROGRAM}
+    assert set(programs) == {"pbx", "alice", "bob"}
+    assert all(start_time(p.pid) == p.start for p in programs.values())
+    state = run_dir / name
+    assert "kamailio" in (state / "nodes" / "pbx.log").read_text()
+    assert "baresip is ready" in (state / "nodes" / "alice.log").read_text()
+    assert (state / "sip" / "pbx" / "kamailio.cfg").is_file()
+    assert (state / "sip" / "bob" / "accounts").is_file()
+    status = natlab.run("status", name)
+    assert status.returncode == 0 and "running" in status.stdout
+
+    down = natlab.run("down", name)
+    assert down.returncode == 0, down.stderr
+    assert [n for n, p in programs.items() if start_time(p.pid) == p.start] == []
+    assert not state.exists()
+
+
+def test_missing_sip_software_is_refused_before_anything_is_built(
+    private_natlab, host_state, tmp_path, monkeypatch
+):
+    natlab = private_natlab
+    name = new_lab(natlab)
+    before = host_state.now()
+    path = write_topology(tmp_path, name, "full-cone", "full-cone")
+    monkeypatch.setitem(natlab.env, "PATH", "/nonexistent")
+    up = natlab.run("up", str(path), "--name", name)
+    assert up.returncode == 2
+    assert "hosts.pbx.server" in up.stderr and "kamailio is not installed" in up.stderr
+    assert "Traceback" not in up.stderr
+    before.assert_same(host_state.now(), natlab.labs)
+
+
+def test_a_sip_server_that_does_not_start_fails_up_with_its_log(
+    private_natlab, host_state, tmp_path, monkeypatch
+):
+    """A kamailio that exits at once (here a stand-in on PATH): up says so, quotes its log,
+    exits 2 and leaves nothing behind."""
+    natlab = private_natlab
+    name = new_lab(natlab)
+    fake = tmp_path / "bin" / "kamailio"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'ERROR: bind(203.0.113.5:5060) failed' >&2\nexit 255\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    before = host_state.now()
+    path = write_topology(tmp_path, name, "full-cone", "full-cone")
+    monkeypatch.setitem(natlab.env, "PATH", f"{fake.parent}:{os.environ['PATH']}")
+    up = natlab.run("up", str(path), "--name", name)
+    assert up.returncode == 2, up.stderr
+    assert "kamailio of host 'pbx' did not start (exited 255)" in up.stderr
+    assert "bind(203.0.113.5:5060) failed" in up.stderr
+    before.assert_same(host_state.now(), natlab.labs)
