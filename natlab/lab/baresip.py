@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from natlab.endpoints.baresip import CONTROL_PORT
 from natlab.errors import NatlabError
 from natlab.plumbing import namespaces
+from natlab.records import PhoneStatus
 
 TIMEOUT = 3.0  # seconds for an answer to one command
 MAX_FRAME = 1 << 20  # bytes: a longer netstring is refused, not buffered
@@ -91,6 +92,13 @@ class BaresipPhone:
     def registered(self) -> bool:
         """Has its registrar accepted its account (reginfo says OK)?"""
         return parse_registered(self.ask("reginfo"))
+
+    def status(self) -> PhoneStatus:
+        """Its registration, in the shape natlab's own phones give theirs."""
+        reginfo = self.ask("reginfo")
+        if parse_registered(reginfo):
+            return PhoneStatus(self.name, registered=True, transport="udp")
+        return PhoneStatus(self.name, registered=False, error=_plain(reginfo).strip() or None)
 
     def calls(self) -> list[Call]:
         return parse_calls(self.ask("listcalls"))

@@ -15,6 +15,7 @@ below says when a packet from the peer can pass the phone's router.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -207,3 +208,62 @@ def test_a_sip_server_that_does_not_start_fails_up_with_its_log(
     assert "kamailio of host 'pbx' did not start (exited 255)" in up.stderr
     assert "bind(203.0.113.5:5060) failed" in up.stderr
     before.assert_same(host_state.now(), natlab.labs)
+
+
+SCENARIO = """\
+name: {name}
+about: two baresip phones call each other through kamailio
+topology: {topology}
+nat: {{ra: {nat_a}, rb: {nat_b}}}
+steps:
+  - wait-registered: [alice, bob]
+  - call: {{from: alice, to: bob, seconds: 2}}
+    expect: {{media: {media}}}
+  - call: {{from: bob, to: alice, seconds: 2}}
+    expect: {{media: {back}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("nat_a", "nat_b", "media", "back"),
+    [
+        ("full-cone", "port-restricted", "two-way", "two-way"),
+        (
+            "symmetric",
+            "full-cone",
+            "one-way (caller hears nothing)",
+            "one-way (callee hears nothing)",
+        ),
+        ("symmetric", "port-restricted", "none", "none"),
+    ],
+)
+def test_scenario_call_steps_drive_baresip_phones(natlab, tmp_path, nat_a, nat_b, media, back):
+    """`natlab run` with baresip parties: the verdict comes from both baresips' RTP counters.
+
+    Behind a symmetric NAT alice's SDP carries a mapping that bob's packets
+    cannot use (see `receives`): she hears nothing, whoever calls; if bob's
+    NAT filters by port as well, he hears nothing either.
+    """
+    name = "sip-software"  # the scenario's lab: sip-software-<random>, taken down by `run`
+    topology = write_topology(tmp_path, "sip-software-topology", "full-cone", "full-cone")
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(
+        SCENARIO.format(
+            name=name,
+            topology=topology.name,
+            nat_a=nat_a,
+            nat_b=nat_b,
+            media=f'"{media}"',
+            back=f'"{back}"',
+        )
+    )
+    done = natlab.run("run", str(scenario), "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    calls = [s for s in result["steps"] if s["step"].startswith("call")]
+    assert len(calls) == 2
+    for step in calls:
+        assert step["passed"], step
+        report = step["report"]
+        assert report["mode"] == "baresip"
+        assert report["rtp"]["sent"] >= ENOUGH and report["peer_rtp"]["sent"] >= ENOUGH

@@ -1,0 +1,94 @@
+"""A scenario's `call` step between two baresip phones (`agent: baresip`).
+
+natlab's own phones place a call and report it themselves; baresip does not,
+so the step drives both through their control interfaces
+(natlab.lab.baresip.BaresipPhone): the caller dials the callee's user at its
+registrar, the callee answers once the INVITE has reached it, both keep the
+call up for the step's seconds, then each one's RTP counters are read and the
+caller hangs up. The report is the caller's CallReport, its media verdict
+judged from both sides' counts as for natlab's phones (endpoints.media.verdict).
+
+baresip chooses its media path itself (STUN, from its configuration): the
+step's `mode` does not apply and the report's mode says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+
+from natlab.endpoints.media import verdict
+from natlab.errors import NatlabError
+from natlab.lab import Lab
+from natlab.lab.baresip import BaresipPhone
+from natlab.records import CallReport, RtpCounts
+from natlab.scenario.model import Call
+
+MODE = "baresip"  # the report's mode: baresip's own media set-up
+NOT_REACHED = "never got the invite"
+SETUP_TIMEOUT = 10.0  # seconds for the INVITE to reach the callee and the answer to come back
+
+
+def is_baresip(lab: Lab, host: str) -> bool:
+    found = lab.topology.hosts.get(host)
+    return found is not None and found.agent == "baresip"
+
+
+def involves_baresip(lab: Lab, step: Call) -> bool:
+    """Is either party a baresip? Then both must be (natlab's phones do not speak SIP yet)."""
+    agents = [is_baresip(lab, step.caller), is_baresip(lab, step.callee)]
+    if any(agents) and not all(agents):
+        raise NatlabError(
+            f"call {step.caller} -> {step.callee}: one is a baresip and the other natlab's phone",
+            fix="call between two baresip phones (agent: baresip), or two of natlab's",
+        )
+    return all(agents)
+
+
+def baresip_call(lab: Lab, step: Call) -> CallReport:
+    """Place the call, keep it up for step.seconds, hang up: the caller's report of it."""
+    caller, callee = lab.baresip(step.caller), lab.baresip(step.callee)
+    report = CallReport(
+        call=uuid.uuid4().hex, caller=step.caller, callee=step.callee, mode=MODE, role="caller"
+    )
+    caller.dial(step.callee)
+    try:
+        try:
+            callee.wait_for("INCOMING", SETUP_TIMEOUT)
+        except NatlabError:
+            report.error = f"{step.callee} {NOT_REACHED}"
+            return _finished(report)
+        callee.answer()
+        caller.wait_for("ESTABLISHED", SETUP_TIMEOUT)
+        time.sleep(step.seconds)
+        report.rtp = _counts(caller)
+        report.peer_rtp = _counts(callee)
+        report.verdict = verdict(report.rtp, report.peer_rtp)
+        return _finished(report)
+    finally:
+        _hang_up(caller, callee)
+
+
+def callee_reached(report: CallReport) -> bool:
+    """Did the INVITE reach the callee (it rang, whatever came next)?"""
+    return report.error != f"{report.callee} {NOT_REACHED}"
+
+
+def _counts(phone: BaresipPhone) -> RtpCounts:
+    counts = phone.rtp()
+    return RtpCounts(sent=counts.sent, received=counts.received)
+
+
+def _finished(report: CallReport) -> CallReport:
+    report.ended_at = time.time()
+    return report
+
+
+def _hang_up(caller: BaresipPhone, callee: BaresipPhone) -> None:
+    """End the call on both sides (whichever still has it), and wait until both have let go."""
+    for phone in (caller, callee):
+        if phone.call_state() is not None:
+            with contextlib.suppress(NatlabError):  # it ended by itself meanwhile
+                phone.hang_up()
+        phone.wait_for(None, SETUP_TIMEOUT)
