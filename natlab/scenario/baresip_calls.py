@@ -9,7 +9,9 @@ caller hangs up. The report is the caller's CallReport, its media verdict
 judged from both sides' counts as for natlab's phones (endpoints.media.verdict).
 
 baresip chooses its media path itself (STUN, from its configuration): the
-step's `mode` does not apply and the report's mode says so.
+step's mode is BARESIP_MODE (the scenario's loader sets it, and refuses a
+`mode:` or `pair` for such a call, or a call between a baresip and natlab's
+own phone).
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ from natlab.errors import NatlabError
 from natlab.lab import Lab
 from natlab.lab.baresip import BaresipPhone
 from natlab.records import CallReport, RtpCounts
-from natlab.scenario.model import Call
+from natlab.scenario.model import BARESIP_MODE, Call
 
-MODE = "baresip"  # the report's mode: baresip's own media set-up
 NOT_REACHED = "never got the invite"
 SETUP_TIMEOUT = 10.0  # seconds for the INVITE to reach the callee and the answer to come back
 
@@ -35,22 +36,15 @@ def is_baresip(lab: Lab, host: str) -> bool:
     return found is not None and found.agent == "baresip"
 
 
-def involves_baresip(lab: Lab, step: Call) -> bool:
-    """Is either party a baresip? Then both must be (natlab's phones do not speak SIP yet)."""
-    agents = [is_baresip(lab, step.caller), is_baresip(lab, step.callee)]
-    if any(agents) and not all(agents):
-        raise NatlabError(
-            f"call {step.caller} -> {step.callee}: one is a baresip and the other natlab's phone",
-            fix="call between two baresip phones (agent: baresip), or two of natlab's",
-        )
-    return all(agents)
-
-
 def baresip_call(lab: Lab, step: Call) -> CallReport:
     """Place the call, keep it up for step.seconds, hang up: the caller's report of it."""
     caller, callee = lab.baresip(step.caller), lab.baresip(step.callee)
     report = CallReport(
-        call=uuid.uuid4().hex, caller=step.caller, callee=step.callee, mode=MODE, role="caller"
+        call=uuid.uuid4().hex,
+        caller=step.caller,
+        callee=step.callee,
+        mode=BARESIP_MODE,
+        role="caller",
     )
     caller.dial(step.callee)
     try:

@@ -74,6 +74,9 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+BARESIP_MODE = "baresip"  # a Call's mode between two baresip phones (scenario/baresip_calls.py)
+
+
 class CallSpec(_Spec):
     caller: str = Field(alias="from")
     callee: str = Field(alias="to")
@@ -446,9 +449,39 @@ class _Loader:
             pair = PairExpectation(local=pair.local, remote=pair.remote)
         elif pair is not None:
             pair = PairExpectation(kind=pair)
+        mode = self._baresip_mode(call, pair, at, topology) or call.mode
         return Call(
-            call.caller, call.callee, call.seconds, call.mode, expect.media, pair, expect.reached
+            call.caller, call.callee, call.seconds, mode, expect.media, pair, expect.reached
         )
+
+    def _baresip_mode(
+        self, call: CallSpec, pair: PairExpectation | None, at: Path, topology: Topology
+    ) -> str | None:
+        """BARESIP_MODE for a call between two baresip phones (scenario/baresip_calls.py);
+        None for natlab's phones. baresip sets its media up itself: no mode, no pair."""
+        agents = [topology.hosts[p].agent == "baresip" for p in (call.caller, call.callee)]
+        if not any(agents):
+            return None
+        if not all(agents):
+            raise self.fail(
+                (*at, "to"),
+                f"{call.caller} -> {call.callee}: one is a baresip phone and the other natlab's, "
+                "and natlab's phones do not speak SIP yet",
+                "call between two baresip phones (agent: baresip), or two of natlab's",
+            )
+        if "mode" in call.model_fields_set:
+            raise self.fail(
+                (*at, "mode"),
+                "mode: does not apply to baresip phones (they set up their media themselves)",
+                "leave mode: out",
+            )
+        if pair is not None:
+            raise self.fail(
+                (*at[:-1], "expect", "pair"),
+                "baresip phones report no candidate pair",
+                "leave it out",
+            )
+        return BARESIP_MODE
 
     def duration(self, value: float | str, at: Path) -> float:
         try:

@@ -28,16 +28,15 @@ from natlab.lab import Lab
 from natlab.lab.processes import Death
 from natlab.records import CallReport, Check, ProbeReport, RouterEvent
 from natlab.scenario import probe as discovery
-from natlab.scenario.baresip_calls import MODE as BARESIP_MODE
 from natlab.scenario.baresip_calls import (
     baresip_call,
     callee_reached,
-    involves_baresip,
     is_baresip,
 )
 from natlab.scenario.expectations import check_call, check_probe, lost_call
 from natlab.scenario.explain import DropGroup, drop_groups, explain_call
 from natlab.scenario.model import (
+    BARESIP_MODE,
     AdvanceClock,
     Call,
     Probe,
@@ -293,7 +292,7 @@ class _Runner:
         routers = [self.lab.router(router) for router in self.lab.topology.routers]
         marks = {router.name: router.mark() for router in routers}
         try:
-            if involves_baresip(self.lab, step):
+            if step.mode == BARESIP_MODE:
                 report = baresip_call(self.lab, step)
             else:
                 report = self.lab.phone(step.caller).call(step.callee, step.seconds, step.mode)
