@@ -1,22 +1,14 @@
 """A phone's `agent:` and a PBX's `server:`: what they accept, and a clear message for the rest."""
 
+from pathlib import Path
+
 import pytest
 
 from natlab.errors import NatlabError
 from natlab.topology import parse_topology
 
-VALID = """\
-name: t
-segments:
-  internet: {subnet: 203.0.113.0/24}
-  lan: {subnet: 10.0.0.0/24}
-routers:
-  main: {wan: {segment: internet}, lan: {segment: lan}}
-hosts:
-  pbx: {segment: internet, role: pbx, server: kamailio}
-  alice: {segment: lan, role: phone, agent: baresip}
-  bob: {segment: lan, role: phone}
-"""
+EXAMPLE = Path(__file__).parents[3] / "examples" / "sip-softphones" / "topology.yaml"
+VALID = EXAMPLE.read_text() + "  carol: {segment: lan-b, role: phone}\n"
 
 
 def test_agent_and_server_are_kept_on_their_hosts():
@@ -25,7 +17,7 @@ def test_agent_and_server_are_kept_on_their_hosts():
     assert topology.hosts["pbx"].sip_software == "kamailio"
     assert topology.hosts["alice"].agent == "baresip"
     assert topology.hosts["alice"].sip_software == "baresip"
-    assert topology.hosts["bob"].sip_software is None  # natlab's own phone
+    assert topology.hosts["carol"].sip_software is None  # natlab's own phone
 
 
 @pytest.mark.parametrize(
