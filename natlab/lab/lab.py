@@ -367,7 +367,8 @@ class Lab:
         ledger = Ledger.load(self.name)
         processes = ledger.processes if ledger is not None else []
         found = (death(p) for p in processes if p.what not in TRANSIENT)
-        return [d for d in found if d is not None]
+        lost = sip_software.deaths(self.topology, lab_dir(self.name), processes)
+        return [d for d in found if d is not None] + lost
 
 
 def _dataplane(name: str) -> Dataplane:

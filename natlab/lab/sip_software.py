@@ -20,7 +20,7 @@ import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from natlab.lab.baresip import BaresipPhone
 from natlab.lab.endpoints import Launch, Translates, pbx_endpoints, stun_servers
 from natlab.lab.launch import log_tail
 from natlab.lab.naming import node_namespace
+from natlab.lab.processes import Death, ProcessRecord
 from natlab.plumbing import namespaces
 from natlab.sip.errors import SipError
 from natlab.sip.message import StatusLine, parse
@@ -112,6 +113,30 @@ def start_agents(
         _start(topology, lab, directory, launch, keep, host, argv)
         phone = BaresipPhone(host.name, node_namespace(lab, host.name))
         _wait(directory, host, partial(_answers_control, phone))
+
+
+def deaths(topology: Topology, directory: Path, records: Sequence[ProcessRecord]) -> list[Death]:
+    """The SIP software that has stopped running, each with its log's last lines.
+
+    They stand in for natlab's own phones and PBX, so one that ends while the
+    lab is up is a fault of the lab, as a dead PBX is (a user's `run:` is not).
+    """
+    found = []
+    for host in topology.hosts.values():
+        state = programs.current_state(directory, host.name, records)
+        if host.sip_software is None or state is None or state["state"] == "running":
+            continue
+        found.append(
+            Death(
+                host.name,
+                host.sip_software,
+                state.get("pid") or 0,
+                state.get("code"),
+                state.get("signal"),
+                log=log_tail(programs.log_path(directory, host.name), 3),
+            )
+        )
+    return found
 
 
 def _phones(topology: Topology) -> list[str]:

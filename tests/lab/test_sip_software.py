@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from natlab.core.behaviour import Behaviour
 from natlab.lab import Lab
 from natlab.lab.ledger import Ledger
 from natlab.lab.processes import PROGRAM, start_time
+from natlab.scenario.verdict import fault_text
 from natlab.topology.behaviour_input import nat_behaviour
 from natlab.topology.lab_name import unique_lab_name
 
@@ -267,3 +269,25 @@ def test_scenario_call_steps_drive_baresip_phones(natlab, tmp_path, nat_a, nat_b
         report = step["report"]
         assert report["mode"] == "baresip"
         assert report["rtp"]["sent"] >= ENOUGH and report["peer_rtp"]["sent"] >= ENOUGH
+
+
+def test_a_sip_server_that_dies_while_the_lab_is_up_is_a_fault_with_its_log(
+    private_natlab, run_dir, tmp_path
+):
+    natlab = private_natlab
+    name = new_lab(natlab)
+    path = write_topology(tmp_path, name, "full-cone", "full-cone")
+    assert natlab.run("up", str(path), "--name", name).returncode == 0
+    lab = Lab.attach(name)
+    assert lab.deaths() == []
+    state = lab.program_state("pbx")
+    assert state is not None
+    os.kill(state["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not (found := lab.deaths()):
+        assert time.monotonic() < deadline, "kamailio's death was never seen"
+        time.sleep(0.1)
+    (death,) = found
+    assert (death.node, death.what, death.signal) == ("pbx", "kamailio", "SIGKILL")
+    assert death.log and "natlab: the program was killed by SIGKILL" in death.log
+    assert "its log ends:" in fault_text(found)
