@@ -84,6 +84,14 @@ def new_lab(natlab) -> str:
     return name
 
 
+def up(natlab, folder: Path, nat_a: str = "full-cone", nat_b: str = "full-cone") -> str:
+    """A lab of the topology above, up (the test's cleanup takes it down); its name."""
+    name = new_lab(natlab)
+    done = natlab.run("up", str(write_topology(folder, name, nat_a, nat_b)), "--name", name)
+    assert done.returncode == 0, done.stderr
+    return name
+
+
 @pytest.fixture
 def run_dir(private_natlab, monkeypatch):
     """The test's private state root, for the Lab API in this process too."""
@@ -113,11 +121,7 @@ def filtered(lab: Lab, router: str) -> int:
 def test_baresip_phones_call_each_other_through_kamailio(
     private_natlab, run_dir, tmp_path, nat_a, nat_b
 ):
-    natlab = private_natlab
-    name = new_lab(natlab)
-    up = natlab.run("up", str(write_topology(tmp_path, name, nat_a, nat_b)), "--name", name)
-    assert up.returncode == 0, up.stderr
-    lab = Lab.attach(name)
+    lab = Lab.attach(up(private_natlab, tmp_path, nat_a, nat_b))
     alice, bob = lab.baresip("alice"), lab.baresip("bob")
     alice.wait_registered()
     bob.wait_registered()  # with kamailio, through their NATs, with digest auth
@@ -142,8 +146,9 @@ def test_baresip_phones_call_each_other_through_kamailio(
         assert counts.sent >= ENOUGH, f"{phone} sent only {counts}"
         into = after[own][0] - before[own][0]
         dropped = after[own][1] - before[own][1]
+        log = (run_dir / lab.name / "nodes" / f"{phone}.log").read_text()[-2000:]
         if receives(behaviour[own], behaviour[peer]):
-            assert counts.received >= ENOUGH, f"{phone} heard only {counts}"
+            assert counts.received >= ENOUGH, f"{phone} heard only {counts}; its log:\n{log}"
             assert into >= counts.received, f"{own} let {into} packets in, {phone} heard more"
         else:  # one-way (or no) audio: the phone's NAT filters the peer's media away
             assert counts.received == 0, f"{phone} heard {counts} through {own} ({nat_a})"
@@ -154,9 +159,7 @@ def test_down_ends_kamailio_and_baresip_and_keeps_their_logs_until_then(
     private_natlab, run_dir, tmp_path
 ):
     natlab = private_natlab
-    name = new_lab(natlab)
-    path = write_topology(tmp_path, name, "full-cone", "full-cone")
-    assert natlab.run("up", str(path), "--name", name).returncode == 0
+    name = up(natlab, tmp_path)
     ledger = Ledger.load(name)
     assert ledger is not None
     programs = {p.node: p for p in ledger.processes if p.what == PROGRAM}
@@ -274,11 +277,7 @@ def test_scenario_call_steps_drive_baresip_phones(natlab, tmp_path, nat_a, nat_b
 def test_a_sip_server_that_dies_while_the_lab_is_up_is_a_fault_with_its_log(
     private_natlab, run_dir, tmp_path
 ):
-    natlab = private_natlab
-    name = new_lab(natlab)
-    path = write_topology(tmp_path, name, "full-cone", "full-cone")
-    assert natlab.run("up", str(path), "--name", name).returncode == 0
-    lab = Lab.attach(name)
+    lab = Lab.attach(up(private_natlab, tmp_path))
     assert lab.deaths() == []
     state = lab.program_state("pbx")
     assert state is not None
