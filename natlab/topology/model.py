@@ -80,6 +80,14 @@ class Stun:
 
 
 @dataclass(frozen=True)
+class SipAccount:
+    """A phone's SIP credentials: the user it registers as and its digest password."""
+
+    user: str
+    password: str
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     interfaces: tuple[Interface, ...]
@@ -92,6 +100,8 @@ class Node:
 class Host(Node):
     role: Role = Role.PLAIN
     run: tuple[str, ...] = ()  # the program natlab starts and supervises in it (lab/programs.py)
+    sip: SipAccount | None = None  # a phone's credentials; None: its name, the default password
+    nat_aware: bool = True  # a PBX: route to the source it saw (False: trust Contact and Via)
 
 
 @dataclass(frozen=True)

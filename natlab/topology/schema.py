@@ -51,12 +51,19 @@ class RouterSpec(_Spec):
     forwards: list[ForwardSpec] = Field(default_factory=list)
 
 
+class SipSpec(_Spec):
+    user: str | None = None  # default: the host's name
+    password: str | None = None  # default: natlab's default password
+
+
 class HostSpec(_Spec):
     segment: str
     address: IPv4Address | None = None
     addresses: int | list[IPv4Address] | None = None
     role: Role = Role.PLAIN
     run: str | list[str] | None = None  # a program natlab starts in the host at `up`
+    sip: SipSpec | None = None  # a phone's SIP credentials
+    nat_aware: bool | None = None  # a PBX's registrar: NAT-aware (default) or naive
 
 
 class TopologySpec(_Spec):
