@@ -40,7 +40,7 @@ MODULES = (
     "tm", "sl", "rr", "pv", "maxfwd", "textops", "siputils", "xlog",
     "sanity", "usrloc", "registrar", "nathelper", "auth",
 )  # fmt: skip
-SAFE_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # what may stand in the script
+QUOTABLE = re.compile(r'[^"\\\x00-\x1f\x7f]+')  # what may stand between double quotes
 
 ROUTES = """\
 request_route {
@@ -105,7 +105,7 @@ def password_route(users: Mapping[str, str]) -> str:
     """route[PASSWORD]: the password of the From user into $var(password), or $null."""
     lines = ["route[PASSWORD] {", "    $var(password) = $null;"]
     for user, password in sorted(users.items()):
-        if not SAFE_USER.match(user) or '"' in password or "\\" in password:
+        if not (QUOTABLE.fullmatch(user) and QUOTABLE.fullmatch(password)):
             raise ValueError(f"user {user!r} or its password cannot stand in kamailio.cfg")
         lines.append(f'    if ($fU == "{user}") {{ $var(password) = "{password}"; }}')
     return "\n".join([*lines, "}"]) + "\n"

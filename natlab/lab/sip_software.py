@@ -28,7 +28,7 @@ from natlab.endpoints import baresip, kamailio
 from natlab.errors import NatlabError
 from natlab.lab import programs
 from natlab.lab.baresip import BaresipPhone
-from natlab.lab.endpoints import Launch, Translates, pbx_endpoints, stun_servers
+from natlab.lab.endpoints import Launch, Translates, pbx_endpoints, sip_account, stun_servers
 from natlab.lab.launch import log_tail
 from natlab.lab.naming import node_namespace
 from natlab.lab.processes import Death, ProcessRecord
@@ -37,7 +37,6 @@ from natlab.sip.errors import SipError
 from natlab.sip.message import StatusLine, parse
 from natlab.topology.model import Host, Role, Topology
 
-PASSWORD = "natlab"  # every lab phone's SIP password (its user is its node's name)
 READY_TIMEOUT = 15.0  # seconds for each to answer
 POLL = 0.1
 PACKAGES = {baresip.BINARY: baresip.PACKAGE, kamailio.BINARY: kamailio.PACKAGE}
@@ -76,7 +75,11 @@ def start_servers(
         config = kamailio.KamailioConfig(
             address=host.interfaces[0].address,
             aliases=tuple(_aliases(topology, host)),
-            users=dict.fromkeys(_phones(topology), PASSWORD),
+            users={
+                sip_account(h).user: sip_account(h).password
+                for h in topology.hosts.values()
+                if h.role is Role.PHONE
+            },
             runtime=sip_dir(directory, host.name) / "run",
         )
         argv = kamailio.write(config, sip_dir(directory, host.name))
@@ -102,11 +105,12 @@ def start_agents(
         registrar = (
             pbx_endpoints(topology, host, servers[0], translates)["udp"] if servers else None
         )
+        account = sip_account(host)
         config = baresip.BaresipConfig(
-            user=host.name,
+            user=account.user,
             address=host.interfaces[0].address,
             registrar=registrar,
-            password=PASSWORD,
+            password=account.password,
             stun=stun[0] if stun else None,
         )
         argv = baresip.write(config, sip_dir(directory, host.name))
@@ -137,10 +141,6 @@ def deaths(topology: Topology, directory: Path, records: Sequence[ProcessRecord]
             )
         )
     return found
-
-
-def _phones(topology: Topology) -> list[str]:
-    return [h.name for h in topology.hosts.values() if h.role is Role.PHONE]
 
 
 def _aliases(topology: Topology, server: Host) -> list[tuple[str, int]]:

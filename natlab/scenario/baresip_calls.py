@@ -2,8 +2,8 @@
 
 natlab's own phones place a call and report it themselves; baresip does not,
 so the step drives both through their control interfaces
-(natlab.lab.baresip.BaresipPhone): the caller dials the callee's user at its
-registrar, the callee answers once the INVITE has reached it, both keep the
+(natlab.lab.baresip.BaresipPhone): the caller dials the callee's SIP user at
+its registrar, the callee answers once the INVITE has reached it, both keep the
 call up for the step's seconds, then each one's RTP counters are read and the
 caller hangs up. The report is the caller's CallReport, its media verdict
 judged from both sides' counts as for natlab's phones (endpoints.media.verdict).
@@ -24,6 +24,7 @@ from natlab.endpoints.media import verdict
 from natlab.errors import NatlabError
 from natlab.lab import Lab
 from natlab.lab.baresip import BaresipPhone
+from natlab.lab.endpoints import sip_account
 from natlab.records import CallReport, RtpCounts
 from natlab.scenario.model import BARESIP_MODE, Call
 
@@ -46,7 +47,7 @@ def baresip_call(lab: Lab, step: Call) -> CallReport:
         mode=BARESIP_MODE,
         role="caller",
     )
-    caller.dial(step.callee)
+    caller.dial(sip_account(lab.topology.hosts[step.callee]).user)  # at the caller's registrar
     try:
         try:
             callee.wait_for("INCOMING", SETUP_TIMEOUT)

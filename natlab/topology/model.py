@@ -83,6 +83,14 @@ class Stun:
 
 
 @dataclass(frozen=True)
+class SipAccount:
+    """A phone's SIP credentials: the user it registers as and its digest password."""
+
+    user: str
+    password: str
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     interfaces: tuple[Interface, ...]
@@ -102,6 +110,9 @@ class Host(Node):
     def sip_software(self) -> str | None:
         """The real SIP program natlab runs in this host instead of its own endpoint, if any."""
         return self.agent or self.server
+
+    sip: SipAccount | None = None  # a phone's credentials; None: its name, the default password
+    nat_aware: bool = True  # a PBX: route to the source it saw (False: trust Contact and Via)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 import netaddr
 
 from natlab.core.behaviour import Behaviour
+from natlab.endpoints.sip_dialogs import DEFAULT_PASSWORD as DEFAULT_SIP_PASSWORD
 from natlab.errors import NatlabError
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.command import split_command
@@ -28,6 +29,7 @@ from natlab.topology.model import (
     Role,
     Router,
     Segment,
+    SipAccount,
     Stun,
     Topology,
 )
@@ -42,6 +44,7 @@ from natlab.topology.schema import (
 from natlab.topology.yaml_source import Path, YamlDocument, dotted
 
 IFNAME_MAX = 15  # Linux IFNAMSIZ less the NUL
+SIP_TOKEN = re.compile(r"^[A-Za-z0-9\-_.!~*'()]{1,64}$")  # RFC 3261 unreserved characters
 NODE_NAME_MAX = 32
 MAX_ADDRESSES = 16
 
@@ -97,6 +100,8 @@ class _Resolver:
                 run=self._run(name, spec.run),
                 agent=self._sip_software(name, spec, "agent", Role.PHONE, SIP_AGENTS),
                 server=self._sip_software(name, spec, "server", Role.PBX, SIP_SERVERS),
+                sip=self._sip(name, spec),
+                nat_aware=self._nat_aware(name, spec),
             )
             for name, spec in self.spec.hosts.items()
         }
@@ -131,12 +136,7 @@ class _Resolver:
         if name is None:
             return None
         path = ("hosts", host, key)
-        if spec.role is not role:
-            raise self.fail(
-                path,
-                f"{key}: is for a host with role: {role.value}, and '{host}' is a {spec.role}",
-                f"write role: {role.value}, or leave {key}: out",
-            )
+        self._only_for(role, host, spec, key, f"{key}: names the {role.value}'s SIP program")
         if name not in known:
             raise self.fail(
                 path,
@@ -150,6 +150,34 @@ class _Resolver:
                 f"leave out run:, or {key}: and start {name} yourself with run:",
             )
         return name
+
+    def _sip(self, host: str, spec: HostSpec) -> SipAccount | None:
+        if spec.sip is None:
+            return None
+        self._only_for(Role.PHONE, host, spec, "sip", "only phones have SIP credentials")
+        for field_name in ("user", "password"):
+            value = getattr(spec.sip, field_name)
+            if value is not None and not SIP_TOKEN.match(value):
+                raise self.fail(
+                    ("hosts", host, "sip", field_name),
+                    f"'{value}' cannot be a SIP {field_name}",
+                    "use 1 to 64 letters, digits or - _ . ! ~ * ' ( ) characters",
+                )
+        return SipAccount(spec.sip.user or host, spec.sip.password or DEFAULT_SIP_PASSWORD)
+
+    def _nat_aware(self, host: str, spec: HostSpec) -> bool:
+        if spec.nat_aware is None:
+            return True
+        self._only_for(Role.PBX, host, spec, "nat_aware", "nat_aware is a PBX's setting")
+        return spec.nat_aware
+
+    def _only_for(self, role: Role, host: str, spec: HostSpec, field: str, why: str) -> None:
+        if spec.role != role:
+            raise self.fail(
+                ("hosts", host, field),
+                f"host '{host}' is not a {role.value}: {why}",
+                f"remove {field}:, or give the host role: {role.value}",
+            )
 
     # -- names ---------------------------------------------------------------
 

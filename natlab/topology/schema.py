@@ -51,6 +51,11 @@ class RouterSpec(_Spec):
     forwards: list[ForwardSpec] = Field(default_factory=list)
 
 
+class SipSpec(_Spec):
+    user: str | None = None  # default: the host's name
+    password: str | None = None  # default: natlab's default password
+
+
 class HostSpec(_Spec):
     segment: str
     address: IPv4Address | None = None
@@ -59,6 +64,8 @@ class HostSpec(_Spec):
     run: str | list[str] | None = None  # a program natlab starts in the host at `up`
     agent: str | None = None  # a phone's real SIP softphone (model.SIP_AGENTS) instead of natlab's
     server: str | None = None  # a PBX's real SIP server (model.SIP_SERVERS) instead of natlab's
+    sip: SipSpec | None = None  # a phone's SIP credentials
+    nat_aware: bool | None = None  # a PBX's registrar: NAT-aware (default) or naive
 
 
 class TopologySpec(_Spec):

@@ -47,7 +47,8 @@ def test_kamailio_accepts_the_generated_script(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "users", [{'a"; exit; "': "x"}, {"alice": 'pass"word'}, {"alice": "back\\slash"}]
+    "users",
+    [{'a"; exit; "': "x"}, {"alice": 'pass"word'}, {"alice": "back\\slash"}, {"alice\n": "x"}],
 )
 def test_kamailio_refuses_users_that_would_break_out_of_the_script(tmp_path, users):
     with pytest.raises(ValueError, match=r"cannot stand in kamailio\.cfg"):
