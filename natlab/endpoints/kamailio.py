@@ -9,8 +9,10 @@ servers on the internet are set up:
   phones reach it at (its router's WAN address, if that forwards 5060 to it)
   are its aliases;
 - locations are kept in memory (usrloc db_mode 0): no database;
-- REGISTER and calls from its own users need digest authentication
-  (auth module, per-user passwords written into the script);
+- REGISTER needs digest authentication (auth module, per-user passwords
+  written into the script); a request from one of its users is accepted
+  while that user is registered, else challenged too (407), as small
+  PBXs that trust their registered phones do;
 - NAT handling with nathelper: rport (RFC 3581) on every request; a REGISTER
   from behind a NAT is saved with the address it came from
   (fix_nated_register, so calls to that phone go to its public mapping);
@@ -62,7 +64,9 @@ request_route {
     }
     if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
     t_check_trans();
-    if (is_method("REGISTER") || from_uri == myself) {
+    if (is_method("REGISTER")) {
+        route(AUTH);
+    } else if (from_uri == myself && !registered("location", "$fu")) {
         route(AUTH);
     }
     if (is_method("REGISTER")) {

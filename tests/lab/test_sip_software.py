@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -45,9 +46,21 @@ routers:
   rb: {{wan: {{segment: internet}}, lan: {{segment: lan-b}}, nat: {nat_b}}}
 hosts:
   stun1: {{segment: internet, role: stun-server, addresses: 2}}
-  pbx: {{segment: internet, role: pbx, server: kamailio}}
-  alice: {{segment: lan-a, role: phone, agent: baresip}}
-  bob: {{segment: lan-b, role: phone, agent: baresip}}
+{hosts}"""
+SOFTPHONES = """\
+  pbx: {segment: internet, role: pbx, server: kamailio}
+  alice: {segment: lan-a, role: phone, agent: baresip}
+  bob: {segment: lan-b, role: phone, agent: baresip}
+"""
+BARESIP_AND_NATLAB_PHONE = """\
+  pbx: {segment: internet, role: pbx}
+  alice: {segment: lan-a, role: phone, agent: baresip}
+  carol: {segment: lan-b, role: phone}
+"""
+NATLAB_PHONES_AND_KAMAILIO = """\
+  pbx: {segment: internet, role: pbx, server: kamailio}
+  carol: {segment: lan-a, role: phone}
+  dave: {segment: lan-b, role: phone}
 """
 MEDIA_SECONDS = 2.0  # baresip sends 50 RTP packets a second (20 ms ptime)
 ENOUGH = 50  # packets: half of what two seconds carry
@@ -72,9 +85,11 @@ def receives(own: Behaviour, peer: Behaviour) -> bool:
     return peer.mapping == "endpoint-independent"
 
 
-def write_topology(folder: Path, name: str, nat_a: str, nat_b: str) -> Path:
+def write_topology(
+    folder: Path, name: str, nat_a: str, nat_b: str, hosts: str = SOFTPHONES
+) -> Path:
     path = folder / f"{name}.yaml"
-    path.write_text(TOPOLOGY.format(name=name, nat_a=nat_a, nat_b=nat_b))
+    path.write_text(TOPOLOGY.format(name=name, nat_a=nat_a, nat_b=nat_b, hosts=hosts))
     return path
 
 
@@ -84,10 +99,17 @@ def new_lab(natlab) -> str:
     return name
 
 
-def up(natlab, folder: Path, nat_a: str = "full-cone", nat_b: str = "full-cone") -> str:
+def up(
+    natlab,
+    folder: Path,
+    nat_a: str = "full-cone",
+    nat_b: str = "full-cone",
+    hosts: str = SOFTPHONES,
+) -> str:
     """A lab of the topology above, up (the test's cleanup takes it down); its name."""
     name = new_lab(natlab)
-    done = natlab.run("up", str(write_topology(folder, name, nat_a, nat_b)), "--name", name)
+    path = write_topology(folder, name, nat_a, nat_b, hosts)
+    done = natlab.run("up", str(path), "--name", name)
     assert done.returncode == 0, done.stderr
     return name
 
@@ -290,3 +312,96 @@ def test_a_sip_server_that_dies_while_the_lab_is_up_is_a_fault_with_its_log(
     assert (death.node, death.what, death.signal) == ("pbx", "kamailio", "SIGKILL")
     assert death.log and "natlab: the program was killed by SIGKILL" in death.log
     assert "its log ends:" in fault_text(found)
+
+
+# -- with natlab's own SIP phones and PBX ------------------------------------------------
+
+
+def wait_registered(phone, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (status := phone.status()).registered:
+        assert time.monotonic() < deadline, f"{phone.name} did not register: {status}"
+        time.sleep(0.1)
+
+
+def test_baresip_registers_with_natlabs_pbx_and_calls_a_natlab_phone_both_ways(
+    private_natlab, run_dir, tmp_path
+):
+    """baresip behind a full cone, natlab's phone behind a port-restricted NAT, natlab's PBX
+    on the internet relaying their media (as an SBC does: natlab's phone answers a generic
+    UA with its host address, which no one outside its LAN can reach).
+
+    Each direction is counted by both: natlab's phone's own report (and the PBX
+    relay in between), and baresip's counters.
+    """
+    lab = Lab.attach(
+        up(private_natlab, tmp_path, "full-cone", "port-restricted", hosts=BARESIP_AND_NATLAB_PHONE)
+    )
+    alice, carol = lab.baresip("alice"), lab.phone("carol")
+    alice.wait_registered()
+    wait_registered(carol)
+    registration = lab.pbx().registrations()["alice"]
+    assert "udp" in registration.describe(), registration  # baresip's own REGISTER, with digest
+    assert lab.pbx().relay("all") == "all"
+
+    alice.dial("carol")  # baresip calls natlab's phone, which answers by itself
+    alice.wait_for("ESTABLISHED")
+    time.sleep(MEDIA_SECONDS)
+    alice_heard = alice.rtp()
+    alice.hang_up()
+    alice.wait_for(None)
+    deadline = time.monotonic() + 10
+    while not (reports := [r for r in carol.reports() if r.role == "callee"]):
+        assert time.monotonic() < deadline, "carol kept no report of alice's call"
+        time.sleep(0.1)
+    (callee,) = reports
+    assert callee.caller == "alice"
+    assert alice_heard.received >= ENOUGH, f"alice heard only {alice_heard}"
+    assert callee.rtp.received >= ENOUGH, f"carol heard only {callee.rtp} ({callee.error})"
+
+    calling: dict = {}
+    thread = threading.Thread(
+        target=lambda: calling.setdefault("report", carol.call("alice", 3.0, "host"))
+    )
+    thread.start()  # natlab's phone calls baresip; baresip answers when told to
+    try:
+        alice.wait_for("INCOMING")
+        alice.answer()
+        alice.wait_for("ESTABLISHED")
+        time.sleep(MEDIA_SECONDS)
+        alice_heard = alice.rtp()
+    finally:
+        thread.join(60)
+    report = calling["report"]
+    assert report.callee == "alice" and report.error in (None, report.error)
+    assert alice_heard.received >= ENOUGH, f"alice heard only {alice_heard}"
+    assert report.rtp.received >= ENOUGH, f"carol heard only {report.rtp} ({report.error})"
+
+
+def test_natlab_phones_register_with_kamailio_and_call_each_other_through_it(
+    private_natlab, run_dir, tmp_path
+):
+    """natlab's phones behind two NATs, kamailio as their registrar and proxy: the call
+    (ICE between the phones, kamailio passing the SDP through) carries media both ways,
+    as both phones count it, and the routers let it in."""
+    lab = Lab.attach(
+        up(
+            private_natlab,
+            tmp_path,
+            "full-cone",
+            "port-restricted",
+            hosts=NATLAB_PHONES_AND_KAMAILIO,
+        )
+    )
+    carol, dave = lab.phone("carol"), lab.phone("dave")
+    wait_registered(carol)
+    wait_registered(dave)
+    before = {r: translated_in(lab, r) for r in ("ra", "rb")}
+    report = carol.call("dave", MEDIA_SECONDS, "ice")
+    assert report.verdict == "two-way", report
+    assert report.peer_rtp is not None  # dave's counts came back in kamailio-relayed BYE/200
+    assert report.rtp.received >= ENOUGH and report.peer_rtp.received >= ENOUGH
+    for router in ("ra", "rb"):
+        assert translated_in(lab, router) - before[router] >= ENOUGH
+    back = dave.call("carol", MEDIA_SECONDS, "srflx")
+    assert back.verdict == "two-way", back
