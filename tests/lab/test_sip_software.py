@@ -373,7 +373,7 @@ def test_baresip_registers_with_natlabs_pbx_and_calls_a_natlab_phone_both_ways(
     finally:
         thread.join(60)
     report = calling["report"]
-    assert report.callee == "alice" and report.error in (None, report.error)
+    assert report.callee == "alice"
     assert alice_heard.received >= ENOUGH, f"alice heard only {alice_heard}"
     assert report.rtp.received >= ENOUGH, f"carol heard only {report.rtp} ({report.error})"
 
