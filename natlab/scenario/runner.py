@@ -31,12 +31,12 @@ from natlab.scenario import probe as discovery
 from natlab.scenario.baresip_calls import (
     baresip_call,
     callee_reached,
+    involves_baresip,
     is_baresip,
 )
 from natlab.scenario.expectations import check_call, check_probe, lost_call
 from natlab.scenario.explain import DropGroup, drop_groups, explain_call
 from natlab.scenario.model import (
-    BARESIP_MODE,
     AdvanceClock,
     Call,
     Probe,
@@ -292,7 +292,7 @@ class _Runner:
         routers = [self.lab.router(router) for router in self.lab.topology.routers]
         marks = {router.name: router.mark() for router in routers}
         try:
-            if step.mode == BARESIP_MODE:
+            if involves_baresip(self.lab, step):
                 report = baresip_call(self.lab, step)
             else:
                 report = self.lab.phone(step.caller).call(step.callee, step.seconds, step.mode)
@@ -311,7 +311,8 @@ class _Runner:
 
     def check_reached(self, step: Call, report: CallReport, result: StepResult) -> None:
         """Did the invite reach the callee? Its own reports say; if not, where the PBX sent it."""
-        if report.mode == BARESIP_MODE:  # baresip keeps no reports: the caller's says
+        baresip = involves_baresip(self.lab, step)
+        if baresip:  # baresip_call looked for the callee's side: the caller's report says
             mine = report if callee_reached(report) else None
         else:
             mine = next(
@@ -319,7 +320,7 @@ class _Runner:
             )
         if mine is None:
             observed = f"{step.callee} never got the invite"
-            if report.mode != BARESIP_MODE:  # kamailio's registrations are not natlab's to read
+            if not baresip:  # baresip_call already looked for the callee
                 result.explanation.append(f"{observed}; {self.registration_of(step.callee)}")
         else:
             observed = f"{step.callee} got the invite ({mine.verdict})"

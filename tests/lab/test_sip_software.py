@@ -405,3 +405,38 @@ def test_natlab_phones_register_with_kamailio_and_call_each_other_through_it(
         assert translated_in(lab, router) - before[router] >= ENOUGH
     back = dave.call("carol", MEDIA_SECONDS, "srflx")
     assert back.verdict == "two-way", back
+
+
+MIXED_SCENARIO = """\
+name: sip-software
+topology: {topology}
+steps:
+  - wait-registered: [alice, carol]
+  - call: {{from: alice, to: carol, seconds: 2}}
+    expect: {{media: two-way}}
+  - call: {{from: carol, to: alice, seconds: 2, mode: host}}
+    expect: {{media: two-way}}
+"""
+PUBLIC_NATLAB_PHONE = """\
+  pbx: {segment: internet, role: pbx}
+  alice: {segment: lan-a, role: phone, agent: baresip}
+  carol: {segment: internet, role: phone}
+"""
+
+
+def test_scenario_calls_between_baresip_and_a_natlab_phone(natlab, tmp_path):
+    """baresip behind a NAT, natlab's phone on the internet, natlab's PBX: each calls the
+    other, judged from baresip's counters on one side and natlab's phone's own on the other."""
+    topology = write_topology(
+        tmp_path, "sip-software-mixed", "port-restricted", "full-cone", PUBLIC_NATLAB_PHONE
+    )
+    scenario = tmp_path / "mixed.yaml"
+    scenario.write_text(MIXED_SCENARIO.format(topology=topology.name))
+    done = natlab.run("run", str(scenario), "--json")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    steps = json.loads(done.stdout)["steps"]
+    first, second = (s["report"] for s in steps[1:])
+    assert first["mode"] == "baresip" and second["mode"] == "host"
+    for report in (first, second):
+        assert report["peer_rtp"] is not None and report["error"] is None, report
+        assert report["rtp"]["received"] >= ENOUGH and report["peer_rtp"]["received"] >= ENOUGH

@@ -25,6 +25,16 @@ def test_a_call_between_two_baresip_phones_is_theirs_to_set_up(tmp_path):
     assert step.mode == BARESIP_MODE
 
 
+def test_a_call_between_baresip_and_natlabs_phone_keeps_the_natlab_callers_mode(tmp_path):
+    carol = "  carol: {segment: lan-b, role: phone}\n"
+    (step,) = load_scenario(scenario(tmp_path, "{from: alice, to: carol}", carol)).steps
+    assert step.mode == BARESIP_MODE
+    (step,) = load_scenario(
+        scenario(tmp_path, "{from: carol, to: alice, mode: srflx}", carol)
+    ).steps
+    assert step.mode == "srflx"
+
+
 @pytest.mark.parametrize(
     ("call", "field", "problem"),
     [
@@ -34,7 +44,11 @@ def test_a_call_between_two_baresip_phones_is_theirs_to_set_up(tmp_path):
             "steps[0].expect.pair",
             "no candidate pair",
         ),
-        ("{from: alice, to: carol}", "steps[0].call.to", "natlab's phones do not speak SIP"),
+        (
+            "{from: carol, to: bob}\n    expect: {pair: srflx}",
+            "steps[0].expect.pair",
+            "no candidate pair",
+        ),
     ],
 )
 def test_what_baresip_phones_cannot_do_is_refused_with_the_field(tmp_path, call, field, problem):
