@@ -10,7 +10,11 @@ registrar serving; softphones start after natlab's own endpoints.
 `up` goes on only once each answers: kamailio a SIP OPTIONS sent to it from
 inside its node, baresip a command on its control port. One that ends or
 does not answer in time fails `up` (which then takes down what it built),
-and the error quotes the last lines of its log.
+and the error quotes the last lines of its log; one that ends later is a
+fault of the lab (deaths(), part of Lab.deaths()), with those lines too.
+
+Phones' credentials are the topology's (`sip:`, else the node's name and
+natlab's default password), for baresip's account and kamailio's users alike.
 """
 
 from __future__ import annotations
@@ -47,8 +51,9 @@ def sip_dir(directory: Path, node: str) -> Path:
     return directory / "sip" / node
 
 
-def _field(host: Host) -> str:
-    return f"hosts.{host.name}.{'agent' if host.agent else 'server'}"
+def _key(host: Host) -> str:
+    """The topology field that names the host's SIP software."""
+    return "agent" if host.agent else "server"
 
 
 def check_binaries(topology: Topology, path: str | None) -> None:
@@ -59,9 +64,9 @@ def check_binaries(topology: Topology, path: str | None) -> None:
             raise NatlabError(
                 f"{name} is not installed (not found in PATH)",
                 file=topology.source,
-                field=_field(host),
+                field=f"hosts.{host.name}.{_key(host)}",
                 fix=f"install the Debian package {PACKAGES[name]} (scripts/install.sh), "
-                f"or leave out {_field(host).rsplit('.', 1)[1]}: to run natlab's own",
+                f"or leave out {_key(host)}: to run natlab's own",
             )
 
 
@@ -127,8 +132,10 @@ def deaths(topology: Topology, directory: Path, records: Sequence[ProcessRecord]
     """
     found = []
     for host in topology.hosts.values():
+        if host.sip_software is None:
+            continue
         state = programs.current_state(directory, host.name, records)
-        if host.sip_software is None or state is None or state["state"] == "running":
+        if state is None or state["state"] == "running":
             continue
         found.append(
             Death(
