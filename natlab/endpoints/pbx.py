@@ -13,7 +13,7 @@ registration does). A REGISTER is challenged with a digest (401 with
 WWW-Authenticate, MD5, qop=auth); the one that answers it with the phone's
 password binds the user for its Expires (at most EXPIRES seconds), a wrong
 password gets 403. Over TCP and TLS the registration lasts as long as the
-connection; the PBX answers the phones' double-CRLF pings with a CRLF.
+connection; the PBX answers the phones' double-CRLF pings with a CRLF (over UDP too).
 
 NAT-aware (the default, as real registrars do): the PBX notes in each
 request's top Via where it really came from (received, rport: RFC 3581),
@@ -408,7 +408,7 @@ class Pbx:
     async def handle(self, arrival: Arrival, flow: Flow, certificate: str | None = None) -> None:
         """One arrival from a peer; whatever it is, the PBX goes on."""
         if isinstance(arrival, Keepalive):
-            if arrival.ping and flow.transport != "udp":
+            if arrival.ping:
                 flow.send(PONG)
             return
         if isinstance(arrival, Garbled):

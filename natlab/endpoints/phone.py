@@ -138,6 +138,7 @@ class PhoneConfig:
     turn: TurnServer | None = None
     user: str = ""  # the SIP user it registers as; "" is its name
     password: str = dialogs.DEFAULT_PASSWORD
+    keepalive_method: str = "auto"  # "crlf" | "options"; auto: CRLF on streams, OPTIONS on UDP
 
     @property
     def sip_user(self) -> str:
@@ -508,8 +509,9 @@ class Registrar:
         self.dispatch(request)
 
     def _ping(self, link: Link) -> None:
-        """RFC 5626's CRLF ping on a stream; an OPTIONS to the PBX over UDP."""
-        if link.transport != "udp":
+        """A CRLF ping (RFC 5626), or an OPTIONS, as the phone's keepalive method says."""
+        method = self.config.keepalive_method
+        if method == "crlf" or (method == "auto" and link.transport != "udp"):
             link.send(PING)
             return
         me = f"<{self.uri(self.config.sip_user)}>"
@@ -613,6 +615,7 @@ class Phone:
         self.reports: list[CallReport] = []
         self.inboxes: dict[str, asyncio.Queue[SipMessage]] = {}  # a call's ACK, BYE...
         self.answers: dict[str, SipMessage] = {}  # the last response to a call's INVITE
+        self.answering: dict[str, asyncio.Task] = {}  # a call's answer(), for a CANCEL
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
 
@@ -627,6 +630,9 @@ class Phone:
                 with contextlib.suppress(Refused):
                     self.registrar.send(self.answers[call])
                 return
+            if self.inboxes:  # in a call already
+                self.registrar.send(dialogs.response(request, 486, "Busy Here", to_tag="busy"))
+                return
             tag = dialogs.new_tag()
             ringing = dialogs.response(
                 request,
@@ -637,16 +643,22 @@ class Phone:
             )
             self.inboxes[call], self.answers[call] = asyncio.Queue(), ringing
             self.registrar.send(ringing)  # we are heard: the PBX stops sending it again
-            self._spawn(self.answer(request, tag))
+            self.answering[call] = self._spawn(self.answer(request, tag))
+        elif method == "CANCEL":
+            self.registrar.send(dialogs.response(request, 200, "OK"))
+            answering = self.answering.get(call)
+            if answering is not None and dialogs.status(self.answers.get(call, request)) == 180:
+                answering.cancel()  # not answered yet: the INVITE gets its 487
         elif call in self.inboxes:
             self.inboxes[call].put_nowait(request)
         elif method != "ACK":
             self.registrar.send(dialogs.response(request, 481, "Call/Transaction Does Not Exist"))
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _expect(
         self, call: str, method: str, timeout: float, acked: asyncio.Event
@@ -784,6 +796,12 @@ class Phone:
             stats = dialogs.stats_headers(media.stream.counts, media.selected())
             self.registrar.send(dialogs.response(bye, 200, "OK", headers=stats))
             self._close_with_peer(report, media, bye)
+        except asyncio.CancelledError:  # the caller's CANCEL came before our 200
+            report.error = "cancelled by the caller"
+            with contextlib.suppress(Refused, OSError):
+                self.registrar.send(dialogs.response(invite, 487, "Request Terminated", to_tag=tag))
+            if media is not None:
+                self._close_with_peer(report, media, None)
         except (_Failure, Refused, MediaError, SipError, TimeoutError, OSError) as error:
             report.error = _describe(error)
             code, reason = (
@@ -798,6 +816,7 @@ class Phone:
             acked.set()
             self.inboxes.pop(call, None)
             self.answers.pop(call, None)
+            self.answering.pop(call, None)
             self._keep(report)
 
     async def _resend_until(self, ok: SipMessage, acked: asyncio.Event) -> None:
