@@ -456,7 +456,8 @@ class Pbx:
         body: bytes = b"",
     ) -> None:
         """A response of our own, to where the request came from (or its Via, if naive)."""
-        if code >= 300 and not self.may_refuse(flow):
+        # A challenge is how every registration starts, many phones behind one NAT at once.
+        if code >= 300 and code != 401 and not self.may_refuse(flow):
             return
         response = dialogs.response(
             request, code, reason, to_tag=_tag_for(request), headers=headers, body=body

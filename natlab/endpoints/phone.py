@@ -59,6 +59,7 @@ import secrets
 import signal
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
@@ -93,6 +94,7 @@ from natlab.records import (
     PingRequest,
     RegisterRequest,
     SelectedPair,
+    SipSeen,
     StatusRequest,
     request_from_json,
 )
@@ -113,6 +115,8 @@ ANSWER_TIMEOUT = 8.0
 DRAIN = 0.1  # seconds the caller keeps listening after it stops sending, before its BYE
 STATS_TIMEOUT = 3.0
 MAX_REPORTS = 1000
+MAX_SIGNALLING = 40  # SIP messages a call's report keeps
+MAX_TRACKED_CALLS = 50  # calls whose SIP messages are kept at once
 CALLEE_SLACK = 20.0  # a callee gives up on a BYE this long after the call should have ended
 GENERIC_SECONDS = 60.0  # how long a generic UA's call may last before the callee gives up
 T1 = 0.5  # RFC 3261's round-trip estimate: UDP retransmissions start here and double
@@ -242,6 +246,7 @@ class Registrar:
         self.from_tag = dialogs.new_tag()
         self.cseq = 0
         self.pending: dict[str, Pending] = {}
+        self.watch: Callable[[str, SipMessage], None] = lambda direction, message: None
         self._task: asyncio.Task | None = None
         self._heard = 0.0
         self._settled = asyncio.Event()  # set after every attempt, whatever its outcome
@@ -334,6 +339,7 @@ class Registrar:
     def send(self, message: SipMessage) -> None:
         """A response, or an ACK (no transaction of its own), down the current link."""
         self._live().send(message.to_bytes())
+        self.watch("sent", message)
 
     async def transact(
         self, request: SipMessage, timeout: float = ANSWER_TIMEOUT, link: Link | None = None
@@ -346,6 +352,7 @@ class Registrar:
         data = request.to_bytes()
         try:
             link.send(data)
+            self.watch("sent", request)
             async with asyncio.timeout(timeout):
                 if link.transport == "udp":
                     wait = T1
@@ -478,14 +485,24 @@ class Registrar:
         while (arrivals := await link.receive()) is not None:
             self._heard = loop.time()
             for arrival in arrivals:
-                if isinstance(arrival, Keepalive):
-                    self._pong.set()
-                elif isinstance(arrival, Garbled):
-                    print(f"dropped what is not SIP from the PBX: {arrival.reason}", flush=True)
-                elif arrival.is_request:
-                    self._request(arrival)
-                else:
-                    self._response(arrival)
+                self.take(arrival)
+
+    def take(self, arrival: Any) -> None:
+        """One arrival from the PBX; what the phone cannot use is logged, never fatal."""
+        if isinstance(arrival, Keepalive):
+            self._pong.set()
+            return
+        if isinstance(arrival, Garbled):
+            print(f"dropped what is not SIP from the PBX: {arrival.reason}", flush=True)
+            return
+        try:
+            self.watch("received", arrival)
+            if arrival.is_request:
+                self._request(arrival)
+            else:
+                self._response(arrival)
+        except (SipError, Refused) as error:
+            print(f"dropped a message from the PBX: {_describe(error)}", flush=True)
 
     def _response(self, response: SipMessage) -> None:
         try:
@@ -616,6 +633,8 @@ class Phone:
         self.inboxes: dict[str, asyncio.Queue[SipMessage]] = {}  # a call's ACK, BYE...
         self.answers: dict[str, SipMessage] = {}  # the last response to a call's INVITE
         self.answering: dict[str, asyncio.Task] = {}  # a call's answer(), for a CANCEL
+        self.signalling: OrderedDict[str, list[SipSeen]] = OrderedDict()  # by Call-ID
+        self.registrar.watch = self._seen
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
 
@@ -653,6 +672,18 @@ class Phone:
             self.inboxes[call].put_nowait(request)
         elif method != "ACK":
             self.registrar.send(dialogs.response(request, 481, "Call/Transaction Does Not Exist"))
+
+    def _seen(self, direction: str, message: SipMessage) -> None:
+        """Keep a call's SIP messages for its report (not registrations and keepalives)."""
+        call = message.get("Call-ID") or ""
+        if dialogs.method_of(message) in ("REGISTER", "OPTIONS"):
+            return
+        kept = self.signalling.setdefault(call, [])
+        self.signalling.move_to_end(call)
+        while len(self.signalling) > MAX_TRACKED_CALLS:
+            self.signalling.popitem(last=False)
+        if len(kept) < MAX_SIGNALLING:
+            kept.append(dialogs.seen(direction, message, time.time()))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
@@ -713,8 +744,11 @@ class Phone:
                 body=media.local().to_sdp(),
                 content_type=CONTENT_TYPE,
             )
+            sent = time.perf_counter()
             reply = await registrar.transact(invite)
             code = dialogs.status(reply) or 0
+            setup = (time.perf_counter() - sent) * 1000
+            print(f"call {call}: INVITE answered {code} after {setup:.2f} ms", flush=True)
             if code >= 300:
                 registrar.send(dialogs.of_invite(invite, "ACK", reply.get("To") or ""))
                 raise Refused(f"the call was refused: {code} {reply.start.reason}")  # type: ignore[union-attr]
@@ -860,6 +894,7 @@ class Phone:
         self._spawn(media.close())
 
     def _keep(self, report: CallReport) -> CallReport:
+        report.signalling = self.signalling.pop(report.call, [])
         finish(report)
         self.reports = [*self.reports[-(MAX_REPORTS - 1) :], report]
         print(f"call {report.call}: {report.role}, {report.verdict}", flush=True)
