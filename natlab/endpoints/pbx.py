@@ -561,10 +561,8 @@ class Pbx:
     ) -> tuple[int, str, dialogs.Headers] | None:
         """None when the REGISTER answers a fresh challenge of ours; else what to answer."""
         now = self.clock()
-        for nonce, given in list(self.nonces.items()):
-            if now - given <= NONCE_LIFE:
-                break
-            del self.nonces[nonce]
+        while self.nonces and now - next(iter(self.nonces.values())) > NONCE_LIFE:
+            self.nonces.popitem(last=False)  # the oldest first: they were given in order
         value = request.get("Authorization")
         password = self.config.passwords.get(name, dialogs.DEFAULT_PASSWORD)
         if value is not None:
