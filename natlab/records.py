@@ -504,6 +504,20 @@ class RtpRecord(TraceRecord):
 
 
 @dataclass(frozen=True)
+class SipRecord(TraceRecord):
+    """A SIP message between a phone and the PBX (the phone's SipSeen, in a trace)."""
+
+    type: ClassVar[str] = "sip"
+    call: str
+    phone: str
+    direction: str  # "sent" | "received": by the phone
+    summary: str
+    via: str | None = None
+    contact: str | None = None
+    sdp: str | None = None
+
+
+@dataclass(frozen=True)
 class StunRecord(TraceRecord):
     type: ClassVar[str] = "stun"
     router: str
@@ -545,7 +559,15 @@ class OtherRecord(Record):
 
 TRACE_RECORDS: dict[str, type[TraceRecord]] = {
     kind.type: kind
-    for kind in (LabRecord, CallRecord, CandidatesRecord, IceCheckRecord, RtpRecord, StunRecord)
+    for kind in (
+        LabRecord,
+        CallRecord,
+        CandidatesRecord,
+        IceCheckRecord,
+        RtpRecord,
+        StunRecord,
+        SipRecord,
+    )
 }
 
 
@@ -586,6 +608,23 @@ class RtpCounts(Record):
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SipSeen(Record):
+    """One SIP message a phone sent or received about a call, as the trace tells it.
+
+    summary: the method or the status ("INVITE", "180 Ringing"); via: the top
+    Via as it travelled (sent-by, received, rport); contact: the Contact URI;
+    sdp: where the SDP said RTP goes (c= address, m= port).
+    """
+
+    at: float
+    direction: Literal["sent", "received"]
+    summary: str
+    via: str | None = None
+    contact: str | None = None
+    sdp: str | None = None
+
+
 @dataclass
 class CallReport(Record):
     """One call as one of its phones saw it: filled in by the phone while the call runs."""
@@ -605,6 +644,7 @@ class CallReport(Record):
     peer_rtp: RtpCounts | None = None  # the other phone's counts, None if they never came
     verdict: str = NO_MEDIA
     error: str | None = None
+    signalling: list[SipSeen] = field(default_factory=list)  # this phone's SIP for the call
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -13,7 +13,7 @@ registration does). A REGISTER is challenged with a digest (401 with
 WWW-Authenticate, MD5, qop=auth); the one that answers it with the phone's
 password binds the user for its Expires (at most EXPIRES seconds), a wrong
 password gets 403. Over TCP and TLS the registration lasts as long as the
-connection; the PBX answers the phones' double-CRLF pings with a CRLF.
+connection; the PBX answers the phones' double-CRLF pings with a CRLF (over UDP too).
 
 NAT-aware (the default, as real registrars do): the PBX notes in each
 request's top Via where it really came from (received, rport: RFC 3581),
@@ -408,7 +408,7 @@ class Pbx:
     async def handle(self, arrival: Arrival, flow: Flow, certificate: str | None = None) -> None:
         """One arrival from a peer; whatever it is, the PBX goes on."""
         if isinstance(arrival, Keepalive):
-            if arrival.ping and flow.transport != "udp":
+            if arrival.ping:
                 flow.send(PONG)
             return
         if isinstance(arrival, Garbled):
@@ -456,7 +456,8 @@ class Pbx:
         body: bytes = b"",
     ) -> None:
         """A response of our own, to where the request came from (or its Via, if naive)."""
-        if code >= 300 and not self.may_refuse(flow):
+        # A challenge is how every registration starts, many phones behind one NAT at once.
+        if code >= 300 and code != 401 and not self.may_refuse(flow):
             return
         response = dialogs.response(
             request, code, reason, to_tag=_tag_for(request), headers=headers, body=body
@@ -560,10 +561,8 @@ class Pbx:
     ) -> tuple[int, str, dialogs.Headers] | None:
         """None when the REGISTER answers a fresh challenge of ours; else what to answer."""
         now = self.clock()
-        for nonce, given in list(self.nonces.items()):
-            if now - given <= NONCE_LIFE:
-                break
-            del self.nonces[nonce]
+        while self.nonces and now - next(iter(self.nonces.values())) > NONCE_LIFE:
+            self.nonces.popitem(last=False)  # the oldest first: they were given in order
         value = request.get("Authorization")
         password = self.config.passwords.get(name, dialogs.DEFAULT_PASSWORD)
         if value is not None:

@@ -59,6 +59,7 @@ import secrets
 import signal
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
@@ -93,6 +94,7 @@ from natlab.records import (
     PingRequest,
     RegisterRequest,
     SelectedPair,
+    SipSeen,
     StatusRequest,
     request_from_json,
 )
@@ -113,6 +115,8 @@ ANSWER_TIMEOUT = 8.0
 DRAIN = 0.1  # seconds the caller keeps listening after it stops sending, before its BYE
 STATS_TIMEOUT = 3.0
 MAX_REPORTS = 1000
+MAX_SIGNALLING = 40  # SIP messages a call's report keeps
+MAX_TRACKED_CALLS = 50  # calls whose SIP messages are kept at once
 CALLEE_SLACK = 20.0  # a callee gives up on a BYE this long after the call should have ended
 GENERIC_SECONDS = 60.0  # how long a generic UA's call may last before the callee gives up
 T1 = 0.5  # RFC 3261's round-trip estimate: UDP retransmissions start here and double
@@ -138,6 +142,7 @@ class PhoneConfig:
     turn: TurnServer | None = None
     user: str = ""  # the SIP user it registers as; "" is its name
     password: str = dialogs.DEFAULT_PASSWORD
+    keepalive_method: str = "auto"  # "crlf" | "options"; auto: CRLF on streams, OPTIONS on UDP
 
     @property
     def sip_user(self) -> str:
@@ -241,6 +246,7 @@ class Registrar:
         self.from_tag = dialogs.new_tag()
         self.cseq = 0
         self.pending: dict[str, Pending] = {}
+        self.watch: Callable[[str, SipMessage], None] = lambda direction, message: None
         self._task: asyncio.Task | None = None
         self._heard = 0.0
         self._settled = asyncio.Event()  # set after every attempt, whatever its outcome
@@ -333,6 +339,7 @@ class Registrar:
     def send(self, message: SipMessage) -> None:
         """A response, or an ACK (no transaction of its own), down the current link."""
         self._live().send(message.to_bytes())
+        self.watch("sent", message)
 
     async def transact(
         self, request: SipMessage, timeout: float = ANSWER_TIMEOUT, link: Link | None = None
@@ -345,6 +352,7 @@ class Registrar:
         data = request.to_bytes()
         try:
             link.send(data)
+            self.watch("sent", request)
             async with asyncio.timeout(timeout):
                 if link.transport == "udp":
                     wait = T1
@@ -477,14 +485,24 @@ class Registrar:
         while (arrivals := await link.receive()) is not None:
             self._heard = loop.time()
             for arrival in arrivals:
-                if isinstance(arrival, Keepalive):
-                    self._pong.set()
-                elif isinstance(arrival, Garbled):
-                    print(f"dropped what is not SIP from the PBX: {arrival.reason}", flush=True)
-                elif arrival.is_request:
-                    self._request(arrival)
-                else:
-                    self._response(arrival)
+                self.take(arrival)
+
+    def take(self, arrival: Any) -> None:
+        """One arrival from the PBX; what the phone cannot use is logged, never fatal."""
+        if isinstance(arrival, Keepalive):
+            self._pong.set()
+            return
+        if isinstance(arrival, Garbled):
+            print(f"dropped what is not SIP from the PBX: {arrival.reason}", flush=True)
+            return
+        try:
+            self.watch("received", arrival)
+            if arrival.is_request:
+                self._request(arrival)
+            else:
+                self._response(arrival)
+        except (SipError, Refused) as error:
+            print(f"dropped a message from the PBX: {_describe(error)}", flush=True)
 
     def _response(self, response: SipMessage) -> None:
         try:
@@ -508,8 +526,9 @@ class Registrar:
         self.dispatch(request)
 
     def _ping(self, link: Link) -> None:
-        """RFC 5626's CRLF ping on a stream; an OPTIONS to the PBX over UDP."""
-        if link.transport != "udp":
+        """A CRLF ping (RFC 5626), or an OPTIONS, as the phone's keepalive method says."""
+        method = self.config.keepalive_method
+        if method == "crlf" or (method == "auto" and link.transport != "udp"):
             link.send(PING)
             return
         me = f"<{self.uri(self.config.sip_user)}>"
@@ -613,6 +632,9 @@ class Phone:
         self.reports: list[CallReport] = []
         self.inboxes: dict[str, asyncio.Queue[SipMessage]] = {}  # a call's ACK, BYE...
         self.answers: dict[str, SipMessage] = {}  # the last response to a call's INVITE
+        self.answering: dict[str, asyncio.Task] = {}  # a call's answer(), for a CANCEL
+        self.signalling: OrderedDict[str, list[SipSeen]] = OrderedDict()  # by Call-ID
+        self.registrar.watch = self._seen
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
 
@@ -627,6 +649,9 @@ class Phone:
                 with contextlib.suppress(Refused):
                     self.registrar.send(self.answers[call])
                 return
+            if self.inboxes:  # in a call already
+                self.registrar.send(dialogs.response(request, 486, "Busy Here", to_tag="busy"))
+                return
             tag = dialogs.new_tag()
             ringing = dialogs.response(
                 request,
@@ -637,16 +662,34 @@ class Phone:
             )
             self.inboxes[call], self.answers[call] = asyncio.Queue(), ringing
             self.registrar.send(ringing)  # we are heard: the PBX stops sending it again
-            self._spawn(self.answer(request, tag))
+            self.answering[call] = self._spawn(self.answer(request, tag))
+        elif method == "CANCEL":
+            self.registrar.send(dialogs.response(request, 200, "OK"))
+            answering = self.answering.get(call)
+            if answering is not None and dialogs.status(self.answers.get(call, request)) == 180:
+                answering.cancel()  # not answered yet: the INVITE gets its 487
         elif call in self.inboxes:
             self.inboxes[call].put_nowait(request)
         elif method != "ACK":
             self.registrar.send(dialogs.response(request, 481, "Call/Transaction Does Not Exist"))
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+    def _seen(self, direction: str, message: SipMessage) -> None:
+        """Keep a call's SIP messages for its report (not registrations and keepalives)."""
+        call = message.get("Call-ID") or ""
+        if dialogs.method_of(message) in ("REGISTER", "OPTIONS"):
+            return
+        kept = self.signalling.setdefault(call, [])
+        self.signalling.move_to_end(call)
+        while len(self.signalling) > MAX_TRACKED_CALLS:
+            self.signalling.popitem(last=False)
+        if len(kept) < MAX_SIGNALLING:
+            kept.append(dialogs.seen(direction, message, time.time()))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _expect(
         self, call: str, method: str, timeout: float, acked: asyncio.Event
@@ -701,8 +744,11 @@ class Phone:
                 body=media.local().to_sdp(),
                 content_type=CONTENT_TYPE,
             )
+            sent = time.perf_counter()
             reply = await registrar.transact(invite)
             code = dialogs.status(reply) or 0
+            setup = (time.perf_counter() - sent) * 1000
+            print(f"call {call}: INVITE answered {code} after {setup:.2f} ms", flush=True)
             if code >= 300:
                 registrar.send(dialogs.of_invite(invite, "ACK", reply.get("To") or ""))
                 raise Refused(f"the call was refused: {code} {reply.start.reason}")  # type: ignore[union-attr]
@@ -784,6 +830,12 @@ class Phone:
             stats = dialogs.stats_headers(media.stream.counts, media.selected())
             self.registrar.send(dialogs.response(bye, 200, "OK", headers=stats))
             self._close_with_peer(report, media, bye)
+        except asyncio.CancelledError:  # the caller's CANCEL came before our 200
+            report.error = "cancelled by the caller"
+            with contextlib.suppress(Refused, OSError):
+                self.registrar.send(dialogs.response(invite, 487, "Request Terminated", to_tag=tag))
+            if media is not None:
+                self._close_with_peer(report, media, None)
         except (_Failure, Refused, MediaError, SipError, TimeoutError, OSError) as error:
             report.error = _describe(error)
             code, reason = (
@@ -798,6 +850,7 @@ class Phone:
             acked.set()
             self.inboxes.pop(call, None)
             self.answers.pop(call, None)
+            self.answering.pop(call, None)
             self._keep(report)
 
     async def _resend_until(self, ok: SipMessage, acked: asyncio.Event) -> None:
@@ -841,6 +894,7 @@ class Phone:
         self._spawn(media.close())
 
     def _keep(self, report: CallReport) -> CallReport:
+        report.signalling = self.signalling.pop(report.call, [])
         finish(report)
         self.reports = [*self.reports[-(MAX_REPORTS - 1) :], report]
         print(f"call {report.call}: {report.role}, {report.verdict}", flush=True)

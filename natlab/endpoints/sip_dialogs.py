@@ -19,8 +19,8 @@ import secrets
 from dataclasses import replace
 from typing import cast
 
-from natlab.endpoints.sdp_offer import MODES
-from natlab.records import Candidate, RtpCounts, SelectedPair
+from natlab.endpoints.sdp_offer import MODES, MediaOffer
+from natlab.records import Candidate, RtpCounts, SelectedPair, SipSeen
 from natlab.sip.errors import SipError
 from natlab.sip.headers import NameAddr, SipUri, Via
 from natlab.sip.message import RequestLine, SipMessage, StatusLine, parse_cseq
@@ -118,6 +118,34 @@ def of_invite(invite: SipMessage, method: str, to_value: str) -> SipMessage:
         to_value=to_value,
         call_id=invite.get("Call-ID") or "",
         cseq=cseq_number(invite),
+    )
+
+
+def seen(direction: str, message: SipMessage, at: float) -> SipSeen:
+    """What a trace tells of a message: method or status, top Via, Contact, SDP address."""
+    code = status(message)
+    summary = method_of(message) if code is None else f"{code} {message.start.reason}"  # type: ignore[union-attr]
+    vias = message.values("Via")
+    contact = contact_uri(message)
+    sdp = None
+    if message.body:
+        try:
+            offer = MediaOffer.from_sdp(message.body)
+        except SipError:
+            sdp = "not SDP natlab reads"
+        else:
+            host, port = offer.default()
+            sdp = f"{host}:{port}" + (
+                f", ICE with {len(offer.candidates)} candidates" if offer.ice else ""
+            )
+            sdp += ", the PBX's relay" if offer.relay else ""
+    return SipSeen(
+        at,
+        "sent" if direction == "sent" else "received",
+        summary,
+        vias[0] if vias else None,
+        str(contact) if contact else None,
+        sdp,
     )
 
 

@@ -275,6 +275,7 @@ def phone_config(
     if relays:
         address = (str(relays[0].interfaces[0].address), turn.PORT)
         relay = TurnServer(address, turn.USERNAME, turn.PASSWORD)
+    account = sip_account(host)
     return phone.PhoneConfig(
         name=host.name,
         address=host.interfaces[0].address,
@@ -285,8 +286,9 @@ def phone_config(
         ca=ca_dir(directory),
         stun=tuple(stun_servers(topology)),
         turn=relay,
-        user=sip_account(host).user,
-        password=sip_account(host).password,
+        user=account.user,
+        password=account.password,
+        keepalive_method=account.keepalive,
     )
 
 

@@ -84,10 +84,11 @@ class Stun:
 
 @dataclass(frozen=True)
 class SipAccount:
-    """A phone's SIP credentials: the user it registers as and its digest password."""
+    """A phone's SIP account: the user it registers as, its digest password, how it keeps alive."""
 
     user: str
     password: str
+    keepalive: str = "auto"  # "crlf" | "options"; auto: CRLF on TCP and TLS, OPTIONS on UDP
 
 
 @dataclass(frozen=True)

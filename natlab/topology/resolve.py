@@ -163,7 +163,11 @@ class _Resolver:
                     f"'{value}' cannot be a SIP {field_name}",
                     "use 1 to 64 letters, digits or - _ . ! ~ * ' ( ) characters",
                 )
-        return SipAccount(spec.sip.user or host, spec.sip.password or DEFAULT_SIP_PASSWORD)
+        return SipAccount(
+            spec.sip.user or host,
+            spec.sip.password or DEFAULT_SIP_PASSWORD,
+            spec.sip.keepalive or "auto",
+        )
 
     def _nat_aware(self, host: str, spec: HostSpec) -> bool:
         if spec.nat_aware is None:

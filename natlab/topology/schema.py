@@ -54,6 +54,7 @@ class RouterSpec(_Spec):
 class SipSpec(_Spec):
     user: str | None = None  # default: the host's name
     password: str | None = None  # default: natlab's default password
+    keepalive: Literal["crlf", "options"] | None = None  # default: CRLF on TCP/TLS, OPTIONS on UDP
 
 
 class HostSpec(_Spec):

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from natlab.endpoints import sip_dialogs as dialogs
 from natlab.endpoints.control import ask
 from natlab.endpoints.pbx import Pbx, PbxConfig
 from natlab.endpoints.phone import Phone, PhoneConfig, Registrar
+from natlab.endpoints.sdp_offer import MediaOffer
 from natlab.endpoints.sip_transport import DatagramInbox, Endpoint, Garbled, parse_datagram
 from natlab.sip import digest
 from natlab.sip.message import SipMessage
@@ -453,3 +455,76 @@ def test_what_is_not_sip_is_answered_400_when_it_can_be_and_never_stops_the_pbx(
 def test_garbled_keeps_the_bytes_and_the_reason() -> None:
     arrival = parse_datagram(b"junk")
     assert isinstance(arrival, Garbled) and arrival.data == b"junk" and arrival.reason
+
+
+def phone_config(tmp_path: Path, pbx: Pbx, name: str, **options: Any) -> PhoneConfig:
+    return PhoneConfig(
+        name,
+        IPv4Address(LOOPBACK),
+        tmp_path / f"{name}.sock",
+        pbx=(LOOPBACK, pbx.port),
+        pbx_udp=pbx.udp_address,
+        **options,
+    )
+
+
+def test_a_cancel_before_the_answer_ends_the_invite_with_487_and_a_busy_phone_says_486(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def slow(self: Any) -> None:
+        await asyncio.sleep(2)  # the callee is still getting its media ready
+
+    async def scenario() -> None:
+        async with running_pbx(tmp_path) as pbx:
+            callee = Phone(phone_config(tmp_path, pbx, "phone-b"))
+            assert (await callee.registrar.register()).registered
+            caller = await SipPeer.open(pbx)
+            await caller.register("phone-c")
+            try:
+                with monkeypatch.context() as patched:
+                    patched.setattr(phone_module.UdpMedia, "prepare", slow)
+                    invite = caller.request("INVITE", "phone-b", "cancelled", caller="phone-c")
+                    invite = replace(invite, body=MediaOffer(rtp=("127.0.0.1", 9)).to_sdp())
+                    caller.send(invite)
+                    assert [dialogs.status(await caller.receive()) for _ in "ab"] == [100, 180]
+
+                    # Busy: a second call while the first one rings.
+                    caller.send(caller.request("INVITE", "phone-b", "second", caller="phone-c"))
+                    assert dialogs.status(await caller.receive()) == 100
+                    assert dialogs.status(await caller.receive()) == 486
+
+                    caller.send(dialogs.of_invite(invite, "CANCEL", invite.get("To") or ""))
+                    got = {dialogs.status(await caller.receive()) for _ in "ab"}
+                    assert got == {200, 487}
+                for _ in range(100):
+                    if callee.reports:
+                        break
+                    await asyncio.sleep(0.01)
+                assert [r.error for r in callee.reports] == ["cancelled by the caller"]
+                calls = (await control(pbx, {"op": "calls"}))["calls"]
+                assert calls["cancelled"]["ended"] and not calls["cancelled"]["answered"]
+            finally:
+                await callee.registrar.stop()
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(("transport", "method"), [("udp", "crlf"), ("tcp", "options")])
+def test_keepalives_go_as_the_phones_setting_says_and_are_answered(
+    tmp_path: Path, transport: str, method: str
+) -> None:
+    async def scenario() -> None:
+        async with running_pbx(tmp_path) as pbx:
+            config = phone_config(
+                tmp_path, pbx, "phone-b", transport=transport, keepalive_method=method
+            )
+            registrar = Registrar(config, lambda message: None)
+            try:
+                assert (await registrar.register()).registered
+                registrar._pong.clear()
+                await asyncio.wait_for(registrar._pong.wait(), TIMEOUT)  # a keepalive answered
+                assert registrar.registered
+            finally:
+                await registrar.stop()
+
+    run(scenario)
