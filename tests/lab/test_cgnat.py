@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,10 +91,10 @@ def test_each_home_holds_its_own_blocks_and_the_log_says_so(lab: Lab) -> None:
 
 
 def test_exhaustion_refuses_new_flows_logs_the_subscriber_and_spares_live_flows(lab: Lab) -> None:
-    # 2 blocks of 32 ports per subscriber: a burst of 80 new flows from home1 runs past them
+    # 2 blocks of 16 ports per subscriber: a burst of 40 new flows from home1 runs past them
     out = lab.exec(
         "phone-a",
-        [sys.executable, str(FLOWS), STUN, "80"],
+        [sys.executable, str(FLOWS), STUN, "40"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -101,7 +102,7 @@ def test_exhaustion_refuses_new_flows_logs_the_subscriber_and_spares_live_flows(
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["before"] and result["after"] == result["before"], result
-    assert result["answered"] < 64, result
+    assert result["answered"] < 32, result
     refused = [e for e in carrier_events(lab) if e.kind == "exhausted"]
     assert refused and {e.subscriber for e in refused} == {HOME1}
     assert "blocks_per_subscriber 2" in refused[-1].detail
@@ -129,3 +130,24 @@ def test_blocks_go_back_once_their_mappings_expire(lab: Lab) -> None:
         timeout=60,
     )
     assert json.loads(out.stdout)["answered"] == 20, "new flows go again once blocks are back"
+
+
+def test_the_demo_tells_the_call_the_relay_and_the_exhaustion(tmp_path: Path) -> None:
+    """`natlab demo cgnat` as a trainer runs it (its own lab, down again afterwards)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "natlab", "demo", "cgnat"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={"COLUMNS": "250", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    told = " ".join(done.stdout.split())
+    assert "relay 203.0.113.4" in told  # ICE chose a TURN candidate
+    assert re.search(
+        r"carrier dropped 1 udp packet 100\.64\.0\.2:\d+ -> 203\.0\.113\.2:3478 "
+        r"\(outbound, exhausted\): subscriber 100\.64\.0\.2 uses every udp port",
+        told,
+    )
+    assert "no ICE candidate could be gathered" in told  # the call while home1 had no port left
