@@ -41,7 +41,8 @@ HOME1, HOME2 = "100.64.0.2", "100.64.0.3"  # the home routers' WANs: the CGNAT's
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
-    assert shutil.which("stun"), "stun (Debian stun-client) is missing: run scripts/install.sh"
+    for tool in ("stun", "turnutils_natdiscovery"):
+        assert shutil.which(tool), f"{tool} is missing: run scripts/install.sh"
     topology = load_topology(TOPOLOGY)
     with Lab(topology, unique_lab_name("cgnat")) as running:
         yield running
@@ -60,6 +61,19 @@ def subscribers(lab: Lab) -> dict[str, dict]:
     return {s["subscriber"]: s for s in head.cgnat["subscribers"]}
 
 
+def burst(lab: Lab, phone: str, count: int) -> dict:
+    """tools/stun_flows.py in `phone`: a flow kept across a burst of `count` new flows."""
+    out = lab.exec(
+        phone,
+        [sys.executable, str(FLOWS), STUN, str(count)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def test_a_home_is_seen_from_its_pool_address_by_a_third_party_client(lab: Lab) -> None:
     out = lab.exec("phone-a", ["stun", "-v", STUN], capture_output=True, text=True, timeout=60)
     mapped = set(re.findall(r"MappedAddress = (\d+\.\d+\.\d+\.\d+):\d+", out.stdout + out.stderr))
@@ -68,6 +82,26 @@ def test_a_home_is_seen_from_its_pool_address_by_a_third_party_client(lab: Lab) 
     public = subscribers(lab)[HOME1]["public"]
     assert report["mapped"].split(":")[0] == public
     assert report["mapping"] == "endpoint-independent"  # NAT444 of two EIM NATs stays EIM
+
+
+def test_an_rfc5780_client_in_a_home_sees_both_nats_as_one(lab: Lab) -> None:
+    """coturn's turnutils_natdiscovery behind home1 (port-restricted) and the carrier (restricted):
+    endpoint-independent mapping all the way, the home's stricter filtering."""
+    out = lab.exec(
+        "phone-a",
+        ["turnutils_natdiscovery", "-m", "-f", "-p", "3478", STUN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    verdicts = dict(
+        (kind, axis)
+        for axis, kind in re.findall(r"^NAT with (.+) (Mapping|Filtering)!$", out.stdout, re.M)
+    )
+    assert verdicts == {
+        "Mapping": "Endpoint Independent",
+        "Filtering": "Address and Port Dependent",
+    }, out.stdout + out.stderr
 
 
 def test_each_home_holds_its_own_blocks_and_the_log_says_so(lab: Lab) -> None:
@@ -92,29 +126,14 @@ def test_each_home_holds_its_own_blocks_and_the_log_says_so(lab: Lab) -> None:
 
 def test_exhaustion_refuses_new_flows_logs_the_subscriber_and_spares_live_flows(lab: Lab) -> None:
     # 2 blocks of 16 ports per subscriber: a burst of 40 new flows from home1 runs past them
-    out = lab.exec(
-        "phone-a",
-        [sys.executable, str(FLOWS), STUN, "40"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    result = burst(lab, "phone-a", 40)
     assert result["before"] and result["after"] == result["before"], result
     assert result["answered"] < 32, result
     refused = [e for e in carrier_events(lab) if e.kind == "exhausted"]
     assert refused and {e.subscriber for e in refused} == {HOME1}
     assert "blocks_per_subscriber 2" in refused[-1].detail
     # home2 is another subscriber: its new flows still go
-    other = lab.exec(
-        "phone-b",
-        [sys.executable, str(FLOWS), STUN, "5"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert json.loads(other.stdout)["answered"] == 5
+    assert burst(lab, "phone-b", 5)["answered"] == 5
 
 
 def test_blocks_go_back_once_their_mappings_expire(lab: Lab) -> None:
@@ -122,14 +141,7 @@ def test_blocks_go_back_once_their_mappings_expire(lab: Lab) -> None:
     lab.router("carrier").show(limit=0)  # the daemon sweeps on a show
     released = {e.subscriber for e in carrier_events(lab) if e.kind == "port-block-released"}
     assert {HOME1, HOME2} <= released
-    out = lab.exec(
-        "phone-a",
-        [sys.executable, str(FLOWS), STUN, "20"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert json.loads(out.stdout)["answered"] == 20, "new flows go again once blocks are back"
+    assert burst(lab, "phone-a", 20)["answered"] == 20, "new flows go again once blocks are back"
 
 
 def test_the_demo_tells_the_call_the_relay_and_the_exhaustion(tmp_path: Path) -> None:
