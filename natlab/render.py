@@ -168,6 +168,8 @@ def topology_table(topology: Topology, title: str) -> Table:
         if isinstance(node, Router):
             preset = node.behaviour.preset_name() or "custom"
             kind = f"router ({preset})"
+            if node.cgnat is not None:
+                kind += f"\nCGNAT, blocks of {node.cgnat.port_block}"
         else:
             kind = node.role.value if isinstance(node, Host) else ""
         for index, iface in enumerate(node.interfaces):

@@ -19,6 +19,7 @@ from natlab.core.behaviour import PortAssignment, behaviour_from
 from natlab.core.cgnat import CgnatSettings, PortBlockAllocated, PortBlockReleased, PortBlocks
 from natlab.core.engine import Action, DropReason, NatConfig, NatEngine
 from natlab.core.events import Event, Exhausted
+from natlab.core.martians import MartianSources, RouterFacts
 from natlab.core.packets import Proto
 
 from .helpers import echo, ep, tcp, udp
@@ -384,3 +385,14 @@ def test_random_traffic_keeps_pairing_and_blocks_and_never_breaks_live_flows(
         assert any(first <= source.port <= last for _, first, last in mine)
         taken = [str(s) for (_, _), (s, t) in live.items() if now < t + 20]
         assert len(taken) == len(set(taken)), "two live flows share an external endpoint"
+
+
+def test_the_shared_space_is_no_martian_on_a_home_wan_but_is_on_the_carrier_wan() -> None:
+    """A home router's WAN sits on 100.64.0.0/10: the carrier and other homes are honest
+    sources there. On the carrier's WAN (the internet) its own inside space is forged."""
+    home = MartianSources(RouterFacts(("100.64.0.2", "192.168.1.1"), ("192.168.1.0/24",)))
+    assert home.reason("100.64.0.1") is None  # the carrier itself
+    assert home.reason("100.64.0.3") is None  # another home on the carrier's segment
+    assert home.reason("100.127.255.254") is None
+    carrier = MartianSources(RouterFacts(("203.0.113.10", "100.64.0.1"), ("100.64.0.0/24",)))
+    assert carrier.reason("100.64.0.2") == "100.64.0.0/24, a network on the router's LAN side"
