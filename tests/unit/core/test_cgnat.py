@@ -69,7 +69,7 @@ block_settings = st.builds(
 )
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     cgnat=block_settings,
     addresses=st.integers(1, 3),
@@ -344,7 +344,7 @@ def test_show_lists_the_pool_and_each_subscriber_with_its_blocks() -> None:
     ]
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     size=st.sampled_from([2, 4, 16]),
     blocks_each=st.integers(1, 3),
