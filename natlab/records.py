@@ -45,6 +45,9 @@ from natlab.core.events import (
     MappingExpired,
     MappingRefreshed,
     Reconfigured,
+    SipPinhole,
+    SipRewritten,
+    SipUntouched,
     StaticMapHit,
 )
 from natlab.errors import NatlabError
@@ -248,6 +251,9 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
         Dropped,
         Flushed,
         Reconfigured,
+        SipRewritten,
+        SipPinhole,
+        SipUntouched,
     )
 }
 DROP = Dropped.kind
@@ -294,6 +300,9 @@ class RouterEvent(Record):
     count: int | None = None
     flushed: int | None = None
     port: str | None = None  # the daemon's interface, for a drop before parsing
+    header: str | None = None  # what the SIP ALG rewrote, from `old` to `new`
+    old: str | None = None
+    new: str | None = None
     detail: str = ""
 
     def __post_init__(self) -> None:

@@ -36,6 +36,7 @@ class DaemonConfig:
     behaviour: Behaviour
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
+    sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class DaemonConfig:
                 for m in self.static_maps
             ],
             "stun_ports": list(self.stun_ports),
+            "sip_alg": self.sip_alg,
         }
 
     @classmethod
@@ -76,6 +78,7 @@ class DaemonConfig:
                 for m in data["static_maps"]
             ),
             stun_ports=tuple(data["stun_ports"]),
+            sip_alg=data.get("sip_alg", "off"),
         )
 
     def save(self, path: Path) -> None:
