@@ -101,6 +101,7 @@ class Router(Node):
     behaviour: Behaviour = field(default_factory=Behaviour)
     forwards: tuple[Forward, ...] = ()
     stun: Stun | None = None
+    sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
     @property
     def wan(self) -> Interface:

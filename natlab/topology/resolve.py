@@ -16,6 +16,7 @@ import netaddr
 
 from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
+from natlab.router.sip_alg import MODES as SIP_ALG_MODES
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.command import split_command
 from natlab.topology.lab_name import check_lab_name
@@ -397,13 +398,32 @@ class _Resolver:
             for index, forward in enumerate(spec.forwards)
         )
         self._check_forward_overlap(base, forwards)
+        behaviour = self._behaviour((*base, "nat"), spec.nat)
         return Router(
             name=name,
             interfaces=interfaces,
-            behaviour=self._behaviour((*base, "nat"), spec.nat),
+            behaviour=behaviour,
             forwards=forwards,
             stun=stun,
+            sip_alg=self._sip_alg((*base, "sip_alg"), spec.sip_alg, behaviour),
         )
+
+    def _sip_alg(self, path: Path, value: bool | str, behaviour: Behaviour) -> str:
+        mode = "off" if value is False else value  # YAML reads a bare `off` as false
+        if mode not in SIP_ALG_MODES:
+            raise self.fail(
+                path,
+                f"sip_alg {'true' if value is True else repr(value)} is not a mode",
+                f"use one of {', '.join(SIP_ALG_MODES)}",
+            )
+        if mode != "off" and not behaviour.translate:
+            raise self.fail(
+                path,
+                "a SIP ALG rewrites addresses to the router's public mapping, and this router "
+                "does not translate (nat: none)",
+                "remove sip_alg, or give the router a NAT behaviour",
+            )
+        return str(mode)
 
     def _behaviour(self, path: Path, nat: NatForm) -> Behaviour:
         try:
