@@ -260,6 +260,7 @@ DROP = Dropped.kind
 EXHAUSTED = "exhausted"
 STUN_MALFORMED = "stun-malformed"  # the router's STUN responder could not read a request
 DROP_KINDS = (DROP, EXHAUSTED)
+SIP_ALG_KINDS = (SipRewritten.kind, SipPinhole.kind, SipUntouched.kind)  # router/sip_alg.py
 
 
 def _required(kind: str) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from natlab.core.behaviour import PRESETS, Mapping
 from natlab.core.events import DropReason
 from natlab.records import (
+    SIP_ALG_KINDS,
     CallRecord,
     CandidatesRecord,
     IceCheckRecord,
@@ -283,6 +284,8 @@ def _nat_scene(
             ],
             "mapping",
         )
+    if kind in SIP_ALG_KINDS:
+        return Scene(f"{router}: SIP ALG", [record.detail], "mapping")
     if record.is_drop:
         key = (router, record.reason, record.src, record.dst)
         if key in seen_drops:

@@ -262,3 +262,22 @@ def test_natlab_explain_of_a_missing_file_exits_2(tmp_path):
     told = explain(str(tmp_path / "none.jsonl"))
     assert told.returncode == 2
     assert "no such trace file" in told.stderr
+
+
+def test_the_sip_alg_s_rewrites_are_scenes_of_their_router():
+    rewritten = NatRecord(
+        at=2.0,
+        clock=102.0,
+        router="branch2",
+        kind="sip-rewritten",
+        direction="outbound",
+        proto="udp",
+        src=C_OUT,
+        dst=STUN,
+        header="Contact",
+        old="<sip:c@10.2.0.2>",
+        new="<sip:c@203.0.113.3:59433>",
+        detail="SIP ALG rewrote Contact (outbound): <sip:c@10.2.0.2> -> <sip:c@203.0.113.3:59433>",
+    )
+    told = scene(tell([LAB, rewritten]), "branch2: SIP ALG")
+    assert told.lines == [rewritten.detail]
