@@ -261,7 +261,11 @@ class RouterDaemon:
             self.local(packet)
         elif action is not Action.DROP:
             alg = self.sip_alg
-            if alg is not None and SIP_PORT in (packet.dst.port, packet.src.port, before.port):
+            if alg is not None and (
+                packet.dst.port == SIP_PORT
+                or packet.src.port == SIP_PORT
+                or before.port == SIP_PORT
+            ):
                 self.sip(alg, packet, before, step is OUTBOUND)
                 self.forward(packet)  # never cached: every SIP packet goes through the ALG
                 return
