@@ -292,19 +292,24 @@ class Reconfigured(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class SipRewritten(Event):
-    """The router's SIP ALG changed one field of a SIP message passing it: `header` old -> new.
+class SipMessageEvent(Event):
+    """What the SIP ALG did with one SIP message; `src`/`dst` as the packet left the router."""
 
-    `header` names the place ("Via", "Contact", "Request-URI", "SDP c=",
-    "SDP m=audio", "SDP a=candidate", "SDP a=rtcp", "Content-Length");
-    `src`/`dst` are the packet's as it left the router.
-    """
-
-    kind: ClassVar[str] = "sip-rewritten"
-    direction: str
+    direction: str  # "outbound" | "inbound"
     proto: int
     src: Endpoint
     dst: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class SipRewritten(SipMessageEvent):
+    """The router's SIP ALG changed one field of a SIP message passing it: `header` old -> new.
+
+    `header` names the place ("Via", "Contact", "Request-URI", "SDP c=",
+    "SDP m=audio", "SDP a=candidate", "SDP a=rtcp", "Content-Length").
+    """
+
+    kind: ClassVar[str] = "sip-rewritten"
     header: str
     old: str
     new: str
@@ -334,15 +339,11 @@ class SipPinhole(Event):
 
 
 @dataclass(frozen=True, slots=True)
-class SipUntouched(Event):
+class SipUntouched(SipMessageEvent):
     """A SIP port's payload the ALG passed unchanged: not SIP it can read, nothing to rewrite,
     or a TCP segment whose length the rewrite would change."""
 
     kind: ClassVar[str] = "sip-untouched"
-    direction: str
-    proto: int
-    src: Endpoint
-    dst: Endpoint
     detail: str
 
     def describe(self) -> str:
