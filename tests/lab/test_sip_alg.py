@@ -1,6 +1,6 @@
 """The router's SIP ALG with real SIP on the wire: a phone behind `home` sends an INVITE to
 kamailio (a real SIP server nobody here wrote) on the internet, with the ALG off, rewriting
-or broken.
+or broken; and baresip (a real softphone) calls through it.
 
 What kamailio received is what it logs (the whole message, base64, from its own
 parser's buffer); its stateless 486 answer comes back through the router to the
@@ -120,9 +120,8 @@ def _received(log: Path, timeout: float = 10.0) -> bytes:
     raise AssertionError(f"kamailio logged no message:\n{log.read_text(errors='replace')[-2000:]}")
 
 
-def _call(natlab_lab, tmp_path: Path, mode: str, media_seconds: float = 4.0):
-    """One INVITE through `home` in `mode`: (what kamailio got, the phone's report, events)."""
-    lab = natlab_lab(parse_topology(TOPOLOGY.format(mode=mode), "sip-alg.yaml"))
+def _kamailio(lab, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """kamailio in the server node, and the log it writes what it receives to."""
     config = tmp_path / "kamailio.cfg"
     config.write_text(KAMAILIO)
     log = tmp_path / "kamailio.log"
@@ -133,6 +132,13 @@ def _call(natlab_lab, tmp_path: Path, mode: str, media_seconds: float = 4.0):
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    return kamailio, log
+
+
+def _call(natlab_lab, tmp_path: Path, mode: str, media_seconds: float = 4.0):
+    """One INVITE through `home` in `mode`: (what kamailio got, the phone's report, events)."""
+    lab = natlab_lab(parse_topology(TOPOLOGY.format(mode=mode), "sip-alg.yaml"))
+    kamailio, log = _kamailio(lab, tmp_path)
     phone = None
     try:
         phone = lab.popen(
@@ -243,3 +249,60 @@ def test_tls_port_passes_untouched_and_tcp_that_would_change_length_passes_with_
     assert untouched and all(e.dst == f"{SERVER}:5060" for e in untouched), "5061 never looked at"
     assert any("sequence" in e.detail for e in untouched)
     assert not [e for e in events if e.kind == "sip-rewritten"]
+
+
+BARESIP_CONFIG = """\
+sip_listen\t\t10.30.0.2:5060
+module_path\t\t/usr/lib/baresip/modules
+module\t\t\tg711.so
+module\t\t\tausine.so
+module\t\t\taufile.so
+module_app\t\taccount.so
+module_app\t\tmenu.so
+audio_player\t\taufile,{directory}/heard.wav
+audio_source\t\tausine,440
+rtp_ports\t\t4000-4009
+"""
+
+
+@pytest.mark.parametrize("mode", ["rewrite", "broken"])
+def test_baresip_s_own_invite_is_rewritten(natlab_lab, tmp_path, mode):
+    """A real softphone's INVITE (its own headers and SDP) is SIP the ALG reads and rewrites."""
+    lab = natlab_lab(parse_topology(TOPOLOGY.format(mode=mode), "sip-alg.yaml"))
+    phone_dir = tmp_path / "baresip"
+    phone_dir.mkdir()
+    (phone_dir / "config").write_text(BARESIP_CONFIG.format(directory=phone_dir))
+    (phone_dir / "accounts").write_text("<sip:alice@10.30.0.2>;regint=0;audio_codecs=PCMU\n")
+    kamailio, log = _kamailio(lab, tmp_path)
+    try:
+        time.sleep(1.0)  # kamailio's children up; baresip does not retry a lost first INVITE
+        baresip = lab.exec(
+            "phone",
+            ["baresip", "-f", str(phone_dir), "-e", f"/dial sip:bob@{SERVER}", "-t", "5"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        arrived = sip.parse(_received(log))
+    finally:
+        kamailio.kill()
+        kamailio.wait()
+    assert "486 Busy Here" in baresip.stdout + baresip.stderr, "kamailio's answer reached baresip"
+    assert (arrived.get("User-Agent") or "").startswith("baresip")
+    assert arrived.get("Via").startswith(f"SIP/2.0/UDP {WAN}:")  # type: ignore[union-attr]
+    assert f"@{WAN}:" in arrived.get("Contact")  # type: ignore[operator]
+    description = sdp.parse(arrived.body)
+    (audio,) = description.media
+    assert sdp.connection_address(description, audio) == WAN
+    ports = [(e.old, e.new) for e in events_of(lab) if e.header == "SDP m=audio"]
+    if mode == "rewrite":
+        ((private, public),) = ports
+        assert 4000 <= int(private) <= 4009, "baresip's own RTP port"
+        assert int(public) == audio.port != int(private), "the public port of the pinhole"
+    else:
+        assert ports == [], "the broken ALG leaves the port"
+        assert 4000 <= audio.port <= 4009, "baresip's private port, with the public address"
+
+
+def events_of(lab) -> list:
+    return lab.router("home").events().events
