@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
+import struct
 import subprocess
 import sys
 import time
+import wave
 from pathlib import Path
 
 import pytest
@@ -252,27 +255,39 @@ def test_tls_port_passes_untouched_and_tcp_that_would_change_length_passes_with_
 
 
 BARESIP_CONFIG = """\
-sip_listen\t\t10.30.0.2:5060
+sip_listen\t\t{listen}:5060
 module_path\t\t/usr/lib/baresip/modules
 module\t\t\tg711.so
-module\t\t\tausine.so
 module\t\t\taufile.so
 module_app\t\taccount.so
 module_app\t\tmenu.so
 audio_player\t\taufile,{directory}/heard.wav
-audio_source\t\tausine,440
-rtp_ports\t\t4000-4009
+audio_source\t\taufile,{directory}/tone.wav
+rtp_ports\t\t{rtp}
 """
+HEARD = "incoming rtp for 'audio' established"  # what baresip says when RTP reaches it
+
+
+def _baresip_dir(directory: Path, listen: str, rtp: str, account: str) -> Path:
+    """A baresip config directory: its config, its account, 10 s of a 440 Hz tone to send."""
+    directory.mkdir()
+    config = BARESIP_CONFIG.format(listen=listen, directory=directory, rtp=rtp)
+    (directory / "config").write_text(config)
+    (directory / "accounts").write_text(f"{account};regint=0;audio_codecs=PCMU\n")
+    with wave.open(str(directory / "tone.wav"), "wb") as tone:
+        tone.setnchannels(1)
+        tone.setsampwidth(2)
+        tone.setframerate(8000)
+        samples = (int(8000 * math.sin(2 * math.pi * 440 * i / 8000)) for i in range(80_000))
+        tone.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
+    return directory
 
 
 @pytest.mark.parametrize("mode", ["rewrite", "broken"])
 def test_baresip_s_own_invite_is_rewritten(natlab_lab, tmp_path, mode):
     """A real softphone's INVITE (its own headers and SDP) is SIP the ALG reads and rewrites."""
     lab = natlab_lab(parse_topology(TOPOLOGY.format(mode=mode), "sip-alg.yaml"))
-    phone_dir = tmp_path / "baresip"
-    phone_dir.mkdir()
-    (phone_dir / "config").write_text(BARESIP_CONFIG.format(directory=phone_dir))
-    (phone_dir / "accounts").write_text("<sip:alice@10.30.0.2>;regint=0;audio_codecs=PCMU\n")
+    phone_dir = _baresip_dir(tmp_path / "alice", PHONE, "4000-4009", f"<sip:alice@{PHONE}>")
     kamailio, log = _kamailio(lab, tmp_path)
     try:
         time.sleep(1.0)  # kamailio's children up; baresip does not retry a lost first INVITE
@@ -306,3 +321,48 @@ def test_baresip_s_own_invite_is_rewritten(natlab_lab, tmp_path, mode):
 
 def events_of(lab) -> list:
     return lab.router("home").events().events
+
+
+@pytest.mark.parametrize(
+    ("mode", "alice_hears"), [("rewrite", True), ("broken", False)], ids=["rewrite", "broken"]
+)
+def test_a_baresip_call_through_the_alg(natlab_lab, tmp_path, mode, alice_hears):
+    """alice (baresip behind `home`) calls bob (baresip on the internet, answering by itself).
+
+    Through a rewriting ALG both hear each other: bob's RTP comes in through the
+    pinhole. Through a broken one the call is answered and bob hears alice, but
+    bob's RTP goes to the private port on the public address: alice hears nothing.
+    """
+    lab = natlab_lab(parse_topology(TOPOLOGY.format(mode=mode), "sip-alg.yaml"))
+    alice = _baresip_dir(tmp_path / "alice", PHONE, "4000-4009", f"<sip:alice@{PHONE}>")
+    bob = _baresip_dir(tmp_path / "bob", SERVER, "7000-7009", f"<sip:bob@{SERVER}>")
+    (bob / "accounts").write_text(
+        f"<sip:bob@{SERVER}>;regint=0;audio_codecs=PCMU;answermode=auto\n"
+    )
+    callee = lab.popen(
+        "server",
+        ["baresip", "-f", str(bob), "-t", "12"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)  # bob listening
+        caller = lab.exec(
+            "phone",
+            ["baresip", "-f", str(alice), "-e", f"/dial sip:bob@{SERVER}", "-t", "7"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        bob_said = callee.communicate(timeout=30)[0]
+    finally:
+        if callee.poll() is None:
+            callee.kill()
+            callee.wait()
+    alice_said = caller.stdout + caller.stderr
+    assert "Call established" in alice_said, "the call was answered"
+    assert f"{HEARD}, receiving from {WAN}:" in bob_said, "bob hears alice"
+    assert (HEARD in alice_said) is alice_hears
+    drops = [e for e in events_of(lab) if e.is_drop and (e.dst or "").startswith(f"{WAN}:400")]
+    assert bool(drops) is not alice_hears, "the router dropped bob's RTP to the private port"
