@@ -1,4 +1,4 @@
-"""The SIP ALG of a consumer router, as a pure rewrite of one outbound SIP payload.
+"""The SIP ALG of a consumer router, as a pure rewrite of one SIP payload passing it.
 
 It lives in natlab.sip, not natlab.core, because it needs the SIP and SDP
 codecs and natlab.core imports nothing of natlab but errors.
@@ -221,15 +221,19 @@ def _rewrite_sdp(
     map_media: MediaMapper,
     events: list[AlgEvent],
 ) -> bytes:
+    # every a=rtcp read first: a bad one refuses the message before any pinhole is opened
+    rtcps = [
+        _rtcp_of(section.lines, section.port, private[0]) if mode == "rewrite" else None
+        for section in description.media
+    ]
     session = _rewrite_c_lines(description.session, private[0], public[0], "SDP c=", events)
     map_media = _once(map_media, events)
     media = []
-    for section in description.media:
+    for section, rtcp in zip(description.media, rtcps, strict=True):
         lines = _rewrite_c_lines(section.lines, private[0], public[0], "SDP c=", events)
         port = section.port
         address = sdp.connection_address(description, section)
         if mode == "rewrite" and address == private[0] and port:
-            rtcp = _rtcp_of(lines, port, private[0])  # a bad a=rtcp refuses before any pinhole
             public_rtp = map_media((private[0], port))
             port = public_rtp[1]
             events.append(Rewritten(f"SDP m={section.kind}", str(section.port), str(port)))

@@ -228,3 +228,10 @@ def test_inbound_for_another_endpoint_or_bad_sip_passes_byte_for_byte():
     result = rewrite_inbound(b"\xff\r\n\r\n", public=PUBLIC, private=PRIVATE)
     assert result.payload == b"\xff\r\n\r\n"
     assert isinstance(result.events[0], Untouched)
+
+
+def test_a_bad_a_rtcp_in_a_later_section_opens_no_pinhole_for_the_first():
+    body = BODY + b"m=video 4100 RTP/AVP 96\r\na=rtcp:0\r\n"
+    result, router = _run("rewrite", _invite(body))
+    assert isinstance(result.events[0], Untouched)
+    assert router.asked == []
