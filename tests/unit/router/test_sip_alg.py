@@ -198,3 +198,20 @@ def test_any_payload_on_port_5060_leaves_a_valid_packet_and_never_raises(payload
     datagram = _valid_udp(packet.data)
     if not any(isinstance(e, SipRewritten) for e in events):
         assert bytes(datagram.payload) == payload
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=1400), st.sampled_from(["rewrite", "broken"]))
+def test_any_tcp_payload_on_port_5060_keeps_its_length_and_a_valid_checksum(payload, mode):
+    engine = nat()
+    syn = parse(bytes(IP(src=PHONE.address, dst=PBX.address) / TCP(sport=5060, dport=5060)))
+    engine.outbound(syn, 1.0)
+    segment = _tcp(payload)
+    engine.outbound(segment, 1.1)
+    SipAlg(mode, engine).outbound(segment, PHONE, 1.1)  # type: ignore[arg-type]
+    arrived = IP(bytes(segment.data))
+    assert len(segment.data) == arrived.len == 40 + len(payload)
+    again = arrived.copy()
+    del again.chksum, again[TCP].chksum
+    again = IP(bytes(again))
+    assert (arrived.chksum, arrived[TCP].chksum) == (again.chksum, again[TCP].chksum)
