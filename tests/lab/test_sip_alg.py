@@ -291,18 +291,12 @@ def test_baresip_s_own_invite_is_rewritten(natlab_lab, tmp_path, mode):
     kamailio, log = _kamailio(lab, tmp_path)
     try:
         time.sleep(1.0)  # kamailio's children up; baresip does not retry a lost first INVITE
-        baresip = lab.exec(
-            "phone",
-            ["baresip", "-f", str(phone_dir), "-e", f"/dial sip:bob@{SERVER}", "-t", "5"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        baresip = _dial(lab, phone_dir, 5)
         arrived = sip.parse(_received(log))
     finally:
         kamailio.kill()
         kamailio.wait()
-    assert "486 Busy Here" in baresip.stdout + baresip.stderr, "kamailio's answer reached baresip"
+    assert "486 Busy Here" in baresip, "kamailio's answer reached baresip"
     assert (arrived.get("User-Agent") or "").startswith("baresip")
     assert arrived.get("Via").startswith(f"SIP/2.0/UDP {WAN}:")  # type: ignore[union-attr]
     assert f"@{WAN}:" in arrived.get("Contact")  # type: ignore[operator]
@@ -317,6 +311,18 @@ def test_baresip_s_own_invite_is_rewritten(natlab_lab, tmp_path, mode):
     else:
         assert ports == [], "the broken ALG leaves the port"
         assert 4000 <= audio.port <= 4009, "baresip's private port, with the public address"
+
+
+def _dial(lab, directory: Path, seconds: int) -> str:
+    """baresip in the phone node calls bob on the server and quits after `seconds`: its output."""
+    done = lab.exec(
+        "phone",
+        ["baresip", "-f", str(directory), "-e", f"/dial sip:bob@{SERVER}", "-t", str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.stdout + done.stderr
 
 
 def events_of(lab) -> list:
@@ -335,10 +341,7 @@ def test_a_baresip_call_through_the_alg(natlab_lab, tmp_path, mode, alice_hears)
     """
     lab = natlab_lab(parse_topology(TOPOLOGY.format(mode=mode), "sip-alg.yaml"))
     alice = _baresip_dir(tmp_path / "alice", PHONE, "4000-4009", f"<sip:alice@{PHONE}>")
-    bob = _baresip_dir(tmp_path / "bob", SERVER, "7000-7009", f"<sip:bob@{SERVER}>")
-    (bob / "accounts").write_text(
-        f"<sip:bob@{SERVER}>;regint=0;audio_codecs=PCMU;answermode=auto\n"
-    )
+    bob = _baresip_dir(tmp_path / "bob", SERVER, "7000-7009", f"<sip:bob@{SERVER}>;answermode=auto")
     callee = lab.popen(
         "server",
         ["baresip", "-f", str(bob), "-t", "12"],
@@ -348,19 +351,12 @@ def test_a_baresip_call_through_the_alg(natlab_lab, tmp_path, mode, alice_hears)
     )
     try:
         time.sleep(1.5)  # bob listening
-        caller = lab.exec(
-            "phone",
-            ["baresip", "-f", str(alice), "-e", f"/dial sip:bob@{SERVER}", "-t", "7"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        alice_said = _dial(lab, alice, 7)
         bob_said = callee.communicate(timeout=30)[0]
     finally:
         if callee.poll() is None:
             callee.kill()
             callee.wait()
-    alice_said = caller.stdout + caller.stderr
     assert "Call established" in alice_said, "the call was answered"
     assert f"{HEARD}, receiving from {WAN}:" in bob_said, "bob hears alice"
     assert (HEARD in alice_said) is alice_hears
