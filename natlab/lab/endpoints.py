@@ -28,15 +28,17 @@ from pathlib import Path
 
 from natlab.control_socket import answers
 from natlab.endpoints import pbx, phone, stun_server, tls, turn
+from natlab.endpoints.control import ask
 from natlab.endpoints.ice import TurnServer
-from natlab.endpoints.signalling import Endpoint, ask
+from natlab.endpoints.sip_dialogs import DEFAULT_PASSWORD as DEFAULT_SIP_PASSWORD
+from natlab.endpoints.sip_transport import Endpoint
 from natlab.endpoints.stun_client import StunClient, Timing
 from natlab.errors import NatlabError
 from natlab.lab.launch import wait_started
 from natlab.plumbing import namespaces
 from natlab.records import PingRequest
 from natlab.stun import Address
-from natlab.topology.model import Forward, Host, Role, Router, Topology
+from natlab.topology.model import Forward, Host, Role, Router, SipAccount, Topology
 from natlab.topology.routing import sees
 
 STUN_SERVER = "stun server"  # what the ledger calls each process
@@ -219,6 +221,12 @@ def pbx_config(
         relay_ports=relay_ports,
         relay_public_offset=offset,
         local=tuple(local_networks(topology, server, translates)),
+        passwords={
+            account.user: account.password
+            for phone_host in _hosts(topology, Role.PHONE)
+            for account in [sip_account(phone_host)]
+        },
+        nat_aware=server.nat_aware,
     )
 
 
@@ -262,6 +270,7 @@ def phone_config(
     if relays:
         address = (str(relays[0].interfaces[0].address), turn.PORT)
         relay = TurnServer(address, turn.USERNAME, turn.PASSWORD)
+    account = sip_account(host)
     return phone.PhoneConfig(
         name=host.name,
         address=host.interfaces[0].address,
@@ -272,7 +281,15 @@ def phone_config(
         ca=ca_dir(directory),
         stun=tuple(stun_servers(topology)),
         turn=relay,
+        user=account.user,
+        password=account.password,
+        keepalive_method=account.keepalive,
     )
+
+
+def sip_account(host: Host) -> SipAccount:
+    """A phone's SIP credentials: the topology's, else its name and the default password."""
+    return host.sip or SipAccount(host.name, DEFAULT_SIP_PASSWORD)
 
 
 def _make_certificates(

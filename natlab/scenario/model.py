@@ -46,7 +46,8 @@ from natlab import catalog
 from natlab.core.behaviour import Behaviour, Filtering, Mapping
 from natlab.core.durations import FORMS as DURATION_FORMS
 from natlab.core.durations import parse_duration
-from natlab.endpoints.signalling import MAX_KEEPALIVE, MODES, TRANSPORTS
+from natlab.endpoints.sdp_offer import MODES
+from natlab.endpoints.sip_transport import MAX_KEEPALIVE, TRANSPORTS
 from natlab.errors import NatlabError
 from natlab.scenario.program_steps import STEP_SPECS as PROGRAM_STEP_SPECS
 from natlab.scenario.program_steps import ProgramStep, program_step

@@ -39,7 +39,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-from natlab.endpoints.signalling import format_endpoint
+from natlab.endpoints.sip_transport import format_endpoint
 from natlab.errors import NatlabError
 from natlab.lab import Lab
 from natlab.lab.clients import EventPosition

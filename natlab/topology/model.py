@@ -80,6 +80,15 @@ class Stun:
 
 
 @dataclass(frozen=True)
+class SipAccount:
+    """A phone's SIP account: the user it registers as, its digest password, how it keeps alive."""
+
+    user: str
+    password: str
+    keepalive: str = "auto"  # "crlf" | "options"; auto: CRLF on TCP and TLS, OPTIONS on UDP
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     interfaces: tuple[Interface, ...]
@@ -92,6 +101,8 @@ class Node:
 class Host(Node):
     role: Role = Role.PLAIN
     run: tuple[str, ...] = ()  # the program natlab starts and supervises in it (lab/programs.py)
+    sip: SipAccount | None = None  # a phone's credentials; None: its name, the default password
+    nat_aware: bool = True  # a PBX: route to the source it saw (False: trust Contact and Via)
 
 
 @dataclass(frozen=True)

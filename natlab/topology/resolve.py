@@ -15,6 +15,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 import netaddr
 
 from natlab.core.behaviour import Behaviour
+from natlab.endpoints.sip_dialogs import DEFAULT_PASSWORD as DEFAULT_SIP_PASSWORD
 from natlab.errors import NatlabError
 from natlab.router.sip_alg import MODES as SIP_ALG_MODES
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
@@ -27,12 +28,14 @@ from natlab.topology.model import (
     Role,
     Router,
     Segment,
+    SipAccount,
     Stun,
     Topology,
 )
 from natlab.topology.schema import (
     NAME_PATTERN,
     ForwardSpec,
+    HostSpec,
     InterfaceSpec,
     RouterSpec,
     TopologySpec,
@@ -40,6 +43,7 @@ from natlab.topology.schema import (
 from natlab.topology.yaml_source import Path, YamlDocument, dotted
 
 IFNAME_MAX = 15  # Linux IFNAMSIZ less the NUL
+SIP_TOKEN = re.compile(r"^[A-Za-z0-9\-_.!~*'()]{1,64}$")  # RFC 3261 unreserved characters
 NODE_NAME_MAX = 32
 MAX_ADDRESSES = 16
 
@@ -93,6 +97,8 @@ class _Resolver:
                 interfaces=(Interface(spec.segment, planned[("hosts", name)]),),
                 role=spec.role,
                 run=self._run(name, spec.run),
+                sip=self._sip(name, spec),
+                nat_aware=self._nat_aware(name, spec),
             )
             for name, spec in self.spec.hosts.items()
         }
@@ -118,6 +124,38 @@ class _Resolver:
                 "write the command as a shell would, run: \"prog --flag 'a b'\", "
                 "or as a list of arguments",
             ) from None
+
+    def _sip(self, host: str, spec: HostSpec) -> SipAccount | None:
+        if spec.sip is None:
+            return None
+        self._only_for(Role.PHONE, host, spec, "sip", "only phones have SIP credentials")
+        for field_name in ("user", "password"):
+            value = getattr(spec.sip, field_name)
+            if value is not None and not SIP_TOKEN.match(value):
+                raise self.fail(
+                    ("hosts", host, "sip", field_name),
+                    f"'{value}' cannot be a SIP {field_name}",
+                    "use 1 to 64 letters, digits or - _ . ! ~ * ' ( ) characters",
+                )
+        return SipAccount(
+            spec.sip.user or host,
+            spec.sip.password or DEFAULT_SIP_PASSWORD,
+            spec.sip.keepalive or "auto",
+        )
+
+    def _nat_aware(self, host: str, spec: HostSpec) -> bool:
+        if spec.nat_aware is None:
+            return True
+        self._only_for(Role.PBX, host, spec, "nat_aware", "nat_aware is a PBX's setting")
+        return spec.nat_aware
+
+    def _only_for(self, role: Role, host: str, spec: HostSpec, field: str, why: str) -> None:
+        if spec.role != role:
+            raise self.fail(
+                ("hosts", host, field),
+                f"host '{host}' is not a {role.value}: {why}",
+                f"remove {field}:, or give the host role: {role.value}",
+            )
 
     # -- names ---------------------------------------------------------------
 

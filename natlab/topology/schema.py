@@ -52,12 +52,20 @@ class RouterSpec(_Spec):
     sip_alg: StrictBool | str = "off"  # YAML reads a bare `off` as false; resolve.py checks it
 
 
+class SipSpec(_Spec):
+    user: str | None = None  # default: the host's name
+    password: str | None = None  # default: natlab's default password
+    keepalive: Literal["crlf", "options"] | None = None  # default: CRLF on TCP/TLS, OPTIONS on UDP
+
+
 class HostSpec(_Spec):
     segment: str
     address: IPv4Address | None = None
     addresses: int | list[IPv4Address] | None = None
     role: Role = Role.PLAIN
     run: str | list[str] | None = None  # a program natlab starts in the host at `up`
+    sip: SipSpec | None = None  # a phone's SIP credentials
+    nat_aware: bool | None = None  # a PBX's registrar: NAT-aware (default) or naive
 
 
 class TopologySpec(_Spec):
