@@ -34,7 +34,7 @@ from natlab.records import (
     StunRecord,
     TraceRecord,
 )
-from natlab.scenario.explain import DropGroup, drop_groups
+from natlab.scenario.explain import DropGroup, drop_groups, media_alg
 from natlab.scenario.verdict import NOT_NAT
 
 # Drops the story's "why" tells besides the filtered ones (DropReason.filtered, which it
@@ -284,7 +284,9 @@ def _nat_scene(
             ],
             "mapping",
         )
-    if kind in SIP_ALG_KINDS:
+    if kind in SIP_ALG_KINDS:  # its SDP rewrites and pinholes; Via and Contact are in nat events
+        if not media_alg(record):
+            return None
         return Scene(f"{router}: SIP ALG", [record.detail], "mapping")
     if record.is_drop:
         key = (router, record.reason, record.src, record.dst)

@@ -186,7 +186,7 @@ def test_long_lists_are_cut_with_a_count(monkeypatch):
     assert sum(line.startswith("branch2 dropped") for line in lines) == 2
 
 
-def test_the_sip_alg_s_rewrites_and_pinholes_are_explained_per_router():
+def test_the_sip_alg_s_media_rewrites_and_pinholes_are_explained_per_router():
     rewritten = SipRewritten(
         1.0,
         "outbound",
@@ -204,7 +204,8 @@ def test_the_sip_alg_s_rewrites_and_pinholes_are_explained_per_router():
         Endpoint("203.0.113.3", 61000),
         Endpoint("203.0.113.9", 5060),
     )
-    events = {"home": [RouterEvent.of(e, "home") for e in (rewritten, pinhole)]}
+    via = replace(rewritten, header="Via", old="SIP/2.0/UDP 10.2.0.2", new="SIP/2.0/UDP x")
+    events = {"home": [RouterEvent.of(e, "home") for e in (via, rewritten, pinhole)]}
     lines = explain_call(REPORT, events)
     assert lines[-2:] == [
         "home: SIP ALG rewrote SDP c= (outbound): IN IP4 10.2.0.2 -> IN IP4 203.0.113.3",
