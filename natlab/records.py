@@ -46,6 +46,9 @@ from natlab.core.events import (
     MappingExpired,
     MappingRefreshed,
     Reconfigured,
+    SipPinhole,
+    SipRewritten,
+    SipUntouched,
     StaticMapHit,
 )
 from natlab.errors import NatlabError
@@ -251,12 +254,16 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
         Reconfigured,
         PortBlockAllocated,
         PortBlockReleased,
+        SipRewritten,
+        SipPinhole,
+        SipUntouched,
     )
 }
 DROP = Dropped.kind
 EXHAUSTED = "exhausted"
 STUN_MALFORMED = "stun-malformed"  # the router's STUN responder could not read a request
 DROP_KINDS = (DROP, EXHAUSTED)
+SIP_ALG_KINDS = (SipRewritten.kind, SipPinhole.kind, SipUntouched.kind)  # router/sip_alg.py
 
 
 def _required(kind: str) -> tuple[str, ...]:
@@ -303,6 +310,9 @@ class RouterEvent(Record):
     first_port: int | None = None
     last_port: int | None = None
     allocated_at: float | None = None
+    header: str | None = None  # what the SIP ALG rewrote, from `old` to `new`
+    old: str | None = None
+    new: str | None = None
     detail: str = ""
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from natlab.core.behaviour import PRESETS, Mapping
 from natlab.core.events import DropReason
 from natlab.records import (
+    SIP_ALG_KINDS,
     CallRecord,
     CandidatesRecord,
     IceCheckRecord,
@@ -34,7 +35,7 @@ from natlab.records import (
     StunRecord,
     TraceRecord,
 )
-from natlab.scenario.explain import DropGroup, drop_groups
+from natlab.scenario.explain import DropGroup, drop_groups, media_alg
 from natlab.scenario.verdict import NOT_NAT
 
 # Drops the story's "why" tells besides the filtered ones (DropReason.filtered, which it
@@ -299,6 +300,10 @@ def _nat_scene(
             ],
             "mapping",
         )
+    if kind in SIP_ALG_KINDS:  # its SDP rewrites and pinholes; Via and Contact are in nat events
+        if not media_alg(record):
+            return None
+        return Scene(f"{router}: SIP ALG", [record.detail], "mapping")
     if record.is_drop:
         key = (router, record.reason, record.src, record.dst)
         if key in seen_drops:

@@ -125,6 +125,7 @@ class Router(Node):
     forwards: tuple[Forward, ...] = ()
     stun: Stun | None = None
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT: port blocks per subscriber
+    sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
     @property
     def wan(self) -> Interface:

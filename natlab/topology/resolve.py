@@ -17,6 +17,7 @@ import netaddr
 from natlab.core.behaviour import Behaviour
 from natlab.endpoints.sip_dialogs import DEFAULT_PASSWORD as DEFAULT_SIP_PASSWORD
 from natlab.errors import NatlabError
+from natlab.router.sip_alg import MODES as SIP_ALG_MODES
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.cgnat import cgnat_settings, check_shared_space, move_pools_to_wans
 from natlab.topology.command import split_command
@@ -473,7 +474,25 @@ class _Resolver:
             forwards=forwards,
             stun=stun,
             cgnat=spec.cgnat and cgnat_settings(name, self.spec, behaviour, self.fail),
+            sip_alg=self._sip_alg((*base, "sip_alg"), spec.sip_alg, behaviour),
         )
+
+    def _sip_alg(self, path: Path, value: bool | str, behaviour: Behaviour) -> str:
+        mode = "off" if value is False else value  # YAML reads a bare `off` as false
+        if mode not in SIP_ALG_MODES:
+            raise self.fail(
+                path,
+                f"sip_alg {'true' if value is True else repr(value)} is not a mode",
+                f"use one of {', '.join(SIP_ALG_MODES)}",
+            )
+        if mode != "off" and not behaviour.translate:
+            raise self.fail(
+                path,
+                "a SIP ALG rewrites addresses to the router's public mapping, and this router "
+                "does not translate (nat: none)",
+                "remove sip_alg, or give the router a NAT behaviour",
+            )
+        return str(mode)
 
     def _behaviour(self, path: Path, nat: NatForm) -> Behaviour:
         try:

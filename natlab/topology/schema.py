@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from natlab.topology.model import Role
 
@@ -59,6 +59,7 @@ class RouterSpec(_Spec):
     stun: bool | StunSpec = False
     forwards: list[ForwardSpec] = Field(default_factory=list)
     cgnat: CgnatSpec | None = None
+    sip_alg: StrictBool | str = "off"  # YAML reads a bare `off` as false; resolve.py checks it
 
 
 class SipSpec(_Spec):
