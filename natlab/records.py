@@ -44,6 +44,7 @@ from natlab.core.events import (
     MappingCreated,
     MappingExpired,
     MappingRefreshed,
+    MappingRequested,
     Reconfigured,
     StaticMapHit,
 )
@@ -243,6 +244,7 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
         MappingCreated,
         MappingRefreshed,
         MappingExpired,
+        MappingRequested,
         StaticMapHit,
         Hairpinned,
         Dropped,
@@ -294,6 +296,7 @@ class RouterEvent(Record):
     count: int | None = None
     flushed: int | None = None
     port: str | None = None  # the daemon's interface, for a drop before parsing
+    origin: str | None = None  # the port control protocol behind a mapping-requested
     detail: str = ""
 
     def __post_init__(self) -> None:
@@ -744,6 +747,8 @@ class MappingRecord(Record):
     expires_in: float
     tcp_state: str | None
     detail: str
+    origin: str = "traffic"  # or the port control protocol that made it: pcp, natpmp, upnp
+    lifetime: float | None = None  # what that protocol granted
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

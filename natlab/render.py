@@ -287,7 +287,8 @@ def nat_tables(show: dict) -> list[Table]:
         f"hairpin {'on' if behaviour['hairpin'] else 'off'} (clock {show['clock']:.1f} s)"
     )
     mappings = Table(title=title, title_justify="left")
-    for column in ("proto", "internal", "external", "for remote", "lets in", "age", "expires in"):
+    columns = ("proto", "internal", "external", "for remote", "lets in", "age", "expires in")
+    for column in (*columns, "made by"):
         mappings.add_column(column)
     for m in show["mappings"]:
         state = f" ({m['tcp_state']})" if m.get("tcp_state") else ""
@@ -299,6 +300,7 @@ def nat_tables(show: dict) -> list[Table]:
             "\n".join(m["permissions"]) or "-",
             f"{m['age']:.1f} s",
             f"{m['expires_in']:.1f} s",
+            _made_by(m),
         )
     counters = Table(title="counters", title_justify="left")
     counters.add_column("counter")
@@ -307,6 +309,13 @@ def nat_tables(show: dict) -> list[Table]:
         if value:
             counters.add_row(name, str(value))
     return [mappings, counters]
+
+
+def _made_by(mapping: dict) -> str:
+    """Traffic, or the port control protocol that asked, with the lifetime it granted."""
+    origin = mapping.get("origin", "traffic")
+    lifetime = mapping.get("lifetime")
+    return origin if lifetime is None else f"{origin} ({lifetime:g} s)"
 
 
 def print_nat_show(head: dict, mappings: Iterable[dict]) -> None:

@@ -36,6 +36,7 @@ class DaemonConfig:
     behaviour: Behaviour
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
+    port_control: tuple[str, ...] = ()  # "pcp", "natpmp", "upnp" served on the LANs
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class DaemonConfig:
                 for m in self.static_maps
             ],
             "stun_ports": list(self.stun_ports),
+            "port_control": list(self.port_control),
         }
 
     @classmethod
@@ -76,6 +78,7 @@ class DaemonConfig:
                 for m in data["static_maps"]
             ),
             stun_ports=tuple(data["stun_ports"]),
+            port_control=tuple(data.get("port_control", ())),
         )
 
     def save(self, path: Path) -> None:

@@ -101,6 +101,7 @@ class Router(Node):
     behaviour: Behaviour = field(default_factory=Behaviour)
     forwards: tuple[Forward, ...] = ()
     stun: Stun | None = None
+    port_control: tuple[str, ...] = ()  # "pcp", "natpmp", "upnp": served on the LAN side
 
     @property
     def wan(self) -> Interface:

@@ -403,7 +403,21 @@ class _Resolver:
             behaviour=self._behaviour((*base, "nat"), spec.nat),
             forwards=forwards,
             stun=stun,
+            port_control=self._port_control((*base, "port_control"), spec),
         )
+
+    def _port_control(self, path: Path, spec: RouterSpec) -> tuple[str, ...]:
+        """The port control protocols, once each; only a router that translates has them."""
+        protocols = tuple(dict.fromkeys(spec.port_control))
+        if len(protocols) != len(spec.port_control):
+            raise self.fail(path, "a protocol is listed twice", "list pcp, natpmp, upnp once each")
+        if protocols and not self._behaviour((*path[:-1], "nat"), spec.nat).translate:
+            raise self.fail(
+                path,
+                "a router that does not translate (nat: none) has no mappings to control",
+                "remove port_control, or give the router a NAT",
+            )
+        return protocols
 
     def _behaviour(self, path: Path, nat: NatForm) -> Behaviour:
         try:

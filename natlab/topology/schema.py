@@ -49,6 +49,7 @@ class RouterSpec(_Spec):
     nat: str | dict[str, Any] = "port-restricted"
     stun: bool | StunSpec = False
     forwards: list[ForwardSpec] = Field(default_factory=list)
+    port_control: list[Literal["pcp", "natpmp", "upnp"]] = Field(default_factory=list)
 
 
 class HostSpec(_Spec):
