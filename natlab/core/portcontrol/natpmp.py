@@ -87,24 +87,23 @@ class NatPmpServer:
         """The answer to one datagram from `client`, or None when there is none to give."""
         if len(data) < 2 or data[1] & 0x80:
             return None
-        epoch = self.epoch(now)
-        opcode = data[1]
+        epoch, opcode = self.epoch(now), data[1]
+        if data[0] != VERSION:
+            return error_answer(opcode, Result.UNSUPPORTED_VERSION, epoch)
+        if opcode == 0:
+            return address_answer(self.engine.external_address_of(client.address), epoch)
+        if opcode not in PROTOCOLS:
+            return error_answer(opcode, Result.UNSUPPORTED_OPCODE, epoch)
+        if len(data) < _MAP.size:
+            return None
+        _, _, _, internal_port, external_port, lifetime = _MAP.unpack_from(data)
+        internal = Endpoint(client.address, internal_port)
         try:
-            if data[0] != VERSION:
-                raise NatPmpError(Result.UNSUPPORTED_VERSION, f"version {data[0]}")
-            if opcode == 0:
-                return address_answer(self.engine.external_address_of(client.address), epoch)
-            if opcode not in PROTOCOLS:
-                raise NatPmpError(Result.UNSUPPORTED_OPCODE, f"opcode {opcode}")
-            if len(data) < _MAP.size:
-                return None
-            _, _, _, internal_port, external_port, lifetime = _MAP.unpack_from(data)
-            proto = PROTOCOLS[opcode]
-            mapped, granted = self._map(
-                proto, Endpoint(client.address, internal_port), external_port, lifetime, now
+            mapped, granted = self._map(PROTOCOLS[opcode], internal, external_port, lifetime, now)
+        except NatPmpError as error:  # a mapping answer all the same, with nothing mapped
+            return _MAP_ANSWER.pack(
+                VERSION, opcode | 0x80, error.result, epoch, internal_port, 0, 0
             )
-        except NatPmpError as error:
-            return error_answer(opcode, error.result, epoch)
         return _MAP_ANSWER.pack(
             VERSION, opcode | 0x80, Result.SUCCESS, epoch, internal_port, mapped, granted
         )
