@@ -27,7 +27,7 @@ from ipaddress import IPv4Address
 
 from natlab.core.craft import udp_packet
 from natlab.core.packets import Endpoint, Packet, Proto
-from natlab.core.portcontrol import service, upnp
+from natlab.core.portcontrol import Refused, service, upnp
 from natlab.core.portcontrol.pcp import ALL_NODES
 from natlab.core.portcontrol.service import PortControl
 from natlab.router.ports import ETH_IP, Port
@@ -186,7 +186,7 @@ class UpnpHttp:
             local, _ = client.sock.getsockname()
             base = f"http://{local}:{upnp.HTTP_PORT}"
             answer = self.server.handle(request, peer, base, self.clock())
-        except upnp.UpnpError as error:
+        except Refused as error:
             answer = upnp.http_answer(400 if error.code == 400 else 413, b"")
         except OSError:
             self._close(client)

@@ -115,6 +115,13 @@ def run(lab, node: str, *argv: str, timeout: float = 30) -> subprocess.Completed
     return lab.exec(node, list(argv), capture_output=True, text=True, timeout=timeout)
 
 
+def pcp_map(lab, node: str, lifetime: int, port: int, nonce: str, client: str, gateway: str,
+            suggested: int = 0) -> subprocess.CompletedProcess:  # fmt: skip
+    """A PCP MAP request for UDP `port` from `node` (header's client address `client`)."""
+    argv = [str(lifetime), str(port), str(suggested), nonce, client, gateway]
+    return run(lab, node, sys.executable, "-c", PCP_MAP, *argv)
+
+
 def mappings(lab, router: str = "home") -> list:
     _, views = lab.router(router).show()
     return [view for view in views if view.origin != "traffic"]
@@ -195,8 +202,7 @@ def test_pcp_map_from_struct_built_requests(natlab_lab):
     lab = natlab_lab(TOPOLOGY)
     receiver = Receiver(lab, "app", "udp", 5002)
     try:
-        asked = run(lab, "app", sys.executable, "-c", PCP_MAP, "600", "5002", "6002", "n1", APP,
-                    GATEWAY)  # fmt: skip
+        asked = pcp_map(lab, "app", 600, 5002, "n1", APP, GATEWAY, suggested=6002)
         assert asked.returncode == 0, asked.stderr
         source, sport, version, opcode, result, granted, address, port = asked.stdout.split()
         assert (source, sport, version, opcode, result) == (GATEWAY, "5351", "2", "129", "0")
@@ -205,14 +211,11 @@ def test_pcp_map_from_struct_built_requests(natlab_lab):
         assert receiver.got("hello-pcp") == "203.0.113.50"
         [view] = mappings(lab)
         assert view.origin == "pcp"
-        stolen = run(lab, "app", sys.executable, "-c", PCP_MAP, "0", "5002", "0", "other-nonce",
-                     APP, GATEWAY)  # fmt: skip
+        stolen = pcp_map(lab, "app", 0, 5002, "other-nonce", APP, GATEWAY)
         assert stolen.stdout.split()[4] == "2", "NOT_AUTHORIZED: another nonce"
-        mismatch = run(lab, "app", sys.executable, "-c", PCP_MAP, "600", "5003", "0", "n2",
-                       "192.168.1.3", GATEWAY)  # fmt: skip
+        mismatch = pcp_map(lab, "app", 600, 5003, "n2", "192.168.1.3", GATEWAY)
         assert mismatch.stdout.split()[4] == "12", "ADDRESS_MISMATCH: the header is not the source"
-        deleted = run(lab, "app", sys.executable, "-c", PCP_MAP, "0", "5002", "0", "n1", APP,
-                      GATEWAY)  # fmt: skip
+        deleted = pcp_map(lab, "app", 0, 5002, "n1", APP, GATEWAY)
         assert deleted.stdout.split()[4:6] == ["0", "0"]
         assert mappings(lab) == []
     finally:
@@ -228,7 +231,6 @@ def test_a_router_without_port_control_maps_nothing(natlab_lab):
     assert natpmp.returncode != 0
     upnp = run(lab, "shut-in", "upnpc", "-i", "-a", "192.168.2.2", "7000", "7001", "tcp", "60")
     assert "No IGD UPnP Device found" in upnp.stdout + upnp.stderr
-    pcp = run(lab, "shut-in", sys.executable, "-c", PCP_MAP, "600", "5000", "0", "n",
-              "192.168.2.2", gateway)  # fmt: skip
+    pcp = pcp_map(lab, "shut-in", 600, 5000, "n", "192.168.2.2", gateway)
     assert pcp.returncode != 0 and "timed out" in pcp.stderr
     assert mappings(lab, "closed") == []

@@ -14,3 +14,11 @@ where the protocol says to stay silent); nothing raises past `handle`.
   control actions of WANIPConnection;
 - service.py: which of them a router runs, and the dispatch on port 5351.
 """
+
+
+class Refused(Exception):
+    """A request the protocol answers with an error: `code` is that protocol's own code."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(why)
+        self.code = code

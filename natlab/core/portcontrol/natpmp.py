@@ -24,6 +24,7 @@ from enum import IntEnum
 from natlab.core.engine import NatEngine
 from natlab.core.mapping import MapRefusal
 from natlab.core.packets import Endpoint, Proto
+from natlab.core.portcontrol import Refused
 
 VERSION = 0
 MAX_LIFETIME = 86400.0
@@ -50,14 +51,6 @@ REFUSALS = {
     MapRefusal.NO_PORTS: Result.OUT_OF_RESOURCES,
     MapRefusal.PORT_TAKEN: Result.OUT_OF_RESOURCES,
 }
-
-
-class NatPmpError(Exception):
-    """A request answered with a NAT-PMP result code other than success."""
-
-    def __init__(self, result: Result, why: str) -> None:
-        super().__init__(why)
-        self.result = result
 
 
 def error_answer(opcode: int, result: Result, epoch: int) -> bytes:
@@ -100,10 +93,8 @@ class NatPmpServer:
         internal = Endpoint(client.address, internal_port)
         try:
             mapped, granted = self._map(PROTOCOLS[opcode], internal, external_port, lifetime, now)
-        except NatPmpError as error:  # a mapping answer all the same, with nothing mapped
-            return _MAP_ANSWER.pack(
-                VERSION, opcode | 0x80, error.result, epoch, internal_port, 0, 0
-            )
+        except Refused as error:  # a mapping answer all the same, with nothing mapped
+            return _MAP_ANSWER.pack(VERSION, opcode | 0x80, error.code, epoch, internal_port, 0, 0)
         return _MAP_ANSWER.pack(
             VERSION, opcode | 0x80, Result.SUCCESS, epoch, internal_port, mapped, granted
         )
@@ -129,7 +120,7 @@ class NatPmpServer:
                 engine.unmap_port(proto, internal, ORIGIN, now)
             return 0, 0
         if not internal.port:
-            raise NatPmpError(Result.NOT_AUTHORIZED, "internal port 0 maps nothing")
+            raise Refused(Result.NOT_AUTHORIZED, "internal port 0 maps nothing")
         existing = engine.explicit_mapping(proto, internal, now)
         if existing is not None:
             self._check_ours(existing.origin, internal)
@@ -142,10 +133,10 @@ class NatPmpServer:
             suggested=external_port or None,
         )
         if isinstance(view, MapRefusal):
-            raise NatPmpError(REFUSALS[view], f"no mapping: {view}")
+            raise Refused(REFUSALS[view], f"no mapping: {view}")
         return view.external.port, int(view.expires_at - now)
 
     @staticmethod
     def _check_ours(origin: str | None, internal: Endpoint) -> None:
         if origin != ORIGIN:
-            raise NatPmpError(Result.NOT_AUTHORIZED, f"{internal} is mapped by {origin}")
+            raise Refused(Result.NOT_AUTHORIZED, f"{internal} is mapped by {origin}")

@@ -39,6 +39,7 @@ from ipaddress import IPv4Address, IPv6Address
 from natlab.core.engine import NatEngine
 from natlab.core.mapping import MappingView, MapRefusal
 from natlab.core.packets import Endpoint, Proto
+from natlab.core.portcontrol import Refused
 
 VERSION = 2
 PORT = 5351  # the server's; unsolicited ANNOUNCE goes to 224.0.0.1 on CLIENT_PORT
@@ -106,14 +107,6 @@ _MAP = struct.Struct("!12sB3xHH16s")
 _PEER_TAIL = struct.Struct("!H2x16s")
 
 
-class PcpError(Exception):
-    """A request the server answers with an error code."""
-
-    def __init__(self, result: Result, why: str) -> None:
-        super().__init__(why)
-        self.result = result
-
-
 @dataclass(frozen=True)
 class Request:
     """A PCP request as read from the wire; `body` is the opcode's fields and options."""
@@ -151,38 +144,38 @@ def mapped(address: str) -> bytes:
 
 
 def read_request(data: bytes) -> Request | None:
-    """The request in `data`; None when the RFC says to stay silent; PcpError for an error."""
+    """The request in `data`; None when the RFC says to stay silent; Refused for an error."""
     if len(data) < 2 or data[1] & 0x80:
         return None
     if data[0] != VERSION:
-        raise PcpError(Result.UNSUPP_VERSION, f"version {data[0]}; this server speaks {VERSION}")
+        raise Refused(Result.UNSUPP_VERSION, f"version {data[0]}; this server speaks {VERSION}")
     if len(data) > MAX_MESSAGE or len(data) % 4 or len(data) < HEADER:
-        raise PcpError(Result.MALFORMED_REQUEST, f"a request of {len(data)} bytes")
+        raise Refused(Result.MALFORMED_REQUEST, f"a request of {len(data)} bytes")
     _, opcode, _, lifetime, client = _HEADER.unpack_from(data)
     address = ipv4_of(client)
     if address is None:
-        raise PcpError(Result.ADDRESS_MISMATCH, "the client address is not an IPv4 address")
+        raise Refused(Result.ADDRESS_MISMATCH, "the client address is not an IPv4 address")
     return Request(opcode & 0x7F, lifetime, address, bytes(data[HEADER:]))
 
 
 def read_map(request: Request) -> MapFields:
-    """MAP's or PEER's fields and options; PcpError for what the server cannot accept."""
+    """MAP's or PEER's fields and options; Refused for what the server cannot accept."""
     size = PEER_SIZE if request.opcode == Opcode.PEER else MAP_SIZE
     body = request.body
     if len(body) < size:
-        raise PcpError(Result.MALFORMED_REQUEST, f"{len(body)} bytes of opcode fields, not {size}")
+        raise Refused(Result.MALFORMED_REQUEST, f"{len(body)} bytes of opcode fields, not {size}")
     nonce, protocol, internal_port, external_port, external = _MAP.unpack_from(body)
     remote = None
     if request.opcode == Opcode.PEER:
         remote_port, remote_address = _PEER_TAIL.unpack_from(body, MAP_SIZE)
         peer = ipv4_of(remote_address)
         if peer is None or not remote_port:
-            raise PcpError(Result.MALFORMED_REQUEST, "PEER needs an IPv4 remote peer and port")
+            raise Refused(Result.MALFORMED_REQUEST, "PEER needs an IPv4 remote peer and port")
         remote = Endpoint(peer, remote_port)
     if protocol not in PROTOCOLS:
-        raise PcpError(Result.UNSUPP_PROTOCOL, f"protocol {protocol}: only UDP and TCP")
+        raise Refused(Result.UNSUPP_PROTOCOL, f"protocol {protocol}: only UDP and TCP")
     if not internal_port:
-        raise PcpError(Result.UNSUPP_PROTOCOL, "internal port 0 (all ports) is not supported")
+        raise Refused(Result.UNSUPP_PROTOCOL, "internal port 0 (all ports) is not supported")
     options = read_options(body[size:], request.opcode)
     return MapFields(
         nonce, protocol, internal_port, external_port, ipv4_of(external), remote, options
@@ -190,27 +183,27 @@ def read_map(request: Request) -> MapFields:
 
 
 def read_options(data: bytes, opcode: int) -> dict[int, list[bytes]]:
-    """Options by code; PcpError for one that overruns, is unknown and mandatory, or refused."""
+    """Options by code; Refused for one that overruns, is unknown and mandatory, or refused."""
     options: dict[int, list[bytes]] = {}
     offset = 0
     while offset < len(data):
         if offset + 4 > len(data):
-            raise PcpError(Result.MALFORMED_OPTION, "an option header overruns the message")
+            raise Refused(Result.MALFORMED_OPTION, "an option header overruns the message")
         code, length = data[offset], int.from_bytes(data[offset + 2 : offset + 4], "big")
         end = offset + 4 + length
         if end > len(data):
-            raise PcpError(Result.MALFORMED_OPTION, f"option {code} overruns the message")
+            raise Refused(Result.MALFORMED_OPTION, f"option {code} overruns the message")
         options.setdefault(code, []).append(data[offset + 4 : end])
         offset = end + (-length % 4)
     if Option.THIRD_PARTY in options:
-        raise PcpError(Result.NOT_AUTHORIZED, "THIRD_PARTY: a host maps only its own ports")
+        raise Refused(Result.NOT_AUTHORIZED, "THIRD_PARTY: a host maps only its own ports")
     if Option.PREFER_FAILURE in options and (
         opcode != Opcode.MAP or options[Option.PREFER_FAILURE] != [b""]
     ):
-        raise PcpError(Result.MALFORMED_OPTION, "PREFER_FAILURE: once, empty, and only in MAP")
+        raise Refused(Result.MALFORMED_OPTION, "PREFER_FAILURE: once, empty, and only in MAP")
     for code in options:
         if code < 128 and code != Option.PREFER_FAILURE:  # FILTER among them: not implemented
-            raise PcpError(Result.UNSUPP_OPTION, f"option {code} is not supported")
+            raise Refused(Result.UNSUPP_OPTION, f"option {code} is not supported")
     return options
 
 
@@ -223,11 +216,11 @@ def response(
     return header + body
 
 
-def error_response(data: bytes, error: PcpError, epoch: int) -> bytes:
+def error_response(data: bytes, error: Refused, epoch: int) -> bytes:
     """The RFC's error answer: the request (up to 1100 bytes) behind a response header."""
     body = bytes(data[HEADER:MAX_MESSAGE])
     body += bytes(-len(body) % 4)
-    return response(bytes(data[:2]), error.result, error.result.lifetime, epoch, body)
+    return response(bytes(data[:2]), error.code, Result(error.code).lifetime, epoch, body)
 
 
 def announce(epoch: int) -> bytes:
@@ -255,12 +248,12 @@ class PcpServer:
             if request is None:
                 return None
             if request.client != client.address:
-                raise PcpError(
+                raise Refused(
                     Result.ADDRESS_MISMATCH,
                     f"the header says {request.client}, the packet came from {client.address}",
                 )
             lifetime, body = self._serve(request, client.address, now)
-        except PcpError as error:
+        except Refused as error:
             return error_response(data, error, epoch)
         return response(bytes(data[:2]), Result.SUCCESS, lifetime, epoch, body)
 
@@ -268,7 +261,7 @@ class PcpServer:
         if request.opcode == Opcode.ANNOUNCE:
             return 0, request.body
         if request.opcode not in (Opcode.MAP, Opcode.PEER):
-            raise PcpError(Result.UNSUPP_OPCODE, f"opcode {request.opcode}")
+            raise Refused(Result.UNSUPP_OPCODE, f"opcode {request.opcode}")
         fields = read_map(request)
         proto = PROTOCOLS[fields.protocol]
         internal = Endpoint(host, fields.internal_port)
@@ -293,7 +286,7 @@ class PcpServer:
         if existing is not None and (
             existing.origin != ORIGIN or self.nonces.get(key) != (fields.nonce, existing.external)
         ):
-            raise PcpError(
+            raise Refused(
                 Result.NOT_AUTHORIZED,
                 f"{internal} is mapped by {existing.origin} with another nonce",
             )
@@ -305,7 +298,7 @@ class PcpServer:
         prefer_failure = Option.PREFER_FAILURE in fields.options
         ours = self.engine.external_address_of(internal.address)
         if prefer_failure and fields.external_address not in (None, ours):
-            raise PcpError(Result.CANNOT_PROVIDE_EXTERNAL, f"the external address is {ours}")
+            raise Refused(Result.CANNOT_PROVIDE_EXTERNAL, f"the external address is {ours}")
         view = self.engine.map_port(
             proto,
             internal,
@@ -316,7 +309,7 @@ class PcpServer:
             exact=prefer_failure,
         )
         if isinstance(view, MapRefusal):
-            raise PcpError(REFUSALS[view], f"no mapping: {view}")
+            raise Refused(REFUSALS[view], f"no mapping: {view}")
         self._remember(key, (fields.nonce, view.external), now)
         return view
 
@@ -325,18 +318,18 @@ class PcpServer:
     ) -> MappingView:
         assert fields.remote is not None
         if not lifetime:
-            raise PcpError(Result.MALFORMED_REQUEST, "a PEER request needs a lifetime")
+            raise Refused(Result.MALFORMED_REQUEST, "a PEER request needs a lifetime")
         key = (proto, internal, fields.remote)
         known = self.nonces.get(key)
         if known is not None and known[0] != fields.nonce:
             live = self.engine.mapping_at(proto, known[1], now)
             if live is not None and live.internal == internal:
-                raise PcpError(Result.NOT_AUTHORIZED, "this PEER mapping has another nonce")
+                raise Refused(Result.NOT_AUTHORIZED, "this PEER mapping has another nonce")
         view = self.engine.peer(
             proto, internal, fields.remote, min(float(lifetime), self.max_lifetime), now
         )
         if isinstance(view, MapRefusal):
-            raise PcpError(REFUSALS[view], f"no mapping: {view}")
+            raise Refused(REFUSALS[view], f"no mapping: {view}")
         self._remember(key, (fields.nonce, view.external), now)
         return view
 
@@ -348,5 +341,5 @@ class PcpServer:
             }
             self.nonces = {k: v for k, v in self.nonces.items() if k[:2] in live}
             if len(self.nonces) >= NONCES_MAX:
-                raise PcpError(Result.NO_RESOURCES, "too many PCP mappings")
+                raise Refused(Result.NO_RESOURCES, "too many PCP mappings")
         self.nonces[key] = nonce

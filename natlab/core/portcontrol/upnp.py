@@ -35,6 +35,7 @@ from html import escape
 from natlab.core.engine import NatEngine
 from natlab.core.mapping import MappingView, MapRefusal
 from natlab.core.packets import Endpoint, Proto
+from natlab.core.portcontrol import Refused
 
 SSDP_ADDRESS = "239.255.255.250"
 SSDP_PORT = 1900
@@ -88,14 +89,6 @@ REFUSALS = {
     MapRefusal.NO_PORTS: Fault.NO_PORT_MAPS_AVAILABLE,
     MapRefusal.PORT_TAKEN: Fault.CONFLICT,
 }
-
-
-class UpnpError(Exception):
-    """A request answered with an HTTP error status or a SOAP fault."""
-
-    def __init__(self, code: int, why: str) -> None:
-        super().__init__(why)
-        self.code = code
 
 
 # -- SSDP ---------------------------------------------------------------------------------
@@ -159,26 +152,26 @@ class HttpRequest:
 
 
 def read_http(data: bytes) -> HttpRequest | None:
-    """The request in `data`, None while it is incomplete; UpnpError(400/413) if it is bad."""
+    """The request in `data`, None while it is incomplete; Refused(400/413) if it is bad."""
     end = data.find(b"\r\n\r\n")
     if end < 0:
         if len(data) >= MAX_REQUEST:
-            raise UpnpError(413, "request headers too large")
+            raise Refused(413, "request headers too large")
         return None
     try:
         head = data[:end].decode("ascii").split("\r\n")
     except UnicodeDecodeError:
-        raise UpnpError(400, "headers are not ASCII") from None
+        raise Refused(400, "headers are not ASCII") from None
     parts = head[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        raise UpnpError(400, f"not an HTTP request line: {head[0][:80]!r}")
+        raise Refused(400, f"not an HTTP request line: {head[0][:80]!r}")
     headers = _headers(head[1:])
     try:
         length = int(headers.get("content-length", "0"))
     except ValueError:
-        raise UpnpError(400, "Content-Length is not a number") from None
+        raise Refused(400, "Content-Length is not a number") from None
     if length < 0 or end + 4 + length > MAX_REQUEST:
-        raise UpnpError(413, f"a body of {length} bytes")
+        raise Refused(413, f"a body of {length} bytes")
     body = data[end + 4 : end + 4 + length]
     if len(body) < length:
         return None
@@ -278,16 +271,16 @@ def scpd(names: tuple[str, ...]) -> bytes:
 
 
 def read_action(body: bytes) -> tuple[str, dict[str, str]]:
-    """The action's name and arguments from a SOAP envelope; UpnpError(402/401) if unreadable."""
+    """The action's name and arguments from a SOAP envelope; Refused(402/401) if unreadable."""
     if b"<!" in body:  # a DTD or entity declaration: nothing a control request needs
-        raise UpnpError(Fault.INVALID_ARGS, "declarations (<!...>) are not accepted")
+        raise Refused(Fault.INVALID_ARGS, "declarations (<!...>) are not accepted")
     try:
         root = ElementTree.fromstring(body)
     except ElementTree.ParseError as error:
-        raise UpnpError(Fault.INVALID_ARGS, f"not XML: {error}") from None
+        raise Refused(Fault.INVALID_ARGS, f"not XML: {error}") from None
     envelope_body = next((e for e in root if _local(e.tag) == "Body"), None)
     if envelope_body is None or len(envelope_body) != 1:
-        raise UpnpError(Fault.INVALID_ACTION, "no action in the SOAP body")
+        raise Refused(Fault.INVALID_ACTION, "no action in the SOAP body")
     action = envelope_body[0]
     return _local(action.tag), {_local(arg.tag): (arg.text or "").strip() for arg in action}
 
@@ -344,9 +337,9 @@ class UpnpServer:
         try:
             name, arguments = read_action(request.body)
             if (name in CIF_ACTIONS) != (request.path == CIF_CONTROL_PATH):
-                raise UpnpError(Fault.INVALID_ACTION, f"{name} is not served at {request.path}")
+                raise Refused(Fault.INVALID_ACTION, f"{name} is not served at {request.path}")
             values = self.action(name, arguments, client, now)
-        except UpnpError as error:
+        except Refused as error:
             return http_answer(500, soap_fault(error.code, str(error)))
         return http_answer(200, soap_answer(name, values))
 
@@ -380,7 +373,7 @@ class UpnpServer:
         if name == "DeletePortMapping":
             view = self._entry(arguments, client, now)
             if view.internal.address != client:
-                raise UpnpError(Fault.NOT_AUTHORIZED, f"that mapping is {view.internal}'s")
+                raise Refused(Fault.NOT_AUTHORIZED, f"that mapping is {view.internal}'s")
             engine.unmap_port(view.proto, view.internal, ORIGIN, now)
             return {}
         if name == "GetSpecificPortMappingEntry":
@@ -389,22 +382,22 @@ class UpnpServer:
             index = _number(arguments, "NewPortMappingIndex", 0, 65535)
             ours = [v for v in engine.mappings(now) if v.origin == ORIGIN]
             if index >= len(ours):
-                raise UpnpError(Fault.ARRAY_INDEX_INVALID, f"no entry {index}")
+                raise Refused(Fault.ARRAY_INDEX_INVALID, f"no entry {index}")
             return dict(_entry_values(ours[index], now))
-        raise UpnpError(Fault.INVALID_ACTION, f"no action {name!r}")
+        raise Refused(Fault.INVALID_ACTION, f"no action {name!r}")
 
     def _add(self, arguments: dict[str, str], client: str, now: float) -> dict[str, str | int]:
         if arguments.get("NewRemoteHost", ""):
-            raise UpnpError(Fault.REMOTE_HOST_WILDCARD_ONLY, "only the wildcard remote host")
+            raise Refused(Fault.REMOTE_HOST_WILDCARD_ONLY, "only the wildcard remote host")
         proto = _proto(arguments)
         external_port = _number(arguments, "NewExternalPort", 0, 65535)
         if not external_port:
-            raise UpnpError(Fault.WILDCARD_EXTERNAL_PORT, "NewExternalPort 0")
+            raise Refused(Fault.WILDCARD_EXTERNAL_PORT, "NewExternalPort 0")
         internal_port = _number(arguments, "NewInternalPort", 1, 65535)
         lease = _number(arguments, "NewLeaseDuration", 0, MAX_LEASE)
         internal_client = arguments.get("NewInternalClient", "")
         if internal_client != client:
-            raise UpnpError(
+            raise Refused(
                 Fault.NOT_AUTHORIZED, f"{client} may map only its own ports, not {internal_client}"
             )
         internal = Endpoint(client, internal_port)
@@ -412,27 +405,27 @@ class UpnpServer:
         taken = self.engine.mapping_at(proto, Endpoint(address, external_port), now)
         mine = self.engine.explicit_mapping(proto, internal, now)
         if taken is not None and taken != mine:
-            raise UpnpError(Fault.CONFLICT, f"external port {external_port} is in use")
+            raise Refused(Fault.CONFLICT, f"external port {external_port} is in use")
         if mine is not None and (mine.origin != ORIGIN or mine.external.port != external_port):
-            raise UpnpError(Fault.CONFLICT, f"{internal} is mapped to {mine.external}")
+            raise Refused(Fault.CONFLICT, f"{internal} is mapped to {mine.external}")
         view = self.engine.map_port(
             proto, internal, float(lease or MAX_LEASE), ORIGIN, now,
             suggested=external_port, exact=True,
         )  # fmt: skip
         if isinstance(view, MapRefusal):
-            raise UpnpError(REFUSALS[view], f"no mapping: {view}")
+            raise Refused(REFUSALS[view], f"no mapping: {view}")
         return {}
 
     def _entry(self, arguments: dict[str, str], client: str, now: float) -> MappingView:
         """The UPnP mapping on NewExternalPort/NewProtocol; 714 if there is none."""
         if arguments.get("NewRemoteHost", ""):
-            raise UpnpError(Fault.NO_SUCH_ENTRY, "only wildcard remote hosts are mapped")
+            raise Refused(Fault.NO_SUCH_ENTRY, "only wildcard remote hosts are mapped")
         proto = _proto(arguments)
         port = _number(arguments, "NewExternalPort", 0, 65535)
         address = self.engine.external_address_of(client)
         view = self.engine.mapping_at(proto, Endpoint(address, port), now)
         if view is None or view.origin != ORIGIN:
-            raise UpnpError(Fault.NO_SUCH_ENTRY, f"no UPnP mapping on {proto} port {port}")
+            raise Refused(Fault.NO_SUCH_ENTRY, f"no UPnP mapping on {proto} port {port}")
         return view
 
 
@@ -452,12 +445,12 @@ def _entry_values(view: MappingView, now: float) -> list[tuple[str, str | int]]:
 def _proto(arguments: dict[str, str]) -> Proto:
     proto = PROTOCOLS.get(arguments.get("NewProtocol", "").upper())
     if proto is None:
-        raise UpnpError(Fault.INVALID_ARGS, f"NewProtocol {arguments.get('NewProtocol')!r}")
+        raise Refused(Fault.INVALID_ARGS, f"NewProtocol {arguments.get('NewProtocol')!r}")
     return proto
 
 
 def _number(arguments: dict[str, str], name: str, low: int, high: int) -> int:
     text = arguments.get(name, "")
     if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
-        raise UpnpError(Fault.INVALID_ARGS, f"{name} must be {low}-{high}, not {text!r}")
+        raise Refused(Fault.INVALID_ARGS, f"{name} must be {low}-{high}, not {text!r}")
     return int(text)

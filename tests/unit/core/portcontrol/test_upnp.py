@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from natlab.core.engine import Action
 from natlab.core.packets import Proto
-from natlab.core.portcontrol import upnp
-from natlab.core.portcontrol.upnp import HttpRequest, UpnpError, UpnpServer
+from natlab.core.portcontrol import Refused, upnp
+from natlab.core.portcontrol.upnp import HttpRequest, UpnpServer
 
 from ..helpers import S1, WAN, A, B, ep, nat, tcp
 
@@ -165,7 +165,7 @@ def test_http_framing():
         (b"x" * upnp.MAX_REQUEST, 413),
         ("GET / HTTP/1.1\r\nX: é\r\n\r\n".encode(), 400),
     ]:
-        with pytest.raises(UpnpError) as error:
+        with pytest.raises(Refused) as error:
             upnp.read_http(bad)
         assert error.value.code == code
 
@@ -175,7 +175,7 @@ def test_http_framing():
 def test_any_bytes_are_a_request_none_or_a_typed_error(data):
     try:
         upnp.read_http(data)
-    except UpnpError as error:
+    except Refused as error:
         assert error.code in (400, 413)
     upnp.search_targets(data)
 
