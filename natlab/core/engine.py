@@ -60,6 +60,13 @@ mapped external port. Their ports and the local UDP ports are never given
 to mappings. With several external addresses, pooling is paired: a host
 gets its address on its first mapping (round robin) and keeps it.
 
+Explicit mappings are what port control asks for (natlab.core.portcontrol):
+`map_port` maps an internal endpoint, for every remote, with an origin
+(pcp, natpmp, upnp) and a lifetime it lives exactly, since traffic neither
+refreshes nor shortens it; like a static map it carries that endpoint's
+outbound traffic too. `unmap_port` deletes one; `peer` makes or refreshes
+the mapping a packet to one remote would, kept at least a lifetime.
+
 ICMP: echo requests go out with their identifier mapped like a port (the
 remote "port" is 0; identifiers come from the whole 16-bit space, without
 parity) and replies come back through that mapping. An ICMP

@@ -15,7 +15,8 @@ the kernel of the namespace forwards nothing and sees no IPv4 packet
 own. Most packets skip parsing and the engine: a flow cache per interface
 (natlab.core.flows) replays what the engine decided for the flow's first
 packets. The daemon also answers pings to the router's addresses and runs the
-built-in STUN responder the engine hands it (Action.LOCAL).
+built-in STUN responder the engine hands it (Action.LOCAL). With `port_control`
+on it also serves PCP, NAT-PMP and UPnP to its LANs (lan_services.py).
 
 Time is the monotonic clock plus an offset that `natlab clock advance`
 moves forward, so a lesson about a 120 s timeout takes no waiting. Events
@@ -145,7 +146,7 @@ class RouterDaemon:
         """PCP / NAT-PMP / UPnP on the LANs (lan_services.py); announces the (re)start."""
         protocols = frozenset(Protocol(name) for name in self.config.port_control)
         control = PortControl(self.engine, protocols, self.now())
-        services = LanServices(control, self.ports[1:], self.selector, self.now)
+        services = LanServices(control, self.ports[1:], self.selector, self.now, self.log)
         services.announce(self.ports[1:])
         return services
 
@@ -447,7 +448,10 @@ class RouterDaemon:
                 "flow_cache_hits": sum(cache.hits for cache in self.flows.values()),
                 "events_dropped": self.events.dropped,
                 **(
-                    {"port_control_answers": self.lan_services.answered}
+                    {
+                        "port_control_answers": self.lan_services.answered,
+                        "port_control_failures": self.lan_services.failures,
+                    }
                     if self.lan_services is not None
                     else {}
                 ),

@@ -55,20 +55,37 @@ class LanServices:
         lans: list[Port],
         selector: selectors.BaseSelector,
         clock: Callable[[], float],
+        log: Callable[[str], None],
     ) -> None:
         self.control = control
         self.clock = clock
+        self.log = log
         self.addresses = {str(a.ip) for port in lans for a in port.addresses}
         self.destinations = frozenset({*self.addresses, upnp.SSDP_ADDRESS})
         self.http = (
-            UpnpHttp(control.upnp, sorted(self.addresses), selector, clock)
+            UpnpHttp(control.upnp, sorted(self.addresses), selector, clock, self.failed)
             if control.upnp is not None
             else None
         )
         self.answered = 0
+        self.failures = 0
+
+    def failed(self, error: Exception) -> None:
+        """A bug answering a request: that request's loss, never the router's. Told and counted."""
+        self.failures += 1
+        self.log(f"port control: {error.__class__.__name__}: {error}")
 
     def answer(self, port: Port, packet: Packet) -> list[bytearray]:
         """The packets that answer one packet from a LAN to these destinations (maybe none)."""
+        try:
+            answers = self._answers(port, packet)
+        except Exception as error:
+            self.failed(error)
+            return []
+        self.answered += len(answers)
+        return answers
+
+    def _answers(self, port: Port, packet: Packet) -> list[bytearray]:
         if packet.proto != Proto.UDP:
             return []  # TCP to the HTTP port is the kernel's (see the module docstring)
         header = (packet.data[0] & 0x0F) * 4
@@ -89,7 +106,6 @@ class LanServices:
             answers = [] if reply is None else [udp_packet(dst, client, reply)]
         else:
             answers = []
-        self.answered += len(answers)
         return answers
 
     def announce(self, lans: list[Port]) -> None:
@@ -138,8 +154,10 @@ class UpnpHttp:
         addresses: list[str],
         selector: selectors.BaseSelector,
         clock: Callable[[], float],
+        failed: Callable[[Exception], None],
     ) -> None:
         self.server = server
+        self.failed = failed
         self.selector = selector
         self.clock = clock
         self.clients: set[_Client] = set()
@@ -191,6 +209,9 @@ class UpnpHttp:
         except OSError:
             self._close(client)
             return
+        except Exception as error:
+            self.failed(error)
+            answer = upnp.http_answer(500, b"")
         client.unsent = answer
         self.selector.modify(client.sock, selectors.EVENT_WRITE, partial(self._write, client))
 

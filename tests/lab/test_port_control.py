@@ -1,6 +1,6 @@
 """Port control on a router (issue 16): real clients open mappings the internet then reaches.
 
-topologies/port-control.yaml: router `home` serves PCP, NAT-PMP and UPnP on
+topologies/port-control.yaml: router `main` serves PCP, NAT-PMP and UPnP on
 its LAN (192.168.1.1), router `closed` serves none. NAT-PMP is driven by
 `natpmpc` (libnatpmp) and UPnP by `upnpc` (miniupnpc), both from Debian,
 inside the LAN host `app`. No Debian package has a PCP client, so PCP is
@@ -122,7 +122,7 @@ def pcp_map(lab, node: str, lifetime: int, port: int, nonce: str, client: str, g
     return run(lab, node, sys.executable, "-c", PCP_MAP, *argv)
 
 
-def mappings(lab, router: str = "home") -> list:
+def mappings(lab, router: str = "main") -> list:
     _, views = lab.router(router).show()
     return [view for view in views if view.origin != "traffic"]
 
@@ -164,7 +164,7 @@ def test_a_natpmp_mapping_expires_with_its_lifetime_on_clock_advance(natlab_lab)
         assert mappings(lab) == []
         send(lab, "peer", "udp", WAN, 6001, "too-late")
         assert receiver.got("too-late", 1.0) is None
-        expired = [e for e in lab.router("home").events().events if e.kind == "mapping-expired"]
+        expired = [e for e in lab.router("main").events().events if e.kind == "mapping-expired"]
         assert any(e.external == f"{WAN}:6001" for e in expired)
     finally:
         receiver.stop()
