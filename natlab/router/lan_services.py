@@ -67,8 +67,13 @@ class LanServices:
             if control.upnp is not None
             else None
         )
-        self.answered = 0
+        self.datagrams_answered = 0
         self.failures = 0
+
+    @property
+    def answered(self) -> int:
+        """Answers sent: datagrams (PCP, NAT-PMP, SSDP) and HTTP answers."""
+        return self.datagrams_answered + (0 if self.http is None else self.http.answered)
 
     def failed(self, error: Exception) -> None:
         """A bug answering a request: that request's loss, never the router's. Told and counted."""
@@ -82,7 +87,7 @@ class LanServices:
         except Exception as error:
             self.failed(error)
             return []
-        self.answered += len(answers)
+        self.datagrams_answered += len(answers)
         return answers
 
     def _answers(self, port: Port, packet: Packet) -> list[bytearray]:
@@ -158,6 +163,7 @@ class UpnpHttp:
     ) -> None:
         self.server = server
         self.failed = failed
+        self.answered = 0
         self.selector = selector
         self.clock = clock
         self.clients: set[_Client] = set()
@@ -213,6 +219,7 @@ class UpnpHttp:
             self.failed(error)
             answer = upnp.http_answer(500, b"")
         client.unsent = answer
+        self.answered += 1
         self.selector.modify(client.sock, selectors.EVENT_WRITE, partial(self._write, client))
 
     def _write(self, client: _Client) -> None:
