@@ -255,6 +255,7 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
 DROP = Dropped.kind
 EXHAUSTED = "exhausted"
 STUN_MALFORMED = "stun-malformed"  # the router's STUN responder could not read a request
+PORT_CONTROL_REFUSED = "port-control-refused"  # a PCP, NAT-PMP or UPnP request got an error
 DROP_KINDS = (DROP, EXHAUSTED)
 
 

@@ -66,6 +66,7 @@ from natlab.core.packets import (
 from natlab.core.portcontrol.service import PortControl, Protocol
 from natlab.records import (
     DROP,
+    PORT_CONTROL_REFUSED,
     ROUTER_REQUESTS,
     STUN_MALFORMED,
     AdvanceRequest,
@@ -145,7 +146,7 @@ class RouterDaemon:
     def start_port_control(self) -> LanServices:
         """PCP / NAT-PMP / UPnP on the LANs (lan_services.py); announces the (re)start."""
         protocols = frozenset(Protocol(name) for name in self.config.port_control)
-        control = PortControl(self.engine, protocols, self.now())
+        control = PortControl(self.engine, protocols, self.now(), self.refused)
         services = LanServices(control, self.ports[1:], self.selector, self.now, self.log)
         services.announce(self.ports[1:])
         return services
@@ -363,6 +364,11 @@ class RouterDaemon:
             if verdict.action is Action.DROP:
                 return
         self.send(response)
+
+    def refused(self, detail: str) -> None:
+        """A port control request the router refused, with the protocol's code and why."""
+        self.counters["port_control_refused"] += 1
+        self.event(PORT_CONTROL_REFUSED, detail=detail)
 
     # -- events and control ------------------------------------------------------
 

@@ -213,6 +213,10 @@ def test_pcp_map_from_struct_built_requests(natlab_lab):
         assert view.origin == "pcp"
         stolen = pcp_map(lab, "app", 0, 5002, "other-nonce", APP, GATEWAY)
         assert stolen.stdout.split()[4] == "2", "NOT_AUTHORIZED: another nonce"
+        refusals = [
+            e for e in lab.router("main").events().events if e.kind == "port-control-refused"
+        ]
+        assert any("NOT_AUTHORIZED" in e.detail for e in refusals), "nat events says why"
         mismatch = pcp_map(lab, "app", 600, 5003, "n2", "192.168.1.3", GATEWAY)
         assert mismatch.stdout.split()[4] == "12", "ADDRESS_MISMATCH: the header is not the source"
         deleted = pcp_map(lab, "app", 0, 5002, "n1", APP, GATEWAY)

@@ -16,6 +16,10 @@ where the protocol says to stay silent); nothing raises past `handle`.
 """
 
 
+def quiet(refusal: str) -> None:
+    """Where a server tells its refusals when nobody listens (tests, benchmarks)."""
+
+
 class Refused(Exception):
     """A request the protocol answers with an error: `code` is that protocol's own code."""
 

@@ -18,13 +18,14 @@ RFC 6886 gives no code for it. Lifetimes are granted up to `max_lifetime`.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
 from natlab.core.engine import NatEngine
 from natlab.core.mapping import MapRefusal
 from natlab.core.packets import Endpoint, Proto
-from natlab.core.portcontrol import Refused
+from natlab.core.portcontrol import Refused, quiet
 
 VERSION = 0
 MAX_LIFETIME = 86400.0
@@ -72,6 +73,7 @@ class NatPmpServer:
     engine: NatEngine
     started: float
     max_lifetime: float = MAX_LIFETIME
+    tell: Callable[[str], None] = quiet  # each refusal, for the router's events
 
     def epoch(self, now: float) -> int:
         return int(max(0.0, now - self.started))
@@ -94,6 +96,7 @@ class NatPmpServer:
         try:
             mapped, granted = self._map(PROTOCOLS[opcode], internal, external_port, lifetime, now)
         except Refused as error:  # a mapping answer all the same, with nothing mapped
+            self.tell(f"natpmp request from {client} refused: {Result(error.code).name}: {error}")
             return _MAP_ANSWER.pack(VERSION, opcode | 0x80, error.code, epoch, internal_port, 0, 0)
         return _MAP_ANSWER.pack(
             VERSION, opcode | 0x80, Result.SUCCESS, epoch, internal_port, mapped, granted

@@ -32,6 +32,7 @@ a packet to the peer would, kept at least its lifetime.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from ipaddress import IPv4Address, IPv6Address
@@ -39,7 +40,7 @@ from ipaddress import IPv4Address, IPv6Address
 from natlab.core.engine import NatEngine
 from natlab.core.mapping import MappingView, MapRefusal
 from natlab.core.packets import Endpoint, Proto
-from natlab.core.portcontrol import Refused
+from natlab.core.portcontrol import Refused, quiet
 
 VERSION = 2
 PORT = 5351  # the server's; unsolicited ANNOUNCE goes to 224.0.0.1 on CLIENT_PORT
@@ -235,6 +236,7 @@ class PcpServer:
     engine: NatEngine
     started: float
     max_lifetime: float = MAX_LIFETIME
+    tell: Callable[[str], None] = quiet  # each refusal, for the router's events
     nonces: dict[tuple, tuple[bytes, Endpoint]] = field(default_factory=dict)  # and the external
 
     def epoch(self, now: float) -> int:
@@ -254,6 +256,7 @@ class PcpServer:
                 )
             lifetime, body = self._serve(request, client.address, now)
         except Refused as error:
+            self.tell(f"pcp request from {client} refused: {Result(error.code).name}: {error}")
             return error_response(data, error, epoch)
         return response(bytes(data[:2]), Result.SUCCESS, lifetime, epoch, body)
 

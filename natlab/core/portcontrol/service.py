@@ -8,12 +8,13 @@ it, so a client falls back or gives up at once instead of waiting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from natlab.core.engine import NatEngine
 from natlab.core.packets import Endpoint
-from natlab.core.portcontrol import natpmp, pcp
+from natlab.core.portcontrol import natpmp, pcp, quiet
 from natlab.core.portcontrol.natpmp import NatPmpServer
 from natlab.core.portcontrol.pcp import PcpServer
 from natlab.core.portcontrol.upnp import UpnpServer
@@ -34,15 +35,16 @@ class PortControl:
     engine: NatEngine
     protocols: frozenset[Protocol]
     started: float
+    tell: Callable[[str], None] = quiet  # each refusal, for the router's events
     pcp: PcpServer | None = field(init=False)
     natpmp: NatPmpServer | None = field(init=False)
     upnp: UpnpServer | None = field(init=False)
 
     def __post_init__(self) -> None:
-        on = self.protocols
-        self.pcp = PcpServer(self.engine, self.started) if Protocol.PCP in on else None
-        self.natpmp = NatPmpServer(self.engine, self.started) if Protocol.NATPMP in on else None
-        self.upnp = UpnpServer(self.engine, self.started) if Protocol.UPNP in on else None
+        on, engine, started, tell = self.protocols, self.engine, self.started, self.tell
+        self.pcp = PcpServer(engine, started, tell=tell) if Protocol.PCP in on else None
+        self.natpmp = NatPmpServer(engine, started, tell=tell) if Protocol.NATPMP in on else None
+        self.upnp = UpnpServer(engine, started, tell=tell) if Protocol.UPNP in on else None
 
     @property
     def serves_5351(self) -> bool:

@@ -28,6 +28,7 @@ by the standard library's expat-based ElementTree.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from html import escape
@@ -35,7 +36,7 @@ from html import escape
 from natlab.core.engine import NatEngine
 from natlab.core.mapping import MappingView, MapRefusal
 from natlab.core.packets import Endpoint, Proto
-from natlab.core.portcontrol import Refused
+from natlab.core.portcontrol import Refused, quiet
 
 SSDP_ADDRESS = "239.255.255.250"
 SSDP_PORT = 1900
@@ -319,6 +320,7 @@ class UpnpServer:
 
     engine: NatEngine
     started: float
+    tell: Callable[[str], None] = quiet  # each refusal, for the router's events
 
     def handle(self, request: HttpRequest, client: str, base: str, now: float) -> bytes:
         """The HTTP answer to one request from `client`; `base` is http://LAN-ADDRESS:PORT."""
@@ -340,6 +342,7 @@ class UpnpServer:
                 raise Refused(Fault.INVALID_ACTION, f"{name} is not served at {request.path}")
             values = self.action(name, arguments, client, now)
         except Refused as error:
+            self.tell(f"upnp request from {client} refused: {error.code}: {error}")
             return http_answer(500, soap_fault(error.code, str(error)))
         return http_answer(200, soap_answer(name, values))
 

@@ -48,3 +48,15 @@ def test_a_restart_announces_itself_to_each_protocols_clients():
     assert both[0][1][:4] == b"\x02\x80\x00\x00"
     assert both[1][1] == b"\x00\x80\x00\x00\x00\x00\x00\x00" + bytes([203, 0, 113, 1])
     assert control(Protocol.UPNP).announcements(0.0) == []
+
+
+def test_each_refusal_is_told_with_the_protocols_code_and_why():
+    told: list[str] = []
+    ports = PortControl(nat(), frozenset(Protocol), 0.0, told.append)
+    ports.datagram(PCP_ANNOUNCE[:-4], CLIENT, 0.0)
+    ports.datagram(struct.pack("!BBHHHI", 0, 1, 0, 0, 0, 60), CLIENT, 0.0)
+    assert told == [
+        f"pcp request from {CLIENT} refused: MALFORMED_REQUEST: a request of 20 bytes",
+        f"natpmp request from {CLIENT} refused: NOT_AUTHORIZED: internal port 0 maps nothing",
+    ]
+    assert ports.datagram(PCP_ANNOUNCE, CLIENT, 0.0) is not None and len(told) == 2
