@@ -660,17 +660,27 @@ class NatEngine:
     ) -> Binding | MapRefusal:
         self.expire(now)
         host = internal.address
-        if self._max_per_host is not None and self._per_host.get(host, 0) >= self._max_per_host:
-            return MapRefusal.QUOTA
-        address = self.external_address_of(host)
-        if suggested and self._ports.claim(proto, address, suggested):
-            port: int | None = suggested
-        elif exact and suggested:
-            return MapRefusal.PORT_TAKEN
+        implicit = self._by_internal.get((proto, host, internal.port, None))
+        if implicit is not None and suggested in (None, implicit.external.port):
+            # The endpoint-independent mapping its traffic made becomes explicit (RFC 6887
+            # 11.3): the port a peer already saw stays. Its replayed flows ask afresh.
+            implicit.removed = True
+            del self._by_internal[implicit.key]
+            self._per_host[host] -= 1
+            address, port = implicit.external
         else:
-            port = self._ports.allocate(proto, address, suggested or internal.port)
-            if port is None:
-                return MapRefusal.NO_PORTS
+            if self._max_per_host is not None and self._per_host.get(host, 0) >= self._max_per_host:
+                return MapRefusal.QUOTA
+            address = self.external_address_of(host)
+            if suggested and self._ports.claim(proto, address, suggested):
+                port = suggested
+            elif exact and suggested:
+                return MapRefusal.PORT_TAKEN
+            else:
+                found = self._ports.allocate(proto, address, suggested or internal.port)
+                if found is None:
+                    return MapRefusal.NO_PORTS
+                port = found
         key = (proto, host, internal.port, OPEN)
         external = Endpoint(address, port)
         binding = Binding(key, proto, internal, external, OPEN, now, lifetime, None, origin)

@@ -113,7 +113,7 @@ def test_peer_makes_the_mapping_a_packet_would_and_keeps_it_its_lifetime():
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(("map", "unmap", "advance")),
+            st.sampled_from(("map", "unmap", "advance", "send")),
             st.sampled_from((A, B)),
             st.integers(1, 4),  # internal port
             st.one_of(st.none(), st.integers(1024, 1030)),  # suggested external port
@@ -127,12 +127,19 @@ def test_explicit_mappings_never_share_a_port_and_live_exactly_their_lifetime(st
     engine = nat("port-restricted", port_range=(1024, 1030))
     now = 0.0
     granted: dict = {}
+    explicit_of: dict = {}
     for op, host, port, suggested, number, exact in steps:
         internal = ep(f"{host}:{port}")
         if op == "advance":
             now += number
             engine.expire(now)
             granted = {k: v for k, v in granted.items() if v > now}
+        elif op == "send":  # traffic: an implicit mapping, or through the explicit one
+            packet = udp(str(internal), f"{S1}:{number + 1}")
+            verdict = engine.outbound(packet, now)
+            if internal in granted:
+                assert verdict.action is Action.FORWARD_OUT
+                assert packet.src == explicit_of[internal]
         elif op == "unmap":
             engine.unmap_port(Proto.UDP, internal, "pcp", now)
             granted.pop(internal, None)
@@ -148,7 +155,30 @@ def test_explicit_mappings_never_share_a_port_and_live_exactly_their_lifetime(st
             else:
                 assert 1024 <= view.external.port <= 1030
                 granted[internal] = now + number
+                explicit_of[internal] = view.external
         live = engine.mappings(now)
         ports = [view.external.port for view in live]
         assert len(ports) == len(set(ports))
-        assert {view.internal: view.expires_at for view in live} == granted
+        assert {v.internal: v.expires_at for v in live if v.origin} == granted
+
+
+def test_the_port_its_traffic_already_has_becomes_the_explicit_one():
+    engine = nat("port-restricted", ports="sequential", max_mappings_per_host=1)
+    first = udp(f"{A}:5000", f"{S1}:3478")
+    engine.outbound(first, 0.0)
+    seen = first.src  # what a STUN server would have told the host
+    view = engine.map_port(Proto.UDP, ep(f"{A}:5000"), 600.0, "pcp", 1.0)
+    assert view.external == seen and view.origin == "pcp"
+    assert len(engine.mappings(1.0)) == 1, "one mapping, and the host's quota still holds it"
+    stranger = udp(f"{S2}:1", str(seen))
+    assert engine.inbound(stranger, 2.0).action is Action.FORWARD_IN, "now open to every remote"
+    assert engine.expire(300.0) == 0, "it lives the PCP lifetime, not the UDP timeout"
+
+
+def test_a_symmetric_nats_mappings_are_not_taken_over():
+    engine = nat("symmetric")
+    first = udp(f"{A}:5000", f"{S1}:3478")
+    engine.outbound(first, 0.0)
+    view = engine.map_port(Proto.UDP, ep(f"{A}:5000"), 600.0, "pcp", 1.0)
+    assert view.external != first.src
+    assert len(engine.mappings(1.0)) == 2
