@@ -662,8 +662,8 @@ class NatEngine:
         host = internal.address
         implicit = self._by_internal.get((proto, host, internal.port, None))
         if implicit is not None and suggested in (None, implicit.external.port):
-            # The endpoint-independent mapping its traffic made becomes explicit (RFC 6887
-            # 11.3): the port a peer already saw stays. Its replayed flows ask afresh.
+            # The endpoint-independent mapping its traffic made becomes explicit:
+            # the port a peer already saw stays. Its replayed flows ask afresh.
             implicit.removed = True
             del self._by_internal[implicit.key]
             self._per_host[host] -= 1
