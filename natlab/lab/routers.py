@@ -74,7 +74,7 @@ class NatDataplane:
         drop_incoming_ipv4(namespace)
         if "upnp" in router.port_control:  # its HTTP server is a kernel TCP socket of the daemon
             for lan in router.lans:
-                accept_tcp_to(namespace, str(lan.addresses[0].ip), UPNP_HTTP_PORT)
+                accept_tcp_to(namespace, lan.name, str(lan.addresses[0].ip), UPNP_HTTP_PORT)
         disable_offloads(namespace, [iface.name for iface in router.interfaces], receive=True)
 
     def start(self, topology: Topology, lab: str, directory: Path, launch: Launch) -> list[Daemon]:

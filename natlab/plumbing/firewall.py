@@ -44,16 +44,19 @@ def drop_incoming_ipv4(namespace: str) -> None:
 
 NF_ACCEPT = 1
 NFT_META_L4PROTO = 16
+NFT_META_IIFNAME = 6
+IFNAMSIZ = 16
 NFT_PAYLOAD_TRANSPORT_HEADER = 2
 
 
-def accept_tcp_to(namespace: str, address: str, port: int) -> None:
-    """Let the kernel have TCP to `address`:`port` (the router's own HTTP server for UPnP).
+def accept_tcp_to(namespace: str, interface: str, address: str, port: int) -> None:
+    """Let the kernel have TCP in by `interface` to `address`:`port` (the UPnP HTTP server).
 
     The daemon owns the dataplane; this one hole in the drop chain lets the
     namespace's kernel run a TCP server the daemon listens on, since
-    natlab's dataplane has no TCP stack of its own. Only segments to that
-    address and port pass; everything else is still dropped.
+    natlab's dataplane has no TCP stack of its own. Only segments that came
+    in by that (LAN) interface to that address and port pass, so nothing on
+    the WAN reaches the server; everything else is still dropped.
     """
     with entered(namespace):
         nft = NFTables(nfgen_family=2)
@@ -63,6 +66,8 @@ def accept_tcp_to(namespace: str, address: str, port: int) -> None:
                 table=TABLE,
                 chain=CHAIN,
                 expressions=(
+                    [genex("meta", {"dreg": 1, "key": NFT_META_IIFNAME})],
+                    [_equals(interface.encode().ljust(IFNAMSIZ, b"\0"))],
                     [genex("meta", {"dreg": 1, "key": NFT_META_L4PROTO})],
                     [_equals(bytes([6]))],
                     ipv4addr(dst=address),

@@ -194,6 +194,12 @@ def test_upnpc_maps_a_tcp_port_lists_and_deletes_it(natlab_lab):
             "peer", [sys.executable, "-c", SEND, "tcp", WAN, "7001", "x"], capture_output=True
         )
         assert refused.returncode != 0, "the port is closed again"
+        description = f"http://{GATEWAY}:2869/rootDesc.xml"
+        fetch = f"import urllib.request; urllib.request.urlopen('{description}', timeout=2)"
+        assert run(lab, "app", sys.executable, "-c", fetch).returncode == 0
+        run(lab, "peer", "ip", "route", "add", "192.168.1.0/24", "via", WAN)
+        from_wan = run(lab, "peer", sys.executable, "-c", fetch)
+        assert from_wan.returncode != 0, "the IGD answers its LAN only, never the WAN"
     finally:
         receiver.stop()
 
