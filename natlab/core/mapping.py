@@ -73,6 +73,7 @@ class MapRefusal(StrEnum):
     QUOTA = "quota"  # the host has max_mappings_per_host already
     NO_PORTS = "no-ports"  # no free external port left
     PORT_TAKEN = "port-taken"  # that exact external port was asked for and is in use
+    CARRIER_GRADE = "carrier-grade"  # explicit mappings from a CGNAT's port blocks: not built
 
 
 class TcpState(StrEnum):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from natlab.core.behaviour import Behaviour
+from natlab.core.cgnat import CgnatSettings
 from natlab.core.engine import NatConfig, StaticMap
 
 
@@ -37,6 +38,7 @@ class DaemonConfig:
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
     port_control: tuple[str, ...] = ()  # "pcp", "natpmp", "upnp" served on the LANs
+    cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,7 @@ class DaemonConfig:
             ],
             "stun_ports": list(self.stun_ports),
             "port_control": list(self.port_control),
+            "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
         }
 
     @classmethod
@@ -79,6 +82,7 @@ class DaemonConfig:
             ),
             stun_ports=tuple(data["stun_ports"]),
             port_control=tuple(data.get("port_control", ())),
+            cgnat=CgnatSettings(**data["cgnat"]) if data.get("cgnat") else None,
         )
 
     def save(self, path: Path) -> None:
@@ -99,6 +103,7 @@ class DaemonConfig:
             internal_networks=self.internal_networks,
             static_maps=self.static_maps,
             local_udp_ports=self.stun_ports,
+            cgnat=self.cgnat,
             router_addresses=tuple(
                 str(IPv4Interface(a).ip) for port in self.ports[1:] for a in port.addresses
             ),

@@ -443,6 +443,7 @@ class RouterDaemon:
         self.write_events()
         self.events.flush()
         total, views = self.engine.live_mappings(now)
+        blocks = self.engine.port_blocks
         head = ShowHead(
             router=self.name,
             clock=now,
@@ -462,6 +463,7 @@ class RouterDaemon:
                     else {}
                 ),
             },
+            cgnat=None if blocks is None else blocks.as_json(),
         )
         return _show_lines(encode({"ok": True, **head.to_json()}), islice(views, limit), now)
 

@@ -17,6 +17,7 @@ import netaddr
 from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
+from natlab.topology.cgnat import cgnat_settings, check_shared_space, move_pools_to_wans
 from natlab.topology.command import split_command
 from natlab.topology.lab_name import check_lab_name
 from natlab.topology.model import (
@@ -80,6 +81,8 @@ class _Resolver:
         self._check_names()
         segments = self._segments()
         gateways = self._attachments()
+        check_shared_space(self.spec, segments, self.fail)
+        move_pools_to_wans(self.spec, self.fail)
         self._check_router_chains(gateways)
         requests = self._explicit_addresses(segments)
         planned = self._plan(segments, requests)
@@ -397,13 +400,15 @@ class _Resolver:
             for index, forward in enumerate(spec.forwards)
         )
         self._check_forward_overlap(base, forwards)
+        behaviour = self._behaviour((*base, "nat"), spec.nat)
         return Router(
             name=name,
             interfaces=interfaces,
-            behaviour=self._behaviour((*base, "nat"), spec.nat),
+            behaviour=behaviour,
             forwards=forwards,
             stun=stun,
             port_control=self._port_control((*base, "port_control"), spec),
+            cgnat=spec.cgnat and cgnat_settings(name, self.spec, behaviour, self.fail),
         )
 
     def _port_control(self, path: Path, spec: RouterSpec) -> tuple[str, ...]:
@@ -411,6 +416,12 @@ class _Resolver:
         protocols = tuple(dict.fromkeys(spec.port_control))
         if len(protocols) != len(spec.port_control):
             raise self.fail(path, "a protocol is listed twice", "list pcp, natpmp, upnp once each")
+        if protocols and spec.cgnat is not None:
+            raise self.fail(
+                path,
+                "port control on a carrier-grade NAT is not built (its ports come in blocks)",
+                "serve port control on the home routers behind it",
+            )
         if protocols and not self._behaviour((*path[:-1], "nat"), spec.nat).translate:
             raise self.fail(
                 path,

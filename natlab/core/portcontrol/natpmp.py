@@ -51,6 +51,7 @@ REFUSALS = {
     MapRefusal.QUOTA: Result.OUT_OF_RESOURCES,
     MapRefusal.NO_PORTS: Result.OUT_OF_RESOURCES,
     MapRefusal.PORT_TAKEN: Result.OUT_OF_RESOURCES,
+    MapRefusal.CARRIER_GRADE: Result.UNSUPPORTED_OPCODE,
 }
 
 

@@ -100,6 +100,7 @@ REFUSALS = {
     MapRefusal.QUOTA: Result.USER_EX_QUOTA,
     MapRefusal.NO_PORTS: Result.NO_RESOURCES,
     MapRefusal.PORT_TAKEN: Result.CANNOT_PROVIDE_EXTERNAL,
+    MapRefusal.CARRIER_GRADE: Result.UNSUPP_OPCODE,
 }
 PROTOCOLS = {6: Proto.TCP, 17: Proto.UDP}
 _HEADER = struct.Struct("!BBHI16s")

@@ -89,6 +89,7 @@ REFUSALS = {
     MapRefusal.QUOTA: Fault.NO_PORT_MAPS_AVAILABLE,
     MapRefusal.NO_PORTS: Fault.NO_PORT_MAPS_AVAILABLE,
     MapRefusal.PORT_TAKEN: Fault.CONFLICT,
+    MapRefusal.CARRIER_GRADE: Fault.ACTION_FAILED,
 }
 
 

@@ -53,3 +53,10 @@ def test_mistakes_are_named(protocols, nat, problem):
         topology(protocols, nat)
     assert problem in str(caught.value)
     assert "port_control" in str(caught.value)
+
+
+def test_a_carrier_grade_nat_has_none():
+    text = TOPOLOGY.replace("PROTOCOLS", "[pcp]").replace("NAT", "full-cone\n    cgnat: {}")
+    with pytest.raises(NatlabError) as caught:
+        parse_topology(text.replace("10.0.0.0/24", "100.64.0.0/24"), "t.yaml")
+    assert "routers.main.port_control: port control on a carrier-grade NAT" in str(caught.value)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from natlab.core.engine import Action, DropReason
+from natlab.core.behaviour import PRESETS
+from natlab.core.cgnat import CgnatSettings
+from natlab.core.engine import Action, DropReason, NatConfig, NatEngine
 from natlab.core.mapping import MapRefusal
 from natlab.core.packets import Proto
 
@@ -182,3 +184,12 @@ def test_a_symmetric_nats_mappings_are_not_taken_over():
     view = engine.map_port(Proto.UDP, ep(f"{A}:5000"), 600.0, "pcp", 1.0)
     assert view.external != first.src
     assert len(engine.mappings(1.0)) == 2
+
+
+def test_a_carrier_grade_nat_makes_no_explicit_mapping():
+    engine = NatEngine(
+        NatConfig(PRESETS["port-restricted"], (WAN,), ("10.0.0.0/24",), cgnat=CgnatSettings())
+    )
+    refused = engine.map_port(Proto.UDP, ep(f"{A}:5000"), 60.0, "pcp", 0.0)
+    assert refused is MapRefusal.CARRIER_GRADE
+    assert engine.mappings(0.0) == []
