@@ -47,6 +47,9 @@ from natlab.core.events import (
     MappingRefreshed,
     MappingRequested,
     Reconfigured,
+    SipPinhole,
+    SipRewritten,
+    SipUntouched,
     StaticMapHit,
 )
 from natlab.errors import NatlabError
@@ -253,6 +256,9 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
         Reconfigured,
         PortBlockAllocated,
         PortBlockReleased,
+        SipRewritten,
+        SipPinhole,
+        SipUntouched,
     )
 }
 DROP = Dropped.kind
@@ -260,6 +266,7 @@ EXHAUSTED = "exhausted"
 STUN_MALFORMED = "stun-malformed"  # the router's STUN responder could not read a request
 PORT_CONTROL_REFUSED = "port-control-refused"  # a PCP, NAT-PMP or UPnP request got an error
 DROP_KINDS = (DROP, EXHAUSTED)
+SIP_ALG_KINDS = (SipRewritten.kind, SipPinhole.kind, SipUntouched.kind)  # router/sip_alg.py
 
 
 def _required(kind: str) -> tuple[str, ...]:
@@ -307,6 +314,9 @@ class RouterEvent(Record):
     first_port: int | None = None
     last_port: int | None = None
     allocated_at: float | None = None
+    header: str | None = None  # what the SIP ALG rewrote, from `old` to `new`
+    old: str | None = None
+    new: str | None = None
     detail: str = ""
 
     def __post_init__(self) -> None:
@@ -517,6 +527,20 @@ class RtpRecord(TraceRecord):
 
 
 @dataclass(frozen=True)
+class SipRecord(TraceRecord):
+    """A SIP message between a phone and the PBX (the phone's SipSeen, in a trace)."""
+
+    type: ClassVar[str] = "sip"
+    call: str
+    phone: str
+    direction: str  # "sent" | "received": by the phone
+    summary: str
+    via: str | None = None
+    contact: str | None = None
+    sdp: str | None = None
+
+
+@dataclass(frozen=True)
 class StunRecord(TraceRecord):
     type: ClassVar[str] = "stun"
     router: str
@@ -558,7 +582,15 @@ class OtherRecord(Record):
 
 TRACE_RECORDS: dict[str, type[TraceRecord]] = {
     kind.type: kind
-    for kind in (LabRecord, CallRecord, CandidatesRecord, IceCheckRecord, RtpRecord, StunRecord)
+    for kind in (
+        LabRecord,
+        CallRecord,
+        CandidatesRecord,
+        IceCheckRecord,
+        RtpRecord,
+        StunRecord,
+        SipRecord,
+    )
 }
 
 
@@ -599,6 +631,23 @@ class RtpCounts(Record):
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SipSeen(Record):
+    """One SIP message a phone sent or received about a call, as the trace tells it.
+
+    summary: the method or the status ("INVITE", "180 Ringing"); via: the top
+    Via as it travelled (sent-by, received, rport); contact: the Contact URI;
+    sdp: where the SDP said RTP goes (c= address, m= port).
+    """
+
+    at: float
+    direction: Literal["sent", "received"]
+    summary: str
+    via: str | None = None
+    contact: str | None = None
+    sdp: str | None = None
+
+
 @dataclass
 class CallReport(Record):
     """One call as one of its phones saw it: filled in by the phone while the call runs."""
@@ -618,6 +667,7 @@ class CallReport(Record):
     peer_rtp: RtpCounts | None = None  # the other phone's counts, None if they never came
     verdict: str = NO_MEDIA
     error: str | None = None
+    signalling: list[SipSeen] = field(default_factory=list)  # this phone's SIP for the call
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -103,6 +103,7 @@ class Binding:
         "last_outbound",
         "origin",
         "permissions",
+        "pinhole",
         "proto",
         "refreshed_at",
         "remote",
@@ -139,6 +140,7 @@ class Binding:
         self.hairpin_event_at = -1.0  # last Hairpinned from this binding
         self.removed = False  # expired or flushed: a replayed flow must ask the engine again
         self.origin = origin  # None: made by traffic; else the port control protocol that asked
+        self.pinhole = False  # a SIP ALG opened it for media: any remote may send in
 
     @property
     def expires_at(self) -> float:
@@ -150,7 +152,8 @@ class Binding:
             internal=self.internal,
             external=self.external,
             remote=None if self.remote is None else describe_key(self.remote),
-            permissions=tuple(describe_key(k) for k in self.permissions),
+            permissions=tuple(describe_key(k) for k in self.permissions)
+            + (("any (SIP ALG pinhole)",) if self.pinhole else ()),
             created=self.created,
             last_outbound=self.last_outbound,
             last_inbound=self.last_inbound,

@@ -139,6 +139,7 @@ def daemon_config(topology: Topology, router: Router, lab: str, translates) -> D
         stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
         port_control=router.port_control,
         cgnat=router.cgnat,
+        sip_alg=router.sip_alg,
     )
 
 

@@ -39,6 +39,7 @@ class DaemonConfig:
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
     port_control: tuple[str, ...] = ()  # "pcp", "natpmp", "upnp" served on the LANs
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
+    sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class DaemonConfig:
             "stun_ports": list(self.stun_ports),
             "port_control": list(self.port_control),
             "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
+            "sip_alg": self.sip_alg,
         }
 
     @classmethod
@@ -83,6 +85,7 @@ class DaemonConfig:
             stun_ports=tuple(data["stun_ports"]),
             port_control=tuple(data.get("port_control", ())),
             cgnat=CgnatSettings(**data["cgnat"]) if data.get("cgnat") else None,
+            sip_alg=data.get("sip_alg", "off"),
         )
 
     def save(self, path: Path) -> None:
