@@ -45,6 +45,7 @@ from natlab.core.events import (
     MappingCreated,
     MappingExpired,
     MappingRefreshed,
+    MappingRequested,
     Reconfigured,
     SipPinhole,
     SipRewritten,
@@ -247,6 +248,7 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
         MappingCreated,
         MappingRefreshed,
         MappingExpired,
+        MappingRequested,
         StaticMapHit,
         Hairpinned,
         Dropped,
@@ -262,6 +264,7 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
 DROP = Dropped.kind
 EXHAUSTED = "exhausted"
 STUN_MALFORMED = "stun-malformed"  # the router's STUN responder could not read a request
+PORT_CONTROL_REFUSED = "port-control-refused"  # a PCP, NAT-PMP or UPnP request got an error
 DROP_KINDS = (DROP, EXHAUSTED)
 SIP_ALG_KINDS = (SipRewritten.kind, SipPinhole.kind, SipUntouched.kind)  # router/sip_alg.py
 
@@ -304,6 +307,7 @@ class RouterEvent(Record):
     count: int | None = None
     flushed: int | None = None
     port: str | None = None  # the daemon's interface, for a drop before parsing
+    origin: str | None = None  # the port control protocol behind a mapping-requested
     # a carrier-grade NAT's log: port blocks, and whose blocks an exhaustion is about
     subscriber: str | None = None
     public: str | None = None
@@ -804,6 +808,8 @@ class MappingRecord(Record):
     expires_in: float
     tcp_state: str | None
     detail: str
+    origin: str = "traffic"  # or the port control protocol that made it: pcp, natpmp, upnp
+    lifetime: float | None = None  # what that protocol granted
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -289,7 +289,8 @@ def nat_tables(show: dict) -> list[Table]:
         f"hairpin {'on' if behaviour['hairpin'] else 'off'} (clock {show['clock']:.1f} s)"
     )
     mappings = Table(title=title, title_justify="left")
-    for column in ("proto", "internal", "external", "for remote", "lets in", "age", "expires in"):
+    columns = ("proto", "internal", "external", "for remote", "lets in", "age", "expires in")
+    for column in (*columns, "made by"):
         mappings.add_column(column)
     for m in show["mappings"]:
         state = f" ({m['tcp_state']})" if m.get("tcp_state") else ""
@@ -301,6 +302,7 @@ def nat_tables(show: dict) -> list[Table]:
             "\n".join(m["permissions"]) or "-",
             f"{m['age']:.1f} s",
             f"{m['expires_in']:.1f} s",
+            _made_by(m),
         )
     counters = Table(title="counters", title_justify="left")
     counters.add_column("counter")
@@ -311,6 +313,13 @@ def nat_tables(show: dict) -> list[Table]:
     if show.get("cgnat"):
         return [mappings, port_block_table(show["cgnat"]), counters]
     return [mappings, counters]
+
+
+def _made_by(mapping: dict) -> str:
+    """Traffic, or the port control protocol that asked, with the lifetime it granted."""
+    origin = mapping.get("origin", "traffic")
+    lifetime = mapping.get("lifetime")
+    return origin if lifetime is None else f"{origin} ({lifetime:g} s)"
 
 
 def port_block_table(cgnat: dict) -> Table:

@@ -186,6 +186,25 @@ class MappingRefreshed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class MappingRequested(Event):
+    """A port control protocol (`origin`) made, renewed or deleted an explicit mapping.
+
+    Deleted: `expires_at` is `at`. Lifetime expiry is a MappingExpired like any other.
+    """
+
+    kind: ClassVar[str] = "mapping-requested"
+    proto: Proto
+    internal: Endpoint
+    external: Endpoint
+    expires_at: float
+    origin: str
+
+    def describe(self) -> str:
+        what = "deleted" if self.expires_at <= self.at else f"until {format_time(self.expires_at)}"
+        return f"{self.origin}: {self.proto} mapping {self.internal} -> {self.external} {what}"
+
+
+@dataclass(frozen=True, slots=True)
 class MappingExpired(Event):
     """A mapping timed out at `expired_at`; the engine noticed at `at`."""
 

@@ -37,6 +37,7 @@ class DaemonConfig:
     behaviour: Behaviour
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
+    port_control: tuple[str, ...] = ()  # "pcp", "natpmp", "upnp" served on the LANs
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
     sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
@@ -58,6 +59,7 @@ class DaemonConfig:
                 for m in self.static_maps
             ],
             "stun_ports": list(self.stun_ports),
+            "port_control": list(self.port_control),
             "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
             "sip_alg": self.sip_alg,
         }
@@ -81,6 +83,7 @@ class DaemonConfig:
                 for m in data["static_maps"]
             ),
             stun_ports=tuple(data["stun_ports"]),
+            port_control=tuple(data.get("port_control", ())),
             cgnat=CgnatSettings(**data["cgnat"]) if data.get("cgnat") else None,
             sip_alg=data.get("sip_alg", "off"),
         )

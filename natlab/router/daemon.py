@@ -15,7 +15,8 @@ the kernel of the namespace forwards nothing and sees no IPv4 packet
 own. Most packets skip parsing and the engine: a flow cache per interface
 (natlab.core.flows) replays what the engine decided for the flow's first
 packets. The daemon also answers pings to the router's addresses and runs the
-built-in STUN responder the engine hands it (Action.LOCAL).
+built-in STUN responder the engine hands it (Action.LOCAL). With `port_control`
+on it also serves PCP, NAT-PMP and UPnP to its LANs (lan_services.py).
 
 Time is the monotonic clock plus an offset that `natlab clock advance`
 moves forward, so a lesson about a 120 s timeout takes no waiting. Events
@@ -62,8 +63,10 @@ from natlab.core.packets import (
     decrement_ttl,
     parse,
 )
+from natlab.core.portcontrol.service import PortControl, Protocol
 from natlab.records import (
     DROP,
+    PORT_CONTROL_REFUSED,
     ROUTER_REQUESTS,
     STUN_MALFORMED,
     AdvanceRequest,
@@ -88,6 +91,7 @@ from natlab.router.control import END, Connection, encode
 from natlab.router.eventlog import EventLog, limits
 from natlab.router.files import events_path, socket_path
 from natlab.router.forwarding import ANSWER_PING, INBOUND, NO_ROUTE, OUTBOUND, ROUTE, Forwarding
+from natlab.router.lan_services import SSDP_MAC, LanServices
 from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
 from natlab.router.sip_alg import SIP_PORT, SipAlg, sip_alg_of
@@ -139,6 +143,15 @@ class RouterDaemon:
         self.selector = selectors.DefaultSelector()
         self.buffer = bytearray(FRAME_MAX)
         self.view = memoryview(self.buffer)
+        self.lan_services = self.start_port_control() if config.port_control else None
+
+    def start_port_control(self) -> LanServices:
+        """PCP / NAT-PMP / UPnP on the LANs (lan_services.py); announces the (re)start."""
+        protocols = frozenset(Protocol(name) for name in self.config.port_control)
+        control = PortControl(self.engine, protocols, self.now(), self.refused)
+        services = LanServices(control, self.ports[1:], self.selector, self.now, self.log)
+        services.announce(self.ports[1:])
+        return services
 
     def engine_behaviour(self) -> Behaviour:
         return self.engine.config.behaviour
@@ -167,6 +180,8 @@ class RouterDaemon:
                     self.drain(data)
                 elif data is None:
                     self.accept()
+                elif callable(data):  # the port control's HTTP sockets (lan_services.py)
+                    data()
                 else:
                     self.serve(data)
             self.write_events()
@@ -188,7 +203,7 @@ class RouterDaemon:
                 continue
             frame = view[:size]
             destination = buffer[:6]
-            if destination != mac and destination != BROADCAST:
+            if destination != mac and destination != BROADCAST and destination != SSDP_MAC:
                 continue  # flooded by the bridge to everyone: not ours
             kind = frame[12:14]
             if kind == ETH_IP:
@@ -218,6 +233,8 @@ class RouterDaemon:
                     detail=f"{overflowed} frame(s) came in faster than the daemon could read them",
                 )
         self.events.flush()
+        if self.lan_services is not None:
+            self.lan_services.housekeeping()
         idle = time.monotonic() - CONTROL_IDLE
         for connection in [c for c in self.clients if c.active < idle]:
             self.hang_up(connection)
@@ -230,6 +247,16 @@ class RouterDaemon:
         except PacketError as error:
             self.counters["dropped_malformed"] += 1
             self.event(DROP, reason=DropReason.MALFORMED, detail=str(error), port=port.name)
+            return
+        services = self.lan_services
+        if (
+            services is not None
+            and port is not self.wan
+            and packet.proto != Proto.ICMP
+            and packet.dst.address in services.destinations
+        ):
+            for answer in services.answer(port, packet):
+                self.send(parse(answer))
             return
         step = self.forwarding.step(
             port is self.wan,
@@ -360,6 +387,11 @@ class RouterDaemon:
                 return
         self.send(response)
 
+    def refused(self, detail: str) -> None:
+        """A port control request the router refused, with the protocol's code and why."""
+        self.counters["port_control_refused"] += 1
+        self.event(PORT_CONTROL_REFUSED, detail=detail)
+
     # -- events and control ------------------------------------------------------
 
     def event(self, kind: str, **fields: Any) -> None:
@@ -444,6 +476,14 @@ class RouterDaemon:
                 **self.counters,
                 "flow_cache_hits": sum(cache.hits for cache in self.flows.values()),
                 "events_dropped": self.events.dropped,
+                **(
+                    {
+                        "port_control_answers": self.lan_services.answered,
+                        "port_control_failures": self.lan_services.failures,
+                    }
+                    if self.lan_services is not None
+                    else {}
+                ),
             },
             cgnat=None if blocks is None else blocks.as_json(),
         )
@@ -474,6 +514,8 @@ class RouterDaemon:
         self.events.close()
         for connection in list(self.clients):
             self.hang_up(connection)
+        if self.lan_services is not None:
+            self.lan_services.close()
         self.selector.close()
         self.control.close()
         self.control_path.unlink(missing_ok=True)

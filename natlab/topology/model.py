@@ -124,6 +124,7 @@ class Router(Node):
     behaviour: Behaviour = field(default_factory=Behaviour)
     forwards: tuple[Forward, ...] = ()
     stun: Stun | None = None
+    port_control: tuple[str, ...] = ()  # "pcp", "natpmp", "upnp": served on the LAN side
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT: port blocks per subscriber
     sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 

@@ -473,9 +473,29 @@ class _Resolver:
             behaviour=behaviour,
             forwards=forwards,
             stun=stun,
+            port_control=self._port_control((*base, "port_control"), spec),
             cgnat=spec.cgnat and cgnat_settings(name, self.spec, behaviour, self.fail),
             sip_alg=self._sip_alg((*base, "sip_alg"), spec.sip_alg, behaviour),
         )
+
+    def _port_control(self, path: Path, spec: RouterSpec) -> tuple[str, ...]:
+        """The port control protocols, once each; only a router that translates has them."""
+        protocols = tuple(dict.fromkeys(spec.port_control))
+        if len(protocols) != len(spec.port_control):
+            raise self.fail(path, "a protocol is listed twice", "list pcp, natpmp, upnp once each")
+        if protocols and spec.cgnat is not None:
+            raise self.fail(
+                path,
+                "port control on a carrier-grade NAT is not built (its ports come in blocks)",
+                "serve port control on the home routers behind it",
+            )
+        if protocols and not self._behaviour((*path[:-1], "nat"), spec.nat).translate:
+            raise self.fail(
+                path,
+                "a router that does not translate (nat: none) has no mappings to control",
+                "remove port_control, or give the router a NAT",
+            )
+        return protocols
 
     def _sip_alg(self, path: Path, value: bool | str, behaviour: Behaviour) -> str:
         mode = "off" if value is False else value  # YAML reads a bare `off` as false

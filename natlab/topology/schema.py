@@ -58,6 +58,7 @@ class RouterSpec(_Spec):
     nat: str | dict[str, Any] = "port-restricted"
     stun: bool | StunSpec = False
     forwards: list[ForwardSpec] = Field(default_factory=list)
+    port_control: list[Literal["pcp", "natpmp", "upnp"]] = Field(default_factory=list)
     cgnat: CgnatSpec | None = None
     sip_alg: StrictBool | str = "off"  # YAML reads a bare `off` as false; resolve.py checks it
 
