@@ -676,6 +676,20 @@ class AdvanceRequest(Request):
     seconds: Any  # checked by the daemon (router.control.check_advance), which says why
 
 
+@dataclass(frozen=True)
+class LinkSetRequest(Request):
+    """A router interface's impairment, replaced live (core.impair.LinkImpairment.to_json)."""
+
+    op: ClassVar[str] = "link-set"
+    port: str
+    impair: dict[str, Any]  # checked by the daemon, which says why
+
+
+@dataclass(frozen=True)
+class LinkShowRequest(Request):
+    op: ClassVar[str] = "link-show"
+
+
 ROUTER_REQUESTS: tuple[type[Request], ...] = (
     PingRequest,
     ShowRequest,
@@ -683,7 +697,27 @@ ROUTER_REQUESTS: tuple[type[Request], ...] = (
     SetRequest,
     ClockRequest,
     AdvanceRequest,
+    LinkSetRequest,
+    LinkShowRequest,
 )
+
+
+@dataclass(frozen=True)
+class LinkState(Record):
+    """One router interface's impairment and what it has done since it was set."""
+
+    noun: ClassVar[str] = "a link's state"
+    port: str
+    impair: dict[str, Any]  # core.impair.LinkImpairment.to_json()
+    described: str  # as `natlab link set` takes it; "none" when unimpaired
+    counters: dict[str, int]  # per direction: lost, queue_dropped, duplicated, delayed
+
+
+@dataclass(frozen=True)
+class LinksAnswer(Record):
+    noun: ClassVar[str] = "a router daemon's link answer"
+    router: str
+    links: list[LinkState]
 
 
 @dataclass(frozen=True)

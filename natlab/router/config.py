@@ -9,13 +9,14 @@ nothing of the topology's. to_json and from_json are each other's inverse.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
 
 from natlab.core.behaviour import Behaviour
 from natlab.core.engine import NatConfig, StaticMap
+from natlab.core.impair import LinkImpairment
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class DaemonConfig:
     behaviour: Behaviour
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
+    impairments: dict[str, LinkImpairment] = field(default_factory=dict)  # by port name
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class DaemonConfig:
                 for m in self.static_maps
             ],
             "stun_ports": list(self.stun_ports),
+            "impairments": {name: link.to_json() for name, link in self.impairments.items()},
         }
 
     @classmethod
@@ -76,6 +79,10 @@ class DaemonConfig:
                 for m in data["static_maps"]
             ),
             stun_ports=tuple(data["stun_ports"]),
+            impairments={
+                name: LinkImpairment.from_json(link)
+                for name, link in data.get("impairments", {}).items()
+            },
         )
 
     def save(self, path: Path) -> None:

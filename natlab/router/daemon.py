@@ -41,7 +41,8 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from ipaddress import IPv4Address
 from itertools import islice
 from pathlib import Path
@@ -51,8 +52,9 @@ from natlab.core.behaviour import Behaviour
 from natlab.core.craft import echo_reply, udp_packet
 from natlab.core.durations import check_advance
 from natlab.core.engine import Action, NatEngine, Replay
-from natlab.core.events import DropReason
+from natlab.core.events import DropReason, proto_name
 from natlab.core.flows import FlowCache
+from natlab.core.impair import Drop, LinkImpairment, Shaper
 from natlab.core.packets import (
     ICMP_ECHO_REQUEST,
     Endpoint,
@@ -71,6 +73,9 @@ from natlab.records import (
     ClockRequest,
     FlushAnswer,
     FlushRequest,
+    LinksAnswer,
+    LinkSetRequest,
+    LinkShowRequest,
     PingRequest,
     Record,
     Request,
@@ -88,6 +93,7 @@ from natlab.router.control import END, Connection, encode
 from natlab.router.eventlog import EventLog, limits
 from natlab.router.files import events_path, socket_path
 from natlab.router.forwarding import ANSWER_PING, INBOUND, NO_ROUTE, OUTBOUND, ROUTE, Forwarding
+from natlab.router.links import Delayed, Link
 from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
 from natlab.stun import Address, Grid, StunDecodeError, answer, read_request
@@ -137,6 +143,15 @@ class RouterDaemon:
         self.selector = selectors.DefaultSelector()
         self.buffer = bytearray(FRAME_MAX)
         self.view = memoryview(self.buffer)
+        # Link impairments (links.py): frames arriving on a port with an inbound one go
+        # to ingress[port] instead of straight on; an outbound one sits in port.transmit.
+        self.delayed = Delayed()
+        self.links: dict[Port, Link] = {}
+        self.ingress: dict[Port, Callable[[memoryview], None] | None] = dict.fromkeys(self.ports)
+        for port in self.ports:
+            impairment = config.impairments.get(port.name)
+            if impairment is not None:
+                self.impair(port, impairment)
 
     def engine_behaviour(self) -> Behaviour:
         return self.engine.config.behaviour
@@ -157,9 +172,11 @@ class RouterDaemon:
             selector.register(port.sock, selectors.EVENT_READ, port)
         selector.register(self.control, selectors.EVENT_READ, None)
         next_tick = time.monotonic() + TICK
+        delayed = self.delayed
         self.log(f"dataplane up on {', '.join(p.name for p in self.ports)}")
         while True:
-            for key, _ in selector.select(max(0.0, next_tick - time.monotonic())):
+            now = time.monotonic()
+            for key, _ in selector.select(delayed.wait(next_tick - now, now)):
                 data = key.data
                 if isinstance(data, Port):
                     self.drain(data)
@@ -167,6 +184,8 @@ class RouterDaemon:
                     self.accept()
                 else:
                     self.serve(data)
+            if delayed.heap:
+                self.release()
             self.write_events()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
@@ -177,6 +196,7 @@ class RouterDaemon:
     def drain(self, port: Port) -> None:
         recv_into, view, buffer = port.sock.recv_into, self.view, self.buffer
         mac, cached, monotonic = port.mac, self.flows[port].forward, time.monotonic
+        shape = self.ingress[port]
         for _ in range(BATCH):
             try:
                 size = recv_into(buffer)
@@ -190,6 +210,9 @@ class RouterDaemon:
                 continue  # flooded by the bridge to everyone: not ours
             kind = frame[12:14]
             if kind == ETH_IP:
+                if shape is not None:
+                    shape(frame)
+                    continue
                 egress = cached(buffer, 14, size - 14, monotonic() + self.offset)
                 if egress is None:
                     self.packet(port, frame[14:])
@@ -219,6 +242,118 @@ class RouterDaemon:
         idle = time.monotonic() - CONTROL_IDLE
         for connection in [c for c in self.clients if c.active < idle]:
             self.hang_up(connection)
+
+    # -- impaired links ----------------------------------------------------------
+
+    def impair(self, port: Port, impairment: LinkImpairment) -> None:
+        """Set (or clear) a port's impairment; frames already held keep their time."""
+        link = self.links[port] = Link(self.name, port.name, impairment)
+        outbound, inbound = link.shapers["out"], link.shapers["in"]
+        port.transmit = (
+            port.sock.send
+            if outbound is None
+            else partial(self.shape, port, outbound, "out", port.sock.send)
+        )
+        self.ingress[port] = (
+            None
+            if inbound is None
+            else partial(self.shape, port, inbound, "in", partial(self.arrive, port))
+        )
+
+    def shape(
+        self,
+        port: Port,
+        shaper: Shaper,
+        direction: str,
+        deliver: Callable[[bytes], object],
+        frame: bytes | bytearray | memoryview,
+    ) -> None:
+        """An IPv4 frame on an impaired link: dropped with an event, or delivered when due."""
+        now = time.monotonic()
+        fate = shaper.decide(now, len(frame))
+        if fate.__class__ is Drop:
+            self.impaired_drop(port, direction, fate, frame)  # type: ignore[arg-type]
+            return
+        data = bytes(frame)
+        counters = self.links[port].counters
+        if len(fate) > 1:  # type: ignore[arg-type]
+            counters[direction + "_duplicated"] += 1
+        for at in fate:  # type: ignore[union-attr]
+            if at <= now:
+                deliver(data)
+            elif self.delayed.add(at, deliver, data):
+                counters[direction + "_delayed"] += 1
+            else:
+                self.impaired_drop(port, direction, Drop.QUEUE, data, "too many frames held")
+
+    def impaired_drop(
+        self,
+        port: Port,
+        direction: str,
+        why: Drop,
+        frame: bytes | bytearray | memoryview,
+        cause: str = "",
+    ) -> None:
+        reason = DropReason(why.value)
+        self.counters[reason.counter] += 1
+        link = self.links[port]
+        link.counters[direction + ("_lost" if why is Drop.LOSS else "_queue_dropped")] += 1
+        settings = link.impairment.direction(direction).describe()
+        addresses = {}
+        if len(frame) >= 34:
+            addresses = {
+                "proto": proto_name(frame[23]),
+                "src": str(IPv4Address(bytes(frame[26:30]))),
+                "dst": str(IPv4Address(bytes(frame[30:34]))),
+            }
+        self.event(
+            DROP,
+            reason=reason,
+            port=port.name,
+            detail=f"impairment: {'loss' if why is Drop.LOSS else 'queue'} on {port.name} "
+            f"{direction} ({cause or settings})",
+            **addresses,
+        )
+
+    def arrive(self, port: Port, frame: bytes) -> None:
+        """A frame an inbound impairment held, now on its way as if it had just come in."""
+        size = len(frame)
+        self.buffer[:size] = frame
+        egress = self.flows[port].forward(self.buffer, 14, size - 14, self.now())
+        if egress is None:
+            self.packet(port, self.view[14:size])
+        else:
+            self.send_cached(*egress)
+
+    def release(self) -> None:
+        """Deliver every held frame whose time has come."""
+        for deliver, frame in self.delayed.due(time.monotonic()):
+            try:
+                deliver(frame)
+            except OSError as error:
+                self.send_failed(error, str(IPv4Address(frame[30:34])))
+
+    def port_named(self, name: str) -> Port:
+        """A port by its name, or by its role: wan, or lan when there is one LAN."""
+        if name == "wan":
+            return self.wan
+        if name == "lan" and len(self.ports) == 2:
+            return self.ports[1]
+        for port in self.ports:
+            if port.name == name:
+                return port
+        raise ValueError(
+            f"no interface {name!r}; interfaces: {', '.join(p.name for p in self.ports)}"
+        )
+
+    def links_answer(self) -> LinksAnswer:
+        return LinksAnswer(
+            router=self.name,
+            links=[
+                (self.links.get(port) or Link(self.name, port.name, LinkImpairment())).state()
+                for port in self.ports
+            ],
+        )
 
     # -- one packet ------------------------------------------------------------
 
@@ -296,7 +431,7 @@ class RouterDaemon:
         buffer = self.buffer
         buffer[:14] = port.headers[next_hop]
         try:
-            port.sock.send(self.view[: 14 + ((buffer[16] << 8) | buffer[17])])
+            port.transmit(self.view[: 14 + ((buffer[16] << 8) | buffer[17])])
         except OSError as error:
             self.send_failed(error, str(IPv4Address(bytes(buffer[30:34]))))
 
@@ -443,6 +578,11 @@ class RouterDaemon:
             self.offset += check_advance(request.seconds)
             self.engine.expire(self.now())
             return RouterClock(clock=self.now(), offset=self.offset)
+        if isinstance(request, LinkSetRequest):
+            self.impair(self.port_named(request.port), LinkImpairment.from_json(request.impair))
+            return self.links_answer()
+        if isinstance(request, LinkShowRequest):
+            return self.links_answer()
         raise ValueError(f"unknown request {request.op!r}")
 
     def close(self) -> None:
