@@ -11,6 +11,7 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from natlab.core.behaviour import Behaviour
+from natlab.core.impair import LinkImpairment
 from natlab.errors import NatlabError
 
 
@@ -39,6 +40,7 @@ class Interface:
 
     segment: str
     addresses: tuple[IPv4Interface, ...]
+    impair: LinkImpairment | None = None  # a router's interface only: its link impairment
 
     @property
     def name(self) -> str:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
 
 import netaddr
 
 from natlab.core.behaviour import Behaviour
+from natlab.core.impair import LinkImpairment, link_impairment
 from natlab.errors import NatlabError
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.command import split_command
@@ -374,7 +376,11 @@ class _Resolver:
     ) -> Router:
         base = ("routers", name)
         interfaces = tuple(
-            Interface(iface.segment, planned[(*base, *sub)])
+            Interface(
+                iface.segment,
+                planned[(*base, *sub)],
+                self._impairment((*base, *sub, "impair"), iface.impair),
+            )
             for sub, iface in self._interfaces(spec)
         )
         stun = None
@@ -404,6 +410,19 @@ class _Resolver:
             forwards=forwards,
             stun=stun,
         )
+
+    def _impairment(self, path: Path, impair: dict[str, Any] | None) -> LinkImpairment | None:
+        if impair is None:
+            return None
+        try:
+            return link_impairment(impair)
+        except ValueError as error:
+            raise self.fail(
+                path,
+                str(error),
+                "write impair: {loss: 2%, delay: 80ms, jitter: 10ms, rate: 1mbit, seed: 7}, "
+                "or in: / out: mappings for one direction (docs/topology.md)",
+            ) from None
 
     def _behaviour(self, path: Path, nat: NatForm) -> Behaviour:
         try:
