@@ -501,6 +501,9 @@ class RtpRecord(TraceRecord):
     sent: int | None
     received: int | None
     call: str | None = None
+    lost: int | None = None  # the receiver's RFC 3550 figures (RtpCounts)
+    late: int | None = None
+    jitter_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -575,12 +578,17 @@ NO_MEDIA = "no media"
 
 @dataclass
 class RtpCounts(Record):
-    """One side's RTP: packets sent, packets received from the peer, when the first came."""
+    """One side's RTP: packets sent, packets received from the peer, when the first came,
+    and as the receiver measured them (RFC 3550 6.4.1): packets lost, packets late for
+    playout, and the interarrival jitter."""
 
     noun: ClassVar[str] = "RTP counts"
     sent: int = 0
     received: int = 0
     first_received_at: float | None = None
+    lost: int = 0  # expected (by sequence number) less received, never below 0
+    late: int = 0  # came out of order, or later than the jitter buffer (endpoints.media)
+    jitter_ms: float = 0.0  # RFC 3550's interarrival jitter, in milliseconds
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

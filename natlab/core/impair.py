@@ -342,20 +342,29 @@ class GilbertElliott:
 
 
 class Shaper:
-    """One direction of one link: each frame's fate, from its settings and seed."""
+    """One direction of one link: each frame's fate, from its settings and seed.
+
+    `decide` runs for every frame of an impaired link, so the settings it
+    reads are plain attributes and the common case (loss and a fixed delay)
+    takes the shortest way.
+    """
 
     def __init__(self, impairment: Impairment, seed: str) -> None:
         self.impairment = impairment
         # One generator per decision, so that a queue drop (which depends on timing)
         # never shifts the loss pattern: the same seed loses the same frames.
-        self.loss_rng = random.Random(f"{seed}/loss")
-        self.duplicate_rng = random.Random(f"{seed}/duplicate")
+        self.loss_draw = random.Random(f"{seed}/loss").random
+        self.duplicate_draw = random.Random(f"{seed}/duplicate").random
         self.delay_rng = random.Random(f"{seed}/delay")
         self.chain = (
-            GilbertElliott.of(impairment.loss, impairment.burst, self.loss_rng)
+            GilbertElliott.of(impairment.loss, impairment.burst, random.Random(f"{seed}/loss"))
             if impairment.burst
             else None
         )
+        self.loss = 0.0 if impairment.burst else impairment.loss
+        self.duplicate = impairment.duplicate
+        self.delay = impairment.delay
+        self.varies = bool(impairment.jitter or impairment.reorder)
         self.bits_per_second = impairment.rate * 1000
         self.waiting: deque[float] = deque()  # when each frame in the rate queue leaves it
         self.free_at = 0.0  # when the rate-limited link has sent all it holds
@@ -363,13 +372,25 @@ class Shaper:
 
     def decide(self, now: float, size: int) -> Fate:
         """The fate of a frame of `size` bytes arriving at `now`."""
-        settings = self.impairment
-        if self.chain is not None:
-            if self.chain.lost():
+        chain = self.chain
+        if chain is not None:
+            if chain.lost():
                 return Drop.LOSS
-        elif settings.loss and self.loss_rng.random() < settings.loss:
+        elif self.loss and self.loss_draw() < self.loss:
             return Drop.LOSS
-        copies = 2 if settings.duplicate and self.duplicate_rng.random() < settings.duplicate else 1
+        twice = self.duplicate and self.duplicate_draw() < self.duplicate
+        if twice or self.bits_per_second or self.varies:
+            return self._shaped(now, size, 2 if twice else 1)
+        if not self.delay:
+            return (now,)
+        due = now + self.delay
+        if due < self.last:
+            due = self.last
+        self.last = due
+        return (due,)
+
+    def _shaped(self, now: float, size: int, copies: int) -> Fate:
+        """Each copy through the rate's queue, then the delay."""
         times = []
         for _ in range(copies):
             at = now
@@ -377,7 +398,7 @@ class Shaper:
                 waiting = self.waiting
                 while waiting and waiting[0] <= now:
                     waiting.popleft()
-                if len(waiting) >= settings.queue:
+                if len(waiting) >= self.impairment.queue:
                     if times:
                         break  # the duplicate found no room: the original still goes
                     return Drop.QUEUE

@@ -171,21 +171,23 @@ class RouterDaemon:
         for port in self.ports:
             selector.register(port.sock, selectors.EVENT_READ, port)
         selector.register(self.control, selectors.EVENT_READ, None)
+        selector.register(self.delayed.alarm, selectors.EVENT_READ, self.delayed)
         next_tick = time.monotonic() + TICK
         delayed = self.delayed
         self.log(f"dataplane up on {', '.join(p.name for p in self.ports)}")
         while True:
-            now = time.monotonic()
-            for key, _ in selector.select(delayed.wait(next_tick - now, now)):
+            for key, _ in selector.select(max(0.0, next_tick - time.monotonic())):
                 data = key.data
                 if isinstance(data, Port):
                     self.drain(data)
+                elif data is delayed:
+                    self.release(rang=True)
                 elif data is None:
                     self.accept()
                 else:
                     self.serve(data)
-            if delayed.heap:
-                self.release()
+            if delayed.heap and delayed.heap[0][0] <= time.monotonic():
+                self.release(rang=False)
             self.write_events()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
@@ -275,15 +277,12 @@ class RouterDaemon:
             self.impaired_drop(port, direction, fate, frame)  # type: ignore[arg-type]
             return
         data = bytes(frame)
-        counters = self.links[port].counters
         if len(fate) > 1:  # type: ignore[arg-type]
-            counters[direction + "_duplicated"] += 1
+            self.links[port].counters[direction + "_duplicated"] += 1
         for at in fate:  # type: ignore[union-attr]
             if at <= now:
                 deliver(data)
-            elif self.delayed.add(at, deliver, data):
-                counters[direction + "_delayed"] += 1
-            else:
+            elif not self.delayed.add(at, deliver, data):
                 self.impaired_drop(port, direction, Drop.QUEUE, data, "too many frames held")
 
     def impaired_drop(
@@ -325,9 +324,9 @@ class RouterDaemon:
         else:
             self.send_cached(*egress)
 
-    def release(self) -> None:
-        """Deliver every held frame whose time has come."""
-        for deliver, frame in self.delayed.due(time.monotonic()):
+    def release(self, rang: bool) -> None:
+        """Deliver every held frame whose time has come (`rang`: the alarm said so)."""
+        for deliver, frame in self.delayed.due(time.monotonic(), rang):
             try:
                 deliver(frame)
             except OSError as error:
@@ -591,6 +590,7 @@ class RouterDaemon:
         for connection in list(self.clients):
             self.hang_up(connection)
         self.selector.close()
+        self.delayed.close()
         self.control.close()
         self.control_path.unlink(missing_ok=True)
         for port in self.ports:

@@ -6,12 +6,21 @@ and what they did), and `Delayed`, the frames waiting for their time in one
 heap that the daemon's loop serves between packets: no thread and no timer
 per frame, and a bound on the bytes held, so a long delay at a high rate
 costs queue drops, never the daemon's memory.
+
+The heap's next frame is due when an `Alarm` goes off: a timerfd in the
+daemon's selector, set to the nanosecond. epoll's own timeout counts whole
+milliseconds, which would deliver a frame up to a millisecond late; waking
+early and polling would cost the CPU that iperf3 and the phones need.
+Python 3.11's os has no timerfd_create, so it is called through ctypes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import heapq
 import itertools
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -19,41 +28,96 @@ from natlab.core.impair import DIRECTIONS, LinkImpairment, Shaper
 from natlab.records import LinkState
 
 DELAYED_MAX_BYTES = 64 << 20  # frames held for their delay, on all links together
-# epoll waits whole milliseconds, rounded up: the loop wakes this much early and
-# polls until a frame is due, so that a delay is kept to well under a millisecond.
-POLL_GRAIN = 0.001
+# The alarm is set no sooner than this after the last one went off: a busy loop
+# delivers what is due on its own rounds (RouterDaemon.run), and a frame every few
+# microseconds would otherwise cost an alarm each.
+ALARM_GRAIN = 0.0001
+CLOCK_MONOTONIC = 1  # time.monotonic()'s clock on Linux
+TFD_NONBLOCK, TFD_CLOEXEC, TFD_TIMER_ABSTIME = 0o4000, 0o2000000, 1
 
 Deliver = Callable[[bytes], object]
 
 
+class _Timespec(ctypes.Structure):
+    _fields_ = [("seconds", ctypes.c_long), ("nanoseconds", ctypes.c_long)]
+
+
+class _TimerSpec(ctypes.Structure):
+    _fields_ = [("interval", _Timespec), ("value", _Timespec)]
+
+
+class Alarm:
+    """A timerfd: readable once the monotonic clock reaches the time it was set to."""
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)
+        if self.fd < 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"timerfd_create: {os.strerror(error)}")
+        self._spec = _TimerSpec()
+        self.at: float | None = None  # when it goes off; None: not set
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def set(self, at: float) -> None:
+        """Go off at monotonic time `at` (at once if that has passed)."""
+        seconds = int(at)
+        self._spec.value.seconds = seconds
+        self._spec.value.nanoseconds = max(1, int((at - seconds) * 1e9))  # 0 would disarm it
+        self._libc.timerfd_settime(self.fd, TFD_TIMER_ABSTIME, ctypes.byref(self._spec), None)
+        self.at = at
+
+    def acknowledge(self) -> None:
+        """It went off: read its count, so that it is not readable again until set anew."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fd, 8)
+        self.at = None
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class Delayed:
-    """Frames due later, soonest first; `add` refuses what would pass the byte bound."""
+    """Frames due later, soonest first, and the alarm for the soonest.
+
+    `add` refuses what would pass the byte bound.
+    """
 
     def __init__(self, limit: int = DELAYED_MAX_BYTES) -> None:
         self.heap: list[tuple[float, int, Deliver, bytes]] = []
         self.order = itertools.count()  # equal times leave in the order they were added
         self.bytes = 0
         self.limit = limit
+        self.alarm = Alarm()
 
     def add(self, at: float, deliver: Deliver, frame: bytes) -> bool:
         if self.bytes + len(frame) > self.limit:
             return False
         heapq.heappush(self.heap, (at, next(self.order), deliver, frame))
         self.bytes += len(frame)
+        alarm = self.alarm
+        if alarm.at is None or at < alarm.at:
+            alarm.set(at)
         return True
 
-    def wait(self, longest: float, now: float) -> float:
-        """How long the loop may sleep: `longest`, or until just before the next frame."""
-        if not self.heap:
-            return longest
-        return max(0.0, min(longest, self.heap[0][0] - now - POLL_GRAIN))
-
-    def due(self, now: float) -> Iterator[tuple[Deliver, bytes]]:
+    def due(self, now: float, rang: bool) -> Iterator[tuple[Deliver, bytes]]:
+        """Take out every frame due by `now`; then set the alarm for the next one if it
+        is not set already (`rang`: it went off, which is why the loop asks)."""
+        alarm = self.alarm
+        if rang:
+            alarm.acknowledge()
         heap = self.heap
         while heap and heap[0][0] <= now:
             _, _, deliver, frame = heapq.heappop(heap)
             self.bytes -= len(frame)
             yield deliver, frame
+        if heap and alarm.at is None:
+            alarm.set(max(heap[0][0], now + ALARM_GRAIN))
+
+    def close(self) -> None:
+        self.alarm.close()
 
 
 class Link:
@@ -70,7 +134,7 @@ class Link:
             for direction in DIRECTIONS
             for settings in (impairment.direction(direction),)
         }
-        self.counters: Counter[str] = Counter()  # in_lost, out_delayed, ...
+        self.counters: Counter[str] = Counter()  # in_lost, out_queue_dropped, out_duplicated ...
 
     def state(self) -> LinkState:
         return LinkState(
