@@ -593,6 +593,13 @@ class RtpCounts(Record):
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def quality(self) -> str:
+        """What this side measured of what it received, " (2 lost, 1 late, jitter 3.2 ms)";
+        "" when nothing came (then there is nothing to measure)."""
+        if not self.received:
+            return ""
+        return f" ({self.lost} lost, {self.late} late, jitter {self.jitter_ms:g} ms)"
+
 
 @dataclass
 class CallReport(Record):

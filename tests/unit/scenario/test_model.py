@@ -290,7 +290,7 @@ CASES = [
         "steps[2].advance",
         8,
         "'2 minutes' is not a duration from 0 to 30 days",
-        "write seconds (130) or 130s, 2m, 1h, up to 30 days",
+        "write seconds (130) or 130s, 2m, 1h, 80ms, up to 30 days",
         id="bad-duration",
     ),
     pytest.param(
