@@ -306,6 +306,17 @@ def parse_settings(items: Iterable[str], default_seed: int = 0) -> LinkImpairmen
     return link_impairment(settings, default_seed)
 
 
+def parse_profile(items: Iterable[str]) -> dict[str, LinkImpairment]:
+    """`wan:loss=1%,delay=50ms` (one a link; `natlab matrix --impair`) -> {"wan": ...}."""
+    profile: dict[str, LinkImpairment] = {}
+    for item in items:
+        iface, colon, settings = item.partition(":")
+        if not colon or not iface.strip():
+            raise ValueError(f"'{item}' is not IFACE:SETTINGS; write wan:loss=1%,delay=50ms")
+        profile[iface.strip()] = parse_settings(settings.split(","))
+    return profile
+
+
 # -- deciding --------------------------------------------------------------------------
 
 Fate = tuple[float, ...] | Drop  # when each copy goes out, or why there is none

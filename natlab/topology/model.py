@@ -151,7 +151,15 @@ class Topology:
 
     def with_impairments(self, profile: dict[str, LinkImpairment]) -> Topology:
         """Every router's interface that `profile` names (wan, lan, or by name) impaired so
-        (`natlab matrix --impair`); a router without such an interface is left as it is."""
+        (`natlab matrix --impair`); a router without such an interface is left as it is,
+        but each name must fit some router."""
+        for key in profile:
+            if not any(router.interface_named(key) for router in self.routers.values()):
+                raise NatlabError(
+                    f"no router of topology '{self.name}' has an interface '{key}'",
+                    field="--impair",
+                    fix="name wan, lan, or an interface (a segment a router is on)",
+                )
         routers = {}
         for name, router in self.routers.items():
             named = {
