@@ -93,7 +93,7 @@ from natlab.router.control import END, Connection, encode
 from natlab.router.eventlog import EventLog, limits
 from natlab.router.files import events_path, socket_path
 from natlab.router.forwarding import ANSWER_PING, INBOUND, NO_ROUTE, OUTBOUND, ROUTE, Forwarding
-from natlab.router.links import Delayed, Link
+from natlab.router.links import Delayed, Link, timed, timely
 from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
 from natlab.stun import Address, Grid, StunDecodeError, answer, read_request
@@ -261,6 +261,9 @@ class RouterDaemon:
             if inbound is None
             else partial(self.shape, port, inbound, "in", partial(self.arrive, port))
         )
+        trouble = timely(any(timed(link.impairment) for link in self.links.values()))
+        if trouble:
+            self.log(trouble)
 
     def shape(
         self,

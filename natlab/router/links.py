@@ -12,6 +12,14 @@ daemon's selector, set to the nanosecond. epoll's own timeout counts whole
 milliseconds, which would deliver a frame up to a millisecond late; waking
 early and polling would cost the CPU that iperf3 and the phones need.
 Python 3.11's os has no timerfd_create, so it is called through ctypes.
+
+While any of its links delays or rate-limits frames, the daemon runs at the
+lowest real-time priority (`timely`): netem does this work in the kernel,
+ahead of every process, and on a busy machine an ordinary process wakes
+milliseconds late (measured here: p90 3.6 ms late at a load of 13 on two
+cores, 0.12 ms with SCHED_FIFO 1). An unimpaired router stays an ordinary
+process; where real-time scheduling is not allowed, it says so in its log
+and carries on.
 """
 
 from __future__ import annotations
@@ -118,6 +126,25 @@ class Delayed:
 
     def close(self) -> None:
         self.alarm.close()
+
+
+def timely(on: bool) -> str | None:
+    """Run this process at SCHED_FIFO priority 1 (on) or as an ordinary process (off);
+    None, or why it could not."""
+    policy, priority = (os.SCHED_FIFO, 1) if on else (os.SCHED_OTHER, 0)
+    try:
+        if os.sched_getscheduler(0) != policy:
+            os.sched_setscheduler(0, policy, os.sched_param(priority))
+    except OSError as error:
+        return f"real-time scheduling for delayed frames: {error.strerror}"
+    return None
+
+
+def timed(impairment: LinkImpairment) -> bool:
+    """Does it hold frames for later (a delay or a rate), so that their times matter?"""
+    return any(
+        settings.delay or settings.rate for settings in (impairment.inbound, impairment.outbound)
+    )
 
 
 class Link:

@@ -9,10 +9,12 @@ for speed.
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,7 @@ from .conftest import NATLAB
 pytestmark = pytest.mark.natlab
 
 SERVER = "203.0.113.10"
+ROUND_TRIPS = Path(__file__).parent / "tools" / "round_trips.py"
 TOPOLOGY = """
 name: impair
 segments:
@@ -39,27 +42,6 @@ hosts:
   server: {{segment: internet, address: 203.0.113.10}}
 """
 _REPLY = re.compile(r"icmp_seq=(\d+) .*time=([\d.]+) ms")
-ECHO = """
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("0.0.0.0", 7))
-while True:
-    data, peer = s.recvfrom(2048)
-    s.sendto(data, peer)
-"""
-PINGPONG = """
-import json, socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(2)
-rtts = []
-for i in range(int(sys.argv[2]) + 5):
-    start = time.perf_counter_ns()
-    s.sendto(b"x" * 64, (sys.argv[1], 7))
-    s.recvfrom(2048)
-    if i >= 5:  # the first ones pay for ARP and the mapping
-        rtts.append((time.perf_counter_ns() - start) / 1e6)
-print(json.dumps(rtts))
-"""
 
 
 @pytest.fixture
@@ -86,14 +68,14 @@ def round_trips(lab: Lab, count: int) -> list[float]:
     """UDP round trips inside -> server -> inside in ms, one at a time, timed to the
     nanosecond (ping prints whole milliseconds above 100 ms)."""
     done = lab.exec(
-        "inside", [sys.executable, "-c", PINGPONG, SERVER, str(count)], capture_output=True
+        "inside", [sys.executable, str(ROUND_TRIPS), SERVER, str(count)], capture_output=True
     )
     return json.loads(done.stdout)
 
 
 def test_delay_adds_twice_its_value_to_a_round_trip(impair_lab) -> None:
     lab = impair_lab()
-    echo = lab.popen("server", [sys.executable, "-c", ECHO])
+    echo = lab.popen("server", [sys.executable, str(ROUND_TRIPS), "echo"])
     try:
         plain = statistics.median(round_trips(lab, 200))
         done = subprocess.run(
@@ -104,6 +86,11 @@ def test_delay_adds_twice_its_value_to_a_round_trip(impair_lab) -> None:
         assert done.returncode == 0, done.stderr
         assert "internet: delay=50ms seed=0" in done.stdout
         delayed = statistics.median(round_trips(lab, 200))
+        router = lab.router("r")
+        daemon = router.ping().pid
+        assert os.sched_getscheduler(daemon) == os.SCHED_FIFO  # while it holds frames
+        router.link_set("wan", parse_settings(["none"]))
+        assert os.sched_getscheduler(daemon) == os.SCHED_OTHER
     finally:
         echo.kill()
         echo.wait()
