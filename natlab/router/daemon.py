@@ -15,7 +15,9 @@ the kernel of the namespace forwards nothing and sees no IPv4 packet
 own. Most packets skip parsing and the engine: a flow cache per interface
 (natlab.core.flows) replays what the engine decided for the flow's first
 packets. The daemon also answers pings to the router's addresses and runs the
-built-in STUN responder the engine hands it (Action.LOCAL).
+built-in STUN responder the engine hands it (Action.LOCAL). A link
+impairment (`natlab link set`) puts its frames through impaired.py, which
+holds delayed ones until a timerfd in the same loop says they are due.
 
 Time is the monotonic clock plus an offset that `natlab clock advance`
 moves forward, so a lesson about a 120 s timeout takes no waiting. Events
@@ -42,7 +44,6 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from functools import partial
 from ipaddress import IPv4Address
 from itertools import islice
 from pathlib import Path
@@ -52,9 +53,9 @@ from natlab.core.behaviour import Behaviour
 from natlab.core.craft import echo_reply, udp_packet
 from natlab.core.durations import check_advance
 from natlab.core.engine import Action, NatEngine, Replay
-from natlab.core.events import DropReason, proto_name
+from natlab.core.events import DropReason
 from natlab.core.flows import FlowCache
-from natlab.core.impair import Drop, LinkImpairment, Shaper
+from natlab.core.impair import LinkImpairment
 from natlab.core.packets import (
     ICMP_ECHO_REQUEST,
     Endpoint,
@@ -73,7 +74,6 @@ from natlab.records import (
     ClockRequest,
     FlushAnswer,
     FlushRequest,
-    LinksAnswer,
     LinkSetRequest,
     LinkShowRequest,
     PingRequest,
@@ -93,7 +93,8 @@ from natlab.router.control import END, Connection, encode
 from natlab.router.eventlog import EventLog, limits
 from natlab.router.files import events_path, socket_path
 from natlab.router.forwarding import ANSWER_PING, INBOUND, NO_ROUTE, OUTBOUND, ROUTE, Forwarding
-from natlab.router.links import Delayed, Link, timed, timely
+from natlab.router.impaired import ImpairedLinks
+from natlab.router.links import Delayed, Link
 from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
 from natlab.stun import Address, Grid, StunDecodeError, answer, read_request
@@ -106,7 +107,7 @@ CONTROL_IDLE = 10.0  # seconds a control client may make no progress before it i
 CONTROL_CLIENTS = 32  # served at once; more are told to try again
 
 
-class RouterDaemon:
+class RouterDaemon(ImpairedLinks):
     def __init__(self, config: DaemonConfig, config_path: Path) -> None:
         self.config = config
         self.name = config.router
@@ -244,118 +245,6 @@ class RouterDaemon:
         idle = time.monotonic() - CONTROL_IDLE
         for connection in [c for c in self.clients if c.active < idle]:
             self.hang_up(connection)
-
-    # -- impaired links ----------------------------------------------------------
-
-    def impair(self, port: Port, impairment: LinkImpairment) -> None:
-        """Set (or clear) a port's impairment; frames already held keep their time."""
-        link = self.links[port] = Link(self.name, port.name, impairment)
-        outbound, inbound = link.shapers["out"], link.shapers["in"]
-        port.transmit = (
-            port.sock.send
-            if outbound is None
-            else partial(self.shape, port, outbound, "out", port.sock.send)
-        )
-        self.ingress[port] = (
-            None
-            if inbound is None
-            else partial(self.shape, port, inbound, "in", partial(self.arrive, port))
-        )
-        trouble = timely(any(timed(link.impairment) for link in self.links.values()))
-        if trouble:
-            self.log(trouble)
-
-    def shape(
-        self,
-        port: Port,
-        shaper: Shaper,
-        direction: str,
-        deliver: Callable[[bytes], object],
-        frame: bytes | bytearray | memoryview,
-    ) -> None:
-        """An IPv4 frame on an impaired link: dropped with an event, or delivered when due."""
-        now = time.monotonic()
-        fate = shaper.decide(now, len(frame))
-        if fate.__class__ is Drop:
-            self.impaired_drop(port, direction, fate, frame)  # type: ignore[arg-type]
-            return
-        data = bytes(frame)
-        if len(fate) > 1:  # type: ignore[arg-type]
-            self.links[port].counters[direction + "_duplicated"] += 1
-        for at in fate:  # type: ignore[union-attr]
-            if at <= now:
-                deliver(data)
-            elif not self.delayed.add(at, deliver, data):
-                self.impaired_drop(port, direction, Drop.QUEUE, data, "too many frames held")
-
-    def impaired_drop(
-        self,
-        port: Port,
-        direction: str,
-        why: Drop,
-        frame: bytes | bytearray | memoryview,
-        cause: str = "",
-    ) -> None:
-        reason = DropReason(why.value)
-        self.counters[reason.counter] += 1
-        link = self.links[port]
-        link.counters[direction + ("_lost" if why is Drop.LOSS else "_queue_dropped")] += 1
-        settings = link.impairment.direction(direction).describe()
-        addresses = {}
-        if len(frame) >= 34:
-            addresses = {
-                "proto": proto_name(frame[23]),
-                "src": str(IPv4Address(bytes(frame[26:30]))),
-                "dst": str(IPv4Address(bytes(frame[30:34]))),
-            }
-        self.event(
-            DROP,
-            reason=reason,
-            port=port.name,
-            detail=f"impairment: {'loss' if why is Drop.LOSS else 'queue'} on {port.name} "
-            f"{direction} ({cause or settings})",
-            **addresses,
-        )
-
-    def arrive(self, port: Port, frame: bytes) -> None:
-        """A frame an inbound impairment held, now on its way as if it had just come in."""
-        size = len(frame)
-        self.buffer[:size] = frame
-        egress = self.flows[port].forward(self.buffer, 14, size - 14, self.now())
-        if egress is None:
-            self.packet(port, self.view[14:size])
-        else:
-            self.send_cached(*egress)
-
-    def release(self, rang: bool) -> None:
-        """Deliver every held frame whose time has come (`rang`: the alarm said so)."""
-        for deliver, frame in self.delayed.due(time.monotonic(), rang):
-            try:
-                deliver(frame)
-            except OSError as error:
-                self.send_failed(error, str(IPv4Address(frame[30:34])))
-
-    def port_named(self, name: str) -> Port:
-        """A port by its name, or by its role: wan, or lan when there is one LAN."""
-        if name == "wan":
-            return self.wan
-        if name == "lan" and len(self.ports) == 2:
-            return self.ports[1]
-        for port in self.ports:
-            if port.name == name:
-                return port
-        raise ValueError(
-            f"no interface {name!r}; interfaces: {', '.join(p.name for p in self.ports)}"
-        )
-
-    def links_answer(self) -> LinksAnswer:
-        return LinksAnswer(
-            router=self.name,
-            links=[
-                (self.links.get(port) or Link(self.name, port.name, LinkImpairment())).state()
-                for port in self.ports
-            ],
-        )
 
     # -- one packet ------------------------------------------------------------
 
