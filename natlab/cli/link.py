@@ -62,7 +62,17 @@ def link_set(
         impairment = parse_settings(settings)
     except ValueError as error:
         raise NatlabError(str(error), field="SETTINGS", fix=f"write {FORMS}") from None
-    answer = Lab.attach(lab).router(router).link_set(iface, impairment)
+    attached = Lab.attach(lab)
+    client = attached.router(router)
+    node = attached.topology.routers[router]
+    if node.interface_named(iface) is None:
+        raise NatlabError(
+            f"router '{router}' has no interface '{iface}'",
+            field="IFACE",
+            fix="use wan, lan (a router with one LAN) or one of: "
+            + ", ".join(i.name for i in node.interfaces),
+        )
+    answer = client.link_set(iface, impairment)
     _print(router, answer.to_json(), as_json)
 
 

@@ -112,8 +112,20 @@ def test_ten_percent_loss_over_5000_packets(impair_lab) -> None:
     assert len(drops) == lost  # every loss is an event with its reason
     assert drops[0].port == "internet" and drops[0].dst == SERVER
     assert drops[0].detail.startswith("impairment: loss on internet out")
-    link = router.links().to_json()["links"][0]
-    assert link["counters"] == {"out_lost": lost}
+    shown = subprocess.run(
+        [*NATLAB, "link", "show", "r", "--json", "--lab", lab.name], capture_output=True, text=True
+    )
+    document = json.loads(shown.stdout)
+    assert document["schema"] == "natlab/link/1"
+    assert document["links"][0]["counters"] == {"out_lost": lost}
+    assert document["links"][0]["described"] == "out.loss=10% seed=1"
+    wrong = subprocess.run(
+        [*NATLAB, "link", "set", "r", "dsl", "loss=1%", "--lab", lab.name],
+        capture_output=True,
+        text=True,
+    )
+    assert wrong.returncode == 2
+    assert "router 'r' has no interface 'dsl'" in wrong.stderr
 
 
 def test_the_same_seed_drops_the_same_packets(impair_lab) -> None:
