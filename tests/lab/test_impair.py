@@ -20,7 +20,11 @@ import pytest
 
 from natlab.core.impair import parse_settings
 from natlab.lab import Lab
+from natlab.scenario.explain import rtp_line
+from natlab.scenario.model import parse_scenario
+from natlab.scenario.runner import run_scenario
 from natlab.topology import parse_topology
+from natlab.topology.lab_name import unique_lab_name
 
 from .conftest import NATLAB
 
@@ -163,3 +167,33 @@ def test_a_rate_limit_caps_iperf3(impair_lab) -> None:
     link_rate = received * frame * 8 / summary["seconds"]
     print(f"iperf3 offered 2 Mbit/s; the link carried {link_rate / 1e6:.3f} Mbit/s")
     assert abs(link_rate - 1_000_000) <= 50_000
+
+
+CALL_OVER_A_LOSSY_LINK = """
+topology: main-branch
+nat: {branch1: full-cone, branch2: full-cone}
+steps:
+  - wait-registered: [phone-b, phone-c]
+  - link: {router: branch1, iface: wan, impair: {loss: 5%, delay: 30ms, jitter: 10ms, seed: 5}}
+  - call: {from: phone-b, to: phone-c, seconds: 4}
+"""
+
+
+def test_a_call_over_a_lossy_link_reports_what_its_receivers_measured() -> None:
+    """The scenario's link step impairs branch1's WAN; both phones measure loss and jitter
+    (RFC 3550), and the explanation names the impairment's drops."""
+    scenario = parse_scenario(CALL_OVER_A_LOSSY_LINK, "lossy-call.yaml")
+    result = run_scenario(scenario, unique_lab_name("impair-call"))
+    link, call = result.steps[1], result.steps[2]
+    assert link.passed and link.text == (
+        "link set branch1 wan loss=5% delay=30ms jitter=10ms seed=5"
+    )
+    report = call.call_report
+    assert report is not None and report.peer_rtp is not None, call.error
+    print(rtp_line(report))
+    for counts in (report.rtp, report.peer_rtp):  # what phone-b, then phone-c received
+        assert counts.received > 100
+        assert 0.01 < counts.lost / (counts.received + counts.lost) < 0.12
+        assert 2.0 < counts.jitter_ms < 12.0  # +-10 ms uniform: mean |D| 6.7 ms
+    assert any(group.reason == "impairment-loss" for group in call.drops)
+    assert any("impairment: loss on" in line for line in call.explanation)
