@@ -56,3 +56,13 @@ def test_only_delays_and_rates_need_timely_delivery() -> None:
     assert timed(parse_settings(["in.delay=5ms"]))
     assert timed(parse_settings(["rate=1mbit"]))
     assert not timed(parse_settings(["loss=5%", "duplicate=1%"]))
+
+
+def test_link_show_prints_one_line_an_interface() -> None:
+    from natlab.render import link_line
+
+    state = Link("r", "internet", parse_settings(["loss=2%", "delay=80ms"])).state()
+    state.counters.update({"out_lost": 3, "in_lost": 1200})
+    assert link_line("r", state.to_json()) == (
+        "router r internet: loss=2% delay=80ms seed=0  [dim](in_lost 1,200, out_lost 3)[/]"
+    )
