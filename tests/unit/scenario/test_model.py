@@ -264,7 +264,7 @@ CASES = [
         "steps[2].advanc",
         8,
         "unknown step 'advanc'",
-        "a step is one of: wait-registered, register, call, advance, nat, probe, "
+        "a step is one of: wait-registered, register, call, advance, nat, probe, link, "
         "start, exec, wait, stop",
         id="unknown-step",
     ),
@@ -281,7 +281,7 @@ CASES = [
         "steps[2]",
         8,
         "a step with no action",
-        "a step is one of: wait-registered, register, call, advance, nat, probe, "
+        "a step is one of: wait-registered, register, call, advance, nat, probe, link, "
         "start, exec, wait, stop",
         id="expect-alone",
     ),
