@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from natlab.core.behaviour import Behaviour
+from natlab.core.cgnat import CgnatSettings
 from natlab.core.engine import NatConfig, StaticMap
 from natlab.core.impair import LinkImpairment
 
@@ -38,6 +39,7 @@ class DaemonConfig:
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
     impairments: dict[str, LinkImpairment] = field(default_factory=dict)  # by port name
+    cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class DaemonConfig:
             ],
             "stun_ports": list(self.stun_ports),
             "impairments": {name: link.to_json() for name, link in self.impairments.items()},
+            "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
         }
 
     @classmethod
@@ -83,6 +86,7 @@ class DaemonConfig:
                 name: LinkImpairment.from_json(link)
                 for name, link in data.get("impairments", {}).items()
             },
+            cgnat=CgnatSettings(**data["cgnat"]) if data.get("cgnat") else None,
         )
 
     def save(self, path: Path) -> None:
@@ -103,6 +107,7 @@ class DaemonConfig:
             internal_networks=self.internal_networks,
             static_maps=self.static_maps,
             local_udp_ports=self.stun_ports,
+            cgnat=self.cgnat,
             router_addresses=tuple(
                 str(IPv4Interface(a).ip) for port in self.ports[1:] for a in port.addresses
             ),
