@@ -742,6 +742,7 @@ class LinksAnswer(Record):
     noun: ClassVar[str] = "a router daemon's link answer"
     router: str
     links: list[LinkState]
+    late: dict[str, float] = field(default_factory=dict)  # held frames: frames, median_ms, p99_ms
 
 
 @dataclass(frozen=True)

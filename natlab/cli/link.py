@@ -27,6 +27,12 @@ def _print(router: str, answer: dict, as_json: bool) -> None:
         return
     for state in answer["links"]:
         print_line(link_line(router, state))
+    late = answer.get("late")
+    if late:
+        print_line(
+            f"held frames went out {late['median_ms']:g} ms late at the median, "
+            f"{late['p99_ms']:g} ms at p99 (the last {late['frames']:g})"
+        )
 
 
 @link.command("set", short_help="Impair one interface of ROUTER, live.", needs_root=True)

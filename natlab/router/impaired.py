@@ -52,6 +52,7 @@ class ImpairedLinks:
     def impair(self, port: Port, impairment: LinkImpairment) -> None:
         """Set (or clear) a port's impairment; frames already held keep their time."""
         link = self.links[port] = Link(self.name, port.name, impairment)
+        self.delayed.lateness.clear()  # link show tells how late frames went since the last set
         outbound, inbound = link.shapers["out"], link.shapers["in"]
         port.transmit = (
             port.sock.send
@@ -157,4 +158,5 @@ class ImpairedLinks:
                 (self.links.get(port) or Link(self.name, port.name, LinkImpairment())).state()
                 for port in self.ports
             ],
+            late=self.delayed.late(),
         )

@@ -29,7 +29,7 @@ import ctypes
 import heapq
 import itertools
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 
 from natlab.core.impair import DIRECTIONS, LinkImpairment, Shaper
@@ -40,6 +40,7 @@ DELAYED_MAX_BYTES = 64 << 20  # frames held for their delay, on all links togeth
 # delivers what is due on its own rounds (RouterDaemon.run), and a frame every few
 # microseconds would otherwise cost an alarm each.
 ALARM_GRAIN = 0.0001
+LATENESS_KEPT = 4096  # the last frames' lateness, for `natlab link show`
 CLOCK_MONOTONIC = 1  # time.monotonic()'s clock on Linux
 TFD_NONBLOCK, TFD_CLOEXEC, TFD_TIMER_ABSTIME = 0o4000, 0o2000000, 1
 
@@ -99,6 +100,7 @@ class Delayed:
         self.bytes = 0
         self.limit = limit
         self.alarm = Alarm()
+        self.lateness: deque[float] = deque(maxlen=LATENESS_KEPT)  # seconds after their time
 
     def add(self, at: float, deliver: Deliver, frame: bytes) -> bool:
         if self.bytes + len(frame) > self.limit:
@@ -116,13 +118,25 @@ class Delayed:
         alarm = self.alarm
         if rang:
             alarm.acknowledge()
-        heap = self.heap
+        heap, lateness = self.heap, self.lateness
         while heap and heap[0][0] <= now:
-            _, _, deliver, frame = heapq.heappop(heap)
+            at, _, deliver, frame = heapq.heappop(heap)
             self.bytes -= len(frame)
+            lateness.append(now - at)
             yield deliver, frame
         if heap and alarm.at is None:
             alarm.set(max(heap[0][0], now + ALARM_GRAIN))
+
+    def late(self) -> dict[str, float]:
+        """How late the last frames went out, in ms: median and p99 (empty: none held yet)."""
+        if not self.lateness:
+            return {}
+        ordered = sorted(self.lateness)
+        return {
+            "frames": len(ordered),
+            "median_ms": round(ordered[len(ordered) // 2] * 1000, 3),
+            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 3),
+        }
 
     def close(self) -> None:
         self.alarm.close()

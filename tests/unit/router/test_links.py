@@ -5,6 +5,8 @@ from __future__ import annotations
 import select
 import time
 
+import pytest
+
 from natlab.core.impair import parse_settings
 from natlab.router.links import Alarm, Delayed, Link, timed
 
@@ -66,3 +68,16 @@ def test_link_show_prints_one_line_an_interface() -> None:
     assert link_line("r", state.to_json()) == (
         "router r internet: loss=2% delay=80ms seed=0  [dim](in_lost 1,200, out_lost 3)[/]"
     )
+
+
+def test_the_lateness_of_held_frames_is_kept() -> None:
+    delayed = Delayed()
+    assert delayed.late() == {}
+    for index in range(100):
+        delayed.add(1.0 + index, print, b"x")
+    list(delayed.due(1.0 + 99 + 0.002, rang=False))  # the last 2 ms late, the first 101 s
+    late = delayed.late()
+    assert late["frames"] == 100
+    assert late["median_ms"] == pytest.approx(50_002, abs=1)
+    assert late["p99_ms"] == pytest.approx(99_002, abs=1)
+    delayed.close()
