@@ -40,6 +40,7 @@ class DaemonConfig:
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
     impairments: dict[str, LinkImpairment] = field(default_factory=dict)  # by port name
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
+    sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class DaemonConfig:
             "stun_ports": list(self.stun_ports),
             "impairments": {name: link.to_json() for name, link in self.impairments.items()},
             "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
+            "sip_alg": self.sip_alg,
         }
 
     @classmethod
@@ -87,6 +89,7 @@ class DaemonConfig:
                 for name, link in data.get("impairments", {}).items()
             },
             cgnat=CgnatSettings(**data["cgnat"]) if data.get("cgnat") else None,
+            sip_alg=data.get("sip_alg", "off"),
         )
 
     def save(self, path: Path) -> None:
