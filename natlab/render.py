@@ -341,6 +341,11 @@ def step_line(step: StepResult) -> str:
     mark = _MARKS.get(step.verdict, "[red]FAILED[/]")
     where = f" (line {step.line})" if step.line else ""
     line = f"{mark}  {step.index + 1}. {escape(step.text)}{where}  [dim]{step.seconds:.1f} s[/]"
+    from natlab.scenario.explain import gathering_line  # step_line runs only with a scenario
+
+    gathered = None if step.call_report is None else gathering_line(step.call_report)
+    if gathered is not None:
+        line += f"  [dim]{escape(gathered)}[/]"
     if step.fault:
         line += f"\n        [magenta]{escape(step.fault)}[/]"
     if step.error:

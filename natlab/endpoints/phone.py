@@ -519,6 +519,7 @@ class Phone:
         """Fill the report from the media and the peer's bye or stats, then close the media."""
         report.rtp = replace(media.stream.counts)
         report.checks = media.checks()
+        report.gathering = media.gathering
         report.selected_pair = pair = media.selected()
         if peer is not None and isinstance(peer.get("rtp"), dict):
             with contextlib.suppress(NatlabError):

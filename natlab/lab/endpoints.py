@@ -30,7 +30,7 @@ from natlab.control_socket import answers
 from natlab.endpoints import pbx, phone, stun_server, tls, turn
 from natlab.endpoints.ice import TurnServer
 from natlab.endpoints.signalling import Endpoint, ask
-from natlab.endpoints.stun_client import StunClient, Timing
+from natlab.endpoints.stun_client import STUN_PORT, StunClient, Timing
 from natlab.errors import NatlabError
 from natlab.lab.launch import wait_started
 from natlab.plumbing import namespaces
@@ -262,6 +262,13 @@ def phone_config(
     if relays:
         address = (str(relays[0].interfaces[0].address), turn.PORT)
         relay = TurnServer(address, turn.USERNAME, turn.PASSWORD)
+    named = topology.dns
+    if named is not None and named.pbx is not None:
+        # By name, at the port natlab worked out: the phone's resolver says which address.
+        found = {way: None if e is None else (named.pbx, e[1]) for way, e in found.items()}
+    stun = stun_servers(topology)
+    if named is not None and named.stun:
+        stun = [(name, STUN_PORT) for name in named.stun]
     return phone.PhoneConfig(
         name=host.name,
         address=host.interfaces[0].address,
@@ -270,7 +277,7 @@ def phone_config(
         pbx_tls=found.get("tls"),
         pbx_udp=found.get("udp"),
         ca=ca_dir(directory),
-        stun=tuple(stun_servers(topology)),
+        stun=tuple(stun),
         turn=relay,
     )
 
@@ -289,6 +296,7 @@ def _make_certificates(
         router = _gateway(topology, server)
         if router is not None:
             addresses.add(router.wan.address)
-        tls.issue(where, server.name, sorted(addresses))
+        names = [topology.dns.pbx] if topology.dns is not None and topology.dns.pbx else []
+        tls.issue(where, server.name, sorted(addresses), names)
     for host in phones:
         tls.issue(where, host.name)

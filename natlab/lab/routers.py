@@ -28,8 +28,9 @@ from pathlib import Path
 from natlab.control_socket import answers
 from natlab.core.engine import StaticMap
 from natlab.errors import NatlabError
+from natlab.lab.dns import kernel_served
 from natlab.lab.launch import Launch, wait_started
-from natlab.plumbing.firewall import drop_incoming_ipv4
+from natlab.plumbing.firewall import KernelService, accept_for_kernel, drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
 from natlab.plumbing.namespaces import set_sysctls
 from natlab.records import PingRequest
@@ -65,12 +66,15 @@ class NatDataplane:
     def translates(self, router: Router) -> bool:
         return router.behaviour.translate
 
-    def configure(self, namespace: str, router: Router) -> None:
+    def configure(self, namespace: str, router: Router, services: list[KernelService]) -> None:
+        """Keep the kernel out of the dataplane, but for what it serves itself (services)."""
         set_sysctls(
             namespace,
             {"net.ipv4.ip_forward": "0", "net.ipv4.conf.all.send_redirects": "0"},
         )
         drop_incoming_ipv4(namespace)
+        if services:
+            accept_for_kernel(namespace, services)
         disable_offloads(namespace, [iface.name for iface in router.interfaces], receive=True)
 
     def start(self, topology: Topology, lab: str, directory: Path, launch: Launch) -> list[Daemon]:
@@ -133,6 +137,7 @@ def daemon_config(topology: Topology, router: Router, lab: str, translates) -> D
             for forward in router.forwards
         ),
         stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
+        kernel_served=kernel_served(topology, router),
     )
 
 
@@ -144,7 +149,8 @@ class KernelForwarding:
     def translates(self, router: Router) -> bool:
         return False
 
-    def configure(self, namespace: str, router: Router) -> None:
+    def configure(self, namespace: str, router: Router, services: list[KernelService]) -> None:
+        """Route; the kernel serves everything of its own anyway (services)."""
         set_sysctls(
             namespace,
             {

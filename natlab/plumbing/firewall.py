@@ -8,10 +8,20 @@ unreachable) and, with Linux's NAT and conntrack, move mappings around
 prerouting, with policy drop and no rules, stops that: the kernel never
 sees an IPv4 packet arrive. ARP is not IPv4, so the kernel still answers
 ARP for the router's addresses.
+
+The one exception is what the router's own programs serve (its LAN's DNS
+resolver): accept_for_kernel() lets exactly those packets through, and the
+daemon leaves them alone. Loopback goes through too, so such a program can
+be asked from inside the router.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
+from dataclasses import dataclass
+
+from pyroute2.nftables.expressions import genex, verdict
 from pyroute2.nftables.main import NFTables
 
 from natlab.plumbing.namespaces import entered
@@ -19,6 +29,10 @@ from natlab.plumbing.namespaces import entered
 TABLE = "natlab"
 CHAIN = "daemon-owns-ipv4"
 NF_DROP = 0
+NF_ACCEPT = 1
+NFT_META_IIFNAME = 6
+NETWORK_HEADER, TRANSPORT_HEADER = 1, 2  # NFT_PAYLOAD_* bases
+IFNAMSIZ = 16
 BEFORE_EVERYTHING = -500  # lower than raw (-300) and conntrack (-200)
 
 
@@ -39,3 +53,54 @@ def drop_incoming_ipv4(namespace: str) -> None:
             )
         finally:
             nft.close()
+
+
+@dataclass(frozen=True)
+class KernelService:
+    """Packets the router's kernel may take: in by `interface`, to address:port over proto."""
+
+    interface: str
+    address: str
+    proto: int  # socket.IPPROTO_UDP or IPPROTO_TCP
+    port: int
+
+
+def accept_for_kernel(namespace: str, services: list[KernelService]) -> None:
+    """Let loopback and these services' packets through the chain drop_incoming_ipv4 made."""
+    with entered(namespace):
+        nft = NFTables(nfgen_family=2)
+        try:
+            nft.rule(
+                "add", table=TABLE, chain=CHAIN, expressions=(_iifname("lo"), verdict(NF_ACCEPT))
+            )
+            for service in services:
+                nft.rule(
+                    "add",
+                    table=TABLE,
+                    chain=CHAIN,
+                    expressions=(
+                        _iifname(service.interface),
+                        _payload(NETWORK_HEADER, 16, socket.inet_aton(service.address)),
+                        _payload(NETWORK_HEADER, 9, bytes([service.proto])),
+                        _payload(TRANSPORT_HEADER, 2, struct.pack("!H", service.port)),
+                        verdict(NF_ACCEPT),
+                    ),
+                )
+        finally:
+            nft.close()
+
+
+def _iifname(name: str) -> list:
+    return [
+        genex("meta", {"key": NFT_META_IIFNAME, "dreg": 1}),
+        _equals(name.encode().ljust(IFNAMSIZ, b"\0")),
+    ]
+
+
+def _payload(base: int, offset: int, value: bytes) -> list:
+    load = genex("payload", {"dreg": 1, "base": base, "offset": offset, "len": len(value)})
+    return [load, _equals(value)]
+
+
+def _equals(value: bytes) -> dict:
+    return genex("cmp", {"sreg": 1, "op": 0, "data": {"attrs": [("NFTA_DATA_VALUE", value)]}})

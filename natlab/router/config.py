@@ -36,6 +36,9 @@ class DaemonConfig:
     behaviour: Behaviour
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
+    # (interface, address, proto, port) the router's own kernel serves (its LAN's DNS
+    # resolver): the daemon leaves these packets to it (plumbing.firewall.accept_for_kernel)
+    kernel_served: tuple[tuple[str, str, int, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +58,7 @@ class DaemonConfig:
                 for m in self.static_maps
             ],
             "stun_ports": list(self.stun_ports),
+            "kernel_served": [list(served) for served in self.kernel_served],
         }
 
     @classmethod
@@ -76,6 +80,10 @@ class DaemonConfig:
                 for m in data["static_maps"]
             ),
             stun_ports=tuple(data["stun_ports"]),
+            kernel_served=tuple(
+                (name, address, proto, port)
+                for name, address, proto, port in data.get("kernel_served", [])
+            ),
         )
 
     def save(self, path: Path) -> None:

@@ -15,7 +15,9 @@ the kernel of the namespace forwards nothing and sees no IPv4 packet
 own. Most packets skip parsing and the engine: a flow cache per interface
 (natlab.core.flows) replays what the engine decided for the flow's first
 packets. The daemon also answers pings to the router's addresses and runs the
-built-in STUN responder the engine hands it (Action.LOCAL).
+built-in STUN responder the engine hands it (Action.LOCAL). What the
+router's own programs serve (its LAN's DNS resolver, `kernel_served`) it
+leaves to the namespace's kernel, which alone lets those packets in.
 
 Time is the monotonic clock plus an offset that `natlab clock advance`
 moves forward, so a lesson about a 120 s timeout takes no waiting. Events
@@ -113,6 +115,7 @@ class RouterDaemon:
         self.routes = RouteTable(self.ports, config.routes)
         self.external = {str(a.ip) for a in self.wan.addresses}
         self.own = {str(a.ip) for port in self.ports for a in port.addresses}
+        self.kernel_served = frozenset(config.kernel_served)
         self.forwarding = Forwarding(
             self.own,
             self.external,
@@ -228,6 +231,10 @@ class RouterDaemon:
         except PacketError as error:
             self.counters["dropped_malformed"] += 1
             self.event(DROP, reason=DropReason.MALFORMED, detail=str(error), port=port.name)
+            return
+        kernel = self.kernel_served
+        if kernel and (port.name, packet.dst.address, packet.proto, packet.dst.port) in kernel:
+            self.counters["left_to_kernel"] += 1
             return
         step = self.forwarding.step(
             port is self.wan,

@@ -10,6 +10,7 @@ then hosts, each in file order.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 import netaddr
@@ -18,6 +19,7 @@ from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.command import split_command
+from natlab.topology.dns import resolve_dns
 from natlab.topology.lab_name import check_lab_name
 from natlab.topology.model import (
     Forward,
@@ -95,7 +97,7 @@ class _Resolver:
             )
             for name, spec in self.spec.hosts.items()
         }
-        return Topology(
+        topology = Topology(
             name=self.spec.name,
             source=self.filename,
             segments={
@@ -104,6 +106,7 @@ class _Resolver:
             routers=routers,
             hosts=hosts,
         )
+        return replace(topology, dns=resolve_dns(self.spec.dns, topology, self.fail))
 
     def _run(self, host: str, run: str | list[str] | None) -> tuple[str, ...]:
         if run is None:
