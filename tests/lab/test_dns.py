@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.conftest import MAIN_BRANCH, NatlabCommand
+from tests.lab.test_lifecycle import running
 
 pytestmark = pytest.mark.natlab
 
@@ -105,15 +106,7 @@ def test_resolv_conf_is_visible_inside_and_gone_after_down(natlab, main_branch_u
 
     assert down.returncode == 0, down.stderr
     assert etc_left(lab) == []
-    assert not [pid for pid in servers if Path(f"/proc/{pid}").exists() and _alive(pid)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return text[text.rindex(")") + 2] != "Z"
+    assert not [pid for pid in servers if running(pid)]
 
 
 def test_the_kernel_dataplane_serves_the_same_names(natlab):
@@ -178,3 +171,26 @@ def test_phones_register_with_the_pbx_by_name(natlab, main_branch_up):
     for registration in found.values():
         assert registration.get("registered"), registration
         assert registration.get("pbx") == "pbx.example.test:5060", registration
+
+
+STUN_ONE_DOWN = (
+    Path(__file__).resolve().parents[2] / "scenarios" / "topologies" / "stun-one-down.yaml"
+)
+
+
+def test_a_phone_asks_every_address_of_its_stun_name_and_calls_with_one_down(natlab_lab):
+    """stun.example.test: 203.0.113.99 (nothing answers there) and stun1's 203.0.113.10."""
+    lab = natlab_lab(STUN_ONE_DOWN)
+    phone = lab.phone("phone-a")
+    deadline = time.monotonic() + 10
+    while not phone.status().registered and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    report = phone.call("phone-b", 1, "ice")
+
+    assert report.verdict == "two-way", report
+    assert report.selected_pair is not None and report.selected_pair.local.type == "srflx"
+    assert report.gathering is not None  # how long it took is reported
+    _, mappings = lab.router("home-a").show()
+    asked = {p for m in mappings if m.proto == "udp" for p in m.permissions}
+    assert {"203.0.113.99:3478", "203.0.113.10:3478"} <= asked  # both, from one socket
