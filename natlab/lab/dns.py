@@ -18,10 +18,12 @@ A topology with a `dns:` section gets (natlab.topology.dns):
 The router's kernel drops every IPv4 packet in natlab's dataplane: the
 daemon moves them all. A router's resolver is the one thing its kernel
 serves itself. The lab lets in exactly these packets (kernel_services): DNS
-to the LAN address from that LAN, and the upstream's answers to the one
-source port the resolver forwards from (ROUTER_QUERY_PORT, below every
-NAT's default port range, so no mapping ever holds it); the daemon leaves
-the same packets alone (DaemonConfig.kernel_served).
+to the LAN address from that LAN (UDP and TCP), and the upstream's UDP
+answers to the one source port the resolver forwards from
+(ROUTER_QUERY_PORT, below every NAT's default port range, so no mapping
+ever holds it); the daemon leaves the same packets alone
+(DaemonConfig.kernel_served). Forwarding is UDP only: a question over TCP
+for a name the LAN's resolver must forward gets no answer.
 """
 
 from __future__ import annotations
@@ -182,10 +184,11 @@ def kernel_services(topology: Topology, router: Router) -> list[KernelService]:
         if resolver.node != router.name:
             continue
         assert resolver.lan is not None and resolver.wan is not None
-        for proto in (socket.IPPROTO_UDP, socket.IPPROTO_TCP):
-            lan, wan = str(resolver.address), str(resolver.source)
-            services.append(KernelService(resolver.lan, lan, proto, DNS_PORT))
-            services.append(KernelService(resolver.wan, wan, proto, resolver.query_port))
+        lan, wan = str(resolver.address), str(resolver.source)
+        services.append(KernelService(resolver.lan, lan, socket.IPPROTO_UDP, DNS_PORT))
+        services.append(KernelService(resolver.lan, lan, socket.IPPROTO_TCP, DNS_PORT))
+        # Forwarding is UDP only: dnsmasq's TCP upstream leaves from a port of the kernel's.
+        services.append(KernelService(resolver.wan, wan, socket.IPPROTO_UDP, resolver.query_port))
     return services
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -89,6 +90,17 @@ def test_a_branch_resolver_forwards_public_names_to_the_public_server(natlab, ma
     assert main.returncode == 0, main.stderr
     counters = json.loads(main.stdout.splitlines()[0])["counters"]
     assert counters["left_to_kernel"] >= 2  # the query in, the public server's answer back
+
+
+def test_a_lan_resolver_answers_its_overrides_over_tcp_too(natlab, main_branch_up):
+    ask = (
+        "import dns.message, dns.query; "
+        "q = dns.message.make_query('pbx.example.test', 'A'); "
+        "print(dns.query.tcp(q, '10.0.0.1', timeout=3).answer[0][0])"
+    )
+    asked = natlab.exec(main_branch_up, "phone-a", sys.executable, "-c", ask)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.strip() == "10.0.0.2"
 
 
 def test_resolv_conf_is_visible_inside_and_gone_after_down(natlab, main_branch_up):
