@@ -30,7 +30,7 @@ from natlab.core.engine import StaticMap
 from natlab.errors import NatlabError
 from natlab.lab.dns import kernel_served
 from natlab.lab.launch import Launch, wait_started
-from natlab.plumbing.firewall import KernelService, accept_for_kernel, drop_incoming_ipv4
+from natlab.plumbing.firewall import KernelService, drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
 from natlab.plumbing.namespaces import set_sysctls
 from natlab.records import PingRequest
@@ -72,9 +72,7 @@ class NatDataplane:
             namespace,
             {"net.ipv4.ip_forward": "0", "net.ipv4.conf.all.send_redirects": "0"},
         )
-        drop_incoming_ipv4(namespace)
-        if services:
-            accept_for_kernel(namespace, services)
+        drop_incoming_ipv4(namespace, services)
         disable_offloads(namespace, [iface.name for iface in router.interfaces], receive=True)
 
     def start(self, topology: Topology, lab: str, directory: Path, launch: Launch) -> list[Daemon]:

@@ -10,8 +10,8 @@ sees an IPv4 packet arrive. ARP is not IPv4, so the kernel still answers
 ARP for the router's addresses.
 
 The one exception is what the router's own programs serve (its LAN's DNS
-resolver): accept_for_kernel() lets exactly those packets through, and the
-daemon leaves them alone. Loopback goes through too, so such a program can
+resolver): drop_incoming_ipv4() lets exactly those packets through, and
+the daemon leaves them alone. Loopback goes through too, so such a program can
 be asked from inside the router.
 """
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyroute2.nftables.expressions import genex, verdict
@@ -36,8 +37,22 @@ IFNAMSIZ = 16
 BEFORE_EVERYTHING = -500  # lower than raw (-300) and conntrack (-200)
 
 
-def drop_incoming_ipv4(namespace: str) -> None:
-    """Drop every IPv4 packet the namespace's kernel receives, before conntrack."""
+@dataclass(frozen=True)
+class KernelService:
+    """Packets the router's kernel may take: in by `interface`, to address:port over proto."""
+
+    interface: str
+    address: str
+    proto: int  # socket.IPPROTO_UDP or IPPROTO_TCP
+    port: int
+
+
+def drop_incoming_ipv4(namespace: str, services: Sequence[KernelService] = ()) -> None:
+    """Drop every IPv4 packet the namespace's kernel receives, before conntrack.
+
+    With services, loopback and exactly those services' packets still go in
+    (rules ahead of the chain's policy).
+    """
     with entered(namespace):
         nft = NFTables(nfgen_family=2)  # NFPROTO_IPV4
         try:
@@ -51,34 +66,12 @@ def drop_incoming_ipv4(namespace: str) -> None:
                 priority=BEFORE_EVERYTHING,
                 policy=NF_DROP,
             )
-        finally:
-            nft.close()
-
-
-@dataclass(frozen=True)
-class KernelService:
-    """Packets the router's kernel may take: in by `interface`, to address:port over proto."""
-
-    interface: str
-    address: str
-    proto: int  # socket.IPPROTO_UDP or IPPROTO_TCP
-    port: int
-
-
-def accept_for_kernel(namespace: str, services: list[KernelService]) -> None:
-    """Let loopback and these services' packets through the chain drop_incoming_ipv4 made."""
-    with entered(namespace):
-        nft = NFTables(nfgen_family=2)
-        try:
-            nft.rule(
-                "add", table=TABLE, chain=CHAIN, expressions=(_iifname("lo"), verdict(NF_ACCEPT))
-            )
+            if services:
+                _accept(nft, (_iifname("lo"), verdict(NF_ACCEPT)))
             for service in services:
-                nft.rule(
-                    "add",
-                    table=TABLE,
-                    chain=CHAIN,
-                    expressions=(
+                _accept(
+                    nft,
+                    (
                         _iifname(service.interface),
                         _payload(NETWORK_HEADER, 16, socket.inet_aton(service.address)),
                         _payload(NETWORK_HEADER, 9, bytes([service.proto])),
@@ -88,6 +81,10 @@ def accept_for_kernel(namespace: str, services: list[KernelService]) -> None:
                 )
         finally:
             nft.close()
+
+
+def _accept(nft: NFTables, expressions: tuple) -> None:
+    nft.rule("add", table=TABLE, chain=CHAIN, expressions=expressions)
 
 
 def _iifname(name: str) -> list:

@@ -37,7 +37,7 @@ class DaemonConfig:
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
     # (interface, address, proto, port) the router's own kernel serves (its LAN's DNS
-    # resolver): the daemon leaves these packets to it (plumbing.firewall.accept_for_kernel)
+    # resolver): the daemon leaves these packets to it (plumbing.firewall.drop_incoming_ipv4)
     kernel_served: tuple[tuple[str, str, int, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
