@@ -57,6 +57,25 @@ def qualify(name: str, zone: str) -> str:
     return f"{name}.{zone}"
 
 
+def seen_from(topology: Topology, segment: str) -> dict[str, tuple[IPv4Address, ...]]:
+    """Every name as a node on segment gets it answered: its LAN's overrides, then those of
+    the LANs its resolver forwards through (a router behind a router), then the public ones.
+    """
+    dns = topology.dns
+    if dns is None:
+        return {}
+    layers = []
+    current: str | None = segment
+    while current is not None:
+        layers.append(dns.overrides.get(current, {}))
+        gateway = topology.segments[current].gateway
+        current = None if gateway is None else topology.routers[gateway].wan.segment
+    answers = dict(dns.records)
+    for layer in reversed(layers):
+        answers.update(layer)
+    return answers
+
+
 def resolve_dns(spec: DnsSpec | None, topology: Topology, fail: Fail) -> Dns | None:
     """The topology's Dns, or None when it has no `dns:` section (and no dns-server host)."""
     servers = [h for h in topology.hosts.values() if h.role is Role.DNS_SERVER]
