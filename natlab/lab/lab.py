@@ -420,8 +420,8 @@ def _remove(name: str) -> list[str]:
         programs.end_programs(name, ledger.processes)
         terminate([p for p in ledger.processes if p.what != PROGRAM])
         removed = [n for n in reversed(ledger.namespaces) if namespaces.remove(n)]
-        for name in ledger.namespaces:
-            namespaces.remove_etc(name)  # its resolv.conf, if the lab had names
+        for namespace in ledger.namespaces:
+            namespaces.remove_etc(namespace)  # its resolv.conf, if the lab had names
         ledger.forget()
     return removed
 
