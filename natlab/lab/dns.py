@@ -53,6 +53,7 @@ DNS_SERVER = "dns server"  # what the ledger calls each dnsmasq
 DNS_PORT = 53
 ROUTER_QUERY_PORT = 1023  # a router's resolver forwards from here (the next LAN's one down)
 RESOLV_CONF = "resolv.conf"
+HOST_RESOLV_CONF = "/etc/resolv.conf"
 READY_TIMEOUT = 5.0
 PROBE_TIMEOUT = 0.1
 DNSMASQ = "dnsmasq"
@@ -228,12 +229,21 @@ def start(topology: Topology, directory: Path, launch: Launch) -> list[Started]:
     return started
 
 
-def check_installed(topology: Topology, path: str | None) -> None:
-    """A lab with names needs dnsmasq: say so before anything is built."""
-    if topology.dns is not None and shutil.which(DNSMASQ, path=path) is None:
+def check_host(topology: Topology, path: str | None) -> None:
+    """A lab with names needs dnsmasq, and an /etc/resolv.conf to show its own over:
+    say so before anything is built."""
+    if topology.dns is None:
+        return
+    if shutil.which(DNSMASQ, path=path) is None:
         raise NatlabError(
             f"the `dns:` section of {topology.source} needs dnsmasq, which is not installed",
             fix="install Debian's dnsmasq-base (scripts/install.sh does)",
+        )
+    if not os.path.isfile(HOST_RESOLV_CONF):
+        raise NatlabError(
+            f"the `dns:` section of {topology.source} needs a file at {HOST_RESOLV_CONF}: "
+            "natlab shows each node its own resolv.conf in its place",
+            fix=f"create one (an empty {HOST_RESOLV_CONF} will do)",
         )
 
 

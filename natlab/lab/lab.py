@@ -129,7 +129,7 @@ class Lab:
     def up(self) -> Lab:
         require_root("natlab up")
         programs.check_commands(self.topology, os.environ.get("PATH"))
-        dns.check_installed(self.topology, os.environ.get("PATH"))
+        dns.check_host(self.topology, os.environ.get("PATH"))
         # Ctrl-C and SIGTERM wait until the lab is recorded and inside the `try` that undoes it:
         # one landing in between would leave a ledger behind.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
