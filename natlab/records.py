@@ -35,6 +35,7 @@ from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, Union, get_args, get_origin
 from typing import get_type_hints as type_hints
 
+from natlab.core.cgnat import PortBlockAllocated, PortBlockReleased
 from natlab.core.events import (
     Dropped,
     DropReason,
@@ -248,6 +249,8 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
         Dropped,
         Flushed,
         Reconfigured,
+        PortBlockAllocated,
+        PortBlockReleased,
     )
 }
 DROP = Dropped.kind
@@ -294,6 +297,12 @@ class RouterEvent(Record):
     count: int | None = None
     flushed: int | None = None
     port: str | None = None  # the daemon's interface, for a drop before parsing
+    # a carrier-grade NAT's log: port blocks, and whose blocks an exhaustion is about
+    subscriber: str | None = None
+    public: str | None = None
+    first_port: int | None = None
+    last_port: int | None = None
+    allocated_at: float | None = None
     detail: str = ""
 
     def __post_init__(self) -> None:
@@ -725,6 +734,7 @@ class ShowHead(Record):
     behaviour: dict[str, Any]
     mappings_total: int
     counters: dict[str, int]
+    cgnat: dict[str, Any] | None = None  # a carrier-grade NAT's pool, subscribers and blocks
 
 
 @dataclass(frozen=True)

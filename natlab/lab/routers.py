@@ -136,6 +136,7 @@ def daemon_config(topology: Topology, router: Router, lab: str, translates) -> D
         ),
         stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
         kernel_served=kernel_served(topology, router),
+        cgnat=router.cgnat,
     )
 
 

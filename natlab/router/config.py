@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from natlab.core.behaviour import Behaviour
+from natlab.core.cgnat import CgnatSettings
 from natlab.core.engine import NatConfig, StaticMap
 
 
@@ -39,6 +40,7 @@ class DaemonConfig:
     # (interface, address, proto, port) the router's own kernel serves (its LAN's DNS
     # resolver): the daemon leaves these packets to it (plumbing.firewall.drop_incoming_ipv4)
     kernel_served: tuple[tuple[str, str, int, int], ...] = ()
+    cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,7 @@ class DaemonConfig:
             ],
             "stun_ports": list(self.stun_ports),
             "kernel_served": [list(served) for served in self.kernel_served],
+            "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
         }
 
     @classmethod
@@ -84,6 +87,7 @@ class DaemonConfig:
                 (name, address, proto, port)
                 for name, address, proto, port in data.get("kernel_served", [])
             ),
+            cgnat=CgnatSettings(**data["cgnat"]) if data.get("cgnat") else None,
         )
 
     def save(self, path: Path) -> None:
@@ -104,6 +108,7 @@ class DaemonConfig:
             internal_networks=self.internal_networks,
             static_maps=self.static_maps,
             local_udp_ports=self.stun_ports,
+            cgnat=self.cgnat,
             router_addresses=tuple(
                 str(IPv4Interface(a).ip) for port in self.ports[1:] for a in port.addresses
             ),
