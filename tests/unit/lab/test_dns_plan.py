@@ -26,7 +26,7 @@ NESTED = """\
 name: nested
 segments:
   internet: {subnet: 203.0.113.0/24}
-  carrier: {subnet: 100.64.0.0/24}
+  carrier: {subnet: 172.16.0.0/24}
   home: {subnet: 192.168.1.0/24}
   shop: {subnet: 192.168.2.0/24}
 routers:

@@ -221,7 +221,7 @@ NESTED = """\
 name: nested
 segments:
   internet: {subnet: 203.0.113.0/24}
-  carrier: {subnet: 100.64.0.0/24}
+  carrier: {subnet: 172.16.0.0/24}
   home: {subnet: 192.168.1.0/24}
 routers:
   cgn: {wan: {segment: internet}, lan: {segment: carrier}}
@@ -232,7 +232,7 @@ dns:
   zone: lab.test
   records: {www: 203.0.113.80, mail: 203.0.113.25}
   overrides:
-    carrier: {www: 100.64.0.80}
+    carrier: {www: 172.16.0.80}
     home: {mail: 192.168.1.25}
 """
 
@@ -241,7 +241,7 @@ def test_a_lan_behind_a_lan_sees_its_own_overrides_then_its_upstream_s_then_the_
     topology = parse_topology(NESTED)
     home = seen_from(topology, "home")
     assert home["mail.lab.test"] == (IPv4Address("192.168.1.25"),)  # its own
-    assert home["www.lab.test"] == (IPv4Address("100.64.0.80"),)  # the carrier's resolver's
+    assert home["www.lab.test"] == (IPv4Address("172.16.0.80"),)  # the carrier's resolver's
     carrier = seen_from(topology, "carrier")
     assert carrier["mail.lab.test"] == (IPv4Address("203.0.113.25"),)  # public
     assert seen_from(topology, "internet") == topology.dns.records
