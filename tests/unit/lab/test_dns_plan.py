@@ -19,6 +19,7 @@ from natlab.lab.dns import (
 from natlab.lab.routers import daemon_config
 from natlab.plumbing.firewall import KernelService
 from natlab.topology import load_topology, parse_topology
+from natlab.topology.dns import seen_from
 
 MAIN_BRANCH = load_topology("main-branch")
 
@@ -44,8 +45,9 @@ hosts:
   dns1: {segment: internet, role: dns-server}
 dns:
   zone: lab.test
-  records: {www: 203.0.113.80}
+  records: {www: 203.0.113.80, mail: 203.0.113.25}
   overrides:
+    carrier: {mail: 172.16.0.25}
     home: {www: [192.168.1.80, 192.168.1.81]}
 """
 
@@ -144,3 +146,13 @@ def test_query_ports_never_collide_with_a_forward_nor_with_each_other(forwarded)
     assert len(set(ports)) == len(ports) == 2
     assert not set(ports) & set(forwarded)
     assert all(0 < port <= ROUTER_QUERY_PORT for port in ports)
+
+
+def test_a_lan_behind_a_lan_sees_its_own_overrides_then_its_upstream_s_then_the_public():
+    topology = parse_topology(NESTED)
+    home = seen_from(topology, "home")
+    assert home["www.lab.test"] == (IPv4Address("192.168.1.80"), IPv4Address("192.168.1.81"))
+    assert home["mail.lab.test"] == (IPv4Address("172.16.0.25"),)  # the carrier's resolver's
+    assert seen_from(topology, "carrier")["www.lab.test"] == (IPv4Address("203.0.113.80"),)
+    assert topology.dns is not None
+    assert seen_from(topology, "internet") == topology.dns.records

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from natlab.errors import NatlabError
 from natlab.topology import load_topology, parse_topology
-from natlab.topology.dns import dns_name_problem, qualify, seen_from
+from natlab.topology.dns import dns_name_problem, qualify
 
 VALID = """\
 name: t
@@ -215,33 +215,3 @@ def test_an_absolute_name_outside_the_zone_is_refused(name):
     except ValueError:
         return
     assert full == zone or full.endswith("." + zone)
-
-
-NESTED = """\
-name: nested
-segments:
-  internet: {subnet: 203.0.113.0/24}
-  carrier: {subnet: 172.16.0.0/24}
-  home: {subnet: 192.168.1.0/24}
-routers:
-  cgn: {wan: {segment: internet}, lan: {segment: carrier}}
-  box: {wan: {segment: carrier}, lan: {segment: home}}
-hosts:
-  dns1: {segment: internet, role: dns-server}
-dns:
-  zone: lab.test
-  records: {www: 203.0.113.80, mail: 203.0.113.25}
-  overrides:
-    carrier: {www: 172.16.0.80}
-    home: {mail: 192.168.1.25}
-"""
-
-
-def test_a_lan_behind_a_lan_sees_its_own_overrides_then_its_upstream_s_then_the_public():
-    topology = parse_topology(NESTED)
-    home = seen_from(topology, "home")
-    assert home["mail.lab.test"] == (IPv4Address("192.168.1.25"),)  # its own
-    assert home["www.lab.test"] == (IPv4Address("172.16.0.80"),)  # the carrier's resolver's
-    carrier = seen_from(topology, "carrier")
-    assert carrier["mail.lab.test"] == (IPv4Address("203.0.113.25"),)  # public
-    assert seen_from(topology, "internet") == topology.dns.records
