@@ -53,6 +53,9 @@ class DropReason(StrEnum):
     MALFORMED = "malformed"
     SEND_ERROR = "send-error"
     RECEIVE_OVERFLOW = "receive-overflow"
+    # a link impairment's (core/impair.py: its Drop, same values)
+    IMPAIRMENT_LOSS = "impairment-loss"
+    IMPAIRMENT_QUEUE = "impairment-queue"
 
     @property
     def counter(self) -> str:
@@ -91,6 +94,10 @@ _MEANINGS = {
     DropReason.SEND_ERROR: "the router could not send it (a full socket buffer, or larger "
     "than the MTU)",
     DropReason.RECEIVE_OVERFLOW: "frames came in faster than the daemon could read them",
+    DropReason.IMPAIRMENT_LOSS: "impairment: loss; the link's configured loss dropped it "
+    "(natlab link show)",
+    DropReason.IMPAIRMENT_QUEUE: "impairment: queue; the link's rate limit had a full queue "
+    "(natlab link show)",
 }
 _FILTERING = frozenset(
     {
@@ -183,6 +190,25 @@ class MappingRefreshed(Event):
             f"{self.proto} mapping {self.internal} -> {self.external} refreshed by an "
             f"{self.direction} packet, expires at {format_time(self.expires_at)}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class MappingRequested(Event):
+    """A port control protocol (`origin`) made, renewed or deleted an explicit mapping.
+
+    Deleted: `expires_at` is `at`. Lifetime expiry is a MappingExpired like any other.
+    """
+
+    kind: ClassVar[str] = "mapping-requested"
+    proto: Proto
+    internal: Endpoint
+    external: Endpoint
+    expires_at: float
+    origin: str
+
+    def describe(self) -> str:
+        what = "deleted" if self.expires_at <= self.at else f"until {format_time(self.expires_at)}"
+        return f"{self.origin}: {self.proto} mapping {self.internal} -> {self.external} {what}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,3 +316,65 @@ class Reconfigured(Event):
 
     def describe(self) -> str:
         return f"behaviour is now {self.behaviour}; flushed {self.flushed} dynamic mapping(s)"
+
+
+# -- the SIP ALG's account (natlab.router.sip_alg), told like the engine's -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SipMessageEvent(Event):
+    """What the SIP ALG did with one SIP message; `src`/`dst` as the packet left the router."""
+
+    direction: str  # "outbound" | "inbound"
+    proto: int
+    src: Endpoint
+    dst: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class SipRewritten(SipMessageEvent):
+    """The router's SIP ALG changed one field of a SIP message passing it: `header` old -> new.
+
+    `header` names the place ("Via", "Contact", "Request-URI", "SDP c=",
+    "SDP m=audio", "SDP a=candidate", "SDP a=rtcp", "Content-Length").
+    """
+
+    kind: ClassVar[str] = "sip-rewritten"
+    header: str
+    old: str
+    new: str
+
+    def describe(self) -> str:
+        return f"SIP ALG rewrote {self.header} ({self.direction}): {self.old} -> {self.new}"
+
+
+@dataclass(frozen=True, slots=True)
+class SipPinhole(Event):
+    """The SIP ALG opened a UDP mapping for a media port it saw in an SDP the host sent.
+
+    Until the mapping expires, anyone may send to `external` and reach `internal`.
+    """
+
+    kind: ClassVar[str] = "sip-pinhole"
+    proto: Proto
+    internal: Endpoint
+    external: Endpoint
+    remote: Endpoint  # where the SDP went
+
+    def describe(self) -> str:
+        return (
+            f"SIP ALG opened a {self.proto} pinhole {self.external} -> {self.internal} for the "
+            f"media in an SDP sent to {self.remote}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SipUntouched(SipMessageEvent):
+    """A SIP port's payload the ALG passed unchanged: not SIP it can read, nothing to rewrite,
+    or a TCP segment whose length the rewrite would change."""
+
+    kind: ClassVar[str] = "sip-untouched"
+    detail: str
+
+    def describe(self) -> str:
+        return f"SIP ALG passed a message unchanged: {self.detail}"

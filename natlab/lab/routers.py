@@ -27,10 +27,11 @@ from pathlib import Path
 
 from natlab.control_socket import answers
 from natlab.core.engine import StaticMap
+from natlab.core.portcontrol.upnp import HTTP_PORT as UPNP_HTTP_PORT
 from natlab.errors import NatlabError
 from natlab.lab.dns import kernel_served
 from natlab.lab.launch import Launch, wait_started
-from natlab.plumbing.firewall import KernelService, drop_incoming_ipv4
+from natlab.plumbing.firewall import KernelService, accept_tcp_to, drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
 from natlab.plumbing.namespaces import set_sysctls
 from natlab.records import PingRequest
@@ -73,6 +74,9 @@ class NatDataplane:
             {"net.ipv4.ip_forward": "0", "net.ipv4.conf.all.send_redirects": "0"},
         )
         drop_incoming_ipv4(namespace, services)
+        if "upnp" in router.port_control:  # its HTTP server is a kernel TCP socket of the daemon
+            for lan in router.lans:
+                accept_tcp_to(namespace, lan.name, str(lan.addresses[0].ip), UPNP_HTTP_PORT)
         disable_offloads(namespace, [iface.name for iface in router.interfaces], receive=True)
 
     def start(self, topology: Topology, lab: str, directory: Path, launch: Launch) -> list[Daemon]:
@@ -136,7 +140,10 @@ def daemon_config(topology: Topology, router: Router, lab: str, translates) -> D
         ),
         stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
         kernel_served=kernel_served(topology, router),
+        port_control=router.port_control,
+        impairments={iface.name: iface.impair for iface in router.interfaces if iface.impair},
         cgnat=router.cgnat,
+        sip_alg=router.sip_alg,
     )
 
 

@@ -69,18 +69,37 @@ def drop_incoming_ipv4(namespace: str, services: Sequence[KernelService] = ()) -
             if services:
                 _accept(nft, (_iifname("lo"), verdict(NF_ACCEPT)))
             for service in services:
-                _accept(
-                    nft,
-                    (
-                        _iifname(service.interface),
-                        _payload(NETWORK_HEADER, 16, socket.inet_aton(service.address)),
-                        _payload(NETWORK_HEADER, 9, bytes([service.proto])),
-                        _payload(TRANSPORT_HEADER, 2, struct.pack("!H", service.port)),
-                        verdict(NF_ACCEPT),
-                    ),
-                )
+                _accept(nft, _service(service))
         finally:
             nft.close()
+
+
+def accept_tcp_to(namespace: str, interface: str, address: str, port: int) -> None:
+    """Let the kernel have TCP in by `interface` to `address`:`port` (the UPnP HTTP server).
+
+    The daemon owns the dataplane; this one hole in the drop chain lets the
+    namespace's kernel run a TCP server the daemon listens on, since
+    natlab's dataplane has no TCP stack of its own. Only segments that came
+    in by that (LAN) interface to that address and port pass, so nothing on
+    the WAN reaches the server; everything else is still dropped.
+    """
+    with entered(namespace):
+        nft = NFTables(nfgen_family=2)
+        try:
+            _accept(nft, _service(KernelService(interface, address, socket.IPPROTO_TCP, port)))
+        finally:
+            nft.close()
+
+
+def _service(service: KernelService) -> tuple:
+    """The expressions that match one service's packets and accept them."""
+    return (
+        _iifname(service.interface),
+        _payload(NETWORK_HEADER, 16, socket.inet_aton(service.address)),
+        _payload(NETWORK_HEADER, 9, bytes([service.proto])),
+        _payload(TRANSPORT_HEADER, 2, struct.pack("!H", service.port)),
+        verdict(NF_ACCEPT),
+    )
 
 
 def _accept(nft: NFTables, expressions: tuple) -> None:

@@ -9,7 +9,7 @@ nothing of the topology's. to_json and from_json are each other's inverse.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from natlab.core.behaviour import Behaviour
 from natlab.core.cgnat import CgnatSettings
 from natlab.core.engine import NatConfig, StaticMap
+from natlab.core.impair import LinkImpairment
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,10 @@ class DaemonConfig:
     # (interface, address, proto, port) the router's own kernel serves (its LAN's DNS
     # resolver): the daemon leaves these packets to it (plumbing.firewall.drop_incoming_ipv4)
     kernel_served: tuple[tuple[str, str, int, int], ...] = ()
+    port_control: tuple[str, ...] = ()  # "pcp", "natpmp", "upnp" served on the LANs
+    impairments: dict[str, LinkImpairment] = field(default_factory=dict)  # by port name
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
+    sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,7 +65,10 @@ class DaemonConfig:
             ],
             "stun_ports": list(self.stun_ports),
             "kernel_served": [list(served) for served in self.kernel_served],
+            "port_control": list(self.port_control),
+            "impairments": {name: link.to_json() for name, link in self.impairments.items()},
             "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
+            "sip_alg": self.sip_alg,
         }
 
     @classmethod
@@ -87,7 +94,13 @@ class DaemonConfig:
                 (name, address, proto, port)
                 for name, address, proto, port in data.get("kernel_served", [])
             ),
+            port_control=tuple(data.get("port_control", ())),
+            impairments={
+                name: LinkImpairment.from_json(link)
+                for name, link in data.get("impairments", {}).items()
+            },
             cgnat=CgnatSettings(**data["cgnat"]) if data.get("cgnat") else None,
+            sip_alg=data.get("sip_alg", "off"),
         )
 
     def save(self, path: Path) -> None:

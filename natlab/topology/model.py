@@ -12,7 +12,11 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from natlab.core.behaviour import Behaviour
 from natlab.core.cgnat import CgnatSettings
+from natlab.core.impair import LinkImpairment
 from natlab.errors import NatlabError
+
+SIP_AGENTS = ("baresip",)  # `agent:` of a phone: real softphones natlab configures and starts
+SIP_SERVERS = ("kamailio",)  # `server:` of a PBX: real SIP servers natlab configures and starts
 
 
 class Role(StrEnum):
@@ -41,6 +45,7 @@ class Interface:
 
     segment: str
     addresses: tuple[IPv4Interface, ...]
+    impair: LinkImpairment | None = None  # a router's interface only: its link impairment
 
     @property
     def name(self) -> str:
@@ -82,6 +87,15 @@ class Stun:
 
 
 @dataclass(frozen=True)
+class SipAccount:
+    """A phone's SIP account: the user it registers as, its digest password, how it keeps alive."""
+
+    user: str
+    password: str
+    keepalive: str = "auto"  # "crlf" | "options"; auto: CRLF on TCP and TLS, OPTIONS on UDP
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     interfaces: tuple[Interface, ...]
@@ -94,6 +108,16 @@ class Node:
 class Host(Node):
     role: Role = Role.PLAIN
     run: tuple[str, ...] = ()  # the program natlab starts and supervises in it (lab/programs.py)
+    agent: str | None = None  # a phone's softphone (SIP_AGENTS); None: natlab's own phone
+    server: str | None = None  # a PBX's SIP server (SIP_SERVERS); None: natlab's own PBX
+
+    @property
+    def sip_software(self) -> str | None:
+        """The real SIP program natlab runs in this host instead of its own endpoint, if any."""
+        return self.agent or self.server
+
+    sip: SipAccount | None = None  # a phone's credentials; None: its name, the default password
+    nat_aware: bool = True  # a PBX: route to the source it saw (False: trust Contact and Via)
 
 
 @dataclass(frozen=True)
@@ -103,7 +127,9 @@ class Router(Node):
     behaviour: Behaviour = field(default_factory=Behaviour)
     forwards: tuple[Forward, ...] = ()
     stun: Stun | None = None
+    port_control: tuple[str, ...] = ()  # "pcp", "natpmp", "upnp": served on the LAN side
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT: port blocks per subscriber
+    sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
     @property
     def wan(self) -> Interface:
@@ -112,6 +138,14 @@ class Router(Node):
     @property
     def lans(self) -> tuple[Interface, ...]:
         return self.interfaces[1:]
+
+    def interface_named(self, name: str) -> Interface | None:
+        """`wan`, `lan` (a router with one LAN), or an interface's own name (its segment)."""
+        if name == "wan":
+            return self.wan
+        if name == "lan" and len(self.lans) == 1:
+            return self.lans[0]
+        return next((i for i in self.interfaces if i.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -156,6 +190,31 @@ class Topology:
             name: replace(router, behaviour=behaviours.get(name, router.behaviour))
             for name, router in self.routers.items()
         }
+        return replace(self, routers=routers)
+
+    def with_impairments(self, profile: dict[str, LinkImpairment]) -> Topology:
+        """Every router's interface that `profile` names (wan, lan, or by name) impaired so
+        (`natlab matrix --impair`); a router without such an interface is left as it is,
+        but each name must fit some router."""
+        for key in profile:
+            if not any(router.interface_named(key) for router in self.routers.values()):
+                raise NatlabError(
+                    f"no router of topology '{self.name}' has an interface '{key}'",
+                    field="--impair",
+                    fix="name wan, lan, or an interface (a segment a router is on)",
+                )
+        routers = {}
+        for name, router in self.routers.items():
+            named = {
+                iface.name: impairment
+                for key, impairment in profile.items()
+                if (iface := router.interface_named(key)) is not None
+            }
+            interfaces = tuple(
+                replace(i, impair=named[i.name]) if i.name in named else i
+                for i in router.interfaces
+            )
+            routers[name] = replace(router, interfaces=interfaces)
         return replace(self, routers=routers)
 
     @property
