@@ -395,7 +395,7 @@ CASES = [
         2,
         "no topology file 'nowhere' next to the scenario or in topologies/",
         "give a path relative to the scenario file, or one of: cgnat.yaml, main-branch.yaml, "
-        "pbx-public-access.yaml",
+        "pbx-public-access.yaml, port-control.yaml",
         id="unknown-topology",
     ),
     pytest.param(
