@@ -107,6 +107,9 @@ def natlab_lab(request: pytest.FixtureRequest) -> Iterator[Callable[..., Lab]]:
     for lab in labs:
         lab.down()
     for lab in labs:
-        left = [n for n in planned_namespaces(lab.topology, lab.name) if namespaces.exists(n)]
+        planned = planned_namespaces(lab.topology, lab.name)
+        left = [n for n in planned if namespaces.exists(n)]
         assert not left, f"lab {lab.name} left namespaces behind: {left}"
+        etc = [n for n in planned if os.path.isdir(namespaces.etc_dir(n))]
+        assert not etc, f"lab {lab.name} left its nodes' resolv.conf in /etc/netns: {etc}"
         assert not (state_root() / lab.name).exists(), f"lab {lab.name} left its state"

@@ -678,6 +678,7 @@ class CallReport(Record):
     selected_pair: SelectedPair | None = None
     checks: list[IceCheck] = field(default_factory=list)
     ice: str | None = None  # "completed" | "failed" | "timeout"; None without ICE
+    gathering: float | None = None  # seconds this phone took to gather its candidates
     rtp: RtpCounts = field(default_factory=RtpCounts)
     peer_rtp: RtpCounts | None = None  # the other phone's counts, None if they never came
     verdict: str = NO_MEDIA

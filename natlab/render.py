@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from natlab.topology.dns import seen_from
 from natlab.topology.model import Host, Router, Topology
 from natlab.topology.routing import plan_routes
 
@@ -62,7 +63,36 @@ def plan_json(topology: Topology, file: str) -> dict:
             for route in routes[node.name]
         ]
         nodes.append(entry)
-    return {"file": file, "name": topology.name, "nodes": nodes}
+    plan = {"file": file, "name": topology.name, "nodes": nodes}
+    if topology.dns is not None:
+        plan["dns"] = {
+            "zone": topology.dns.zone,
+            "names": [
+                {"name": name, "segments": segments, "addresses": [str(a) for a in addresses]}
+                for name, segments, addresses in dns_views(topology)
+            ],
+        }
+    return plan
+
+
+def dns_views(topology: Topology) -> list[tuple[str, list[str], tuple]]:
+    """Each name, the segments that see the same answer for it, and that answer."""
+    views: dict[tuple[str, tuple], list[str]] = {}
+    for segment in topology.segments:
+        for name, addresses in seen_from(topology, segment).items():
+            views.setdefault((name, addresses), []).append(segment)
+    return [(name, segments, addresses) for (name, addresses), segments in sorted(views.items())]
+
+
+def dns_table(topology: Topology) -> Table:
+    """What each segment's nodes get for each name (split horizon), from the `dns:` section."""
+    assert topology.dns is not None
+    table = Table(title=f"names in {topology.dns.zone}", title_justify="left")
+    for column in ("name", "seen from", "addresses"):
+        table.add_column(column)
+    for name, segments, addresses in dns_views(topology):
+        table.add_row(name, ", ".join(segments), " ".join(str(a) for a in addresses))
+    return table
 
 
 def verify_json(lab: str, results: list[RouterCheck]) -> dict:
@@ -387,6 +417,11 @@ def step_line(step: StepResult) -> str:
     mark = _MARKS.get(step.verdict, "[red]FAILED[/]")
     where = f" (line {step.line})" if step.line else ""
     line = f"{mark}  {step.index + 1}. {escape(step.text)}{where}  [dim]{step.seconds:.1f} s[/]"
+    from natlab.scenario.explain import gathering_line  # step_line runs only with a scenario
+
+    gathered = None if step.call_report is None else gathering_line(step.call_report)
+    if gathered is not None:
+        line += f"  [dim]{escape(gathered)}[/]"
     if step.fault:
         line += f"\n        [magenta]{escape(step.fault)}[/]"
     if step.error:

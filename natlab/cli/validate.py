@@ -13,7 +13,7 @@ from natlab.cli.options import emit_json, json_option
 @json_option("Print the plans as JSON to stdout (only when every file is valid)")
 def validate(files: tuple[str, ...], as_json: bool) -> None:
     """Check topology FILES (or built-in names) and show the planned addresses; builds nothing."""
-    from natlab.render import plan_json, print_table, topology_table
+    from natlab.render import dns_table, plan_json, print_table, topology_table
     from natlab.topology import load_topology
 
     plans = []
@@ -22,5 +22,7 @@ def validate(files: tuple[str, ...], as_json: bool) -> None:
         plans.append(plan_json(topology, file))
         if not as_json:
             print_table(topology_table(topology, f"{file}: topology '{topology.name}' is valid"))
+            if topology.dns is not None:
+                print_table(dns_table(topology))
     if as_json:
         emit_json("validate", {"topologies": plans})

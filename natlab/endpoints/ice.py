@@ -2,7 +2,10 @@
 
 IceMedia gathers host and relay candidates with aioice, and server-reflexive
 ones from every STUN server the phone knows at once (the first to answer
-wins, as natlab.endpoints.stun_client.first_answer does), then runs aioice's
+wins, as natlab.endpoints.stun_client.first_answer does): a server given by
+name is every address its name resolves to, all resolved and asked at once
+(stun_addresses), so one server that is down costs no time while another
+answers. Each media keeps how long its gathering took. Then IceMedia runs aioice's
 connectivity checks, bounded in time: a pair that cannot work must give up
 in seconds, not in aioice's default half-minute.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +35,7 @@ from natlab import records
 from natlab.endpoints.media import RtpStream
 from natlab.endpoints.sdp_offer import MediaOffer
 from natlab.endpoints.sip_transport import Endpoint, format_endpoint
-from natlab.endpoints.stun_client import StunClient
+from natlab.endpoints.stun_client import StunClient, addresses_of
 from natlab.records import IceCheck, SelectedPair
 from natlab.stun import Address
 
@@ -50,6 +54,25 @@ def lab_timing() -> None:
     """
     aioice.stun.RETRY_RTO = 0.1
     aioice.stun.RETRY_MAX = 3
+
+
+async def stun_addresses(servers: Sequence[Endpoint]) -> list[Endpoint]:
+    """Every IPv4 address of every STUN server, their names resolved at once, in order.
+
+    A name that does not resolve gives none: like a server that is down, it
+    must not keep the phone from the servers that answer.
+    """
+    loop = asyncio.get_running_loop()
+
+    async def each(host: str, port: int) -> list[Endpoint]:
+        try:
+            found = await loop.run_in_executor(None, addresses_of, host, port)
+        except (socket.gaierror, UnicodeError):
+            return []
+        return [(str(a.ip), a.port) for a in found if a.ip.version == 4]
+
+    lists = await asyncio.gather(*(each(host, port) for host, port in servers))
+    return list(dict.fromkeys(address for found in lists for address in found))
 
 
 class MediaError(Exception):
@@ -95,24 +118,29 @@ class IceMedia:
         )
         self.stream = RtpStream()
         self.candidates: list[Candidate] = []
+        self.gathering: float | None = None  # seconds prepare() took to gather candidates
         self._receiver: asyncio.Task | None = None
 
     async def prepare(self) -> None:
+        began = time.monotonic()
+        servers = await stun_addresses(self.stun)
         await self.connection.gather_candidates()
         self.candidates = self.connection.local_candidates
-        if self.stun:
+        if servers:
             # aioice asks a single STUN server; a phone asks all of its servers at once.
             # Its host sockets are the (private) protocols whose local candidate is a host one.
             hosts = [p for p in self.connection._protocols if p.local_candidate.type == "host"]
-            found = await asyncio.gather(*(self._reflexive(p) for p in hosts))
+            found = await asyncio.gather(*(self._reflexive(p, servers) for p in hosts))
             self.candidates += [c for c in found if c is not None]
+        self.gathering = time.monotonic() - began
         if not self.candidates:
             raise MediaError("no ICE candidate could be gathered")
 
-    async def _reflexive(self, protocol: StunProtocol) -> Candidate | None:
+    async def _reflexive(
+        self, protocol: StunProtocol, servers: Sequence[Endpoint]
+    ) -> Candidate | None:
         tasks = [
-            asyncio.create_task(server_reflexive_candidate(protocol, server))
-            for server in self.stun
+            asyncio.create_task(server_reflexive_candidate(protocol, server)) for server in servers
         ]
         try:
             for finished in asyncio.as_completed(tasks, timeout=GATHER_TIMEOUT):
@@ -219,16 +247,18 @@ class UdpMedia:
         self.offered: Endpoint | None = None
         self.destination: Endpoint | None = None
         self.via_relay = False
+        self.gathering: float | None = None  # seconds prepare() took to find its address
         self._transport: asyncio.DatagramTransport | None = None
 
     async def prepare(self) -> None:
+        began = time.monotonic()
         client = StunClient.open(Address.of(self.address, 0))
         sock = client.sock
         try:
             if self.kind == "srflx":
                 if not self.stun:
                     raise MediaError("a STUN address needs a STUN server, and this lab has none")
-                servers = [Address.of(host, port) for host, port in self.stun]
+                servers = [Address.of(host, port) for host, port in await stun_addresses(self.stun)]
                 loop = asyncio.get_running_loop()
                 answer = await loop.run_in_executor(None, client.first_answer, servers)
                 if answer is None:
@@ -236,6 +266,7 @@ class UdpMedia:
                 self.offered = (str(answer.mapped.ip), answer.mapped.port)
             else:
                 self.offered = sock.getsockname()[:2]
+            self.gathering = time.monotonic() - began
             sock.setblocking(False)
             transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
                 lambda: _Counting(self.stream), sock=sock

@@ -882,6 +882,7 @@ class Phone:
         """Fill the report from the media and the peer's RTP stat headers, then close the media."""
         report.rtp = replace(media.stream.counts)
         report.checks = media.checks()
+        report.gathering = media.gathering
         report.selected_pair = pair = media.selected()
         if peer is not None:
             counts, theirs = dialogs.read_stats(peer)

@@ -111,15 +111,22 @@ def resolve(servers: Iterable[str], default_port: int = STUN_PORT) -> list[Addre
     for text in servers:
         host, port = parse_server(text, default_port)
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            found.update(dict.fromkeys(addresses_of(host, port)))
         except socket.gaierror as error:
             raise NatlabError(
                 f"cannot resolve STUN server '{host}': {error.strerror}",
                 fix="give an address, or a name this node can resolve",
             ) from None
-        for info in infos:
-            found[Address.of(info[4][0], port)] = None
     return list(found)
+
+
+def addresses_of(host: str, port: int) -> list[Address]:
+    """Every UDP address of host (an address, or a name with several A records), in order.
+
+    The node's resolver answers (its resolv.conf); socket.gaierror if it cannot.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    return list(dict.fromkeys(Address.of(info[4][0], port) for info in infos))
 
 
 def _sockaddr(address: Address) -> tuple[str, int]:

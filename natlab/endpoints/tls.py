@@ -66,8 +66,10 @@ def create_ca(directory: Path, lab: str) -> None:
     _write(directory, CA_NAME, cert, key)
 
 
-def issue(directory: Path, name: str, addresses: Iterable[IPv4Address] = ()) -> None:
-    """A certificate signed by the lab's CA: CN = name, and addresses as IP names.
+def issue(
+    directory: Path, name: str, addresses: Iterable[IPv4Address] = (), dns: Iterable[str] = ()
+) -> None:
+    """A certificate signed by the lab's CA: CN = name, addresses as IP names, dns as DNS names.
 
     The same certificate serves as client (phones) and server (the PBX,
     whose addresses the phones check against the one they dialled).
@@ -78,6 +80,7 @@ def issue(directory: Path, name: str, addresses: Iterable[IPv4Address] = ()) -> 
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     names: list[x509.GeneralName] = [x509.DNSName(name)]
+    names += [x509.DNSName(other) for other in dns]
     names += [x509.IPAddress(address) for address in addresses]
     cert = (
         x509.CertificateBuilder()

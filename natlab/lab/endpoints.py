@@ -32,7 +32,7 @@ from natlab.endpoints.control import ask
 from natlab.endpoints.ice import TurnServer
 from natlab.endpoints.sip_dialogs import DEFAULT_PASSWORD as DEFAULT_SIP_PASSWORD
 from natlab.endpoints.sip_transport import Endpoint
-from natlab.endpoints.stun_client import StunClient, Timing
+from natlab.endpoints.stun_client import STUN_PORT, StunClient, Timing
 from natlab.errors import NatlabError
 from natlab.lab.launch import wait_started
 from natlab.plumbing import namespaces
@@ -275,6 +275,13 @@ def phone_config(
     if relays:
         address = (str(relays[0].interfaces[0].address), turn.PORT)
         relay = TurnServer(address, turn.USERNAME, turn.PASSWORD)
+    named = topology.dns
+    if named is not None and named.pbx is not None:
+        # By name, at the port natlab worked out: the phone's resolver says which address.
+        found = {way: None if e is None else (named.pbx, e[1]) for way, e in found.items()}
+    stun = stun_servers(topology)
+    if named is not None and named.stun:
+        stun = [(name, STUN_PORT) for name in named.stun]
     account = sip_account(host)
     return phone.PhoneConfig(
         name=host.name,
@@ -284,7 +291,7 @@ def phone_config(
         pbx_tls=found.get("tls"),
         pbx_udp=found.get("udp"),
         ca=ca_dir(directory),
-        stun=tuple(stun_servers(topology)),
+        stun=tuple(stun),
         turn=relay,
         user=account.user,
         password=account.password,
@@ -311,6 +318,7 @@ def _make_certificates(
         router = _gateway(topology, server)
         if router is not None:
             addresses.add(router.wan.address)
-        tls.issue(where, server.name, sorted(addresses))
+        names = [topology.dns.pbx] if topology.dns is not None and topology.dns.pbx else []
+        tls.issue(where, server.name, sorted(addresses), names)
     for host in phones:
         tls.issue(where, host.name)

@@ -21,7 +21,7 @@ from typing import Any
 
 from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
-from natlab.lab import programs, sip_software
+from natlab.lab import dns, programs, sip_software
 from natlab.lab import status as lab_status
 from natlab.lab.baresip import BaresipPhone
 from natlab.lab.build import build, planned_namespaces
@@ -130,6 +130,7 @@ class Lab:
     def up(self) -> Lab:
         require_root("natlab up")
         programs.check_commands(self.topology, os.environ.get("PATH"))
+        dns.check_host(self.topology, os.environ.get("PATH"))
         sip_software.check_binaries(self.topology, os.environ.get("PATH"))
         # Ctrl-C and SIGTERM wait until the lab is recorded and inside the `try` that undoes it:
         # one landing in between would leave a ledger behind.
@@ -143,13 +144,17 @@ class Lab:
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
             build(self.topology, ledger, self.dataplane)
+            dns.write_resolv_confs(self.topology, self.namespace)  # before anything runs
             launch_daemon = partial(self._launch, what=DAEMON)
             daemons = self.dataplane.start(
                 self.topology, self.name, ledger.directory, launch_daemon
             )
-            # Endpoints start once every router forwards: a phone's first SYN to the PBX
-            # sent into a router not yet reading would wait out TCP's 1 s retransmission.
+            resolvers = dns.start(self.topology, ledger.directory, self._launch)
+            # Endpoints start once every router forwards and every name resolves: a phone's
+            # first SYN to the PBX sent into a router not yet reading would wait out TCP's
+            # 1 s retransmission.
             self.dataplane.wait_ready(daemons)
+            dns.wait_ready(resolvers, self.namespace)
             sip_software.start_servers(
                 self.topology, self.name, ledger.directory, self._launch, self.keep
             )
@@ -438,6 +443,8 @@ def _remove(name: str) -> list[str]:
         programs.end_programs(name, ledger.processes)
         terminate([p for p in ledger.processes if p.what != PROGRAM])
         removed = [n for n in reversed(ledger.namespaces) if namespaces.remove(n)]
+        for namespace in ledger.namespaces:
+            namespaces.remove_etc(namespace)  # its resolv.conf, if the lab had names
         ledger.forget()
     return removed
 

@@ -29,8 +29,9 @@ from natlab.control_socket import answers
 from natlab.core.engine import StaticMap
 from natlab.core.portcontrol.upnp import HTTP_PORT as UPNP_HTTP_PORT
 from natlab.errors import NatlabError
+from natlab.lab.dns import kernel_served
 from natlab.lab.launch import Launch, wait_started
-from natlab.plumbing.firewall import accept_tcp_to, drop_incoming_ipv4
+from natlab.plumbing.firewall import KernelService, accept_tcp_to, drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
 from natlab.plumbing.namespaces import set_sysctls
 from natlab.records import PingRequest
@@ -66,12 +67,13 @@ class NatDataplane:
     def translates(self, router: Router) -> bool:
         return router.behaviour.translate
 
-    def configure(self, namespace: str, router: Router) -> None:
+    def configure(self, namespace: str, router: Router, services: list[KernelService]) -> None:
+        """Keep the kernel out of the dataplane, but for what it serves itself (services)."""
         set_sysctls(
             namespace,
             {"net.ipv4.ip_forward": "0", "net.ipv4.conf.all.send_redirects": "0"},
         )
-        drop_incoming_ipv4(namespace)
+        drop_incoming_ipv4(namespace, services)
         if "upnp" in router.port_control:  # its HTTP server is a kernel TCP socket of the daemon
             for lan in router.lans:
                 accept_tcp_to(namespace, lan.name, str(lan.addresses[0].ip), UPNP_HTTP_PORT)
@@ -137,6 +139,7 @@ def daemon_config(topology: Topology, router: Router, lab: str, translates) -> D
             for forward in router.forwards
         ),
         stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
+        kernel_served=kernel_served(topology, router),
         port_control=router.port_control,
         impairments={iface.name: iface.impair for iface in router.interfaces if iface.impair},
         cgnat=router.cgnat,
@@ -152,7 +155,8 @@ class KernelForwarding:
     def translates(self, router: Router) -> bool:
         return False
 
-    def configure(self, namespace: str, router: Router) -> None:
+    def configure(self, namespace: str, router: Router, services: list[KernelService]) -> None:
+        """Route; the kernel serves everything of its own anyway (services)."""
         set_sysctls(
             namespace,
             {

@@ -8,11 +8,21 @@ unreachable) and, with Linux's NAT and conntrack, move mappings around
 prerouting, with policy drop and no rules, stops that: the kernel never
 sees an IPv4 packet arrive. ARP is not IPv4, so the kernel still answers
 ARP for the router's addresses.
+
+The one exception is what the router's own programs serve (its LAN's DNS
+resolver): drop_incoming_ipv4() lets exactly those packets through, and
+the daemon leaves them alone. Loopback goes through too, so such a program can
+be asked from inside the router.
 """
 
 from __future__ import annotations
 
-from pyroute2.nftables.expressions import genex, ipv4addr, verdict
+import socket
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pyroute2.nftables.expressions import genex, verdict
 from pyroute2.nftables.main import NFTables
 
 from natlab.plumbing.namespaces import entered
@@ -20,11 +30,29 @@ from natlab.plumbing.namespaces import entered
 TABLE = "natlab"
 CHAIN = "daemon-owns-ipv4"
 NF_DROP = 0
+NF_ACCEPT = 1
+NFT_META_IIFNAME = 6
+NETWORK_HEADER, TRANSPORT_HEADER = 1, 2  # NFT_PAYLOAD_* bases
+IFNAMSIZ = 16
 BEFORE_EVERYTHING = -500  # lower than raw (-300) and conntrack (-200)
 
 
-def drop_incoming_ipv4(namespace: str) -> None:
-    """Drop every IPv4 packet the namespace's kernel receives, before conntrack."""
+@dataclass(frozen=True)
+class KernelService:
+    """Packets the router's kernel may take: in by `interface`, to address:port over proto."""
+
+    interface: str
+    address: str
+    proto: int  # socket.IPPROTO_UDP or IPPROTO_TCP
+    port: int
+
+
+def drop_incoming_ipv4(namespace: str, services: Sequence[KernelService] = ()) -> None:
+    """Drop every IPv4 packet the namespace's kernel receives, before conntrack.
+
+    With services, loopback and exactly those services' packets still go in
+    (rules ahead of the chain's policy).
+    """
     with entered(namespace):
         nft = NFTables(nfgen_family=2)  # NFPROTO_IPV4
         try:
@@ -38,15 +66,12 @@ def drop_incoming_ipv4(namespace: str) -> None:
                 priority=BEFORE_EVERYTHING,
                 policy=NF_DROP,
             )
+            if services:
+                _accept(nft, (_iifname("lo"), verdict(NF_ACCEPT)))
+            for service in services:
+                _accept(nft, _service(service))
         finally:
             nft.close()
-
-
-NF_ACCEPT = 1
-NFT_META_L4PROTO = 16
-NFT_META_IIFNAME = 6
-IFNAMSIZ = 16
-NFT_PAYLOAD_TRANSPORT_HEADER = 2
 
 
 def accept_tcp_to(namespace: str, interface: str, address: str, port: int) -> None:
@@ -61,35 +86,37 @@ def accept_tcp_to(namespace: str, interface: str, address: str, port: int) -> No
     with entered(namespace):
         nft = NFTables(nfgen_family=2)
         try:
-            nft.rule(
-                "add",
-                table=TABLE,
-                chain=CHAIN,
-                expressions=(
-                    [genex("meta", {"dreg": 1, "key": NFT_META_IIFNAME})],
-                    [_equals(interface.encode().ljust(IFNAMSIZ, b"\0"))],
-                    [genex("meta", {"dreg": 1, "key": NFT_META_L4PROTO})],
-                    [_equals(bytes([6]))],
-                    ipv4addr(dst=address),
-                    [
-                        genex(
-                            "payload",
-                            {
-                                "dreg": 1,
-                                "base": NFT_PAYLOAD_TRANSPORT_HEADER,
-                                "offset": 2,
-                                "len": 2,
-                            },
-                        )
-                    ],
-                    [_equals(port.to_bytes(2, "big"))],
-                    verdict(NF_ACCEPT),
-                ),
-            )
+            _accept(nft, _service(KernelService(interface, address, socket.IPPROTO_TCP, port)))
         finally:
             nft.close()
 
 
+def _service(service: KernelService) -> tuple:
+    """The expressions that match one service's packets and accept them."""
+    return (
+        _iifname(service.interface),
+        _payload(NETWORK_HEADER, 16, socket.inet_aton(service.address)),
+        _payload(NETWORK_HEADER, 9, bytes([service.proto])),
+        _payload(TRANSPORT_HEADER, 2, struct.pack("!H", service.port)),
+        verdict(NF_ACCEPT),
+    )
+
+
+def _accept(nft: NFTables, expressions: tuple) -> None:
+    nft.rule("add", table=TABLE, chain=CHAIN, expressions=expressions)
+
+
+def _iifname(name: str) -> list:
+    return [
+        genex("meta", {"key": NFT_META_IIFNAME, "dreg": 1}),
+        _equals(name.encode().ljust(IFNAMSIZ, b"\0")),
+    ]
+
+
+def _payload(base: int, offset: int, value: bytes) -> list:
+    load = genex("payload", {"dreg": 1, "base": base, "offset": offset, "len": len(value)})
+    return [load, _equals(value)]
+
+
 def _equals(value: bytes) -> dict:
-    """An nftables cmp: register 1 equals `value`."""
     return genex("cmp", {"sreg": 1, "op": 0, "data": {"attrs": [("NFTA_DATA_VALUE", value)]}})

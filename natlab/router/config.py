@@ -38,6 +38,9 @@ class DaemonConfig:
     behaviour: Behaviour
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
+    # (interface, address, proto, port) the router's own kernel serves (its LAN's DNS
+    # resolver): the daemon leaves these packets to it (plumbing.firewall.drop_incoming_ipv4)
+    kernel_served: tuple[tuple[str, str, int, int], ...] = ()
     port_control: tuple[str, ...] = ()  # "pcp", "natpmp", "upnp" served on the LANs
     impairments: dict[str, LinkImpairment] = field(default_factory=dict)  # by port name
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
@@ -61,6 +64,7 @@ class DaemonConfig:
                 for m in self.static_maps
             ],
             "stun_ports": list(self.stun_ports),
+            "kernel_served": [list(served) for served in self.kernel_served],
             "port_control": list(self.port_control),
             "impairments": {name: link.to_json() for name, link in self.impairments.items()},
             "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
@@ -86,6 +90,10 @@ class DaemonConfig:
                 for m in data["static_maps"]
             ),
             stun_ports=tuple(data["stun_ports"]),
+            kernel_served=tuple(
+                (name, address, proto, port)
+                for name, address, proto, port in data.get("kernel_served", [])
+            ),
             port_control=tuple(data.get("port_control", ())),
             impairments={
                 name: LinkImpairment.from_json(link)

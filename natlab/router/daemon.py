@@ -16,7 +16,9 @@ own. Most packets skip parsing and the engine: a flow cache per interface
 (natlab.core.flows) replays what the engine decided for the flow's first
 packets. The daemon also answers pings to the router's addresses and runs the
 built-in STUN responder the engine hands it (Action.LOCAL). With `port_control`
-on it also serves PCP, NAT-PMP and UPnP to its LANs (lan_services.py). A link
+on it also serves PCP, NAT-PMP and UPnP to its LANs (lan_services.py). What the
+router's own programs serve (its LAN's DNS resolver, `kernel_served`) it
+leaves to the namespace's kernel, which alone lets those packets in. A link
 impairment (`natlab link set`) puts its frames through impaired.py, which
 holds delayed ones until a timerfd in the same loop says they are due.
 
@@ -125,6 +127,7 @@ class RouterDaemon(ImpairedLinks):
         self.routes = RouteTable(self.ports, config.routes)
         self.external = {str(a.ip) for a in self.wan.addresses}
         self.own = {str(a.ip) for port in self.ports for a in port.addresses}
+        self.kernel_served = frozenset(config.kernel_served)
         self.forwarding = Forwarding(
             self.own,
             self.external,
@@ -273,6 +276,10 @@ class RouterDaemon(ImpairedLinks):
         except PacketError as error:
             self.counters["dropped_malformed"] += 1
             self.event(DROP, reason=DropReason.MALFORMED, detail=str(error), port=port.name)
+            return
+        kernel = self.kernel_served
+        if kernel and (port.name, packet.dst.address, packet.proto, packet.dst.port) in kernel:
+            self.counters["left_to_kernel"] += 1
             return
         services = self.lan_services
         if (

@@ -79,12 +79,22 @@ def rtp_line(report: CallReport) -> str:
     )
 
 
+def gathering_line(report: CallReport) -> str | None:
+    """How long the caller took to gather its candidates (its STUN servers asked at once)."""
+    if report.gathering is None:
+        return None
+    return f"{report.caller} gathered its candidates in {report.gathering * 1000:.0f} ms"
+
+
 def explain_call(report: CallReport, events: Mapping[str, Sequence[RouterEvent]]) -> list[str]:
     """Lines for people: media counts, the ICE checks, then each router's drops and mappings."""
     lines = [rtp_line(report)]
     if report.error:
         lines.append(f"call error: {report.error}")
     lines.append(f"selected pair: {describe_pair(report.selected_pair)}")
+    gathered = gathering_line(report)
+    if gathered is not None:
+        lines.append(gathered)
     checks = report.checks
     if checks:
         states = Counter(check.state for check in checks)

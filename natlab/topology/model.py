@@ -27,6 +27,7 @@ class Role(StrEnum):
     PBX = "pbx"
     STUN_SERVER = "stun-server"
     TURN_SERVER = "turn-server"
+    DNS_SERVER = "dns-server"
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,21 @@ class Router(Node):
 
 
 @dataclass(frozen=True)
+class Dns:
+    """The lab's names: one public view, and per LAN segment the names it sees otherwise.
+
+    Names are fully qualified, lower case, without the trailing dot.
+    """
+
+    zone: str
+    server: str  # the dns-server host that serves the public view
+    records: dict[str, tuple[IPv4Address, ...]]
+    overrides: dict[str, dict[str, tuple[IPv4Address, ...]]]  # segment -> name -> addresses
+    pbx: str | None = None  # the name phones find the PBX at
+    stun: tuple[str, ...] = ()  # the names of the phones' STUN servers
+
+
+@dataclass(frozen=True)
 class Topology:
     name: str
     source: str  # the file it came from, for messages
@@ -155,6 +171,7 @@ class Topology:
     routers: dict[str, Router]
     hosts: dict[str, Host]
     text: str = field(default="", repr=False, compare=False)  # the file's YAML, kept with a lab
+    dns: Dns | None = None
 
     def with_behaviours(self, behaviours: dict[str, Behaviour]) -> Topology:
         """This topology with these routers' NAT behaviour replaced (a scenario's `nat:`).

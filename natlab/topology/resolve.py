@@ -10,6 +10,7 @@ then hosts, each in file order.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any
 
@@ -23,6 +24,7 @@ from natlab.router.sip_alg import MODES as SIP_ALG_MODES
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.cgnat import cgnat_settings, check_shared_space, move_pools_to_wans
 from natlab.topology.command import split_command
+from natlab.topology.dns import resolve_dns
 from natlab.topology.lab_name import check_lab_name
 from natlab.topology.model import (
     SIP_AGENTS,
@@ -111,7 +113,7 @@ class _Resolver:
             )
             for name, spec in self.spec.hosts.items()
         }
-        return Topology(
+        topology = Topology(
             name=self.spec.name,
             source=self.filename,
             segments={
@@ -120,6 +122,7 @@ class _Resolver:
             routers=routers,
             hosts=hosts,
         )
+        return replace(topology, dns=resolve_dns(self.spec.dns, topology, self.fail))
 
     def _run(self, host: str, run: str | list[str] | None) -> tuple[str, ...]:
         if run is None:

@@ -82,8 +82,25 @@ class HostSpec(_Spec):
     nat_aware: bool | None = None  # a PBX's registrar: NAT-aware (default) or naive
 
 
+# A DNS record's value: an address, a node's name (its addresses), or a list of them.
+RecordValue = str | list[str]
+
+
+class DnsPhonesSpec(_Spec):
+    pbx: str | None = None  # the name phones register with the PBX at
+    stun: str | list[str] = Field(default_factory=list)  # the names of their STUN servers
+
+
+class DnsSpec(_Spec):
+    zone: str
+    records: dict[str, RecordValue] = Field(default_factory=dict)
+    overrides: dict[str, dict[str, RecordValue]] = Field(default_factory=dict)  # segment -> ...
+    phones: DnsPhonesSpec = Field(default_factory=DnsPhonesSpec)
+
+
 class TopologySpec(_Spec):
     name: str  # also its lab's name: checked by lab_name.check_lab_name
     segments: dict[str, SegmentSpec]
     routers: dict[str, RouterSpec] = Field(default_factory=dict)
     hosts: dict[str, HostSpec] = Field(default_factory=dict)
+    dns: DnsSpec | None = None

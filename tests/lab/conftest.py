@@ -188,6 +188,9 @@ class NatlabCommand:
                 subprocess.run(["ip", "netns", "delete", namespace], check=False)
             if left:
                 failures.append(f"lab {lab} left namespaces: {left}")
+            etc = sorted(p.name for p in Path("/etc/netns").glob(f"natlab-{lab}-*"))
+            if etc:
+                failures.append(f"lab {lab} left /etc/netns entries: {etc}")
             if (self.run_dir / lab).exists():
                 shutil.rmtree(self.run_dir / lab)
                 failures.append(f"lab {lab} left its state in {self.run_dir / lab}")

@@ -41,7 +41,7 @@ def ledger_of(natlab, lab: str) -> dict | None:
         return None
 
 
-NAMESPACES = 1 + 8  # main-branch: the lab's switch namespace and its 8 nodes
+NAMESPACES = 1 + 9  # main-branch: the lab's switch namespace and its 9 nodes
 
 
 def building(natlab, lab: str) -> dict:

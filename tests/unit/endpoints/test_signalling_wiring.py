@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -132,6 +133,11 @@ def test_phones_know_every_stun_service_and_the_turn_server(tmp_path: Path) -> N
     assert stun_servers(topology) == [(stun1, 3478), ("203.0.113.1", 3478)]
     config = phone_config(topology, topology.hosts["phone-b"], tmp_path, translating)
     assert config.turn == TurnServer(("203.0.113.30", 3478), "natlab", "natlab")
+    # main-branch's `dns.phones`: the STUN service and the PBX by name, at the ports worked out
+    assert config.stun == (("stun.example.test", 3478),)
+    assert config.pbx == config.pbx_udp == ("pbx.example.test", 5060)
+    assert (config.name, config.address) == ("phone-b", IPv4Address("10.1.0.2"))
+    unnamed = replace(topology, dns=None)
+    config = phone_config(unnamed, unnamed.hosts["phone-b"], tmp_path, translating)
     assert config.stun == ((stun1, 3478), ("203.0.113.1", 3478))
     assert config.pbx == config.pbx_udp == ("203.0.113.1", 5060)
-    assert (config.name, config.address) == ("phone-b", IPv4Address("10.1.0.2"))

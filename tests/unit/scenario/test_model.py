@@ -377,7 +377,7 @@ CASES = [
         "steps[4].probe.node",
         10,
         "no host named 'branch1' in topology 'main-branch'",
-        "probe from a host: pbx, phone-a, phone-b, phone-c, stun1",
+        "probe from a host: pbx, phone-a, phone-b, phone-c, stun1, dns1",
         id="probe-from-a-router",
     ),
     pytest.param(

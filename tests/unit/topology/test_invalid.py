@@ -292,8 +292,9 @@ CASES = [
         broken("pc: {segment: lan}", "pc: {segment: lan, role: phon}"),
         "hosts.pc.role",
         12,
-        "input should be 'plain', 'phone', 'pbx', 'stun-server' or 'turn-server' (got 'phon')",
-        "use 'plain', 'phone', 'pbx', 'stun-server' or 'turn-server'",
+        "input should be 'plain', 'phone', 'pbx', 'stun-server', 'turn-server' or 'dns-server' "
+        "(got 'phon')",
+        "use 'plain', 'phone', 'pbx', 'stun-server', 'turn-server' or 'dns-server'",
         id="unknown-role",
     ),
     pytest.param(
