@@ -46,6 +46,9 @@ from natlab.core.events import (
     MappingRefreshed,
     Reconfigured,
     StaticMapHit,
+    SynAnswered,
+    SynHeld,
+    SynWithdrawn,
 )
 from natlab.errors import NatlabError
 
@@ -248,6 +251,9 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
         Dropped,
         Flushed,
         Reconfigured,
+        SynHeld,
+        SynAnswered,
+        SynWithdrawn,
     )
 }
 DROP = Dropped.kind
@@ -294,6 +300,8 @@ class RouterEvent(Record):
     count: int | None = None
     flushed: int | None = None
     port: str | None = None  # the daemon's interface, for a drop before parsing
+    answer: str | None = None  # to an unsolicited SYN: "rst" or "icmp"
+    answer_at: float | None = None
     detail: str = ""
 
     def __post_init__(self) -> None:
