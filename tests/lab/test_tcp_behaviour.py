@@ -2,27 +2,34 @@
 
 - An unsolicited SYN from the internet, crafted with scapy in a node there,
   gets nothing, a RST or ICMP port unreachable as `tcp_unsolicited` says,
-  and never before 6 s (REQ-4); the sender sees it.
+  and never before 6 s (REQ-4); the sender sees it, and the kernel's own
+  connect() there times out or is refused.
 - Two LAN hosts behind two endpoint-independent routers open one TCP
   connection by both connecting at once (simultaneous open), with the
   kernels' own TCP; the first SYN, held by the peer's router, is withdrawn.
 - A RST from either side, crafted with scapy, moves the mapping to
   transitory, as `natlab nat show` shows.
-- hairpin on / unfiltered / off, seen from a LAN host.
+- hairpin on / unfiltered / off, seen from a LAN host, and what three
+  discovery clients report for each (the table in docs/topology.md):
+  natlab's probe, Debian's `stun` and coturn's `turnutils_natdiscovery -H`.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
 from natlab.lab import Lab
 from natlab.scenario.model import load_scenario
+from natlab.scenario.probe import discover, stun_server
 from natlab.scenario.runner import RunHooks, run_scenario
 from natlab.topology import parse_topology
 from natlab.topology.lab_name import unique_lab_name
@@ -47,6 +54,7 @@ hosts:
   inside: {segment: lan, address: 10.0.0.10}
   inside2: {segment: lan, address: 10.0.0.11}
   s1: {segment: internet, address: 203.0.113.10}
+  stun1: {segment: internet, role: stun-server, addresses: 2}
 """
 
 
@@ -71,6 +79,17 @@ def tool(lab: Lab, node: str, *args: str, timeout: float = 30) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@contextmanager
+def running(lab: Lab, node: str, *argv: str, **kwargs: object) -> Iterator[subprocess.Popen]:
+    """A Python program in a node, its stdout a pipe; killed on the way out."""
+    process = lab.popen(node, [sys.executable, *argv], stdout=subprocess.PIPE, text=True, **kwargs)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
 def set_nat(lab: Lab, router: str, *settings: str) -> None:
     natlab("nat", "set", router, *settings, "--lab", lab.name)
 
@@ -88,11 +107,14 @@ def events(lab: Lab, router: str, kind: str) -> list:
 
 @pytest.mark.parametrize("mode", ["drop", "rst", "icmp"])
 def test_unsolicited_syn_is_answered_as_configured(one: Lab, mode: str) -> None:
-    set_nat(one, "r", f"tcp_unsolicited={mode}")
+    set_nat(one, "r", "port-restricted", f"tcp_unsolicited={mode}")
     seen = tool(one, "s1", "syn", f"{WAN}:4600", "--sport", "33000", "--wait", "9")
+    kernel = tool(one, "s1", "attempt", f"{WAN}:4601", "--wait", "9")  # s1's own connect()
     if mode == "drop":
         assert seen["answer"] == "none", seen
+        assert kernel["result"] == "timeout", kernel
         return
+    assert kernel["result"] == "ECONNREFUSED" and kernel["after"] >= 5.9, kernel
     assert seen["after"] >= 5.9, f"REQ-4: no answer before 6 s, got one after {seen['after']} s"
     if mode == "rst":
         assert seen["answer"] == "rst" and seen["from"] == f"{WAN}:4600"
@@ -109,14 +131,8 @@ def test_unsolicited_syn_is_answered_as_configured(one: Lab, mode: str) -> None:
 def test_a_filtered_syn_is_answered_and_a_later_outbound_syn_withdraws_one(one: Lab) -> None:
     """From both sides: s1 SYNs into a mapping that never sent to it (filtered), answered;
     then s1 SYNs first and inside's own SYN to s1 follows: a simultaneous open, no answer."""
-    set_nat(one, "r", "tcp_unsolicited=rst")
-    server = one.popen(
-        "s1",
-        [sys.executable, TOOL, "serve", "8000", "--seconds", "25"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    set_nat(one, "r", "port-restricted", "tcp_unsolicited=rst")
+    with running(one, "s1", TOOL, "serve", "8000", "--seconds", "25") as server:
         assert json.loads(server.stdout.readline()) == {"listening": 8000}
         assert tool(one, "inside", "connect", f"{S1}:8000", "--sport", "4700")["echo"] == "hello\n"
         filtered = tool(one, "s1", "syn", f"{WAN}:4700", "--sport", "33001", "--wait", "9")
@@ -124,39 +140,27 @@ def test_a_filtered_syn_is_answered_and_a_later_outbound_syn_withdraws_one(one: 
         assert any(
             e.reason == "filtered-port" and e.src == f"{S1}:33001" for e in events(one, "r", "drop")
         )
-        sender = one.popen(
-            "s1",
-            [sys.executable, TOOL, "syn", f"{WAN}:4800", "--sport", "33002", "--wait", "9"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(2)
-        tool(one, "inside", "segment", f"{S1}:33002", "--sport", "4800", "--flags", "S")
-        assert json.loads(sender.communicate(timeout=20)[0].splitlines()[-1])["answer"] == "none"
-    finally:
-        server.kill()
-        server.wait()
+        with running(
+            one, "s1", TOOL, "syn", f"{WAN}:4800", "--sport", "33002", "--wait", "9"
+        ) as sender:
+            time.sleep(2)
+            tool(one, "inside", "segment", f"{S1}:33002", "--sport", "4800", "--flags", "S")
+            seen = json.loads(sender.communicate(timeout=20)[0].splitlines()[-1])
+        assert seen["answer"] == "none", seen
     [withdrawn] = events(one, "r", "syn-withdrawn")
     assert (withdrawn.internal, withdrawn.remote) == ("10.0.0.10:4800", f"{S1}:33002")
 
 
 @pytest.mark.parametrize("who", ["inside", "s1"])
 def test_a_rst_from_either_side_makes_the_mapping_transitory(one: Lab, who: str) -> None:
-    set_nat(one, "r", "tcp_unsolicited=drop")
-    server = one.popen(
-        "s1",
-        [sys.executable, TOOL, "serve", "8000", "--seconds", "20"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    set_nat(one, "r", "port-restricted", "tcp_unsolicited=drop")
+    with (
+        running(one, "s1", TOOL, "serve", "8000", "--seconds", "20") as server,
+        running(
+            one, "inside", TOOL, "connect", f"{S1}:8000", "--sport", "4900", "--hold", "8"
+        ) as client,
+    ):
         server.stdout.readline()
-        client = one.popen(
-            "inside",
-            [sys.executable, TOOL, "connect", f"{S1}:8000", "--sport", "4900", "--hold", "8"],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
         assert json.loads(client.stdout.readline()) == {"connected": True}
         before = mapping_of(one, "r", "10.0.0.10:4900")
         assert before["tcp_state"] == "established" and before["expires_in"] > 7000
@@ -167,11 +171,6 @@ def test_a_rst_from_either_side_makes_the_mapping_transitory(one: Lab, who: str)
         after = mapping_of(one, "r", "10.0.0.10:4900")
         assert after["tcp_state"] == "closing"
         assert after["expires_in"] <= 240  # tcp_transitory_timeout
-        client.kill()
-        client.wait()
-    finally:
-        server.kill()
-        server.wait()
 
 
 class RouterState(RunHooks):
@@ -209,26 +208,11 @@ def test_simultaneous_open_through_two_eim_routers() -> None:
         assert state.mappings[router]["external"].endswith((":40001", ":40002"))
 
 
-class Agent:
-    """A UDP agent in a node (tools/udp_agent.py), as in test_nat.py."""
-
-    def __init__(self, lab: Lab, node: str) -> None:
-        self.process = lab.popen(
-            node,
-            [sys.executable, str(AGENT)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def ask(self, **request: object) -> dict:
-        self.process.stdin.write(json.dumps(request) + "\n")
-        self.process.stdin.flush()
-        return json.loads(self.process.stdout.readline())
-
-    def close(self) -> None:
-        self.process.kill()
-        self.process.wait()
+def ask(agent: subprocess.Popen, **request: object) -> dict:
+    """One request to a UDP agent (tools/udp_agent.py) and its answer."""
+    agent.stdin.write(json.dumps(request) + "\n")
+    agent.stdin.flush()
+    return json.loads(agent.stdout.readline())
 
 
 @pytest.mark.parametrize(
@@ -240,23 +224,55 @@ def test_hairpin_modes_from_a_lan_host(
 ) -> None:
     """inside has a mapping towards s1; inside2 sends to it. Port-restricted filtering: inside
     never sent to inside2's external endpoint."""
-    set_nat(one, "r", f"hairpin={mode}", "tcp_unsolicited=drop")
-    agents = {node: Agent(one, node) for node in ("inside", "inside2", "s1")}
-    try:
+    set_nat(one, "r", "port-restricted", f"hairpin={mode}", "tcp_unsolicited=drop")
+    with ExitStack() as stack:
+        agents = {
+            node: stack.enter_context(running(one, node, str(AGENT), stdin=subprocess.PIPE))
+            for node in ("inside", "inside2", "s1")
+        }
         for node, port in (("inside", 5100), ("inside2", 5200), ("s1", 5000)):
-            agents[node].ask(op="bind", port=port)
-        agents["inside"].ask(op="send", port=5100, to=[S1, 5000], data="out")
-        [(_, mapped_port, _)] = agents["s1"].ask(op="recv", port=5000, wait=2.0)["got"]
-        agents["inside2"].ask(op="send", port=5200, to=[WAN, mapped_port], data="hairpin")
-        got = agents["inside"].ask(op="recv", port=5100, wait=1.0)["got"]
-        if arrives:
-            assert got == [[WAN, 5200, "hairpin"]], "from inside2's external endpoint (REQ-9)"
-        else:
-            assert got == []
-            assert any(
-                e.reason == drop and e.dst == f"{WAN}:{mapped_port}"
-                for e in events(one, "r", "drop")
-            )
-    finally:
-        for agent in agents.values():
-            agent.close()
+            ask(agents[node], op="bind", port=port)
+        ask(agents["inside"], op="send", port=5100, to=[S1, 5000], data="out")
+        [(_, mapped_port, _)] = ask(agents["s1"], op="recv", port=5000, wait=2.0)["got"]
+        ask(agents["inside2"], op="send", port=5200, to=[WAN, mapped_port], data="hairpin")
+        got = ask(agents["inside"], op="recv", port=5100, wait=1.0)["got"]
+    if arrives:
+        assert got == [[WAN, 5200, "hairpin"]], "from inside2's external endpoint (REQ-9)"
+    else:
+        assert got == []
+        assert any(
+            e.reason == drop and e.dst == f"{WAN}:{mapped_port}" for e in events(one, "r", "drop")
+        )
+
+
+# (preset, hairpin) -> what natlab's probe, `stun` and `turnutils_natdiscovery -H` report
+DISCOVERY = {
+    ("full-cone", "on"): (True, "will hairpin", True),
+    ("full-cone", "off"): (False, "no hairpin", False),
+    ("full-cone", "unfiltered"): (True, "will hairpin", True),
+    ("port-restricted", "on"): (True, "will hairpin", False),
+    ("port-restricted", "off"): (False, "no hairpin", False),
+    ("port-restricted", "unfiltered"): (True, "will hairpin", True),
+    ("symmetric", "on"): (False, "no hairpin", False),
+    ("symmetric", "off"): (False, "no hairpin", False),
+    ("symmetric", "unfiltered"): (True, "will hairpin", True),
+}
+
+
+@pytest.mark.parametrize(("preset", "mode"), DISCOVERY)
+def test_what_discovery_clients_report_for_each_hairpin_mode(one: Lab, preset, mode) -> None:
+    set_nat(one, "r", preset, f"hairpin={mode}", "tcp_unsolicited=drop")
+    server = stun_server(one.topology, "inside", None)
+    address, port = server.split(":")
+    probe = discover(one, "inside", server).to_json()["hairpin"]
+    classic = one.exec("inside", ["stun", server], capture_output=True, text=True, timeout=60)
+    [primary] = re.findall(r"^Primary: (.*)$", classic.stdout, re.MULTILINE)
+    coturn = one.exec(
+        "inside",
+        ["turnutils_natdiscovery", "-H", "-p", port, address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    seen = (probe, primary.split(", ")[-1].strip(), "maybe a successful hairpinning" in coturn)
+    assert seen == DISCOVERY[(preset, mode)], (primary, coturn)

@@ -8,6 +8,9 @@
     tcp_tool.py serve PORT [--seconds S]
         accept TCP connections one at a time, echo one line back on each and keep it
         open until the client closes it, for S seconds
+    tcp_tool.py attempt ADDR:PORT [--wait S]
+        connect with the kernel's TCP and report how it ended within S seconds:
+        {"result": "connected" | "timeout" | errno name ("ECONNREFUSED"), "after": seconds}
     tcp_tool.py connect ADDR:PORT --sport N [--hold S]
         connect with the kernel's TCP from port N, send a line, read the echo, keep
         the connection S seconds, then report {"echo": ...}
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import socket
 import sys
@@ -95,6 +99,22 @@ def serve(port: int, seconds: float) -> dict:
     return {"served": served}
 
 
+def attempt(to: tuple[str, int], wait: float) -> dict:
+    sock = socket.socket()
+    sock.settimeout(wait)
+    started = time.monotonic()
+    try:
+        sock.connect(to)
+        result = "connected"
+    except TimeoutError:
+        result = "timeout"
+    except OSError as error:
+        result = errno.errorcode.get(error.errno or 0, str(error))
+    finally:
+        sock.close()
+    return {"result": result, "after": round(time.monotonic() - started, 3)}
+
+
 def connect(to: tuple[str, int], sport: int, hold: float) -> dict:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,7 +131,7 @@ def connect(to: tuple[str, int], sport: int, hold: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("op", choices=["syn", "segment", "serve", "connect"])
+    parser.add_argument("op", choices=["syn", "segment", "serve", "attempt", "connect"])
     parser.add_argument("target")
     parser.add_argument("--sport", type=int, default=0)
     parser.add_argument("--wait", type=float, default=9.0)
@@ -126,6 +146,8 @@ def main() -> int:
         result = syn(endpoint(args.target), args.sport, args.wait)
     elif args.op == "segment":
         result = segment(endpoint(args.target), args.sport, args.flags, args.seq)
+    elif args.op == "attempt":
+        result = attempt(endpoint(args.target), args.wait)
     else:
         result = connect(endpoint(args.target), args.sport, args.hold)
     print(json.dumps(result), flush=True)
