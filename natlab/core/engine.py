@@ -47,12 +47,13 @@ any destination (source = the sender's external endpoint, RFC 4787 REQ-9),
 then admitted as an inbound packet would be (static map, or mapping plus
 filtering) and sent back to the LAN. With hairpinning `unfiltered` the
 filtering is skipped: a live mapping of the target is enough. With
-hairpinning off it is dropped before any mapping is made. UDP to an external address on one of
-`local_udp_ports` is for the router itself (its STUN responder): from the
-LAN it is translated first, creating or refreshing the mapping as for any
-destination, so the responder sees what a peer outside would see; from the
-WAN it is handed over as is. The responder's answer comes back through
-`inbound` like any packet from outside and must pass filtering.
+hairpinning off it is dropped before any mapping is made. UDP to an
+external address on one of `local_udp_ports` is for the router itself (its
+STUN responder): from the LAN it is translated first, creating or
+refreshing the mapping as for any destination, so the responder sees what
+a peer outside would see; from the WAN it is handed over as is. The
+responder's answer comes back through `inbound` like any packet from
+outside and must pass filtering.
 
 Unsolicited SYNs: an inbound SYN (without ACK) that no mapping lets in is
 dropped as any such packet; with `tcp_unsolicited` rst or icmp it is also
