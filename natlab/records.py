@@ -35,6 +35,7 @@ from functools import cache
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, Union, get_args, get_origin
 from typing import get_type_hints as type_hints
 
+from natlab.core.cgnat import PortBlockAllocated, PortBlockReleased
 from natlab.core.events import (
     Dropped,
     DropReason,
@@ -254,6 +255,8 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
         SynHeld,
         SynAnswered,
         SynWithdrawn,
+        PortBlockAllocated,
+        PortBlockReleased,
     )
 }
 DROP = Dropped.kind
@@ -302,6 +305,12 @@ class RouterEvent(Record):
     port: str | None = None  # the daemon's interface, for a drop before parsing
     answer: str | None = None  # to an unsolicited SYN: "rst" or "icmp"
     answer_at: float | None = None
+    # a carrier-grade NAT's log: port blocks, and whose blocks an exhaustion is about
+    subscriber: str | None = None
+    public: str | None = None
+    first_port: int | None = None
+    last_port: int | None = None
+    allocated_at: float | None = None
     detail: str = ""
 
     def __post_init__(self) -> None:
@@ -732,6 +741,7 @@ class ShowHead(Record):
     behaviour: dict[str, Any]
     mappings_total: int
     counters: dict[str, int]
+    cgnat: dict[str, Any] | None = None  # a carrier-grade NAT's pool, subscribers and blocks
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,8 @@ def topology_table(topology: Topology, title: str) -> Table:
         if isinstance(node, Router):
             preset = node.behaviour.preset_name() or "custom"
             kind = f"router ({preset})"
+            if node.cgnat is not None:
+                kind += f"\nCGNAT, blocks of {node.cgnat.port_block}"
         else:
             kind = node.role.value if isinstance(node, Host) else ""
         for index, iface in enumerate(node.interfaces):
@@ -307,7 +309,34 @@ def nat_tables(show: dict) -> list[Table]:
     for name, value in sorted(show["counters"].items()):
         if value:
             counters.add_row(name, str(value))
+    if show.get("cgnat"):
+        return [mappings, port_block_table(show["cgnat"]), counters]
     return [mappings, counters]
+
+
+def port_block_table(cgnat: dict) -> Table:
+    """A carrier-grade NAT's subscribers: public address, port blocks, ports held."""
+    pool = ", ".join(
+        f"{p['public']} ({p['free_blocks']}/{p['blocks']} free)" for p in cgnat["pool"]
+    )
+    quota = cgnat["port_quota"]
+    table = Table(
+        title=f"port blocks of {cgnat['port_block']} ports, at most "
+        f"{cgnat['blocks_per_subscriber']} per subscriber"
+        f"{f', quota {quota} ports' if quota else ''}; pool {pool}",
+        title_justify="left",
+    )
+    for column in ("subscriber", "public", "blocks", "ports held", "since"):
+        table.add_column(column)
+    for s in cgnat["subscribers"]:
+        table.add_row(
+            s["subscriber"],
+            s["public"],
+            "\n".join(f"{b['first_port']}-{b['last_port']}" for b in s["blocks"]),
+            str(s["ports_held"]),
+            "\n".join(f"{b['allocated_at']:.1f} s" for b in s["blocks"]),
+        )
+    return table
 
 
 def print_nat_show(head: dict, mappings: Iterable[dict]) -> None:

@@ -73,10 +73,24 @@ class TcpUnsolicited(StrEnum):
 
 
 class Refresh(StrEnum):
-    """Which packets keep a mapping alive (RFC 4787 REQ-6)."""
+    """Which packets keep a mapping alive (RFC 4787 REQ-6).
+
+    Carriers' NATs often refresh on outbound packets only, or not at all (a
+    mapping then lives its timeout from creation, whatever goes through it).
+    """
 
     OUTBOUND = "outbound"
     BOTH = "both"
+    INBOUND = "inbound"
+    NONE = "none"
+
+    @property
+    def outbound(self) -> bool:
+        return self in (Refresh.OUTBOUND, Refresh.BOTH)
+
+    @property
+    def inbound(self) -> bool:
+        return self in (Refresh.INBOUND, Refresh.BOTH)
 
 
 _COERCED = {

@@ -34,8 +34,10 @@ endpoints tells "expired" from "no mapping" (a flush starts it afresh).
 Time: a mapping lives `timeout` seconds after its last refresh: UDP
 `udp_timeout`, ICMP `icmp_timeout`, TCP `tcp_transitory_timeout` until
 packets have gone both ways, `tcp_established_timeout` after, and
-transitory again once a FIN or RST is seen. Outbound packets refresh;
-inbound ones too when `refresh` is `both`. Expiry is noticed when a packet
+transitory again once a FIN or RST is seen. `refresh` says which packets
+refresh: outbound ones (the default), inbound ones, both, or none (a
+mapping then lives its timeout from creation, as some carriers' NATs
+do). Expiry is noticed when a packet
 meets an old mapping, by `expire(now)`, and before any new mapping is made
 (so what has lapsed frees its port and its place in the host's limit
 whether or not the caller swept); each time a MappingExpired event is
@@ -68,6 +70,10 @@ that host's outbound traffic from a mapped internal port leaves with the
 mapped external port. Their ports and the local UDP ports are never given
 to mappings. With several external addresses, pooling is paired: a host
 gets its address on its first mapping (round robin) and keeps it.
+A carrier-grade NAT (`NatConfig.cgnat`) takes its addresses and ports from
+port blocks instead (natlab.core.cgnat): paired pooling per subscriber
+(inside address), blocks, a quota, and new flows refused at exhaustion
+with an event naming the subscriber.
 
 ICMP: echo requests go out with their identifier mapped like a port (the
 remote "port" is 0; identifiers come from the whole 16-bit space, without
@@ -121,9 +127,9 @@ from natlab.core.behaviour import (
     Behaviour,
     Filtering,
     Hairpin,
-    Refresh,
     TcpUnsolicited,
 )
+from natlab.core.cgnat import CgnatSettings, PortBlocks
 from natlab.core.events import (
     Action,
     Dropped,
@@ -234,6 +240,7 @@ class NatConfig:
     local_udp_ports: tuple[int, ...] = ()
     router_addresses: tuple[str, ...] = ()  # the router's other interfaces' addresses
     wan_broadcasts: tuple[str, ...] = ()  # the broadcast address of each WAN subnet
+    cgnat: CgnatSettings | None = None  # port blocks per subscriber (natlab.core.cgnat)
 
     def __post_init__(self) -> None:
         if not self.external_addresses:
@@ -316,7 +323,21 @@ class NatEngine:
                 )
 
     def _apply(self, behaviour: Behaviour) -> None:
-        """Take `behaviour` with an empty mapping table."""
+        """Take `behaviour` with an empty mapping table (nothing changes if it cannot be)."""
+        rng = random.Random(behaviour.seed)
+        blocks = None
+        if self._config.cgnat is not None:
+            blocks = PortBlocks(
+                self._config.cgnat,
+                self._config.external_addresses,
+                behaviour.port_range,
+                mode=behaviour.ports,
+                parity=behaviour.parity,
+                rng=rng,
+                reserved=self._reserved,
+                emit=self._emit,
+            )
+        self._blocks = blocks
         self._behaviour = behaviour
         self._translate = behaviour.translate
         self._hairpin = behaviour.hairpin is not Hairpin.OFF
@@ -325,9 +346,9 @@ class NatEngine:
         self._syns = SynHold()
         self._mapping_trim = trim_for(behaviour.mapping)
         self._filter_trim = trim_for(behaviour.filtering)
-        self._refresh_inbound = behaviour.refresh is Refresh.BOTH
+        self._refresh_inbound = behaviour.refresh.inbound
+        self._refresh_outbound = behaviour.refresh.outbound
         self._max_per_host = behaviour.max_mappings_per_host
-        rng = random.Random(behaviour.seed)
         self._ports = PortAllocator(
             behaviour.ports,
             behaviour.port_range,
@@ -567,15 +588,20 @@ class NatEngine:
         bindings = [b for b in self._by_internal.values() if now < b.expires_at]
         return len(bindings), (b.view() for b in bindings)
 
+    @property
+    def port_blocks(self) -> PortBlocks | None:
+        """A carrier-grade NAT's port blocks and subscribers; None for any other NAT."""
+        return self._blocks
+
     def flush(self, now: float | None = None) -> int:
         """Drop every dynamic mapping (static maps stay); return how many there were."""
-        count = self._reset(self._behaviour)
+        count = self._reset(self._behaviour, now)
         self._emit(Flushed(self._now if now is None else now, count))
         return count
 
     def reconfigure(self, behaviour: Behaviour, now: float | None = None) -> int:
         """Take a new behaviour on a live router; every dynamic mapping is flushed."""
-        count = self._reset(behaviour)
+        count = self._reset(behaviour, now)
         self._config = replace(self._config, behaviour=behaviour)
         self._emit(Reconfigured(self._now if now is None else now, _describe(behaviour), count))
         return count
@@ -583,18 +609,20 @@ class NatEngine:
     # -- replaying a decision (see the module docstring) ------------------------------------
 
     def _outbound_replay(self, binding: Binding, permission: RemoteKey) -> Replay:
-        counters = self.counters
+        counters, refresh = self.counters, self._refresh_outbound
 
         def replay(now: float) -> bool:
             if (
                 binding.removed
                 or now >= binding.refreshed_at + binding.timeout
-                or now - binding.event_at >= EVENT_INTERVAL
+                or (refresh and now - binding.event_at >= EVENT_INTERVAL)
             ):
                 return False
             if now > self._now:
                 self._now = now
-            binding.last_outbound = binding.refreshed_at = now
+            binding.last_outbound = now
+            if refresh:
+                binding.refreshed_at = now
             binding.permissions[permission] = now
             counters["translated_out"] += 1
             return True
@@ -654,11 +682,13 @@ class NatEngine:
                     f"tcp {src} -> {dst}: no mapping, and only a SYN makes one",
                 )
             return self._create(key, packet, now)
-        binding.last_outbound = binding.refreshed_at = now
+        binding.last_outbound = now
+        if self._refresh_outbound:
+            binding.refreshed_at = now
         binding.permissions[self._filter_trim(dst.address, dst.port)] = now
         if proto == _TCP:
             self._tcp_outbound(binding, packet.tcp_flags)
-        if now - binding.event_at >= EVENT_INTERVAL:
+        if self._refresh_outbound and now - binding.event_at >= EVENT_INTERVAL:
             binding.event_at = now
             self._refreshed(binding, "outbound", now)
         return binding
@@ -672,12 +702,13 @@ class NatEngine:
             return self._exhausted(
                 packet, now, f"{host} already has {limit} mapping(s), its max_mappings_per_host"
             )
-        address = self._pairing.get(host)
-        if address is None:
-            addresses = self._config.external_addresses
-            address = self._pairing[host] = addresses[len(self._pairing) % len(addresses)]
-        allocator = self._identifiers if proto == _ICMP else self._ports
-        port = allocator.allocate(proto, address, src.port)
+        if self._blocks is not None:  # a carrier-grade NAT: ports from the subscriber's blocks
+            taken = self._blocks.allocate(proto, host, src.port, now)
+            if isinstance(taken, str):
+                return self._exhausted(packet, now, taken, subscriber=host)
+            address, port = taken
+        else:
+            address, port = self._pooled(proto, host, src.port)
         if port is None:
             if proto == _ICMP:
                 what = f"no free icmp identifier left on {address}"
@@ -699,6 +730,15 @@ class NatEngine:
         self.counters["mappings_created"] += 1
         self._emit(MappingCreated(now, Proto(proto), src, binding.external, dst))
         return binding
+
+    def _pooled(self, proto: int, host: str, internal_port: int) -> tuple[str, int | None]:
+        """The host's paired external address and a port on it (None if none is left)."""
+        address = self._pairing.get(host)
+        if address is None:
+            addresses = self._config.external_addresses
+            address = self._pairing[host] = addresses[len(self._pairing) % len(addresses)]
+        allocator = self._identifiers if proto == _ICMP else self._ports
+        return address, allocator.allocate(proto, address, internal_port)
 
     def _inbound_target(self, packet: Packet, now: float, direction: str) -> Endpoint | Verdict:
         """Where a packet coming in (or hairpinned) goes: a static map first, else a binding."""
@@ -828,7 +868,10 @@ class NatEngine:
         proto, (address, port) = binding.proto, binding.external
         del self._by_internal[binding.key]
         del self._by_external[(proto, address, port)]
-        (self._identifiers if proto == _ICMP else self._ports).release(proto, address, port)
+        if self._blocks is not None:
+            self._blocks.release(proto, address, port, now)
+        else:
+            (self._identifiers if proto == _ICMP else self._ports).release(proto, address, port)
         host = binding.internal.address
         self._per_host[host] -= 1
         if not self._per_host[host]:
@@ -845,11 +888,14 @@ class NatEngine:
             )
         )
 
-    def _reset(self, behaviour: Behaviour) -> int:
-        count = len(self._by_internal)
-        for binding in self._by_internal.values():
-            binding.removed = True
+    def _reset(self, behaviour: Behaviour, now: float | None) -> int:
+        bindings, blocks = self._by_internal, self._blocks
+        count = len(bindings)
         self._apply(behaviour)
+        for binding in bindings.values():
+            binding.removed = True
+        if blocks is not None:
+            blocks.release_all(self._now if now is None else now)
         self.counters["mappings_flushed"] += count
         return count
 
@@ -1037,11 +1083,20 @@ class NatEngine:
             DropReason.UNSUPPORTED, direction, packet, now, f"{direction} {what} is not translated"
         )
 
-    def _exhausted(self, packet: Packet, now: float, detail: str) -> Verdict:
+    def _exhausted(
+        self, packet: Packet, now: float, detail: str, subscriber: str | None = None
+    ) -> Verdict:
         self.counters[DropReason.EXHAUSTED.counter] += 1
         self._emit(
             Exhausted(
-                now, DropReason.EXHAUSTED, "outbound", packet.proto, packet.src, packet.dst, detail
+                now,
+                DropReason.EXHAUSTED,
+                "outbound",
+                packet.proto,
+                packet.src,
+                packet.dst,
+                detail,
+                subscriber,
             )
         )
         return _DROPS[DropReason.EXHAUSTED]

@@ -314,9 +314,13 @@ class Dropped(Event):
 
 @dataclass(frozen=True, slots=True)
 class Exhausted(Dropped):
-    """A drop because no external port (or no more mappings for the host) was left."""
+    """A drop because no external port (or no more mappings for the host) was left.
+
+    A carrier-grade NAT names the subscriber whose blocks or quota ran out.
+    """
 
     kind: ClassVar[str] = "exhausted"
+    subscriber: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -133,6 +133,7 @@ def daemon_config(topology: Topology, router: Router, lab: str, translates) -> D
             for forward in router.forwards
         ),
         stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
+        cgnat=router.cgnat,
     )
 
 

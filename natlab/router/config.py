@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from natlab.core.behaviour import Behaviour
+from natlab.core.cgnat import CgnatSettings
 from natlab.core.engine import NatConfig, StaticMap
 
 
@@ -36,6 +37,7 @@ class DaemonConfig:
     behaviour: Behaviour
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
+    cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,7 @@ class DaemonConfig:
                 for m in self.static_maps
             ],
             "stun_ports": list(self.stun_ports),
+            "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
         }
 
     @classmethod
@@ -76,6 +79,7 @@ class DaemonConfig:
                 for m in data["static_maps"]
             ),
             stun_ports=tuple(data["stun_ports"]),
+            cgnat=CgnatSettings(**data["cgnat"]) if data.get("cgnat") else None,
         )
 
     def save(self, path: Path) -> None:
@@ -96,6 +100,7 @@ class DaemonConfig:
             internal_networks=self.internal_networks,
             static_maps=self.static_maps,
             local_udp_ports=self.stun_ports,
+            cgnat=self.cgnat,
             router_addresses=tuple(
                 str(IPv4Interface(a).ip) for port in self.ports[1:] for a in port.addresses
             ),

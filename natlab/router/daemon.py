@@ -415,6 +415,7 @@ class RouterDaemon:
         self.write_events()
         self.events.flush()
         total, views = self.engine.live_mappings(now)
+        blocks = self.engine.port_blocks
         head = ShowHead(
             router=self.name,
             clock=now,
@@ -426,6 +427,7 @@ class RouterDaemon:
                 "flow_cache_hits": sum(cache.hits for cache in self.flows.values()),
                 "events_dropped": self.events.dropped,
             },
+            cgnat=None if blocks is None else blocks.as_json(),
         )
         return _show_lines(encode({"ok": True, **head.to_json()}), islice(views, limit), now)
 

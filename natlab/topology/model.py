@@ -11,6 +11,7 @@ from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from natlab.core.behaviour import Behaviour
+from natlab.core.cgnat import CgnatSettings
 from natlab.errors import NatlabError
 
 
@@ -101,6 +102,7 @@ class Router(Node):
     behaviour: Behaviour = field(default_factory=Behaviour)
     forwards: tuple[Forward, ...] = ()
     stun: Stun | None = None
+    cgnat: CgnatSettings | None = None  # a carrier-grade NAT: port blocks per subscriber
 
     @property
     def wan(self) -> Interface:

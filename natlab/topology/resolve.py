@@ -17,6 +17,7 @@ import netaddr
 from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
+from natlab.topology.cgnat import cgnat_settings, check_shared_space, move_pools_to_wans
 from natlab.topology.command import split_command
 from natlab.topology.lab_name import check_lab_name
 from natlab.topology.model import (
@@ -80,6 +81,8 @@ class _Resolver:
         self._check_names()
         segments = self._segments()
         gateways = self._attachments()
+        check_shared_space(self.spec, segments, self.fail)
+        move_pools_to_wans(self.spec, self.fail)
         self._check_router_chains(gateways)
         requests = self._explicit_addresses(segments)
         planned = self._plan(segments, requests)
@@ -397,12 +400,14 @@ class _Resolver:
             for index, forward in enumerate(spec.forwards)
         )
         self._check_forward_overlap(base, forwards)
+        behaviour = self._behaviour((*base, "nat"), spec.nat)
         return Router(
             name=name,
             interfaces=interfaces,
-            behaviour=self._behaviour((*base, "nat"), spec.nat),
+            behaviour=behaviour,
             forwards=forwards,
             stun=stun,
+            cgnat=spec.cgnat and cgnat_settings(name, self.spec, behaviour, self.fail),
         )
 
     def _behaviour(self, path: Path, nat: NatForm) -> Behaviour:

@@ -42,6 +42,15 @@ class StunSpec(_Spec):
     alt_port: StrictInt = 3479
 
 
+class CgnatSpec(_Spec):
+    """A carrier-grade NAT's port blocks; `pool` is its public addresses (the WAN's)."""
+
+    pool: StrictInt | list[IPv4Address] | None = None
+    port_block: StrictInt = 512
+    blocks_per_subscriber: StrictInt = 4
+    port_quota: StrictInt | None = None
+
+
 class RouterSpec(_Spec):
     wan: InterfaceSpec
     lan: InterfaceSpec | None = None
@@ -49,6 +58,7 @@ class RouterSpec(_Spec):
     nat: str | dict[str, Any] = "port-restricted"
     stun: bool | StunSpec = False
     forwards: list[ForwardSpec] = Field(default_factory=list)
+    cgnat: CgnatSpec | None = None
 
 
 class HostSpec(_Spec):

@@ -97,6 +97,7 @@ def test_demo_names():
         "relay",
         "keepalive",
         "hairpin",
+        "cgnat",
     ]
     assert complete("natlab demo re") == ["relay"]
 

@@ -113,7 +113,7 @@ steps = st.lists(
 @given(
     mapping=st.sampled_from(list(Mapping)),
     filtering=st.sampled_from(list(Filtering)),
-    refresh=st.sampled_from(["outbound", "both"]),
+    refresh=st.sampled_from(["outbound", "both", "inbound", "none"]),
     translate=st.sampled_from(["nat", "nat", "nat", "none"]),
     flows=flows,
     steps=steps,

@@ -43,7 +43,7 @@ behaviours = st.builds(
     port_range=st.sampled_from([(1024, 65535), (40000, 40003)]),
     parity=st.booleans(),
     hairpin=st.booleans(),
-    refresh=st.sampled_from(["outbound", "both"]),
+    refresh=st.sampled_from(["outbound", "both", "inbound", "none"]),
     max_mappings_per_host=st.sampled_from([None, 2, 4]),
 )
 delays = st.sampled_from([0.0, 0.1, 0.7, 5.0, 19.0, 25.0, 31.0, 120.0])
@@ -70,18 +70,23 @@ class Model:
     mapped: dict[tuple[int, Endpoint], tuple[Endpoint, float]] = field(default_factory=dict)
     externals: list[tuple[int, Endpoint]] = field(default_factory=list)
 
-    def translated(self, proto: int, internal: Endpoint, external: Endpoint, remote, now) -> None:
-        """An outbound packet from `internal` to `remote` left as `external` (and refreshed it)."""
+    def translated(
+        self, proto: int, internal: Endpoint, external: Endpoint, remote, now, created: bool
+    ) -> None:
+        """An outbound packet from `internal` to `remote` left as `external`: it made the
+        mapping (`created`), or refreshed it if outbound packets refresh."""
         self.sent.setdefault((proto, external), []).append((internal, remote))
         if (proto, external) not in self.externals:
             self.externals.append((proto, external))
-        self.serves(proto, external, internal, now, refresh=True)
+        refresh = created or self.behaviour.refresh.outbound
+        self.serves(proto, external, internal, now, refresh=refresh)
         if self.behaviour.mapping is Mapping.ENDPOINT_INDEPENDENT:
             previous = self.mapped.get((proto, internal))
             if previous is not None and previous[0] != external:
                 # endpoint-independent: a second external endpoint only after the first expired
                 assert now >= previous[1] + SHORTEST[Proto(proto)], (internal, previous, external)
-            self.mapped[(proto, internal)] = (external, now)
+            if refresh or previous is None:
+                self.mapped[(proto, internal)] = (external, now)
 
     def delivered(self, proto: int, external: Endpoint, internal: Endpoint, sender, now) -> None:
         """`sender` reached `internal` through `external`: filtering must have allowed it."""
@@ -91,7 +96,7 @@ class Model:
         ), f"{sender} reached {internal} via {external}, which never sent to it"
         refreshed = self.owner[(proto, external)][1]
         assert now < refreshed + LONGEST[Proto(proto)], f"{external} delivered after it expired"
-        self.serves(proto, external, internal, now, refresh=self.behaviour.refresh == "both")
+        self.serves(proto, external, internal, now, refresh=self.behaviour.refresh.inbound)
 
     def serves(self, proto: int, external: Endpoint, internal: Endpoint, now, refresh) -> None:
         """One external endpoint serves one internal endpoint until it expires; note refreshes."""
@@ -143,11 +148,13 @@ def inbound_packet(data, model: Model) -> Packet:
 def step(engine: NatEngine, model: Model, packet: Packet, outbound: bool, now: float) -> Verdict:
     """Send one packet through the engine and tell the model what became of it."""
     src, dst, proto = packet.src, packet.dst, packet.proto  # ICMP: the peer's "port" is 0
+    made = engine.counters["mappings_created"]
     verdict = engine.outbound(packet, now) if outbound else engine.inbound(packet, now)
     assert isinstance(verdict, Verdict)
     assert (verdict.action is Action.DROP) == (verdict.reason is not None)
     if outbound and packet.src != src:
-        model.translated(proto, src, packet.src, dst, now)
+        created = engine.counters["mappings_created"] > made
+        model.translated(proto, src, packet.src, dst, now, created)
     if verdict.action is Action.FORWARD_IN:
         model.delivered(proto, dst, packet.dst, src, now)
     elif verdict.action is Action.HAIRPIN:

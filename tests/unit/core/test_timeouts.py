@@ -85,7 +85,12 @@ def test_after_expiry_the_host_gets_a_fresh_mapping_without_old_permissions() ->
 
 @pytest.mark.parametrize(
     ("refresh", "inbound_at_40"),
-    [("outbound", DropReason.EXPIRED), ("both", None)],
+    [
+        ("outbound", DropReason.EXPIRED),
+        ("both", None),
+        ("inbound", None),
+        ("none", DropReason.EXPIRED),
+    ],
 )
 def test_inbound_refreshes_only_when_asked(refresh, inbound_at_40) -> None:
     engine = nat("full-cone", udp_timeout=30, refresh=refresh)
@@ -95,13 +100,28 @@ def test_inbound_refreshes_only_when_asked(refresh, inbound_at_40) -> None:
     assert verdict.reason is inbound_at_40
 
 
-@pytest.mark.parametrize("refresh", ["outbound", "both"])
-def test_outbound_always_refreshes(refresh) -> None:
+@pytest.mark.parametrize(
+    ("refresh", "expires_at"),
+    [("outbound", 50.0), ("both", 50.0), ("inbound", 30.0), ("none", 30.0)],
+)
+def test_outbound_refreshes_only_when_asked(refresh, expires_at) -> None:
     engine = nat("full-cone", udp_timeout=30, refresh=refresh)
     engine.outbound(udp(A, S1), 0.0)
     engine.outbound(udp(A, S1), 20.0)
-    assert [view.expires_at for view in engine.mappings(49.0)] == [50.0]
-    assert engine.inbound(udp(S1, MAPPED), 51.0).reason is DropReason.EXPIRED
+    assert [view.expires_at for view in engine.mappings(29.0)] == [expires_at]
+    assert engine.inbound(udp(S1, MAPPED), expires_at + 1).reason is DropReason.EXPIRED
+
+
+def test_without_refresh_a_mapping_lives_its_timeout_from_creation_whatever_passes() -> None:
+    engine = nat("full-cone", udp_timeout=30, refresh="none")
+    engine.outbound(udp(A, S1), 0.0)
+    for now in (1.0, 2.0, 10.0, 29.0):  # keepalives both ways, none of them counts
+        assert engine.outbound(udp(A, S1), now).action is Action.FORWARD_OUT
+        assert engine.inbound(udp(S1, MAPPED), now).action is Action.FORWARD_IN
+    assert not [e for e in engine.drain_events() if isinstance(e, MappingRefreshed)]
+    packet = udp(A, S1)
+    engine.outbound(packet, 30.0)  # a new mapping: the old one lapsed at 30
+    assert [type(e) for e in engine.drain_events()] == [MappingExpired, MappingCreated]
 
 
 def test_refresh_events_are_at_most_one_per_second_per_mapping() -> None:

@@ -394,7 +394,7 @@ CASES = [
         "topology",
         2,
         "no topology file 'nowhere' next to the scenario or in topologies/",
-        "give a path relative to the scenario file, or one of: main-branch.yaml, "
+        "give a path relative to the scenario file, or one of: cgnat.yaml, main-branch.yaml, "
         "pbx-public-access.yaml",
         id="unknown-topology",
     ),

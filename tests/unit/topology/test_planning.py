@@ -253,7 +253,8 @@ def test_shipped_topologies_load(path):
     assert topology.text == path.read_text()
     stun_servers = [h for h in topology.hosts.values() if h.role == "stun-server"]
     assert [len(h.interfaces[0].addresses) for h in stun_servers] == [2]
-    assert topology.routers["main"].stun == Stun()
+    if "main" in topology.routers:  # the office topologies' main router answers STUN itself
+        assert topology.routers["main"].stun == Stun()
 
 
 def test_pbx_public_access_forwards_the_pbx_ports_and_reporting():
