@@ -154,23 +154,22 @@ def test_a_filtered_syn_is_answered_and_a_later_outbound_syn_withdraws_one(one: 
 @pytest.mark.parametrize("who", ["inside", "s1"])
 def test_a_rst_from_either_side_makes_the_mapping_transitory(one: Lab, who: str) -> None:
     set_nat(one, "r", "port-restricted", "tcp_unsolicited=drop")
-    with (
-        running(one, "s1", TOOL, "serve", "8000", "--seconds", "20") as server,
-        running(
-            one, "inside", TOOL, "connect", f"{S1}:8000", "--sport", "4900", "--hold", "8"
-        ) as client,
-    ):
-        server.stdout.readline()
-        assert json.loads(client.stdout.readline()) == {"connected": True}
-        before = mapping_of(one, "r", "10.0.0.10:4900")
-        assert before["tcp_state"] == "established" and before["expires_in"] > 7000
-        if who == "inside":
-            tool(one, "inside", "segment", f"{S1}:8000", "--sport", "4900", "--flags", "R")
-        else:
-            tool(one, "s1", "segment", f"{WAN}:4900", "--sport", "8000", "--flags", "R")
-        after = mapping_of(one, "r", "10.0.0.10:4900")
-        assert after["tcp_state"] == "closing"
-        assert after["expires_in"] <= 240  # tcp_transitory_timeout
+    port = {"inside": 4900, "s1": 4901}[who]  # a connection of its own for each
+    internal = f"10.0.0.10:{port}"
+    with running(one, "s1", TOOL, "serve", "8000", "--seconds", "20") as server:
+        assert json.loads(server.stdout.readline()) == {"listening": 8000}
+        connect = ("connect", f"{S1}:8000", "--sport", str(port), "--hold", "8")
+        with running(one, "inside", TOOL, *connect) as client:
+            assert json.loads(client.stdout.readline()) == {"connected": True}
+            before = mapping_of(one, "r", internal)
+            assert before["tcp_state"] == "established" and before["expires_in"] > 7000
+            if who == "inside":
+                tool(one, "inside", "segment", f"{S1}:8000", "--sport", str(port), "--flags", "R")
+            else:
+                tool(one, "s1", "segment", f"{WAN}:{port}", "--sport", "8000", "--flags", "R")
+            after = mapping_of(one, "r", internal)
+    assert after["tcp_state"] == "closing"
+    assert after["expires_in"] <= 240  # tcp_transitory_timeout
 
 
 class RouterState(RunHooks):
