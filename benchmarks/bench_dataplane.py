@@ -9,7 +9,8 @@ with each dataplane. Printed, never asserted:
   what natlab adds over the kernel;
 - resident memory of a router daemon holding 10 000 live mappings.
 
-Run as root: python benchmarks/bench_dataplane.py [--seconds 3]
+Run as root: python benchmarks/bench_dataplane.py [--seconds 3] [--lab NAME]
+[--sip-alg rewrite] (the router's SIP ALG on: what it costs traffic that is not SIP)
 Targets (issue 3): >= 50 000 packets/s with no loss below that rate, median
 added latency < 200 us, p99 < 1 ms, < 50 MB RSS with 10 000 mappings.
 """
@@ -36,6 +37,7 @@ routers:
     wan: {segment: internet, address: 198.51.100.1}
     lan: {segment: lan}
     nat: port-restricted
+    sip_alg: {sip_alg}
 hosts:
   client: {segment: lan}
   server: {segment: internet, address: 198.51.100.10}
@@ -109,9 +111,9 @@ def _receive_buffer_errors(lab: Lab) -> int:
     return int(values[header.index("RcvbufErrors")])
 
 
-def measure(dataplane: str, seconds: float) -> dict:
-    topology = parse_topology(TOPOLOGY, "bench-dataplane.yaml")
-    with Lab(topology, "bench-dp", _dataplane(dataplane)) as lab:
+def measure(dataplane: str, seconds: float, lab_name: str, sip_alg: str) -> dict:
+    topology = parse_topology(TOPOLOGY.replace("{sip_alg}", sip_alg), "bench-dataplane.yaml")
+    with Lab(topology, lab_name, _dataplane(dataplane)) as lab:
         servers = [
             lab.popen("server", ["iperf3", "-s"], stdout=subprocess.DEVNULL),
             lab.popen("server", [sys.executable, "-c", ECHO]),
@@ -170,8 +172,15 @@ def _percentile(values: list[float], fraction: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="per iperf3 run")
+    parser.add_argument("--lab", default="bench-dp", help="the lab's name")
+    parser.add_argument(
+        "--sip-alg", default="off", choices=("off", "rewrite", "broken"), help="the router's ALG"
+    )
     args = parser.parse_args()
-    results = {name: measure(name, args.seconds) for name in ("kernel", "natlab")}
+    results = {
+        name: measure(name, args.seconds, args.lab, args.sip_alg) for name in ("kernel", "natlab")
+    }
+    print(f"router r: sip_alg {args.sip_alg}")
 
     print(f"UDP, {PAYLOAD}-byte payloads, one flow, {args.seconds:g} s per rate")
     print("(overflows: of the loss, datagrams the receiving socket had no room for)")

@@ -46,6 +46,9 @@ from natlab.core.events import (
     MappingExpired,
     MappingRefreshed,
     Reconfigured,
+    SipPinhole,
+    SipRewritten,
+    SipUntouched,
     StaticMapHit,
     SynAnswered,
     SynHeld,
@@ -257,12 +260,16 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
         SynWithdrawn,
         PortBlockAllocated,
         PortBlockReleased,
+        SipRewritten,
+        SipPinhole,
+        SipUntouched,
     )
 }
 DROP = Dropped.kind
 EXHAUSTED = "exhausted"
 STUN_MALFORMED = "stun-malformed"  # the router's STUN responder could not read a request
 DROP_KINDS = (DROP, EXHAUSTED)
+SIP_ALG_KINDS = (SipRewritten.kind, SipPinhole.kind, SipUntouched.kind)  # router/sip_alg.py
 
 
 def _required(kind: str) -> tuple[str, ...]:
@@ -311,6 +318,9 @@ class RouterEvent(Record):
     first_port: int | None = None
     last_port: int | None = None
     allocated_at: float | None = None
+    header: str | None = None  # what the SIP ALG rewrote, from `old` to `new`
+    old: str | None = None
+    new: str | None = None
     detail: str = ""
 
     def __post_init__(self) -> None:
@@ -521,6 +531,20 @@ class RtpRecord(TraceRecord):
 
 
 @dataclass(frozen=True)
+class SipRecord(TraceRecord):
+    """A SIP message between a phone and the PBX (the phone's SipSeen, in a trace)."""
+
+    type: ClassVar[str] = "sip"
+    call: str
+    phone: str
+    direction: str  # "sent" | "received": by the phone
+    summary: str
+    via: str | None = None
+    contact: str | None = None
+    sdp: str | None = None
+
+
+@dataclass(frozen=True)
 class StunRecord(TraceRecord):
     type: ClassVar[str] = "stun"
     router: str
@@ -562,7 +586,15 @@ class OtherRecord(Record):
 
 TRACE_RECORDS: dict[str, type[TraceRecord]] = {
     kind.type: kind
-    for kind in (LabRecord, CallRecord, CandidatesRecord, IceCheckRecord, RtpRecord, StunRecord)
+    for kind in (
+        LabRecord,
+        CallRecord,
+        CandidatesRecord,
+        IceCheckRecord,
+        RtpRecord,
+        StunRecord,
+        SipRecord,
+    )
 }
 
 
@@ -603,6 +635,23 @@ class RtpCounts(Record):
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class SipSeen(Record):
+    """One SIP message a phone sent or received about a call, as the trace tells it.
+
+    summary: the method or the status ("INVITE", "180 Ringing"); via: the top
+    Via as it travelled (sent-by, received, rport); contact: the Contact URI;
+    sdp: where the SDP said RTP goes (c= address, m= port).
+    """
+
+    at: float
+    direction: Literal["sent", "received"]
+    summary: str
+    via: str | None = None
+    contact: str | None = None
+    sdp: str | None = None
+
+
 @dataclass
 class CallReport(Record):
     """One call as one of its phones saw it: filled in by the phone while the call runs."""
@@ -622,6 +671,7 @@ class CallReport(Record):
     peer_rtp: RtpCounts | None = None  # the other phone's counts, None if they never came
     verdict: str = NO_MEDIA
     error: str | None = None
+    signalling: list[SipSeen] = field(default_factory=list)  # this phone's SIP for the call
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

@@ -540,6 +540,36 @@ class NatEngine:
             self.last_flow = self._inbound_replay(binding)
         return _FORWARD_IN
 
+    def open_pinhole(self, internal: Endpoint, remote: Endpoint, now: float) -> Endpoint | None:
+        """The external endpoint of a LAN host's UDP media port, opened to any remote: a SIP ALG's
+        pinhole for the media it saw in an SDP the host sent to `remote`.
+
+        The mapping is the one the host's first packet to `remote` would make,
+        made now (or the one it has, or its static map); from now until it
+        expires, inbound packets from anyone reach the host through it. None
+        when the router does not translate or has no port left (an exhausted
+        event says so).
+        """
+        if now > self._now:
+            self._now = now
+        if not self._translate or not self.is_internal(internal.address):
+            return None
+        static = self._static_out.get((_UDP, internal.address, internal.port))
+        if static is not None:
+            return static[1]
+        key = (_UDP, internal.address, internal.port, self._mapping_trim(*remote))
+        binding = self._by_internal.get(key)
+        if binding is not None and now >= binding.refreshed_at + binding.timeout:
+            self._expire_binding(binding, now)
+            binding = None
+        if binding is None:
+            made = self._create(key, Packet(bytearray(), _UDP, internal, remote), now)
+            if type(made) is Verdict:
+                return None
+            binding = made
+        binding.pinhole = True
+        return binding.external
+
     def expire(self, now: float) -> int:
         """Remove the mappings that have expired by `now`; return how many."""
         if now > self._now:
@@ -760,7 +790,7 @@ class NatEngine:
             return self._missing(packet, (proto, dst.address, dst.port), binding, now, direction)
         src = packet.src
         if self._filter_trim(src.address, src.port) not in binding.permissions and not (
-            self._hairpin_unfiltered and direction == "hairpin"
+            binding.pinhole or (self._hairpin_unfiltered and direction == "hairpin")
         ):
             return self._filtered(binding, packet, src, now, direction)
         binding.last_inbound = now

@@ -344,3 +344,65 @@ class Reconfigured(Event):
 
     def describe(self) -> str:
         return f"behaviour is now {self.behaviour}; flushed {self.flushed} dynamic mapping(s)"
+
+
+# -- the SIP ALG's account (natlab.router.sip_alg), told like the engine's -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SipMessageEvent(Event):
+    """What the SIP ALG did with one SIP message; `src`/`dst` as the packet left the router."""
+
+    direction: str  # "outbound" | "inbound"
+    proto: int
+    src: Endpoint
+    dst: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class SipRewritten(SipMessageEvent):
+    """The router's SIP ALG changed one field of a SIP message passing it: `header` old -> new.
+
+    `header` names the place ("Via", "Contact", "Request-URI", "SDP c=",
+    "SDP m=audio", "SDP a=candidate", "SDP a=rtcp", "Content-Length").
+    """
+
+    kind: ClassVar[str] = "sip-rewritten"
+    header: str
+    old: str
+    new: str
+
+    def describe(self) -> str:
+        return f"SIP ALG rewrote {self.header} ({self.direction}): {self.old} -> {self.new}"
+
+
+@dataclass(frozen=True, slots=True)
+class SipPinhole(Event):
+    """The SIP ALG opened a UDP mapping for a media port it saw in an SDP the host sent.
+
+    Until the mapping expires, anyone may send to `external` and reach `internal`.
+    """
+
+    kind: ClassVar[str] = "sip-pinhole"
+    proto: Proto
+    internal: Endpoint
+    external: Endpoint
+    remote: Endpoint  # where the SDP went
+
+    def describe(self) -> str:
+        return (
+            f"SIP ALG opened a {self.proto} pinhole {self.external} -> {self.internal} for the "
+            f"media in an SDP sent to {self.remote}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SipUntouched(SipMessageEvent):
+    """A SIP port's payload the ALG passed unchanged: not SIP it can read, nothing to rewrite,
+    or a TCP segment whose length the rewrite would change."""
+
+    kind: ClassVar[str] = "sip-untouched"
+    detail: str
+
+    def describe(self) -> str:
+        return f"SIP ALG passed a message unchanged: {self.detail}"

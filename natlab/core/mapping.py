@@ -89,6 +89,7 @@ class Binding:
         "last_inbound",
         "last_outbound",
         "permissions",
+        "pinhole",
         "proto",
         "refreshed_at",
         "remote",
@@ -123,6 +124,7 @@ class Binding:
         self.event_at = now  # last MappingRefreshed (creation counts)
         self.hairpin_event_at = -1.0  # last Hairpinned from this binding
         self.removed = False  # expired or flushed: a replayed flow must ask the engine again
+        self.pinhole = False  # a SIP ALG opened it for media: any remote may send in
 
     @property
     def expires_at(self) -> float:
@@ -134,7 +136,8 @@ class Binding:
             internal=self.internal,
             external=self.external,
             remote=None if self.remote is None else describe_key(self.remote),
-            permissions=tuple(describe_key(k) for k in self.permissions),
+            permissions=tuple(describe_key(k) for k in self.permissions)
+            + (("any (SIP ALG pinhole)",) if self.pinhole else ()),
             created=self.created,
             last_outbound=self.last_outbound,
             last_inbound=self.last_inbound,

@@ -29,7 +29,8 @@ from aioice.ice import CandidatePair, StunProtocol, server_reflexive_candidate
 
 from natlab import records
 from natlab.endpoints.media import RtpStream
-from natlab.endpoints.signalling import Endpoint, Sdp, format_endpoint
+from natlab.endpoints.sdp_offer import MediaOffer
+from natlab.endpoints.sip_transport import Endpoint, format_endpoint
 from natlab.endpoints.stun_client import StunClient
 from natlab.records import IceCheck, SelectedPair
 from natlab.stun import Address
@@ -127,14 +128,14 @@ class IceMedia:
                 task.cancel()
         return None
 
-    def local(self) -> Sdp:
-        return Sdp(
+    def local(self) -> MediaOffer:
+        return MediaOffer(
             ufrag=self.connection.local_username,
             pwd=self.connection.local_password,
             candidates=tuple(c.to_sdp() for c in self.candidates),
         )
 
-    async def connect(self, remote: Sdp) -> str:
+    async def connect(self, remote: MediaOffer) -> str:
         """Run the checks; "completed", or "failed" / "timeout" when no pair was nominated."""
         connection = self.connection
         connection.remote_username, connection.remote_password = remote.ufrag, remote.pwd
@@ -244,13 +245,13 @@ class UdpMedia:
             raise
         self._transport = transport
 
-    def local(self) -> Sdp:
-        return Sdp(rtp=self.offered)
+    def local(self) -> MediaOffer:
+        return MediaOffer(rtp=self.offered)
 
-    async def connect(self, remote: Sdp) -> str | None:
-        """Send to the PBX's relay if it put one in, else to the address the peer offered."""
-        self.via_relay = remote.relay is not None
-        self.destination = remote.relay or remote.rtp
+    async def connect(self, remote: MediaOffer) -> str | None:
+        """Send to the address the peer offered, or the PBX's relay that replaced it."""
+        self.via_relay = remote.relay
+        self.destination = remote.rtp
         return None
 
     async def send(self, data: bytes) -> None:

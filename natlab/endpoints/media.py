@@ -108,6 +108,9 @@ async def send_rtp(
         await asyncio.sleep(max(0.0, start + sent * INTERVAL - loop.time()))
 
 
+NO_PEER_COUNTS = "the other phone's RTP counts never came back"
+
+
 def flowing(sent: int, received: int) -> bool:
     """Does a direction carry media: did its receiver get at least half of what was sent?"""
     return sent > 0 and 2 * received >= sent
@@ -136,7 +139,7 @@ def finish(report: CallReport) -> CallReport:
     if peer is None:
         peer = RtpCounts(sent=report.rtp.received)
         if report.error is None:
-            report.error = "the other phone's RTP counts never came back"
+            report.error = NO_PEER_COUNTS
     mine, theirs = report.rtp, peer
     report.verdict = verdict(mine, theirs) if report.role == "caller" else verdict(theirs, mine)
     return report

@@ -1,20 +1,28 @@
-"""A lab phone: registers with the PBX, places and answers calls, and reports what media did.
+"""A lab phone: a SIP user agent (RFC 3261) that registers with the PBX, places and
+answers calls, and reports what media did.
 
 The lab forks it into the phone's node with its PhoneConfig (run(config)):
 where the PBX is over tcp, tls and udp, the lab's CA, the STUN servers and
-the TURN server, all worked out from the topology (natlab.lab.endpoints).
+the TURN server, its SIP credentials, all worked out from the topology
+(natlab.lab.endpoints).
 
-At start it registers over TCP (or TLS, with the certificate of the lab's CA
-that bears its name; or UDP, one message a datagram) and keeps the
-registration alive: a keepalive every half second (or as a register
-request says; 0: none), answered by the PBX; a PBX silent for three
-keepalives (a NAT that forgot the connection's mapping) makes it register
-again. It also sends REGISTER anew halfway through the registration's
-`expires`, as SIP phones do.
+At start it sends REGISTER over TCP (or TLS, with the certificate of the
+lab's CA that bears its name; or UDP, one message a datagram, sent again on
+SIP's timer A until answered), answers a 401's digest challenge with its
+credentials, and keeps the registration alive: a keepalive every half
+second (or as a register request says; 0: none) - on TCP and TLS the
+double-CRLF ping of RFC 5626 answered by a CRLF pong, on UDP an OPTIONS
+answered by 200 - and a PBX silent for three keepalives (a NAT that forgot
+the connection's mapping) makes it register again. It also sends REGISTER
+anew halfway through the registration's expiry, as SIP phones do.
+
+Its Via, Contact and SDP carry its own private address, as real phones do
+(rport asks the PBX for the source it saw: RFC 3581); every request goes to
+the PBX, its outbound proxy, with the route set the PBX's Record-Route made.
 
 Without keepalives nothing refreshes the phone's NAT mapping between two
 REGISTERs: over UDP the mapping lives only the router's udp_timeout, and
-once it is gone the PBX's invites are dropped on the way, unnoticed by the
+once it is gone the PBX's INVITEs are dropped on the way, unnoticed by the
 phone; a TCP mapping lives the far longer established timeout.
 
 Its control socket (one JSON request line, one JSON answer line) takes:
@@ -31,10 +39,12 @@ Its control socket (one JSON request line, one JSON answer line) takes:
 
 Modes: "ice" gathers host, server-reflexive and (with a TURN server) relay
 candidates; "turn" only relay candidates; "host" and "srflx" offer a single
-address without ICE; "relay" asks the PBX to relay the media. The callee
-answers in the caller's mode. A call sends RTP both ways for `seconds`
-over what was set up, then the caller's bye and the callee's stats carry
-each side's counts (and the pair each side selected) to the other.
+address without ICE; "relay" asks the PBX to relay the media. The INVITE's
+X-Natlab-Call header tells a natlab callee the mode (a generic UA's INVITE
+is answered with ICE if its offer has ICE, plainly otherwise). A call sends
+RTP both ways for `seconds` over what was set up, then the caller's BYE and
+the callee's 200 OK carry each side's counts (and the pair each side
+selected) to the other (sip_dialogs.py).
 
 Prints "ready" once its control socket serves; registration goes on in the
 background. SIGTERM ends it.
@@ -49,31 +59,31 @@ import secrets
 import signal
 import ssl
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
+from natlab.endpoints import sip_dialogs as dialogs
 from natlab.endpoints import tls
+from natlab.endpoints.control import serve_control
 from natlab.endpoints.ice import IceMedia, Media, MediaError, TurnServer, UdpMedia, lab_timing
 from natlab.endpoints.media import finish, send_rtp
-from natlab.endpoints.signalling import (
+from natlab.endpoints.sdp_offer import CONTENT_TYPE, MODES, MediaOffer
+from natlab.endpoints.sip_transport import (
     MAX_KEEPALIVE,
-    MAX_LINE,
-    MODES,
-    NOT_REGISTERED,
+    PING,
     TRANSPORTS,
     DatagramInbox,
     Endpoint,
-    Sdp,
-    SignallingError,
+    Garbled,
+    Keepalive,
+    StreamFramer,
     format_endpoint,
-    read_message,
-    serve_control,
-    write_message,
+    read_stream,
 )
-from natlab.errors import NatlabError
 from natlab.records import (
     PHONE_REQUESTS,
     CallReport,
@@ -83,25 +93,34 @@ from natlab.records import (
     PhoneStatus,
     PingRequest,
     RegisterRequest,
-    RtpCounts,
     SelectedPair,
+    SipSeen,
     StatusRequest,
     request_from_json,
 )
+from natlab.sip import digest
+from natlab.sip.errors import SipError
+from natlab.sip.message import SipMessage
 
 KEEPALIVE = 0.5  # seconds between keepalives, unless told otherwise
 DEAD_AFTER = 3  # keepalives unanswered before the connection counts as lost
 REFRESH = 0.5  # REGISTER again after this share of the registration's expires
+EXPIRES = 60  # seconds the phone asks its registration to last
 CONNECT_TIMEOUT = 2.0
 RETRY = 0.3  # seconds before registering again after a failure
 REFUSED_RETRY = 5.0  # ... after the PBX refused us: it will refuse again
 REGISTER_WAIT = 5.0  # how long a control request waits for a registration's outcome
 ALIVE_WAIT = 0.5  # how long a call waits for the PBX to answer a keepalive before inviting
 ANSWER_TIMEOUT = 8.0
-DRAIN = 0.1  # seconds the caller keeps listening after it stops sending, before its bye
+DRAIN = 0.1  # seconds the caller keeps listening after it stops sending, before its BYE
 STATS_TIMEOUT = 3.0
 MAX_REPORTS = 1000
-CALLEE_SLACK = 20.0  # a callee gives up on a bye this long after the call should have ended
+MAX_SIGNALLING = 40  # SIP messages a call's report keeps
+MAX_TRACKED_CALLS = 50  # calls whose SIP messages are kept at once
+CALLEE_SLACK = 20.0  # a callee gives up on a BYE this long after the call should have ended
+GENERIC_SECONDS = 60.0  # how long a generic UA's call may last before the callee gives up
+T1 = 0.5  # RFC 3261's round-trip estimate: UDP retransmissions start here and double
+T2 = 4.0  # ...up to this
 
 
 class Refused(Exception):
@@ -121,12 +140,97 @@ class PhoneConfig:
     keepalive: float = KEEPALIVE
     stun: tuple[Endpoint, ...] = ()
     turn: TurnServer | None = None
+    user: str = ""  # the SIP user it registers as; "" is its name
+    password: str = dialogs.DEFAULT_PASSWORD
+    keepalive_method: str = "auto"  # "crlf" | "options"; auto: CRLF on streams, OPTIONS on UDP
+
+    @property
+    def sip_user(self) -> str:
+        return self.user or self.name
+
+
+class Link:
+    """One way to the PBX: a TCP or TLS connection, or a UDP socket connected to it.
+
+    The phone's own address on it (`local`) is what its Via and Contact say.
+    """
+
+    transport: str
+    local: Endpoint
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def receive(self) -> list[Any] | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        self.close()
+
+
+class StreamLink(Link):
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+    ) -> None:
+        self.reader, self.writer, self.transport = reader, writer, transport
+        self.local = writer.get_extra_info("sockname")[:2]
+        self.framer = StreamFramer(server=False)
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def receive(self) -> list[Any] | None:
+        return await read_stream(self.reader, self.framer)
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+
+
+class DatagramLink(Link):
+    transport = "udp"
+
+    def __init__(self, socket: asyncio.DatagramTransport, inbox: DatagramInbox) -> None:
+        self.socket, self.inbox = socket, inbox
+        self.local = socket.get_extra_info("sockname")[:2]
+
+    def send(self, data: bytes) -> None:
+        self.inbox.send(data)
+
+    async def receive(self) -> list[Any] | None:
+        arrival, _ = await self.inbox.queue.get()
+        if arrival is None:
+            return None
+        if isinstance(arrival, OSError):
+            raise arrival
+        return [arrival]
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+@dataclass
+class Pending:
+    """A client transaction: the request, its final response once it comes."""
+
+    request: SipMessage
+    final: asyncio.Future
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # any response, 1xx too
 
 
 class Registrar:
-    """The phone's registration: one connection to the PBX at a time, kept alive or redone."""
+    """The phone's registration and its one way to the PBX, kept alive or redone.
 
-    def __init__(self, config: PhoneConfig, dispatch: Callable[[dict], None]) -> None:
+    Every request the phone sends goes through here (transact), so that
+    responses find their transaction whatever link they come back on.
+    """
+
+    def __init__(self, config: PhoneConfig, dispatch: Callable[[SipMessage], None]) -> None:
         self.config = config
         self.dispatch = dispatch
         self.transport = config.transport
@@ -137,7 +241,12 @@ class Registrar:
         self.error: str | None = None
         self.target: Endpoint | None = None
         self.attempts = 0
-        self._link: _Link | None = None
+        self.link: Link | None = None
+        self.call_id = f"reg-{config.name}-{secrets.token_hex(6)}"
+        self.from_tag = dialogs.new_tag()
+        self.cseq = 0
+        self.pending: dict[str, Pending] = {}
+        self.watch: Callable[[str, SipMessage], None] = lambda direction, message: None
         self._task: asyncio.Task | None = None
         self._heard = 0.0
         self._settled = asyncio.Event()  # set after every attempt, whatever its outcome
@@ -171,7 +280,7 @@ class Registrar:
         certificate: str | None = None,
         keepalive: float | None = None,
     ) -> PhoneStatus:
-        """Drop the current connection, register anew, answer once the outcome is known.
+        """Drop the current link, register anew, answer once the outcome is known.
 
         transport and keepalive (seconds, 0: none) stay as they were unless given.
         """
@@ -194,18 +303,70 @@ class Registrar:
 
     async def ensure(self) -> None:
         """Make sure the PBX hears us now: a keepalive answered, else a fresh registration."""
-        if self.registered:
+        if self.registered and self.link is not None:
             self._pong.clear()
-            self.send({"type": "keepalive"})
+            self._ping(self.link)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._pong.wait(), ALIVE_WAIT)
                 return
         await self.register(self.transport, self.certificate)
 
-    def send(self, message: dict) -> None:
-        if self._link is None or not self.registered:
+    # -- what the phone sends ----------------------------------------------------------
+
+    @property
+    def domain(self) -> str:
+        """The PBX as this phone dials it: host[:port] of its URIs."""
+        assert self.target is not None
+        return format_endpoint(self.target)
+
+    def uri(self, user: str) -> str:
+        return f"sip:{user}@{self.domain}"
+
+    def via(self) -> str:
+        link = self._live()
+        return dialogs.via(link.transport, link.local[0], link.local[1])
+
+    def contact(self) -> str:
+        link = self._live()
+        params = "" if link.transport == "udp" else f";transport={link.transport}"
+        return f"<sip:{self.config.sip_user}@{format_endpoint(link.local)}{params}>"
+
+    def _live(self) -> Link:
+        if self.link is None:
             raise Refused("not registered with the PBX")
-        self._link.send(message)
+        return self.link
+
+    def send(self, message: SipMessage) -> None:
+        """A response, or an ACK (no transaction of its own), down the current link."""
+        self._live().send(message.to_bytes())
+        self.watch("sent", message)
+
+    async def transact(
+        self, request: SipMessage, timeout: float = ANSWER_TIMEOUT, link: Link | None = None
+    ) -> SipMessage:
+        """Send a request (again and again over UDP, on timer A) and return its final response."""
+        link = link or self._live()
+        branch = dialogs.top_via(request).branch or ""
+        pending = Pending(request, asyncio.get_running_loop().create_future())
+        self.pending[branch] = pending
+        data = request.to_bytes()
+        try:
+            link.send(data)
+            self.watch("sent", request)
+            async with asyncio.timeout(timeout):
+                if link.transport == "udp":
+                    wait = T1
+                    while not pending.answered.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(pending.answered.wait(), wait)
+                            break
+                        link.send(data)
+                        wait = min(wait * 2, T2)
+                return await pending.final
+        finally:
+            self.pending.pop(branch, None)
+
+    # -- the registration's life ----------------------------------------------------------
 
     async def _run(self) -> None:
         while True:
@@ -215,7 +376,7 @@ class Registrar:
                 await self._session()
             except Refused as refusal:
                 self.error, retry = str(refusal), REFUSED_RETRY
-            except (OSError, ssl.SSLError, SignallingError, TimeoutError) as error:
+            except (OSError, ssl.SSLError, SipError, TimeoutError) as error:
                 self.error = f"{error.__class__.__name__}: {error}".rstrip(": ")
             finally:
                 self._down()
@@ -223,9 +384,9 @@ class Registrar:
 
     def _down(self) -> None:
         self.registered = False
-        if self._link is not None:
-            self._link.close()
-            self._link = None
+        if self.link is not None:
+            self.link.close()
+            self.link = None
         self._settled.set()
 
     def _endpoint(self) -> Endpoint:
@@ -235,13 +396,13 @@ class Registrar:
             raise Refused(f"no PBX reachable over {self.transport} from this phone")
         return target
 
-    async def _connect(self, target: Endpoint) -> _Link:
+    async def _connect(self, target: Endpoint) -> Link:
         host, port = target
         if self.transport == "udp":
-            transport, inbox = await asyncio.get_running_loop().create_datagram_endpoint(
+            socket, inbox = await asyncio.get_running_loop().create_datagram_endpoint(
                 DatagramInbox, local_addr=(str(self.config.address), 0), remote_addr=target
             )
-            return _DatagramLink(transport, inbox)
+            return DatagramLink(socket, inbox)
         context = None
         if self.transport == "tls":
             if self.config.ca is None:
@@ -249,47 +410,141 @@ class Registrar:
             context = tls.client_context(self.config.ca, self.certificate)
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
-                host, port, ssl=context, server_hostname=host if context else None, limit=MAX_LINE
+                host,
+                port,
+                ssl=context,
+                server_hostname=host if context else None,
+                local_addr=(str(self.config.address), 0),
             ),
             CONNECT_TIMEOUT,
         )
-        return _StreamLink(reader, writer)
+        return StreamLink(reader, writer, self.transport)
 
     async def _session(self) -> None:
         self.target = self._endpoint()
-        self._link = link = await self._connect(self.target)
-        register = {"type": "register", "name": self.config.name}
-        link.send(register)
-        reply = await asyncio.wait_for(link.receive(), CONNECT_TIMEOUT)
-        if reply is None:
-            raise ConnectionError("the PBX closed the connection")
-        if reply["type"] != "registered":
-            raise Refused(f"the PBX refused the registration: {reply.get('reason', reply)}")
-        loop = asyncio.get_running_loop()
-        self._heard = loop.time()
-        self.registered, self.since, self.error = True, time.time(), None
-        self._settled.set()
-        print(f"registered with {format_endpoint(self.target)} over {self.transport}", flush=True)
-        upkeep = [asyncio.create_task(self._refresh(link, register, reply["expires"]))]
-        if self.keepalive:
-            upkeep.append(asyncio.create_task(self._keepalive(link, self.keepalive)))
+        self.link = link = await self._connect(self.target)
+        reader = asyncio.create_task(self._read(link))
+        upkeep: list[asyncio.Task] = []
         try:
-            while (message := await link.receive()) is not None:
-                self._heard = loop.time()
-                if message["type"] == "keepalive":
-                    self._pong.set()
-                elif message["type"] == "error" and "call" not in message:
-                    if message["reason"] == NOT_REGISTERED:  # it forgot us: register at once
-                        raise ConnectionError("the PBX no longer knows this phone")
-                    raise Refused(f"the PBX says: {message['reason']}")
-                elif message["type"] != "registered":  # that is a refresh's answer
-                    self.dispatch(message)
+            expires = await self._register(link, CONNECT_TIMEOUT)
+            self.registered, self.since, self.error = True, time.time(), None
+            self._settled.set()
+            print(f"registered with {self.domain} over {self.transport}", flush=True)
+            upkeep.append(asyncio.create_task(self._refresh(link, expires)))
+            if self.keepalive:
+                upkeep.append(asyncio.create_task(self._keepalive(link, self.keepalive)))
+            await reader
             raise ConnectionError("the PBX closed the connection")
         finally:
-            for task in upkeep:
+            for task in (reader, *upkeep):
                 task.cancel()
 
-    async def _keepalive(self, link: _Link, every: float) -> None:
+    async def _register(self, link: Link, timeout: float) -> int:
+        """REGISTER, answering one digest challenge; the expiry the PBX granted."""
+        authorization: tuple[tuple[str, str], ...] = ()
+        for _ in range(2):
+            self.cseq += 1
+            me = f"<{self.uri(self.config.sip_user)}>"
+            register = dialogs.request(
+                "REGISTER",
+                f"sip:{self.domain}",
+                via_value=self.via(),
+                from_value=f"{me};tag={self.from_tag}",
+                to_value=me,
+                call_id=self.call_id,
+                cseq=self.cseq,
+                headers=(("Contact", self.contact()), ("Expires", str(EXPIRES)), *authorization),
+            )
+            reply = await self.transact(register, timeout, link)
+            code = dialogs.status(reply)
+            if code == 200:
+                return _granted(reply)
+            if code in (401, 407) and not authorization:
+                authorization = (self._answer(reply, register),)
+                continue
+            raise Refused(f"the PBX refused the registration: {code} {reply.start.reason}")  # type: ignore[union-attr]
+        raise Refused("the PBX refused the registration: it challenged our credentials again")
+
+    def _answer(self, reply: SipMessage, register: SipMessage) -> tuple[str, str]:
+        header = "WWW-Authenticate" if dialogs.status(reply) == 401 else "Proxy-Authenticate"
+        challenge = digest.parse_challenge(reply.get(header) or "")
+        credentials = digest.answer(
+            challenge,
+            username=self.config.sip_user,
+            password=self.config.password,
+            method="REGISTER",
+            uri=register.start.uri,  # type: ignore[union-attr]
+            cnonce=secrets.token_hex(8),
+        )
+        name = "Authorization" if header == "WWW-Authenticate" else "Proxy-Authorization"
+        return name, credentials.to_header()
+
+    async def _read(self, link: Link) -> None:
+        """Everything the PBX sends: responses to their transactions, requests to the phone."""
+        loop = asyncio.get_running_loop()
+        while (arrivals := await link.receive()) is not None:
+            self._heard = loop.time()
+            for arrival in arrivals:
+                self.take(arrival)
+
+    def take(self, arrival: Any) -> None:
+        """One arrival from the PBX; what the phone cannot use is logged, never fatal."""
+        if isinstance(arrival, Keepalive):
+            self._pong.set()
+            return
+        if isinstance(arrival, Garbled):
+            print(f"dropped what is not SIP from the PBX: {arrival.reason}", flush=True)
+            return
+        try:
+            self.watch("received", arrival)
+            if arrival.is_request:
+                self._request(arrival)
+            else:
+                self._response(arrival)
+        except (SipError, Refused) as error:
+            print(f"dropped a message from the PBX: {_describe(error)}", flush=True)
+
+    def _response(self, response: SipMessage) -> None:
+        try:
+            branch = dialogs.top_via(response).branch or ""
+        except SipError:
+            return
+        if dialogs.method_of(response) == "OPTIONS":
+            self._pong.set()  # a keepalive's answer
+        pending = self.pending.get(branch)
+        if pending is None:
+            return  # a late copy of an answered one
+        pending.answered.set()
+        code = dialogs.status(response) or 0
+        if code >= 200 and not pending.final.done():
+            pending.final.set_result(response)
+
+    def _request(self, request: SipMessage) -> None:
+        if request.start.method == "OPTIONS":  # type: ignore[union-attr]
+            self.send(dialogs.response(request, 200, "OK", headers=(("Allow", dialogs.ALLOW),)))
+            return
+        self.dispatch(request)
+
+    def _ping(self, link: Link) -> None:
+        """A CRLF ping (RFC 5626), or an OPTIONS, as the phone's keepalive method says."""
+        method = self.config.keepalive_method
+        if method == "crlf" or (method == "auto" and link.transport != "udp"):
+            link.send(PING)
+            return
+        me = f"<{self.uri(self.config.sip_user)}>"
+        self.cseq += 1
+        options = dialogs.request(
+            "OPTIONS",
+            f"sip:{self.domain}",
+            via_value=self.via(),
+            from_value=f"{me};tag={self.from_tag}",
+            to_value=f"<sip:{self.domain}>",
+            call_id=f"ka-{self.call_id}",
+            cseq=self.cseq,
+        )
+        link.send(options.to_bytes())  # no transaction: its 200 is a pong, or nothing
+
+    async def _keepalive(self, link: Link, every: float) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(every)
@@ -298,63 +553,76 @@ class Registrar:
                 self.error = "the PBX stopped answering keepalives"
                 link.abort()  # the session's reader sees the end and it starts again
                 return
-            link.send({"type": "keepalive"})
+            self._ping(link)
 
-    async def _refresh(self, link: _Link, register: dict, expires: int) -> None:
+    async def _refresh(self, link: Link, expires: int) -> None:
         """REGISTER again before the PBX forgets us; one left unanswered means it is gone."""
-        loop = asyncio.get_running_loop()
-        sent: float | None = None
         while True:
             await asyncio.sleep(max(expires * REFRESH, 0.01))
-            if sent is not None and self._heard < sent:
-                self.error = "the PBX did not answer a REGISTER"
+            try:
+                expires = await self._register(link, max(expires * REFRESH, CONNECT_TIMEOUT))
+            except (TimeoutError, Refused, SipError) as error:
+                self.error = f"the PBX did not renew the registration: {_describe(error)}"
                 link.abort()
                 return
-            link.send(register)
-            sent = loop.time()
 
 
-class _StreamLink:
-    """A TCP or TLS connection to the PBX: one message a line."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    def send(self, message: dict) -> None:
-        write_message(self.writer, message)
-
-    async def receive(self) -> dict | None:
-        return await read_message(self.reader)
-
-    def close(self) -> None:
-        self.writer.close()
-
-    def abort(self) -> None:
-        self.writer.transport.abort()
+def _granted(reply: SipMessage) -> int:
+    """The expiry a REGISTER's 200 granted: Expires, else the Contact's expires, else ours."""
+    for value in (reply.get("Expires"), _contact_expires(reply)):
+        if value is not None and value.isdigit():
+            return int(value)
+    return EXPIRES
 
 
-class _DatagramLink:
-    """A UDP socket connected to the PBX: one message a datagram."""
-
-    def __init__(self, transport: asyncio.BaseTransport, inbox: DatagramInbox) -> None:
-        self.transport, self.inbox = transport, inbox
-
-    def send(self, message: dict) -> None:
-        self.inbox.send(message)
-
-    async def receive(self) -> dict | None:
-        message, _ = await self.inbox.queue.get()
-        if isinstance(message, Exception):
-            raise message
-        return message
-
-    def close(self) -> None:
-        self.transport.close()
-
-    abort = close  # receive() then sees the end
+def _contact_expires(reply: SipMessage) -> str | None:
+    value = reply.get("Contact") or ""
+    for part in value.split(";")[1:]:
+        name, _, number = part.partition("=")
+        if name.strip().lower() == "expires":
+            return number.strip()
+    return None
 
 
-_Link = _StreamLink | _DatagramLink
+@dataclass
+class Dialog:
+    """A call's SIP dialog as the caller holds it, from the 2xx to its INVITE (RFC 3261 12.1.2)."""
+
+    call_id: str
+    local: str  # our From, tagged
+    remote: str  # their To, tagged
+    target: str  # the Request-URI of requests within the dialog: their Contact
+    route: tuple[str, ...]  # the Record-Route of the 2xx, reversed
+    cseq: int = 1
+
+    @classmethod
+    def of(cls, invite: SipMessage, ok: SipMessage) -> Dialog:
+        contact = dialogs.contact_uri(ok)
+        if contact is None:
+            raise SipError("a 2xx to INVITE without a Contact")
+        return cls(
+            invite.get("Call-ID") or "",
+            invite.get("From") or "",
+            ok.get("To") or "",
+            str(contact),
+            tuple(reversed(ok.values("Record-Route"))),
+        )
+
+    def request(
+        self, registrar: Registrar, method: str, headers: dialogs.Headers = ()
+    ) -> SipMessage:
+        if method != "ACK":
+            self.cseq += 1
+        return dialogs.request(
+            method,
+            self.target,
+            via_value=registrar.via(),
+            from_value=self.local,
+            to_value=self.remote,
+            call_id=self.call_id,
+            cseq=self.cseq,
+            headers=(*(("Route", hop) for hop in self.route), *headers),
+        )
 
 
 class Phone:
@@ -362,47 +630,91 @@ class Phone:
         self.config = config
         self.registrar = Registrar(config, self.dispatch)
         self.reports: list[CallReport] = []
-        self.inboxes: dict[str, asyncio.Queue] = {}
+        self.inboxes: dict[str, asyncio.Queue[SipMessage]] = {}  # a call's ACK, BYE...
+        self.answers: dict[str, SipMessage] = {}  # the last response to a call's INVITE
+        self.answering: dict[str, asyncio.Task] = {}  # a call's answer(), for a CANCEL
+        self.signalling: OrderedDict[str, list[SipSeen]] = OrderedDict()  # by Call-ID
+        self.registrar.watch = self._seen
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
 
     # -- signalling ------------------------------------------------------------------------
 
-    def dispatch(self, message: dict) -> None:
-        """A message about a call, from the PBX: a new invite, or one for a call in progress."""
-        call = message.get("call")
-        if message["type"] == "invite":
-            with contextlib.suppress(Refused):  # we are heard: the PBX stops sending it again
-                self.registrar.send({"type": "ringing", "call": call})
-            if call not in self.inboxes:  # not a copy the PBX sent again (UDP, a new registration)
-                self.inboxes[call] = asyncio.Queue()
-                self._spawn(self.answer(message))
+    def dispatch(self, request: SipMessage) -> None:
+        """A request from the PBX: a new INVITE, or one within a call in progress."""
+        method = request.start.method  # type: ignore[union-attr]
+        call = request.get("Call-ID") or ""
+        if method == "INVITE" and dialogs.tag_of(request, "To") is None:
+            if call in self.inboxes:  # a copy sent again (UDP, a new registration)
+                with contextlib.suppress(Refused):
+                    self.registrar.send(self.answers[call])
+                return
+            if self.inboxes:  # in a call already
+                self.registrar.send(dialogs.response(request, 486, "Busy Here", to_tag="busy"))
+                return
+            tag = dialogs.new_tag()
+            ringing = dialogs.response(
+                request,
+                180,
+                "Ringing",
+                to_tag=tag,
+                headers=(("Contact", self.registrar.contact()),),
+            )
+            self.inboxes[call], self.answers[call] = asyncio.Queue(), ringing
+            self.registrar.send(ringing)  # we are heard: the PBX stops sending it again
+            self.answering[call] = self._spawn(self.answer(request, tag))
+        elif method == "CANCEL":
+            self.registrar.send(dialogs.response(request, 200, "OK"))
+            answering = self.answering.get(call)
+            if answering is not None and dialogs.status(self.answers.get(call, request)) == 180:
+                answering.cancel()  # not answered yet: the INVITE gets its 487
         elif call in self.inboxes:
-            self.inboxes[call].put_nowait(message)
+            self.inboxes[call].put_nowait(request)
+        elif method != "ACK":
+            self.registrar.send(dialogs.response(request, 481, "Call/Transaction Does Not Exist"))
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+    def _seen(self, direction: str, message: SipMessage) -> None:
+        """Keep a call's SIP messages for its report (not registrations and keepalives)."""
+        call = message.get("Call-ID") or ""
+        if dialogs.method_of(message) in ("REGISTER", "OPTIONS"):
+            return
+        kept = self.signalling.setdefault(call, [])
+        self.signalling.move_to_end(call)
+        while len(self.signalling) > MAX_TRACKED_CALLS:
+            self.signalling.popitem(last=False)
+        if len(kept) < MAX_SIGNALLING:
+            kept.append(dialogs.seen(direction, message, time.time()))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _expect(self, call: str, kinds: tuple[str, ...], timeout: float) -> dict:
-        """The next message of those kinds about call; TimeoutError if none comes in time."""
+    async def _expect(
+        self, call: str, method: str, timeout: float, acked: asyncio.Event
+    ) -> SipMessage:
+        """The next request of that method within the call; an ACK on the way sets `acked`."""
         inbox = self.inboxes[call]
         async with asyncio.timeout(timeout):
             while True:
-                message = await inbox.get()
-                if message["type"] in kinds or message["type"] == "error":
-                    return message
+                request = await inbox.get()
+                if request.start.method == "ACK":  # type: ignore[union-attr]
+                    acked.set()
+                elif request.start.method == method:  # type: ignore[union-attr]
+                    return request
 
     # -- calls -----------------------------------------------------------------------------
 
-    def media_for(self, mode: str, controlling: bool, remote: Sdp | None = None) -> Media:
-        """A relayed offer means plain RTP to the relay, whatever the mode asked."""
+    def media_for(self, mode: str, controlling: bool, remote: MediaOffer | None = None) -> Media:
+        """A relayed offer means plain RTP to the relay, and so does an ICE mode facing no ICE."""
         config = self.config
-        if (remote is not None and remote.relay is not None) or mode == "relay":
+        if mode == "relay" or (remote is not None and remote.relay):
             return UdpMedia(str(config.address), "host", config.stun)
         if mode in ("host", "srflx"):
             return UdpMedia(str(config.address), mode, config.stun)
+        if remote is not None and not remote.ice:
+            return UdpMedia(str(config.address), "host", config.stun)
         return IceMedia(controlling, config.stun, config.turn, relay_only=mode == "turn")
 
     async def call(self, to: str, seconds: float, mode: str) -> CallReport:
@@ -414,22 +726,37 @@ class Phone:
             await self.registrar.ensure()
             media = self.media_for(mode, controlling=True)
             await media.prepare()
-            self.registrar.send(
-                {
-                    "type": "invite",
-                    "call": call,
-                    "to": to,
-                    "mode": mode,
-                    "seconds": seconds,
-                    "offer": media.local().as_json(),
-                }
+            registrar = self.registrar
+            me = f"<{registrar.uri(self.config.sip_user)}>;tag={dialogs.new_tag()}"
+            invite = dialogs.request(
+                "INVITE",
+                registrar.uri(to),
+                via_value=registrar.via(),
+                from_value=me,
+                to_value=f"<{registrar.uri(to)}>",
+                call_id=call,
+                cseq=1,
+                headers=(
+                    ("Contact", registrar.contact()),
+                    ("Allow", dialogs.ALLOW),
+                    dialogs.call_header(mode, seconds),
+                ),
+                body=media.local().to_sdp(),
+                content_type=CONTENT_TYPE,
             )
-            reply = await self._expect(call, ("answer",), ANSWER_TIMEOUT)
-            if reply["type"] == "error":
-                raise Refused(f"the call was refused: {reply['reason']}")
-            remote = Sdp.from_json(reply["answer"])
-            if remote.relay is not None and not isinstance(media, UdpMedia):
-                await media.close()  # the PBX relays: no ICE, RTP to its relay port
+            sent = time.perf_counter()
+            reply = await registrar.transact(invite)
+            code = dialogs.status(reply) or 0
+            setup = (time.perf_counter() - sent) * 1000
+            print(f"call {call}: INVITE answered {code} after {setup:.2f} ms", flush=True)
+            if code >= 300:
+                registrar.send(dialogs.of_invite(invite, "ACK", reply.get("To") or ""))
+                raise Refused(f"the call was refused: {code} {reply.start.reason}")  # type: ignore[union-attr]
+            dialog = Dialog.of(invite, reply)
+            registrar.send(dialog.request(registrar, "ACK"))
+            remote = MediaOffer.from_sdp(reply.body)
+            if (remote.relay or not remote.ice) and not isinstance(media, UdpMedia):
+                await media.close()  # the PBX relays (or the callee has no ICE): plain RTP
                 media = self.media_for(mode, True, remote)
                 await media.prepare()
             stop = asyncio.Event()
@@ -439,20 +766,14 @@ class Phone:
                 stop.set()
                 await sender
                 await asyncio.sleep(DRAIN)
-            self.registrar.send(
-                {
-                    "type": "bye",
-                    "call": call,
-                    "rtp": media.stream.counts.to_json(),
-                    "selected": _pair_json(media.selected()),
-                }
-            )
+            stats = dialogs.stats_headers(media.stream.counts, media.selected())
+            bye = dialog.request(registrar, "BYE", stats)
             try:
-                stats = await self._expect(call, ("stats",), STATS_TIMEOUT)
+                ok = await registrar.transact(bye, STATS_TIMEOUT)
             except TimeoutError:
-                stats = None
-            self._close_with_peer(report, media, stats)
-        except (Refused, MediaError, SignallingError, TimeoutError, OSError) as error:
+                ok = None
+            self._close_with_peer(report, media, ok)
+        except (Refused, MediaError, SipError, TimeoutError, OSError) as error:
             report.error = _describe(error)
             if media is not None:
                 self._close_with_peer(report, media, None)
@@ -460,23 +781,45 @@ class Phone:
             self.inboxes.pop(call, None)
         return self._keep(report)
 
-    async def answer(self, invite: dict) -> None:
-        call, mode = invite["call"], invite.get("mode", "ice")
-        seconds = invite.get("seconds")
-        seconds = float(seconds) if isinstance(seconds, int | float) else 60.0
-        report = CallReport(call, invite.get("from", "?"), self.config.name, mode, "callee")
+    async def answer(self, invite: SipMessage, tag: str) -> None:
+        call = invite.get("Call-ID") or ""
+        asked, seconds = dialogs.read_call_header(invite)
+        caller = dialogs.user_of(invite.get("From") or "") or "?"
+        report = CallReport(call, caller, self.config.name, asked or "host", "callee")
         media: Media | None = None
+        acked = asyncio.Event()
         try:
-            remote = Sdp.from_json(invite["offer"])
+            try:
+                remote = MediaOffer.from_sdp(invite.body)
+            except SipError as error:
+                raise _Failure(488, f"Not Acceptable Here: {error.reason}") from None
+            report.mode = mode = asked or ("ice" if remote.ice else "host")
             media = self.media_for(mode, controlling=False, remote=remote)
             await media.prepare()
-            self.registrar.send({"type": "answer", "call": call, "answer": media.local().as_json()})
+            ok = dialogs.response(
+                invite,
+                200,
+                "OK",
+                to_tag=tag,
+                headers=(
+                    ("Contact", self.registrar.contact()),
+                    *(("Record-Route", hop) for hop in invite.values("Record-Route")),
+                    ("Allow", dialogs.ALLOW),
+                ),
+                body=media.local().to_sdp(),
+                content_type=CONTENT_TYPE,
+            )
+            self.answers[call] = ok
+            self.registrar.send(ok)
+            self._spawn(self._resend_until(ok, acked))
             stop = asyncio.Event()
             starting = asyncio.create_task(self._start_media(media, remote, report, stop))
+            limit = (seconds if seconds is not None else GENERIC_SECONDS) + CALLEE_SLACK
             try:
-                bye = await self._expect(call, ("bye",), seconds + CALLEE_SLACK)
+                bye = await self._expect(call, "BYE", limit, acked)
             finally:
                 stop.set()
+                acked.set()
                 if not starting.done():  # the caller hung up before our checks ended
                     starting.cancel()
                     report.ice = "timeout"
@@ -484,27 +827,47 @@ class Phone:
                 sender = await starting
                 if sender is not None:
                     await sender
-            self.registrar.send(
-                {
-                    "type": "stats",
-                    "call": call,
-                    "rtp": media.stream.counts.to_json(),
-                    "selected": _pair_json(media.selected()),
-                }
-            )
-            self._close_with_peer(report, media, bye if bye["type"] == "bye" else None)
-        except (Refused, MediaError, SignallingError, TimeoutError, OSError) as error:
-            report.error = _describe(error)
+            stats = dialogs.stats_headers(media.stream.counts, media.selected())
+            self.registrar.send(dialogs.response(bye, 200, "OK", headers=stats))
+            self._close_with_peer(report, media, bye)
+        except asyncio.CancelledError:  # the caller's CANCEL came before our 200
+            report.error = "cancelled by the caller"
             with contextlib.suppress(Refused, OSError):
-                self.registrar.send({"type": "error", "call": call, "reason": report.error})
+                self.registrar.send(dialogs.response(invite, 487, "Request Terminated", to_tag=tag))
+            if media is not None:
+                self._close_with_peer(report, media, None)
+        except (_Failure, Refused, MediaError, SipError, TimeoutError, OSError) as error:
+            report.error = _describe(error)
+            code, reason = (
+                (error.code, error.reason) if isinstance(error, _Failure) else (500, report.error)
+            )
+            if call in self.answers and dialogs.status(self.answers[call]) == 180:
+                with contextlib.suppress(Refused, OSError, SipError):
+                    self.registrar.send(dialogs.response(invite, code, reason, to_tag=tag))
             if media is not None:
                 self._close_with_peer(report, media, None)
         finally:
+            acked.set()
             self.inboxes.pop(call, None)
+            self.answers.pop(call, None)
+            self.answering.pop(call, None)
             self._keep(report)
 
+    async def _resend_until(self, ok: SipMessage, acked: asyncio.Event) -> None:
+        """Over UDP the callee sends its 2xx again until the ACK comes (RFC 3261 13.3.1.4)."""
+        if self.registrar.link is None or self.registrar.link.transport != "udp":
+            return
+        wait = T1
+        for _ in range(7):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(acked.wait(), wait)
+                return
+            with contextlib.suppress(Refused, OSError):
+                self.registrar.send(ok)
+            wait = min(wait * 2, T2)
+
     async def _start_media(
-        self, media: Media, remote: Sdp, report: CallReport, stop: asyncio.Event
+        self, media: Media, remote: MediaOffer, report: CallReport, stop: asyncio.Event
     ) -> asyncio.Task | None:
         """Connect (ICE checks, or nothing to do without ICE), then send until stop is set.
 
@@ -515,23 +878,23 @@ class Phone:
             return None
         return asyncio.create_task(send_rtp(media.stream, media.send, stop))
 
-    def _close_with_peer(self, report: CallReport, media: Media, peer: dict | None) -> None:
-        """Fill the report from the media and the peer's bye or stats, then close the media."""
+    def _close_with_peer(self, report: CallReport, media: Media, peer: SipMessage | None) -> None:
+        """Fill the report from the media and the peer's RTP stat headers, then close the media."""
         report.rtp = replace(media.stream.counts)
         report.checks = media.checks()
         report.selected_pair = pair = media.selected()
-        if peer is not None and isinstance(peer.get("rtp"), dict):
-            with contextlib.suppress(NatlabError):
-                report.peer_rtp = RtpCounts.from_json(peer["rtp"])
-            seen = (peer.get("selected") or {}).get("remote")
-            if isinstance(media, IceMedia) and pair and isinstance(seen, dict):
+        if peer is not None:
+            counts, theirs = dialogs.read_stats(peer)
+            report.peer_rtp = counts
+            if isinstance(media, IceMedia) and pair and theirs is not None:
                 # Where the peer saw us is our side of the pair (RFC 8445 7.2.5.3.2).
-                address = str(seen.get("address", ""))
+                address = theirs.remote.address
                 local = Candidate(address, media.kind_of(address), base=pair.local.address)
                 report.selected_pair = SelectedPair(local, pair.remote)
         self._spawn(media.close())
 
     def _keep(self, report: CallReport) -> CallReport:
+        report.signalling = self.signalling.pop(report.call, [])
         finish(report)
         self.reports = [*self.reports[-(MAX_REPORTS - 1) :], report]
         print(f"call {report.call}: {report.role}, {report.verdict}", flush=True)
@@ -557,8 +920,12 @@ class Phone:
         return CallReports(list(self.reports)).to_json()  # ReportsRequest, the last one served
 
 
-def _pair_json(pair: SelectedPair | None) -> dict | None:
-    return None if pair is None else pair.to_json()
+class _Failure(Exception):
+    """Why a callee turns an INVITE down: the status and reason it answers."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 def _describe(error: Exception) -> str:

@@ -28,15 +28,17 @@ from pathlib import Path
 
 from natlab.control_socket import answers
 from natlab.endpoints import pbx, phone, stun_server, tls, turn
+from natlab.endpoints.control import ask
 from natlab.endpoints.ice import TurnServer
-from natlab.endpoints.signalling import Endpoint, ask
+from natlab.endpoints.sip_dialogs import DEFAULT_PASSWORD as DEFAULT_SIP_PASSWORD
+from natlab.endpoints.sip_transport import Endpoint
 from natlab.endpoints.stun_client import StunClient, Timing
 from natlab.errors import NatlabError
 from natlab.lab.launch import wait_started
 from natlab.plumbing import namespaces
 from natlab.records import PingRequest
 from natlab.stun import Address
-from natlab.topology.model import Forward, Host, Role, Router, Topology
+from natlab.topology.model import Forward, Host, Role, Router, SipAccount, Topology
 from natlab.topology.routing import sees
 
 STUN_SERVER = "stun server"  # what the ledger calls each process
@@ -97,10 +99,10 @@ def start_endpoints(
         config = turn.TurnConfig(host.interfaces[0].address, state / "turn.conf")
         stun = (str(config.address), config.port)
         runs.append((host, TURN_SERVER, partial(turn.run, config), None, stun))
-    for host in pbxs:
+    for host in _natlab_own(pbxs):
         run = partial(pbx.run, pbx_config(topology, host, directory, translates))
         runs.append((host, PBX, run, control_path(directory, host.name), None))
-    for host in phones:
+    for host in _natlab_own(phones):
         run = partial(phone.run, phone_config(topology, host, directory, translates))
         runs.append((host, PHONE, run, control_path(directory, host.name), None))
     started = []
@@ -136,7 +138,7 @@ def _answers(endpoint: Started, namespace: str) -> bool:
 def phone_states(topology: Topology, directory: Path) -> dict[str, dict]:
     """Each phone's own status ({"registered": ...}); a phone that does not answer says why."""
     states = {}
-    for host in _hosts(topology, Role.PHONE):
+    for host in _natlab_own(_hosts(topology, Role.PHONE)):
         try:
             states[host.name] = ask(
                 control_path(directory, host.name), {"op": "status"}, STATUS_TIMEOUT
@@ -151,6 +153,11 @@ def phone_states(topology: Topology, directory: Path) -> dict[str, dict]:
 
 def _hosts(topology: Topology, role: Role) -> list[Host]:
     return [host for host in topology.hosts.values() if host.role is role]
+
+
+def _natlab_own(hosts: list[Host]) -> list[Host]:
+    """The hosts that run natlab's own endpoint, not real SIP software (lab/sip_software.py)."""
+    return [host for host in hosts if host.sip_software is None]
 
 
 def _gateway(topology: Topology, host: Host) -> Router | None:
@@ -219,6 +226,12 @@ def pbx_config(
         relay_ports=relay_ports,
         relay_public_offset=offset,
         local=tuple(local_networks(topology, server, translates)),
+        passwords={
+            account.user: account.password
+            for phone_host in _hosts(topology, Role.PHONE)
+            for account in [sip_account(phone_host)]
+        },
+        nat_aware=server.nat_aware,
     )
 
 
@@ -262,6 +275,7 @@ def phone_config(
     if relays:
         address = (str(relays[0].interfaces[0].address), turn.PORT)
         relay = TurnServer(address, turn.USERNAME, turn.PASSWORD)
+    account = sip_account(host)
     return phone.PhoneConfig(
         name=host.name,
         address=host.interfaces[0].address,
@@ -272,7 +286,15 @@ def phone_config(
         ca=ca_dir(directory),
         stun=tuple(stun_servers(topology)),
         turn=relay,
+        user=account.user,
+        password=account.password,
+        keepalive_method=account.keepalive,
     )
+
+
+def sip_account(host: Host) -> SipAccount:
+    """A phone's SIP credentials: the topology's, else its name and the default password."""
+    return host.sip or SipAccount(host.name, DEFAULT_SIP_PASSWORD)
 
 
 def _make_certificates(

@@ -21,8 +21,9 @@ from typing import Any
 
 from natlab.core.behaviour import Behaviour
 from natlab.errors import NatlabError
-from natlab.lab import programs
+from natlab.lab import programs, sip_software
 from natlab.lab import status as lab_status
+from natlab.lab.baresip import BaresipPhone
 from natlab.lab.build import build, planned_namespaces
 from natlab.lab.clients import PbxClient, PhoneClient, RouterClient
 from natlab.lab.endpoints import control_path, start_endpoints, wait_ready
@@ -129,6 +130,7 @@ class Lab:
     def up(self) -> Lab:
         require_root("natlab up")
         programs.check_commands(self.topology, os.environ.get("PATH"))
+        sip_software.check_binaries(self.topology, os.environ.get("PATH"))
         # Ctrl-C and SIGTERM wait until the lab is recorded and inside the `try` that undoes it:
         # one landing in between would leave a ledger behind.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
@@ -148,10 +150,21 @@ class Lab:
             # Endpoints start once every router forwards: a phone's first SYN to the PBX
             # sent into a router not yet reading would wait out TCP's 1 s retransmission.
             self.dataplane.wait_ready(daemons)
+            sip_software.start_servers(
+                self.topology, self.name, ledger.directory, self._launch, self.keep
+            )
             servers = start_endpoints(
                 self.topology, ledger.directory, self._launch, self.dataplane.translates
             )
             wait_ready(servers, self.namespace)
+            sip_software.start_agents(
+                self.topology,
+                self.name,
+                ledger.directory,
+                self._launch,
+                self.keep,
+                self.dataplane.translates,
+            )
             programs.start_all(self.topology, self.name, ledger.directory, self._launch, self.keep)
             with locked():
                 ledger = _ledger(self.name)  # re-read: starting daemons recorded them
@@ -253,6 +266,15 @@ class Lab:
             name = pbxs[0]
         return PbxClient(name, control_path(lab_dir(self.name), self._host(name, Role.PBX)))
 
+    def baresip(self, name: str) -> BaresipPhone:
+        """The control of phone `name`, a baresip (`agent: baresip`)."""
+        if self.topology.hosts[self._host(name, Role.PHONE)].agent != "baresip":
+            raise NatlabError(
+                f"phone '{name}' of lab '{self.name}' is not a baresip",
+                fix="give it agent: baresip in the topology",
+            )
+        return BaresipPhone(name, self.namespace(name))
+
     def _host(self, name: str, role: Role) -> str:
         host = self.topology.hosts.get(name)
         if host is None or host.role is not role:
@@ -345,7 +367,8 @@ class Lab:
         ledger = Ledger.load(self.name)
         processes = ledger.processes if ledger is not None else []
         found = (death(p) for p in processes if p.what not in TRANSIENT)
-        return [d for d in found if d is not None]
+        lost = sip_software.deaths(self.topology, lab_dir(self.name), processes)
+        return [d for d in found if d is not None] + lost
 
 
 def _dataplane(name: str) -> Dataplane:

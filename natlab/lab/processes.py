@@ -52,6 +52,7 @@ class Death:
     pid: int
     code: int | None = None  # its exit status...
     signal: str | None = None  # ...or the signal that ended it (SIGKILL); neither: unknown
+    log: str | None = None  # the last lines it wrote, where natlab keeps them
 
     @property
     def how(self) -> str:

@@ -134,6 +134,7 @@ def daemon_config(topology: Topology, router: Router, lab: str, translates) -> D
         ),
         stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
         cgnat=router.cgnat,
+        sip_alg=router.sip_alg,
     )
 
 

@@ -38,6 +38,7 @@ class DaemonConfig:
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
+    sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +59,7 @@ class DaemonConfig:
             ],
             "stun_ports": list(self.stun_ports),
             "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
+            "sip_alg": self.sip_alg,
         }
 
     @classmethod
@@ -80,6 +82,7 @@ class DaemonConfig:
             ),
             stun_ports=tuple(data["stun_ports"]),
             cgnat=CgnatSettings(**data["cgnat"]) if data.get("cgnat") else None,
+            sip_alg=data.get("sip_alg", "off"),
         )
 
     def save(self, path: Path) -> None:

@@ -92,6 +92,7 @@ from natlab.router.files import events_path, socket_path
 from natlab.router.forwarding import ANSWER_PING, INBOUND, NO_ROUTE, OUTBOUND, ROUTE, Forwarding
 from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
+from natlab.router.sip_alg import SIP_PORT, SipAlg, sip_alg_of
 from natlab.stun import Address, Grid, StunDecodeError, answer, read_request
 
 TICK = 0.25  # seconds between housekeeping rounds (expiry, ARP give-up, event flush)
@@ -127,6 +128,7 @@ class RouterDaemon:
         self.stun_grid = Grid(wan_ips, config.stun_ports) if config.stun_ports else None
         self.offset = 0.0
         self.counters: Counter[str] = Counter()
+        self.sip_alg = sip_alg_of(config.sip_alg, self.engine)
         max_bytes, files = limits(os.environ)
         self.events = EventLog(events_path(config_path), max_bytes, files, warn=self.log)
         self.control_path = socket_path(config_path)
@@ -239,8 +241,10 @@ class RouterDaemon:
             packet.proto == Proto.ICMP and packet.icmp_type == ICMP_ECHO_REQUEST,
         )
         if step is OUTBOUND:
+            before = packet.src  # the sender's private endpoint, for the SIP ALG
             verdict = self.engine.outbound(packet, self.now())
         elif step is INBOUND:
+            before = packet.dst  # the public endpoint it came in for, for the SIP ALG
             verdict = self.engine.inbound(packet, self.now())  # martians dropped there
         elif step is ROUTE:
             self.forward(packet, (port, data, None))  # between two LANs: no translation
@@ -260,8 +264,26 @@ class RouterDaemon:
         if action is Action.LOCAL:
             self.local(packet)
         elif action is not Action.DROP:
+            alg = self.sip_alg
+            if alg is not None and (
+                packet.dst.port == SIP_PORT
+                or packet.src.port == SIP_PORT
+                or before.port == SIP_PORT
+            ):
+                self.sip(alg, packet, before, step is OUTBOUND)
+                self.forward(packet)  # never cached: every SIP packet goes through the ALG
+                return
             replay = self.engine.last_flow
             self.forward(packet, None if replay is None else (port, data, replay))
+
+    def sip(self, alg: SipAlg, packet: Packet, before: Endpoint, outbound: bool) -> None:
+        """Hand a translated SIP packet to the ALG, which rewrites it in place; tell what it did."""
+        now = self.now()
+        events = alg.outbound(packet, before, now) if outbound else alg.inbound(packet, before, now)
+        self.write_events()  # the engine's (a pinhole's new mapping) before the ALG's
+        for event in events:
+            self.counters[event.kind.replace("-", "_")] += 1
+            self.events.write(json.dumps(event_json(event, self.name)))
 
     def forward(
         self, packet: Packet, learn: tuple[Port, memoryview, Replay | None] | None = None

@@ -18,7 +18,7 @@ from natlab.topology.lab_name import unique_lab_name
 
 DEMOS_DIR = Path(__file__).resolve().parent / "demos"
 # The order they are listed and best shown in.
-DEMOS = ("symmetric-fails", "full-cone-fixes", "relay", "keepalive", "hairpin", "cgnat")
+DEMOS = ("symmetric-fails", "full-cone-fixes", "relay", "keepalive", "hairpin", "cgnat", "sip-alg")
 
 
 def demo_scenario(name: str) -> Scenario:

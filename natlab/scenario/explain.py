@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from natlab.core.events import DropReason
-from natlab.records import CallReport, RouterEvent
+from natlab.records import SIP_ALG_KINDS, CallReport, RouterEvent
 from natlab.scenario.expectations import describe_pair
 
 LIMIT = 8  # lines of each kind; the JSON report keeps everything
@@ -103,7 +103,19 @@ def explain_call(report: CallReport, events: Mapping[str, Sequence[RouterEvent]]
         made = [e for e in events[router] if e.kind == "mapping-created"]
         lines += [f"{router}: {e.detail}" for e in made[:LIMIT]]
         lines += _more(len(made), "mapping")
+    for router, told in events.items():
+        alg = [e for e in told if media_alg(e)]
+        lines += [f"{router}: {e.detail}" for e in alg[:LIMIT]]
+        lines += _more(len(alg), "SIP ALG event")
     return lines
+
+
+def media_alg(event: RouterEvent) -> bool:
+    """A SIP ALG event about the media (SDP rewrites, pinholes): what a call's media turns on.
+    Its Via and Contact rewrites are in `nat events` and the trace's story."""
+    return event.kind in SIP_ALG_KINDS and (
+        event.kind == "sip-pinhole" or (event.header or "").startswith("SDP")
+    )
 
 
 def _more(total: int, one: str, many: str | None = None) -> list[str]:

@@ -24,13 +24,14 @@ from natlab.records import (
     NatRecord,
     OtherRecord,
     RtpRecord,
+    SipRecord,
     StepStarted,
     StunRecord,
     TraceRecord,
 )
 from natlab.scenario.matrix import CALLEE, CALLEE_ROUTER, CALLER, CALLER_ROUTER, MatrixResult
 from natlab.scenario.runner import ScenarioResult
-from natlab.scenario.story import tell
+from natlab.scenario.story import sip_fields, tell
 from natlab.scenario.verdict import FAULT, NOT_NAT, PASSED
 
 Records = list[TraceRecord | OtherRecord]
@@ -257,6 +258,14 @@ def _arrows(records: Records, lab: LabRecord) -> list[tuple[str, str, str, bool]
         elif isinstance(record, IceCheckRecord):
             label = f"ICE check {record.local} -> {record.remote}: {record.state}"
             rows.append((record.phone, node(record.remote), label, False))
+        elif isinstance(record, SipRecord):
+            pbx = next((n for n, host in lab.hosts.items() if host.role == "pbx"), "pbx")
+            ends = (record.phone, pbx) if record.direction == "sent" else (pbx, record.phone)
+            details = "; ".join(f"{name} {value}" for name, value in sip_fields(record) if value)
+            label = f"SIP {record.summary} (Call-ID {record.call})" + (
+                f": {details}" if details else ""
+            )
+            rows.append((ends[0], ends[1], label, False))
         elif isinstance(record, RtpRecord):
             sent, received = (
                 "?" if count is None else count for count in (record.sent, record.received)

@@ -46,7 +46,8 @@ from natlab import catalog
 from natlab.core.behaviour import Behaviour, Filtering, Mapping
 from natlab.core.durations import FORMS as DURATION_FORMS
 from natlab.core.durations import parse_duration
-from natlab.endpoints.signalling import MAX_KEEPALIVE, MODES, TRANSPORTS
+from natlab.endpoints.sdp_offer import MODES
+from natlab.endpoints.sip_transport import MAX_KEEPALIVE, TRANSPORTS
 from natlab.errors import NatlabError
 from natlab.scenario.program_steps import STEP_SPECS as PROGRAM_STEP_SPECS
 from natlab.scenario.program_steps import ProgramStep, program_step
@@ -72,6 +73,9 @@ Media = Literal[
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+BARESIP_MODE = "baresip"  # a Call's mode when a baresip phone calls (scenario/baresip_calls.py)
 
 
 class CallSpec(_Spec):
@@ -446,9 +450,35 @@ class _Loader:
             pair = PairExpectation(local=pair.local, remote=pair.remote)
         elif pair is not None:
             pair = PairExpectation(kind=pair)
+        mode = self._baresip_mode(call, pair, at, topology) or call.mode
         return Call(
-            call.caller, call.callee, call.seconds, call.mode, expect.media, pair, expect.reached
+            call.caller, call.callee, call.seconds, mode, expect.media, pair, expect.reached
         )
+
+    def _baresip_mode(
+        self, call: CallSpec, pair: PairExpectation | None, at: Path, topology: Topology
+    ) -> str | None:
+        """BARESIP_MODE for a call that a baresip phone places (scenario/baresip_calls.py);
+        None when natlab's phone calls (its mode applies). baresip sets its media up
+        itself and reports no candidate pair."""
+        agents = [topology.hosts[p].agent == "baresip" for p in (call.caller, call.callee)]
+        if not any(agents):
+            return None
+        if pair is not None:
+            raise self.fail(
+                (*at[:-1], "expect", "pair"),
+                "a call with a baresip phone has no candidate pair to check",
+                "leave it out",
+            )
+        if not agents[0]:
+            return None
+        if "mode" in call.model_fields_set:
+            raise self.fail(
+                (*at, "mode"),
+                "mode: does not apply to a baresip caller (it sets up its media itself)",
+                "leave mode: out",
+            )
+        return BARESIP_MODE
 
     def duration(self, value: float | str, at: Path) -> float:
         try:

@@ -28,6 +28,12 @@ from natlab.lab import Lab
 from natlab.lab.processes import Death
 from natlab.records import CallReport, Check, ProbeReport, RouterEvent
 from natlab.scenario import probe as discovery
+from natlab.scenario.baresip_calls import (
+    baresip_call,
+    callee_reached,
+    involves_baresip,
+    is_baresip,
+)
 from natlab.scenario.expectations import check_call, check_probe, lost_call
 from natlab.scenario.explain import DropGroup, drop_groups, explain_call
 from natlab.scenario.model import (
@@ -243,7 +249,12 @@ class _Runner:
         while pending and time.monotonic() < deadline:
             for phone in list(pending):
                 try:
-                    status = self.lab.phone(phone).status()
+                    client = (
+                        self.lab.baresip(phone)
+                        if is_baresip(self.lab, phone)
+                        else self.lab.phone(phone)
+                    )
+                    status = client.status()
                 except NatlabError as error:  # not listening yet
                     seen[phone] = f"no answer ({error.problem})"
                     continue
@@ -281,7 +292,10 @@ class _Runner:
         routers = [self.lab.router(router) for router in self.lab.topology.routers]
         marks = {router.name: router.mark() for router in routers}
         try:
-            report = self.lab.phone(step.caller).call(step.callee, step.seconds, step.mode)
+            if involves_baresip(self.lab, step):
+                report = baresip_call(self.lab, step)
+            else:
+                report = self.lab.phone(step.caller).call(step.callee, step.seconds, step.mode)
         except NatlabError as error:  # its report is lost: what the call did is not known
             result.checks = lost_call(step.media, step.pair, f"{step.caller}: {error.problem}")
             raise
@@ -297,12 +311,17 @@ class _Runner:
 
     def check_reached(self, step: Call, report: CallReport, result: StepResult) -> None:
         """Did the invite reach the callee? Its own reports say; if not, where the PBX sent it."""
-        mine = next(
-            (r for r in self.lab.phone(step.callee).reports() if r.call == report.call), None
-        )
+        baresip = involves_baresip(self.lab, step)
+        if baresip:  # baresip_call looked for the callee's side: the caller's report says
+            mine = report if callee_reached(report) else None
+        else:
+            mine = next(
+                (r for r in self.lab.phone(step.callee).reports() if r.call == report.call), None
+            )
         if mine is None:
             observed = f"{step.callee} never got the invite"
-            result.explanation.append(f"{observed}; {self.registration_of(step.callee)}")
+            if not baresip:  # baresip_call already looked for the callee
+                result.explanation.append(f"{observed}; {self.registration_of(step.callee)}")
         else:
             observed = f"{step.callee} got the invite ({mine.verdict})"
         wanted = "gets the invite" if step.reached else "never gets the invite"

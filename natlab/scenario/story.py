@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from natlab.core.behaviour import PRESETS, Mapping
 from natlab.core.events import DropReason
 from natlab.records import (
+    SIP_ALG_KINDS,
     CallRecord,
     CandidatesRecord,
     IceCheckRecord,
@@ -28,12 +29,13 @@ from natlab.records import (
     NatRecord,
     OtherRecord,
     RtpRecord,
+    SipRecord,
     StepEnded,
     StepStarted,
     StunRecord,
     TraceRecord,
 )
-from natlab.scenario.explain import DropGroup, drop_groups
+from natlab.scenario.explain import DropGroup, drop_groups, media_alg
 from natlab.scenario.verdict import NOT_NAT
 
 # Drops the story's "why" tells besides the filtered ones (DropReason.filtered, which it
@@ -147,6 +149,8 @@ def tell(records: Iterable[TraceRecord | OtherRecord]) -> list[Scene]:
             pending_candidates.append(record)
             for candidate in record.candidates:
                 world.candidates[candidate.address] = f"{record.phone}'s {candidate.type} candidate"
+        elif isinstance(record, SipRecord):
+            scenes.append(_sip_scene(world, record))
         elif isinstance(record, IceCheckRecord) and call is not None:
             call.checks.append(record)
         elif isinstance(record, RtpRecord) and call is not None:
@@ -206,6 +210,19 @@ def _call_scene(record: CallRecord) -> Scene:
         ],
         "info",
     )
+
+
+def _sip_scene(world: _World, record: SipRecord) -> Scene:
+    """A SIP message as its phone saw it: what, and the addresses it carried."""
+    pbx = next((name for name, host in world.lab.hosts.items() if host.role == "pbx"), "the PBX")
+    route = f"{record.phone} -> {pbx}" if record.direction == "sent" else f"{pbx} -> {record.phone}"
+    lines = [f"Call-ID {record.call}"]
+    lines += [f"{name} {value}" for name, value in sip_fields(record) if value]
+    return Scene(f"SIP {route}: {record.summary}", lines, "info")
+
+
+def sip_fields(record: SipRecord) -> list[tuple[str, str | None]]:
+    return [("Via", record.via), ("Contact", record.contact), ("SDP", record.sdp)]
 
 
 def _is_check(world: _World, record: NatRecord) -> bool:
@@ -283,6 +300,10 @@ def _nat_scene(
             ],
             "mapping",
         )
+    if kind in SIP_ALG_KINDS:  # its SDP rewrites and pinholes; Via and Contact are in nat events
+        if not media_alg(record):
+            return None
+        return Scene(f"{router}: SIP ALG", [record.detail], "mapping")
     if record.is_drop:
         key = (router, record.reason, record.src, record.dst)
         if key in seen_drops:

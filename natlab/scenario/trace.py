@@ -13,10 +13,12 @@ shape as a trace is read, and the lab record carries the trace's version
   router-clock time kept as `clock`;
 - `stun`: a phone's (or a probe's) binding request through its router,
   seen as the mapping the router made towards a STUN server;
-- `call`, `candidates`, `ice-check`, `rtp`: from both phones' CallReports
-  (the caller's comes with the step, the callee's is asked for): each
-  side's candidates, every ICE check with the state it reached, and each
-  direction's RTP counts.
+- `call`, `candidates`, `ice-check`, `rtp`, `sip`: from both phones'
+  CallReports (the caller's comes with the step, the callee's is asked
+  for): each side's candidates, every ICE check with the state it reached,
+  each direction's RTP counts, and every SIP message each phone sent or
+  received for the call, at its time (method or status, top Via, Contact,
+  the SDP's address).
 
 Router events carry the router's clock: the system's monotonic clock plus
 the offset `clock advance` added. While a router's offset stays as it was
@@ -35,11 +37,12 @@ import os
 import secrets
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import IO
 
-from natlab.endpoints.signalling import format_endpoint
+from natlab.endpoints.sip_transport import format_endpoint
 from natlab.errors import NatlabError
 from natlab.lab import Lab
 from natlab.lab.clients import EventPosition
@@ -56,6 +59,7 @@ from natlab.records import (
     OtherRecord,
     RouterInfo,
     RtpRecord,
+    SipRecord,
     StepEnded,
     StepStarted,
     StunRecord,
@@ -283,6 +287,9 @@ def call_records(
                     selected=chosen,
                 )
             )
+    for phone, side in ((caller, report), (callee, callee_report)):
+        for seen in side.signalling if side is not None else []:
+            records.append(SipRecord(call=call, phone=phone, **asdict(seen)))
     mine, peer = report.rtp, report.peer_rtp
     for sender, receiver, sent, received in (
         (caller, callee, mine.sent, None if peer is None else peer.received),

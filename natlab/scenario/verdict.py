@@ -37,7 +37,8 @@ NOT_NAT = "what the phones and routers saw after that is not a NAT result"
 
 def describe(death: Death) -> str:
     """ "branch1's NAT daemon died (signal SIGKILL)"."""
-    return f"{death.node}'s {LABELS.get(death.what, death.what)} died ({death.how})"
+    text = f"{death.node}'s {LABELS.get(death.what, death.what)} died ({death.how})"
+    return text if death.log is None else f"{text}; its log ends: {death.log}"
 
 
 def fault_text(deaths: Iterable[Death]) -> str | None:

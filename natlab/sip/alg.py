@@ -1,4 +1,4 @@
-"""The SIP ALG of a consumer router, as a pure rewrite of one outbound SIP payload.
+"""The SIP ALG of a consumer router, as a pure rewrite of one SIP payload passing it.
 
 It lives in natlab.sip, not natlab.core, because it needs the SIP and SDP
 codecs and natlab.core imports nothing of natlab but errors.
@@ -12,9 +12,18 @@ new body. `broken` mode is the field's broken ALG: signalling is rewritten the
 same way, but the SDP gets the public address with the private port and no
 pinhole, so the call rings and the media goes nowhere.
 
-Only the outbound direction (private -> public) is modelled here; the message
-is re-serialised by natlab.sip.message (canonical header names, unfolded).
-Payloads that are not SIP natlab can parse pass byte for byte, with an event.
+For each media section `rewrite` mode maps the RTP port and the RTCP port
+(a=rtcp's, else RTP + 1, RFC 3605) and writes a=rtcp when the public RTCP port
+is not the public RTP port + 1, so the peer's RTCP finds its pinhole too.
+
+Inbound (`rewrite_inbound`, public -> private, both modes, as consumer ALGs
+do it): the Request-URI of a request and the top Via of a response that name
+the router's public endpoint of the host get the host's private address back,
+so the host recognises its own transaction and its own URI.
+
+The message is re-serialised by natlab.sip.message (canonical header names,
+unfolded). Payloads that are not SIP natlab can parse pass byte for byte, with
+an event; neither function raises on any input.
 """
 
 from __future__ import annotations
@@ -72,8 +81,70 @@ def rewrite(
     """Rewrite one SIP payload the host at `private` sent, which leaves as `public`."""
     try:
         message = sip.parse(payload)
+        return _rewrite_outbound(payload, message, mode, private, public, map_media)
     except SipError as exc:
         return AlgResult(payload, (Untouched(f"not SIP natlab can parse: {exc.reason}"),))
+
+
+def rewrite_inbound(payload: bytes, *, public: Address, private: Address) -> AlgResult:
+    """Rewrite one SIP payload that came in for `public`, on its way to the host at `private`."""
+    try:
+        message = sip.parse(payload)
+    except SipError as exc:
+        return AlgResult(payload, (Untouched(f"not SIP natlab can parse: {exc.reason}"),))
+    events: list[AlgEvent] = []
+    start = message.start
+    headers = message.headers
+    if isinstance(start, sip.RequestLine):
+        uri = _uri_back(start.uri, public, private)
+        if uri != start.uri:
+            events.append(Rewritten("Request-URI", start.uri, uri))
+            start = replace(start, uri=uri)
+    else:
+        headers = _top_via_back(headers, public, private, events)
+    if not events:
+        return AlgResult(payload, (Untouched(f"no {public[0]}:{public[1]} to rewrite"),))
+    return AlgResult(replace(message, start=start, headers=headers).to_bytes(), tuple(events))
+
+
+def _uri_back(text: str, public: Address, private: Address) -> str:
+    try:
+        uri = SipUri.parse(text)
+    except SipError:
+        return text
+    if (uri.host, uri.port or 5060) != public:
+        return text
+    return str(replace(uri, host=private[0], port=private[1]))
+
+
+def _top_via_back(
+    headers: tuple[tuple[str, str], ...],
+    public: Address,
+    private: Address,
+    events: list[AlgEvent],
+) -> tuple[tuple[str, str], ...]:
+    result = list(headers)
+    for index, (name, value) in enumerate(headers):
+        if name == "Via":
+            values = sip.split_list(value)
+            via = Via.parse(values[0])
+            if (via.host, via.port or 5060) == public:
+                new = str(replace(via, host=private[0], port=private[1]))
+                events.append(Rewritten("Via", values[0], new))
+                values[0] = new
+                result[index] = (name, ", ".join(values))
+            break
+    return tuple(result)
+
+
+def _rewrite_outbound(
+    payload: bytes,
+    message: sip.SipMessage,
+    mode: AlgMode,
+    private: Address,
+    public: Address,
+    map_media: MediaMapper,
+) -> AlgResult:
     events: list[AlgEvent] = []
     headers = _rewrite_headers(message.headers, private, public, events)
     body = message.body
@@ -150,22 +221,76 @@ def _rewrite_sdp(
     map_media: MediaMapper,
     events: list[AlgEvent],
 ) -> bytes:
+    # every a=rtcp read first: a bad one refuses the message before any pinhole is opened
+    rtcps = [
+        _rtcp_of(section.lines, section.port, private[0]) if mode == "rewrite" else None
+        for section in description.media
+    ]
     session = _rewrite_c_lines(description.session, private[0], public[0], "SDP c=", events)
     map_media = _once(map_media, events)
     media = []
-    for section in description.media:
+    for section, rtcp in zip(description.media, rtcps, strict=True):
         lines = _rewrite_c_lines(section.lines, private[0], public[0], "SDP c=", events)
         port = section.port
         address = sdp.connection_address(description, section)
         if mode == "rewrite" and address == private[0] and port:
-            port = map_media((private[0], port))[1]
+            public_rtp = map_media((private[0], port))
+            port = public_rtp[1]
             events.append(Rewritten(f"SDP m={section.kind}", str(section.port), str(port)))
+            if rtcp is not None:
+                lines = _rewrite_rtcp(lines, rtcp, public_rtp, private[0], map_media, events)
         lines = tuple(
             _rewrite_candidate(kind, value, mode, private, public, map_media, events)
             for kind, value in lines
         )
         media.append(replace(section, port=port, lines=lines))
     return sdp.Sdp(session, tuple(media)).to_bytes()
+
+
+@dataclass(frozen=True)
+class _Rtcp:
+    """Where a media section's RTCP goes: a=rtcp's line (None: RTP + 1, unsaid), its port."""
+
+    line: int | None
+    port: int
+    address: str  # a=rtcp's "IN IP4 x" part, or ""
+
+
+def _rtcp_of(lines: tuple[tuple[str, str], ...], rtp: int, private_ip: str) -> _Rtcp | None:
+    """The host's RTCP port of a section (RFC 3605), read before anything is mapped;
+    None when RTCP goes to another address or has no port."""
+    for index, (kind, value) in enumerate(lines):
+        if kind == "a" and value.startswith("rtcp:"):
+            port_text, _, rest = value.removeprefix("rtcp:").partition(" ")
+            if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+                raise SipError(f"bad a=rtcp port {port_text!r}")
+            if rest and rest.split(" ")[2:3] != [private_ip]:
+                return None
+            return _Rtcp(index, int(port_text), rest)
+    return _Rtcp(None, rtp + 1, "") if rtp < 65535 else None
+
+
+def _rewrite_rtcp(
+    lines: tuple[tuple[str, str], ...],
+    rtcp: _Rtcp,
+    public_rtp: Address,
+    private_ip: str,
+    map_media: MediaMapper,
+    events: list[AlgEvent],
+) -> tuple[tuple[str, str], ...]:
+    """Map the RTCP port and say it in a=rtcp when it is not the public RTP port + 1."""
+    public_rtcp = map_media((private_ip, rtcp.port))[1]
+    if rtcp.line is None and public_rtcp == public_rtp[1] + 1:
+        return lines
+    new = f"rtcp:{public_rtcp}" + (f" IN IP4 {public_rtp[0]}" if rtcp.address else "")
+    result = list(lines)
+    if rtcp.line is None:
+        result.append(("a", new))
+        events.append(Rewritten("SDP a=rtcp", "(none)", new))
+    else:
+        events.append(Rewritten("SDP a=rtcp", lines[rtcp.line][1], new))
+        result[rtcp.line] = ("a", new)
+    return tuple(result)
 
 
 def _once(map_media: MediaMapper, events: list[AlgEvent]) -> MediaMapper:

@@ -157,6 +157,10 @@ class SipMessage:
 
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, leaving commas in quotes and <...> alone."""
+    if '"' not in value and "," not in value:  # the usual case, without walking every character
+        angles = [char for char in value if char in "<>"]
+        if angles == ["<", ">"] * (len(angles) // 2) and value.strip():
+            return [value.strip()]
     parts: list[str] = []
     current: list[str] = []
     quoted = escaped = False

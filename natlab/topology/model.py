@@ -14,6 +14,9 @@ from natlab.core.behaviour import Behaviour
 from natlab.core.cgnat import CgnatSettings
 from natlab.errors import NatlabError
 
+SIP_AGENTS = ("baresip",)  # `agent:` of a phone: real softphones natlab configures and starts
+SIP_SERVERS = ("kamailio",)  # `server:` of a PBX: real SIP servers natlab configures and starts
+
 
 class Role(StrEnum):
     """What runs on a host; the lab starts the matching endpoint later."""
@@ -81,6 +84,15 @@ class Stun:
 
 
 @dataclass(frozen=True)
+class SipAccount:
+    """A phone's SIP account: the user it registers as, its digest password, how it keeps alive."""
+
+    user: str
+    password: str
+    keepalive: str = "auto"  # "crlf" | "options"; auto: CRLF on TCP and TLS, OPTIONS on UDP
+
+
+@dataclass(frozen=True)
 class Node:
     name: str
     interfaces: tuple[Interface, ...]
@@ -93,6 +105,16 @@ class Node:
 class Host(Node):
     role: Role = Role.PLAIN
     run: tuple[str, ...] = ()  # the program natlab starts and supervises in it (lab/programs.py)
+    agent: str | None = None  # a phone's softphone (SIP_AGENTS); None: natlab's own phone
+    server: str | None = None  # a PBX's SIP server (SIP_SERVERS); None: natlab's own PBX
+
+    @property
+    def sip_software(self) -> str | None:
+        """The real SIP program natlab runs in this host instead of its own endpoint, if any."""
+        return self.agent or self.server
+
+    sip: SipAccount | None = None  # a phone's credentials; None: its name, the default password
+    nat_aware: bool = True  # a PBX: route to the source it saw (False: trust Contact and Via)
 
 
 @dataclass(frozen=True)
@@ -103,6 +125,7 @@ class Router(Node):
     forwards: tuple[Forward, ...] = ()
     stun: Stun | None = None
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT: port blocks per subscriber
+    sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
     @property
     def wan(self) -> Interface:

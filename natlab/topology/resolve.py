@@ -15,24 +15,30 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 import netaddr
 
 from natlab.core.behaviour import Behaviour
+from natlab.endpoints.sip_dialogs import DEFAULT_PASSWORD as DEFAULT_SIP_PASSWORD
 from natlab.errors import NatlabError
+from natlab.router.sip_alg import MODES as SIP_ALG_MODES
 from natlab.topology.behaviour_input import NatForm, NatFormError, nat_behaviour
 from natlab.topology.cgnat import cgnat_settings, check_shared_space, move_pools_to_wans
 from natlab.topology.command import split_command
 from natlab.topology.lab_name import check_lab_name
 from natlab.topology.model import (
+    SIP_AGENTS,
+    SIP_SERVERS,
     Forward,
     Host,
     Interface,
     Role,
     Router,
     Segment,
+    SipAccount,
     Stun,
     Topology,
 )
 from natlab.topology.schema import (
     NAME_PATTERN,
     ForwardSpec,
+    HostSpec,
     InterfaceSpec,
     RouterSpec,
     TopologySpec,
@@ -40,6 +46,7 @@ from natlab.topology.schema import (
 from natlab.topology.yaml_source import Path, YamlDocument, dotted
 
 IFNAME_MAX = 15  # Linux IFNAMSIZ less the NUL
+SIP_TOKEN = re.compile(r"^[A-Za-z0-9\-_.!~*'()]{1,64}$")  # RFC 3261 unreserved characters
 NODE_NAME_MAX = 32
 MAX_ADDRESSES = 16
 
@@ -95,6 +102,10 @@ class _Resolver:
                 interfaces=(Interface(spec.segment, planned[("hosts", name)]),),
                 role=spec.role,
                 run=self._run(name, spec.run),
+                agent=self._sip_software(name, spec, "agent", Role.PHONE, SIP_AGENTS),
+                server=self._sip_software(name, spec, "server", Role.PBX, SIP_SERVERS),
+                sip=self._sip(name, spec),
+                nat_aware=self._nat_aware(name, spec),
             )
             for name, spec in self.spec.hosts.items()
         }
@@ -120,6 +131,61 @@ class _Resolver:
                 "write the command as a shell would, run: \"prog --flag 'a b'\", "
                 "or as a list of arguments",
             ) from None
+
+    def _sip_software(
+        self, host: str, spec: HostSpec, key: str, role: Role, known: tuple[str, ...]
+    ) -> str | None:
+        """A phone's `agent:` or a PBX's `server:`: a program natlab knows, in its own host."""
+        name = getattr(spec, key)
+        if name is None:
+            return None
+        path = ("hosts", host, key)
+        self._only_for(role, host, spec, key, f"{key}: names the {role.value}'s SIP program")
+        if name not in known:
+            raise self.fail(
+                path,
+                f"unknown {key} '{name}'",
+                f"use one of: {', '.join(known)}; or start your own program with run:",
+            )
+        if spec.run is not None:
+            raise self.fail(
+                path,
+                f"host '{host}' has both {key}: and run:, and a host runs one program",
+                f"leave out run:, or {key}: and start {name} yourself with run:",
+            )
+        return name
+
+    def _sip(self, host: str, spec: HostSpec) -> SipAccount | None:
+        if spec.sip is None:
+            return None
+        self._only_for(Role.PHONE, host, spec, "sip", "only phones have SIP credentials")
+        for field_name in ("user", "password"):
+            value = getattr(spec.sip, field_name)
+            if value is not None and not SIP_TOKEN.match(value):
+                raise self.fail(
+                    ("hosts", host, "sip", field_name),
+                    f"'{value}' cannot be a SIP {field_name}",
+                    "use 1 to 64 letters, digits or - _ . ! ~ * ' ( ) characters",
+                )
+        return SipAccount(
+            spec.sip.user or host,
+            spec.sip.password or DEFAULT_SIP_PASSWORD,
+            spec.sip.keepalive or "auto",
+        )
+
+    def _nat_aware(self, host: str, spec: HostSpec) -> bool:
+        if spec.nat_aware is None:
+            return True
+        self._only_for(Role.PBX, host, spec, "nat_aware", "nat_aware is a PBX's setting")
+        return spec.nat_aware
+
+    def _only_for(self, role: Role, host: str, spec: HostSpec, field: str, why: str) -> None:
+        if spec.role != role:
+            raise self.fail(
+                ("hosts", host, field),
+                f"host '{host}' is not a {role.value}: {why}",
+                f"remove {field}:, or give the host role: {role.value}",
+            )
 
     # -- names ---------------------------------------------------------------
 
@@ -408,7 +474,25 @@ class _Resolver:
             forwards=forwards,
             stun=stun,
             cgnat=spec.cgnat and cgnat_settings(name, self.spec, behaviour, self.fail),
+            sip_alg=self._sip_alg((*base, "sip_alg"), spec.sip_alg, behaviour),
         )
+
+    def _sip_alg(self, path: Path, value: bool | str, behaviour: Behaviour) -> str:
+        mode = "off" if value is False else value  # YAML reads a bare `off` as false
+        if mode not in SIP_ALG_MODES:
+            raise self.fail(
+                path,
+                f"sip_alg {'true' if value is True else repr(value)} is not a mode",
+                f"use one of {', '.join(SIP_ALG_MODES)}",
+            )
+        if mode != "off" and not behaviour.translate:
+            raise self.fail(
+                path,
+                "a SIP ALG rewrites addresses to the router's public mapping, and this router "
+                "does not translate (nat: none)",
+                "remove sip_alg, or give the router a NAT behaviour",
+            )
+        return str(mode)
 
     def _behaviour(self, path: Path, nat: NatForm) -> Behaviour:
         try:

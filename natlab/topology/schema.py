@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from natlab.topology.model import Role
 
@@ -59,6 +59,13 @@ class RouterSpec(_Spec):
     stun: bool | StunSpec = False
     forwards: list[ForwardSpec] = Field(default_factory=list)
     cgnat: CgnatSpec | None = None
+    sip_alg: StrictBool | str = "off"  # YAML reads a bare `off` as false; resolve.py checks it
+
+
+class SipSpec(_Spec):
+    user: str | None = None  # default: the host's name
+    password: str | None = None  # default: natlab's default password
+    keepalive: Literal["crlf", "options"] | None = None  # default: CRLF on TCP/TLS, OPTIONS on UDP
 
 
 class HostSpec(_Spec):
@@ -67,6 +74,10 @@ class HostSpec(_Spec):
     addresses: int | list[IPv4Address] | None = None
     role: Role = Role.PLAIN
     run: str | list[str] | None = None  # a program natlab starts in the host at `up`
+    agent: str | None = None  # a phone's real SIP softphone (model.SIP_AGENTS) instead of natlab's
+    server: str | None = None  # a PBX's real SIP server (model.SIP_SERVERS) instead of natlab's
+    sip: SipSpec | None = None  # a phone's SIP credentials
+    nat_aware: bool | None = None  # a PBX's registrar: NAT-aware (default) or naive
 
 
 class TopologySpec(_Spec):

@@ -284,7 +284,8 @@ class _Converter:
         self.check_tag(node, path, *_SCALAR_TAGS)
         try:
             return self.constructor.construct_object(node)
-        except (ValueError, OverflowError, yaml.YAMLError):  # e.g. a date 2024-13-01
+        # e.g. a date 2024-13-01; `!!bool maybe` (PyYAML looks the word up: KeyError)
+        except (ValueError, OverflowError, KeyError, yaml.YAMLError):
             raise self.fail(
                 node,
                 path,

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from natlab.core.behaviour import PRESETS
-from natlab.endpoints.signalling import ask
+from natlab.endpoints.control import ask
 from natlab.lab import Lab
 from natlab.lab.endpoints import control_path
 from natlab.lab.naming import lab_dir

@@ -55,3 +55,19 @@ def test_hairpin_turns_media_back_inside_then_drops_it_when_off(tmp_path):
     assert "office: hairpin" not in off
     assert re.search(r"office DROPPED a packet from desk-\d .* \(outbound, hairpin-off\)", off)
     assert "media: no media" in off
+
+
+def test_sip_alg_rewrite_works_broken_is_one_way_and_the_relay_fixes_it(tmp_path):
+    told = demo("sip-alg", tmp_path)
+    rewrite, broken, relay = (
+        told.split("step 4: call phone-b")[0],
+        told.split("step 4: call phone-b")[1].split("step 5:")[0],
+        told.split("step 5:")[1],
+    )
+    assert re.search(r"SIP ALG opened a udp pinhole 203\.0\.113\.2:\d+ -> 192\.168\.1\.2", rewrite)
+    assert "media: expected two-way, observed two-way" in rewrite
+    assert "SIP ALG rewrote SDP c= (outbound): IN IP4 192.168.2.2 -> IN IP4 203.0.113.3" in broken
+    assert "pinhole" not in broken and "SDP m=audio" not in broken
+    assert re.search(r"home-b DROPPED a packet from phone-c .* \(inbound, no-mapping\)", broken)
+    assert "observed one-way (caller hears nothing)" in broken
+    assert "media: expected two-way, observed two-way" in relay

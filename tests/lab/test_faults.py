@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from natlab.endpoints.signalling import format_endpoint
+from natlab.endpoints.sip_transport import format_endpoint
 from natlab.lab import Lab
 from natlab.lab.endpoints import PBX, PHONE, stun_servers
 from natlab.lab.ledger import LEDGER, Ledger

@@ -3,7 +3,7 @@
 main-branch's router `main` has the WAN address 203.0.113.1 and forwards
 UDP 5060 to the PBX. A datagram sent from the internet segment as
 203.0.113.1:5060 -> 203.0.113.1:5060 used to go through that forward; the
-PBX answered "not registered" to 203.0.113.1:5060, which the router
+PBX answered its error to 203.0.113.1:5060, which the router
 hairpinned back to the PBX through the same forward, and the PBX answered
 that answer, about 12 000 packets a second until `down`.
 
@@ -11,8 +11,9 @@ Here stun1 (a host on the internet segment) sends that one frame with
 scapy out of its own interface, so it stays on the lab's internet bridge.
 The router must drop it as a martian source, once, and nothing may move
 after: neither the router's hairpin and inbound counters nor the PBX's
-UDP datagram count. And a legitimate peer's error datagram gets no answer
-from the PBX, while the same peer's next datagram does.
+UDP datagram count. And a legitimate peer's SIP response (an answer to
+nothing) gets no answer from the PBX, while the same peer's next request,
+an INVITE from a phone it does not know, gets its 403.
 
 Behind a carrier (double NAT) a router's WAN sits on a private LAN: the
 sources there are honest, and only the router's own LAN is martian on it.
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from natlab.endpoints.signalling import ask
+from natlab.endpoints.control import ask
 from natlab.lab import Lab
 from natlab.lab.endpoints import control_path
 from natlab.lab.naming import lab_dir
@@ -45,7 +46,13 @@ iface = conf.route.route(wan)[0]
 mac = getmacbyip(wan)
 assert mac, f"no ARP answer from {wan}"
 frame = Ether(dst=mac) / IP(src=wan, dst=wan) / UDP(sport=5060, dport=5060)
-sendp(frame / b'{"type": "keepalive"}', iface=iface, count=1, verbose=False)
+invite = (
+    b"INVITE sip:phone-b@203.0.113.1 SIP/2.0\\r\\n"
+    b"Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bKf\\r\\n"
+    b"From: <sip:x@203.0.113.1>;tag=1\\r\\nTo: <sip:phone-b@203.0.113.1>\\r\\nCall-ID: forged\\r\\n"
+    b"CSeq: 1 INVITE\\r\\nContent-Length: 0\\r\\n\\r\\n"
+)
+sendp(frame / invite, iface=iface, count=1, verbose=False)
 """
 FORGED_PING = """
 import sys
@@ -78,10 +85,18 @@ import json, socket, sys
 wan = sys.argv[1]
 sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 sock.settimeout(5)
-for message in ({"type": "error", "reason": "from a peer"}, {"type": "keepalive", "call": "probe"}):
-    sock.sendto(json.dumps(message).encode(), (wan, 5060))
+def message(start, call, method):
+    return (
+        f"{start}\\r\\nVia: SIP/2.0/UDP 203.0.113.9:5060;branch=z9hG4bK{call};rport\\r\\n"
+        f"From: <sip:peer@{wan}>;tag=p\\r\\nTo: <sip:phone-b@{wan}>;tag=q\\r\\n"
+        f"Call-ID: {call}\\r\\nCSeq: 1 {method}\\r\\nContent-Length: 0\\r\\n\\r\\n"
+    ).encode()
+sock.sendto(message("SIP/2.0 403 Forbidden", "answer", "INVITE"), (wan, 5060))
+sock.sendto(message(f"BYE sip:phone-b@{wan} SIP/2.0", "probe", "BYE"), (wan, 5060))
 data, source = sock.recvfrom(65535)
-print(json.dumps({"from": list(source), "answer": json.loads(data)}))
+head = data.decode().split("\\r\\n")
+call = next(line.split(":", 1)[1].strip() for line in head if line.startswith("Call-ID"))
+print(json.dumps({"from": list(source), "status": head[0], "call": call}))
 """
 # what a loop between the router and the PBX through the forward would move
 LOOP_COUNTERS = ("hairpinned", "local", "dropped_martian_source")
@@ -124,15 +139,15 @@ def test_a_forged_packet_from_the_router_s_own_address_starts_no_loop(natlab_lab
     assert later == after
 
 
-def test_the_pbx_does_not_answer_an_error_from_a_legitimate_peer(natlab_lab) -> None:
+def test_the_pbx_does_not_answer_a_response_from_a_legitimate_peer(natlab_lab) -> None:
     lab = natlab_lab(MAIN_BRANCH)
     before = pbx_counters(lab)
     peer = lab.exec("stun1", [sys.executable, "-c", PEER, WAN], capture_output=True, text=True)
     assert peer.returncode == 0, peer.stderr
     got = json.loads(peer.stdout)
-    # the first answer is the keepalive's: the error sent before it got none
+    # the first answer is the BYE's: the response sent before it got none
     assert got["from"] == [WAN, 5060]
-    assert got["answer"] == {"type": "error", "reason": "not registered", "call": "probe"}
+    assert (got["status"], got["call"]) == ("SIP/2.0 481 Call/Transaction Does Not Exist", "probe")
     after = pbx_counters(lab)
     assert after["datagrams"] - before["datagrams"] == 2
     assert after["unanswered_errors"] - before["unanswered_errors"] == 1

@@ -98,6 +98,7 @@ def test_demo_names():
         "keepalive",
         "hairpin",
         "cgnat",
+        "sip-alg",
     ]
     assert complete("natlab demo re") == ["relay"]
 

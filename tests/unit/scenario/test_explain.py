@@ -6,7 +6,8 @@ engine's events, and the daemon's own drops without a detail).
 
 from dataclasses import replace
 
-from natlab.core.events import DropReason
+from natlab.core.events import DropReason, SipPinhole, SipRewritten
+from natlab.core.packets import Endpoint, Proto
 from natlab.records import (
     CallReport,
     Candidate,
@@ -183,3 +184,31 @@ def test_long_lists_are_cut_with_a_count(monkeypatch):
     assert "  ... and 2 more pairs" in lines
     assert "  ... and 3 more kinds of drop" in lines
     assert sum(line.startswith("branch2 dropped") for line in lines) == 2
+
+
+def test_the_sip_alg_s_media_rewrites_and_pinholes_are_explained_per_router():
+    rewritten = SipRewritten(
+        1.0,
+        "outbound",
+        17,
+        Endpoint("203.0.113.3", 5060),
+        Endpoint("203.0.113.9", 5060),
+        "SDP c=",
+        "IN IP4 10.2.0.2",
+        "IN IP4 203.0.113.3",
+    )
+    pinhole = SipPinhole(
+        1.0,
+        Proto.UDP,
+        Endpoint("10.2.0.2", 4000),
+        Endpoint("203.0.113.3", 61000),
+        Endpoint("203.0.113.9", 5060),
+    )
+    via = replace(rewritten, header="Via", old="SIP/2.0/UDP 10.2.0.2", new="SIP/2.0/UDP x")
+    events = {"home": [RouterEvent.of(e, "home") for e in (via, rewritten, pinhole)]}
+    lines = explain_call(REPORT, events)
+    assert lines[-2:] == [
+        "home: SIP ALG rewrote SDP c= (outbound): IN IP4 10.2.0.2 -> IN IP4 203.0.113.3",
+        "home: SIP ALG opened a udp pinhole 203.0.113.3:61000 -> 10.2.0.2:4000 for the media "
+        "in an SDP sent to 203.0.113.9:5060",
+    ]

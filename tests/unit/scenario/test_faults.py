@@ -242,7 +242,7 @@ def test_the_pbx_dying_mid_call_is_a_fault_and_the_lost_counts_unknown_not_calle
     assert (data["verdict"], data["exit_code"], data["passed"]) == (FAULT, 3, False)
     assert data["steps"][0]["fault"] == "pbx's PBX died (signal SIGKILL)"
     assert data["steps"][0]["deaths"] == [
-        {"node": "pbx", "what": "pbx", "pid": 4243, "code": None, "signal": "SIGKILL"}
+        {"node": "pbx", "what": "pbx", "pid": 4243, "code": None, "signal": "SIGKILL", "log": None}
     ]
 
 

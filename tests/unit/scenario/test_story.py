@@ -262,3 +262,24 @@ def test_natlab_explain_of_a_missing_file_exits_2(tmp_path):
     told = explain(str(tmp_path / "none.jsonl"))
     assert told.returncode == 2
     assert "no such trace file" in told.stderr
+
+
+def test_the_sip_alg_s_media_rewrites_are_scenes_of_their_router():
+    rewritten = NatRecord(
+        at=2.0,
+        clock=102.0,
+        router="branch2",
+        kind="sip-rewritten",
+        direction="outbound",
+        proto="udp",
+        src=C_OUT,
+        dst=STUN,
+        header="SDP c=",
+        old="IN IP4 10.2.0.2",
+        new="IN IP4 203.0.113.3",
+        detail="SIP ALG rewrote SDP c= (outbound): IN IP4 10.2.0.2 -> IN IP4 203.0.113.3",
+    )
+    contact = replace(rewritten, header="Contact", detail="SIP ALG rewrote Contact")
+    scenes = tell([LAB, rewritten, contact])
+    assert scene(scenes, "branch2: SIP ALG").lines == [rewritten.detail]
+    assert [s.lines for s in scenes].count([contact.detail]) == 0, "signalling: in nat events"

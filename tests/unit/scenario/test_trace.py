@@ -256,3 +256,30 @@ def test_a_step_that_ended_with_a_call_records_both_phones_reports(clocks):
     phones = [r.phone for r in recorder.records if isinstance(r, CandidatesRecord)]
     assert phones == ["phone-b", "phone-c"]
     assert isinstance(recorder.records[-1], StepEnded)
+
+
+def test_each_phones_sip_messages_are_sip_records_the_story_and_the_ladder_tell():
+    from natlab.records import SipRecord, SipSeen
+    from natlab.scenario.html import ladder_svg
+    from natlab.scenario.story import tell
+
+    invite = SipSeen(
+        CALLER.started_at + 0.01,
+        "sent",
+        "INVITE",
+        "SIP/2.0/UDP 10.1.0.2:5060;branch=z9hG4bK1;rport",
+        "sip:phone-b@10.1.0.2:5060",
+        "10.1.0.2:4000, ICE with 3 candidates",
+    )
+    ringing = SipSeen(CALLER.started_at + 0.02, "received", "180 Ringing")
+    records = call_records(replace(CALLER, signalling=[invite, ringing]), CALLEE)
+    sip = [r for r in records if isinstance(r, SipRecord)]
+    assert [(r.phone, r.direction, r.summary) for r in sip] == [
+        ("phone-b", "sent", "INVITE"),
+        ("phone-b", "received", "180 Ringing"),
+    ]
+    story = tell(trace.merged([LAB, *records]))
+    [scene] = [s for s in story if s.title == "SIP phone-b -> pbx: INVITE"]
+    assert "Contact sip:phone-b@10.1.0.2:5060" in scene.lines
+    assert "SDP 10.1.0.2:4000, ICE with 3 candidates" in scene.lines
+    assert "SIP 180 Ringing (Call-ID" in ladder_svg(trace.merged([LAB, *records]))

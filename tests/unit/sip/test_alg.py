@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from natlab.sip import message as sip
 from natlab.sip import sdp
-from natlab.sip.alg import AlgResult, PinholeOpened, Rewritten, Untouched, rewrite
+from natlab.sip.alg import (
+    AlgResult,
+    PinholeOpened,
+    Rewritten,
+    Untouched,
+    rewrite,
+    rewrite_inbound,
+)
 from natlab.sip.headers import NameAddr, SipUri, Via
 
 PRIVATE = ("10.0.1.2", 5060)
@@ -72,8 +79,10 @@ def test_rewrite_mode_rewrites_via_contact_and_sdp_and_opens_a_pinhole():
     host, srflx = (sdp.Candidate.parse(v) for v in sdp.attribute_values(audio, "candidate"))
     assert (host.address, host.port) == ("203.0.113.5", 50001)
     assert (srflx.address, srflx.port) == ("198.51.100.7", 61000), "public candidates untouched"
-    assert router.asked == [("10.0.1.2", 4000)], "one pinhole per media address"
+    assert router.asked == [("10.0.1.2", 4000), ("10.0.1.2", 4001)], "RTP and RTCP, once each"
     assert PinholeOpened(("10.0.1.2", 4000), ("203.0.113.5", 50001)) in result.events
+    assert PinholeOpened(("10.0.1.2", 4001), ("203.0.113.5", 50002)) in result.events
+    assert sdp.attribute_values(audio, "rtcp") == [], "RTCP is RTP + 1 on both sides: unsaid"
     fields = [event.field for event in result.events if isinstance(event, Rewritten)]
     assert fields == [
         "Via",
@@ -141,4 +150,88 @@ def test_a_response_with_an_sdp_answer_is_rewritten_too():
     )
     result, router = _run("rewrite", payload)
     assert sip.parse(result.payload).start == sip.StatusLine(200, "OK")
-    assert router.asked == [("10.0.1.2", 4000)]
+    assert router.asked == [("10.0.1.2", 4000), ("10.0.1.2", 4001)]
+
+
+def test_rtcp_gets_its_own_pinhole_and_a_rtcp_when_not_rtp_plus_one():
+    router = Router()
+    ports = iter([50010, 50020])
+    result = rewrite(
+        _invite(),
+        mode="rewrite",
+        private=PRIVATE,
+        public=PUBLIC,
+        map_media=lambda address: (router.asked.append(address), (PUBLIC[0], next(ports)))[1],
+    )
+    (audio,) = sdp.parse(sip.parse(result.payload).body).media
+    assert audio.port == 50010
+    assert sdp.attribute_values(audio, "rtcp") == ["50020"]
+    assert Rewritten("SDP a=rtcp", "(none)", "rtcp:50020") in result.events
+    assert PinholeOpened(("10.0.1.2", 4001), (PUBLIC[0], 50020)) in result.events
+
+
+def test_a_given_a_rtcp_port_is_mapped_and_rewritten():
+    body = BODY + b"a=rtcp:4009 IN IP4 10.0.1.2\r\n"
+    result, router = _run("rewrite", _invite(body))
+    (audio,) = sdp.parse(sip.parse(result.payload).body).media
+    assert router.asked == [("10.0.1.2", 4000), ("10.0.1.2", 4009)]
+    assert sdp.attribute_values(audio, "rtcp") == ["50002 IN IP4 203.0.113.5"]
+
+
+def test_a_bad_a_rtcp_port_leaves_the_message_untouched():
+    payload = _invite(BODY + b"a=rtcp:99999\r\n")
+    result, router = _run("rewrite", payload)
+    assert result.payload == payload
+    assert isinstance(result.events[0], Untouched) and "a=rtcp" in result.events[0].reason
+    assert router.asked == [], "no pinhole for a message that passes unchanged"
+
+
+INBOUND_INVITE = (
+    b"INVITE sip:alice@203.0.113.5:40001;transport=udp SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 198.51.100.9:5060;branch=z9hG4bK9\r\n"
+    b"From: <sip:bob@198.51.100.9>;tag=2\r\nTo: <sip:alice@203.0.113.5>\r\n"
+    b"Call-ID: in@198.51.100.9\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n"
+)
+
+
+def test_an_inbound_request_gets_the_private_request_uri_back():
+    result = rewrite_inbound(INBOUND_INVITE, public=PUBLIC, private=PRIVATE)
+    message = sip.parse(result.payload)
+    assert message.start == sip.RequestLine("INVITE", "sip:alice@10.0.1.2:5060;transport=udp")
+    assert result.events == (
+        Rewritten(
+            "Request-URI",
+            "sip:alice@203.0.113.5:40001;transport=udp",
+            "sip:alice@10.0.1.2:5060;transport=udp",
+        ),
+    )
+    assert message.get("To") == "<sip:alice@203.0.113.5>", "only the Request-URI"
+
+
+def test_an_inbound_response_gets_the_private_top_via_back():
+    response = (
+        b"SIP/2.0 180 Ringing\r\n"
+        b"Via: SIP/2.0/UDP 203.0.113.5:40001;branch=z9hG4bK1;rport=40001, "
+        b"SIP/2.0/UDP 203.0.113.5:40001;branch=z9hG4bK0\r\n"
+        b"From: <sip:alice@10.0.1.2>;tag=1\r\nTo: <sip:bob@203.0.113.9>;tag=9\r\n"
+        b"Call-ID: c@10.0.1.2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    )
+    result = rewrite_inbound(response, public=PUBLIC, private=PRIVATE)
+    top, second = sip.parse(result.payload).values("Via")
+    assert top == "SIP/2.0/UDP 10.0.1.2:5060;branch=z9hG4bK1;rport=40001"
+    assert second.startswith("SIP/2.0/UDP 203.0.113.5:40001"), "only the top Via"
+
+
+def test_inbound_for_another_endpoint_or_bad_sip_passes_byte_for_byte():
+    other = INBOUND_INVITE.replace(b"40001", b"40002")
+    assert rewrite_inbound(other, public=PUBLIC, private=PRIVATE).payload == other
+    result = rewrite_inbound(b"\xff\r\n\r\n", public=PUBLIC, private=PRIVATE)
+    assert result.payload == b"\xff\r\n\r\n"
+    assert isinstance(result.events[0], Untouched)
+
+
+def test_a_bad_a_rtcp_in_a_later_section_opens_no_pinhole_for_the_first():
+    body = BODY + b"m=video 4100 RTP/AVP 96\r\na=rtcp:0\r\n"
+    result, router = _run("rewrite", _invite(body))
+    assert isinstance(result.events[0], Untouched)
+    assert router.asked == []

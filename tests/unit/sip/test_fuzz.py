@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from natlab.sip import sdp
-from natlab.sip.alg import rewrite
+from natlab.sip.alg import Untouched, rewrite, rewrite_inbound
 from natlab.sip.errors import SipError
 from natlab.sip.message import MAX_MESSAGE_BYTES, parse, split_stream
 
@@ -24,6 +24,7 @@ VALID = (
     b"m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
 
+MODES = ("rewrite", "broken")
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -101,3 +102,53 @@ def test_oversized_input_is_refused_before_any_work():
         assert "exceeds" in refused.reason
     else:
         raise AssertionError("an oversized message was accepted")
+
+
+HOSTILE = st.sampled_from(
+    [
+        b"\r\nVia: SIP/2.0/UDP 6.6.6.6;branch=z9hG4bKx",  # CRLF injection in a value
+        b"\xc3\x28\xff",  # not UTF-8
+        b"\r\n ",  # a folded line
+        b"\x00",
+        b"a" * 70_000,  # oversized
+        b"\r\nContent-Length: 9\r\n",  # a second Content-Length
+    ]
+)
+
+
+@st.composite
+def hostile(draw: st.DrawFn) -> bytes:
+    """VALID with a hostile piece put somewhere in it."""
+    position = draw(st.integers(0, len(VALID)))
+    return VALID[:position] + draw(HOSTILE) + VALID[position:]
+
+
+def _alg_both_ways(data: bytes, mode: str) -> None:
+    outbound = rewrite(
+        data,
+        mode=mode,  # type: ignore[arg-type]
+        private=("10.0.1.2", 5060),
+        public=("203.0.113.5", 40000),
+        map_media=lambda address: ("203.0.113.5", address[1] + 30000),
+    )
+    inbound = rewrite_inbound(data, public=("203.0.113.5", 40000), private=("10.0.1.2", 5060))
+    for result in (outbound, inbound):
+        assert result.events
+        if any(isinstance(event, Untouched) for event in result.events):
+            assert result.payload == data, "what the ALG cannot read passes byte for byte"
+        else:
+            parse(result.payload)  # what it rewrote is SIP natlab reads back
+
+
+@FUZZ
+@given(st.one_of(mutated(), hostile(), st.binary(max_size=1500)), st.sampled_from(MODES))
+def test_the_alg_never_raises_and_writes_only_sip_it_can_read_back(data: bytes, mode: str):
+    _alg_both_ways(data, mode)
+
+
+def test_crlf_injected_into_a_header_value_is_passed_untouched():
+    injected = VALID.replace(b"tag=1", b"tag=1\rVia: SIP/2.0/UDP 6.6.6.6")
+    result = rewrite_inbound(injected, public=("203.0.113.5", 40000), private=("10.0.1.2", 5060))
+    assert result.payload == injected
+    (event,) = result.events
+    assert isinstance(event, Untouched)

@@ -133,6 +133,23 @@ CASES = [
         id="forward-port-out-of-range",
     ),
     pytest.param(
+        broken("    forwards:", "    sip_alg: on\n    forwards:"),
+        "routers.main.sip_alg",
+        9,
+        "sip_alg true is not a mode",
+        "use one of off, rewrite, broken",
+        id="sip-alg-on",
+    ),
+    pytest.param(
+        broken("    forwards:", "    sip_alg: rewrite\n    nat: none\n    forwards:"),
+        "routers.main.sip_alg",
+        9,
+        "a SIP ALG rewrites addresses to the router's public mapping, and this router does "
+        "not translate (nat: none)",
+        "remove sip_alg",
+        id="sip-alg-without-nat",
+    ),
+    pytest.param(
         broken("    forwards:", "    stun: {port: 0}\n    forwards:"),
         "routers.main.stun.port",
         9,

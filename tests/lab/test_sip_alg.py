@@ -1,0 +1,364 @@
+"""The router's SIP ALG with real SIP on the wire: a phone behind `home` sends an INVITE to
+kamailio (a real SIP server nobody here wrote) on the internet, with the ALG off, rewriting
+or broken; and baresip (a real softphone) calls through it.
+
+What kamailio received is what it logs (the whole message, base64, from its own
+parser's buffer); its stateless 486 answer comes back through the router to the
+phone. The media check then sends UDP from the internet to the address and port
+the SDP that arrived names, as the far phone would, and the phone says whether
+any reached its RTP socket: the pinhole a working ALG opens, none with a broken one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import struct
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from natlab.sip import message as sip
+from natlab.sip import sdp
+from natlab.topology import parse_topology
+
+pytestmark = pytest.mark.natlab
+
+WAN = "203.0.113.2"
+SERVER = "203.0.113.10"
+PHONE = "10.30.0.2"
+TOPOLOGY = """\
+name: sip-alg
+segments:
+  internet: {{subnet: 203.0.113.0/24}}
+  home-lan: {{subnet: 10.30.0.0/24}}
+routers:
+  home:
+    wan: {{segment: internet, address: 203.0.113.2}}
+    lan: {{segment: home-lan}}
+    nat: {{preset: port-restricted, ports: random, seed: 3}}
+    sip_alg: {mode}
+hosts:
+  phone: {{segment: home-lan, address: 10.30.0.2}}
+  server: {{segment: internet, address: 203.0.113.10}}
+"""
+# ports: random, so that the broken ALG's private media port is not mapped by chance
+KAMAILIO = """\
+#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+listen=udp:203.0.113.10:5060
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "sl.so"
+request_route {
+    xlog("L_ALERT", "NATLAB-RECEIVED $(mb{s.encode.base64})\\n");
+    sl_send_reply("486", "Busy Here");
+    exit;
+}
+"""
+BODY = (
+    "v=0\r\no=- 1 1 IN IP4 10.30.0.2\r\ns=-\r\nc=IN IP4 10.30.0.2\r\nt=0 0\r\n"
+    "m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+INVITE = (
+    "INVITE sip:bob@203.0.113.10 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 10.30.0.2:5060;branch=z9hG4bK-natlab1;rport\r\n"
+    "Max-Forwards: 70\r\nFrom: <sip:alice@10.30.0.2>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\n"
+    "Call-ID: alg1@10.30.0.2\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@10.30.0.2:5060>\r\n"
+    f"Content-Type: application/sdp\r\nContent-Length: {len(BODY)}\r\n\r\n{BODY}"
+).encode()
+# The phone: INVITE (retransmitted as SIP over UDP does until an answer), then it listens
+# on its RTP port; it prints the answer it got and whether media reached it.
+PHONE_SCRIPT = """
+import json, socket, sys, time
+invite = bytes.fromhex(sys.argv[1])
+sig = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); sig.bind(("10.30.0.2", 5060))
+rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); rtp.bind(("10.30.0.2", 4000))
+sig.settimeout(0.5)
+answer = None
+for _ in range(16):
+    sig.sendto(invite, ("203.0.113.10", 5060))
+    try:
+        answer = sig.recv(65535).decode("utf-8", "replace")
+        break
+    except socket.timeout:
+        pass
+rtp.settimeout(float(sys.argv[2]))
+try:
+    data, peer = rtp.recvfrom(2048)
+    media = [data.decode(), f"{peer[0]}:{peer[1]}"]
+except socket.timeout:
+    media = None
+print(json.dumps({"answer": answer, "media": media}))
+"""
+MEDIA_SCRIPT = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("203.0.113.10", 7078))
+for _ in range(15):
+    try:
+        s.sendto(b"rtp from the far phone", (sys.argv[1], int(sys.argv[2])))
+    except OSError:
+        pass  # the private address of the off case: no route, as on the internet
+    time.sleep(0.2)
+"""
+
+
+def _received(log: Path, timeout: float = 10.0) -> bytes:
+    """The first message kamailio logged as received."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(r"NATLAB-RECEIVED (\S+)", log.read_text(errors="replace"))
+        if found:
+            return base64.b64decode(found.group(1))
+        time.sleep(0.1)
+    raise AssertionError(f"kamailio logged no message:\n{log.read_text(errors='replace')[-2000:]}")
+
+
+def _kamailio(lab, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """kamailio in the server node, and the log it writes what it receives to."""
+    config = tmp_path / "kamailio.cfg"
+    config.write_text(KAMAILIO)
+    log = tmp_path / "kamailio.log"
+    with log.open("w") as out:
+        kamailio = lab.popen(
+            "server",
+            ["kamailio", "-f", str(config), "-DD", "-E", "-P", str(tmp_path / "k.pid")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return kamailio, log
+
+
+def _call(natlab_lab, tmp_path: Path, mode: str, media_seconds: float = 4.0):
+    """One INVITE through `home` in `mode`: (what kamailio got, the phone's report, events)."""
+    lab = natlab_lab(parse_topology(TOPOLOGY.format(mode=mode), "sip-alg.yaml"))
+    kamailio, log = _kamailio(lab, tmp_path)
+    phone = None
+    try:
+        phone = lab.popen(
+            "phone",
+            [sys.executable, "-c", PHONE_SCRIPT, INVITE.hex(), str(media_seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        arrived = _received(log)
+        description = sdp.parse(sip.parse(arrived).body)
+        (audio,) = description.media
+        target = (sdp.connection_address(description, audio) or "", audio.port)
+        lab.exec("server", [sys.executable, "-c", MEDIA_SCRIPT, target[0], str(target[1])])
+        report = json.loads(phone.communicate(timeout=30)[0])
+    finally:
+        for process in (kamailio, phone):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    events = lab.router("home").events().events
+    return arrived, report, events
+
+
+def test_rewrite_makes_the_invite_public_and_its_pinhole_lets_the_media_in(natlab_lab, tmp_path):
+    arrived, report, events = _call(natlab_lab, tmp_path, "rewrite")
+    message = sip.parse(arrived)
+    assert message.get("Via").startswith(f"SIP/2.0/UDP {WAN}:")  # type: ignore[union-attr]
+    assert f"@{WAN}:" in message.get("Contact")  # type: ignore[operator]
+    description = sdp.parse(message.body)
+    (audio,) = description.media
+    assert sdp.connection_address(description, audio) == WAN
+    assert audio.port != 4000
+    assert int(message.get("Content-Length")) == len(message.body)  # type: ignore[arg-type]
+    pinholes = [e for e in events if e.kind == "sip-pinhole"]
+    assert f"{WAN}:{audio.port}" in [e.external for e in pinholes]
+    assert f"{PHONE}:4001" in [e.internal for e in pinholes], "RTCP's pinhole too"
+    headers = {e.header for e in events if e.kind == "sip-rewritten"}
+    assert {"Via", "Contact", "SDP c=", "SDP m=audio", "Content-Length"} <= headers
+    # kamailio's answer came back in with the phone's own Via restored
+    assert report["answer"].startswith("SIP/2.0 486")
+    assert f"Via: SIP/2.0/UDP {PHONE}:5060;" in report["answer"]
+    assert report["media"] == ["rtp from the far phone", f"{SERVER}:7078"]
+
+
+def test_broken_rings_but_the_media_finds_no_way_in(natlab_lab, tmp_path):
+    arrived, report, events = _call(natlab_lab, tmp_path, "broken")
+    description = sdp.parse(sip.parse(arrived).body)
+    (audio,) = description.media
+    assert (sdp.connection_address(description, audio), audio.port) == (WAN, 4000)
+    assert report["answer"].startswith("SIP/2.0 486"), "signalling works: the call rings"
+    assert report["media"] is None, "no audio"
+    assert not [e for e in events if e.kind == "sip-pinhole"]
+    assert [e for e in events if e.is_drop and e.dst == f"{WAN}:4000"], "the router dropped it"
+
+
+def test_off_passes_the_invite_byte_for_byte(natlab_lab, tmp_path):
+    arrived, report, events = _call(natlab_lab, tmp_path, "off", media_seconds=1.0)
+    assert arrived == INVITE
+    assert report["answer"].startswith("SIP/2.0 486")
+    assert f"received={WAN}" in report["answer"], "kamailio saw the NAT by itself (RFC 3581)"
+    assert report["media"] is None
+    assert not [e for e in events if e.kind.startswith("sip-")]
+
+
+TCP_SINK = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("203.0.113.10", int(sys.argv[1]))); s.listen(1); s.settimeout(10)
+c, _ = s.accept(); c.settimeout(3)
+data = b""
+while len(data) < int(sys.argv[2]):
+    chunk = c.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+print(data.hex())
+"""
+TCP_SEND = """
+import socket, sys
+s = socket.create_connection(("203.0.113.10", int(sys.argv[1])), timeout=5)
+s.sendall(bytes.fromhex(sys.argv[2])); s.close()
+"""
+
+
+def test_tls_port_passes_untouched_and_tcp_that_would_change_length_passes_with_an_event(
+    natlab_lab, tmp_path
+):
+    lab = natlab_lab(parse_topology(TOPOLOGY.format(mode="rewrite"), "sip-alg.yaml"))
+    for port in (5061, 5060):
+        sink = lab.popen(
+            "server",
+            [sys.executable, "-c", TCP_SINK, str(port), str(len(INVITE))],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(0.5)
+            sent = lab.exec("phone", [sys.executable, "-c", TCP_SEND, str(port), INVITE.hex()])
+            assert sent.returncode == 0
+            got = bytes.fromhex(sink.communicate(timeout=15)[0].strip())
+        finally:
+            if sink.poll() is None:
+                sink.kill()
+                sink.wait()
+        assert got == INVITE, f"TCP {port}: the INVITE arrived changed"
+    events = lab.router("home").events().events
+    untouched = [e for e in events if e.kind == "sip-untouched"]
+    assert untouched and all(e.dst == f"{SERVER}:5060" for e in untouched), "5061 never looked at"
+    assert any("sequence" in e.detail for e in untouched)
+    assert not [e for e in events if e.kind == "sip-rewritten"]
+
+
+BARESIP_CONFIG = """\
+sip_listen\t\t{listen}:5060
+module_path\t\t/usr/lib/baresip/modules
+module\t\t\tg711.so
+module\t\t\taufile.so
+module_app\t\taccount.so
+module_app\t\tmenu.so
+audio_player\t\taufile,{directory}/heard.wav
+audio_source\t\taufile,{directory}/tone.wav
+rtp_ports\t\t{rtp}
+"""
+HEARD = "incoming rtp for 'audio' established"  # what baresip says when RTP reaches it
+
+
+def _baresip_dir(directory: Path, listen: str, rtp: str, account: str) -> Path:
+    """A baresip config directory: its config, its account, 10 s of a 440 Hz tone to send."""
+    directory.mkdir()
+    config = BARESIP_CONFIG.format(listen=listen, directory=directory, rtp=rtp)
+    (directory / "config").write_text(config)
+    (directory / "accounts").write_text(f"{account};regint=0;audio_codecs=PCMU\n")
+    with wave.open(str(directory / "tone.wav"), "wb") as tone:
+        tone.setnchannels(1)
+        tone.setsampwidth(2)
+        tone.setframerate(8000)
+        samples = (int(8000 * math.sin(2 * math.pi * 440 * i / 8000)) for i in range(80_000))
+        tone.writeframes(b"".join(struct.pack("<h", sample) for sample in samples))
+    return directory
+
+
+@pytest.mark.parametrize("mode", ["rewrite", "broken"])
+def test_baresip_s_own_invite_is_rewritten(natlab_lab, tmp_path, mode):
+    """A real softphone's INVITE (its own headers and SDP) is SIP the ALG reads and rewrites."""
+    lab = natlab_lab(parse_topology(TOPOLOGY.format(mode=mode), "sip-alg.yaml"))
+    phone_dir = _baresip_dir(tmp_path / "alice", PHONE, "4000-4009", f"<sip:alice@{PHONE}>")
+    kamailio, log = _kamailio(lab, tmp_path)
+    try:
+        time.sleep(1.0)  # kamailio's children up; baresip does not retry a lost first INVITE
+        baresip = _dial(lab, phone_dir, 5)
+        arrived = sip.parse(_received(log))
+    finally:
+        kamailio.kill()
+        kamailio.wait()
+    assert "486 Busy Here" in baresip, "kamailio's answer reached baresip"
+    assert (arrived.get("User-Agent") or "").startswith("baresip")
+    assert arrived.get("Via").startswith(f"SIP/2.0/UDP {WAN}:")  # type: ignore[union-attr]
+    assert f"@{WAN}:" in arrived.get("Contact")  # type: ignore[operator]
+    description = sdp.parse(arrived.body)
+    (audio,) = description.media
+    assert sdp.connection_address(description, audio) == WAN
+    ports = [(e.old, e.new) for e in events_of(lab) if e.header == "SDP m=audio"]
+    if mode == "rewrite":
+        ((private, public),) = ports
+        assert 4000 <= int(private) <= 4009, "baresip's own RTP port"
+        assert int(public) == audio.port != int(private), "the public port of the pinhole"
+    else:
+        assert ports == [], "the broken ALG leaves the port"
+        assert 4000 <= audio.port <= 4009, "baresip's private port, with the public address"
+
+
+def _dial(lab, directory: Path, seconds: int) -> str:
+    """baresip in the phone node calls bob on the server and quits after `seconds`: its output."""
+    done = lab.exec(
+        "phone",
+        ["baresip", "-f", str(directory), "-e", f"/dial sip:bob@{SERVER}", "-t", str(seconds)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return done.stdout + done.stderr
+
+
+def events_of(lab) -> list:
+    return lab.router("home").events().events
+
+
+@pytest.mark.parametrize(
+    ("mode", "alice_hears"), [("rewrite", True), ("broken", False)], ids=["rewrite", "broken"]
+)
+def test_a_baresip_call_through_the_alg(natlab_lab, tmp_path, mode, alice_hears):
+    """alice (baresip behind `home`) calls bob (baresip on the internet, answering by itself).
+
+    Through a rewriting ALG both hear each other: bob's RTP comes in through the
+    pinhole. Through a broken one the call is answered and bob hears alice, but
+    bob's RTP goes to the private port on the public address: alice hears nothing.
+    """
+    lab = natlab_lab(parse_topology(TOPOLOGY.format(mode=mode), "sip-alg.yaml"))
+    alice = _baresip_dir(tmp_path / "alice", PHONE, "4000-4009", f"<sip:alice@{PHONE}>")
+    bob = _baresip_dir(tmp_path / "bob", SERVER, "7000-7009", f"<sip:bob@{SERVER}>;answermode=auto")
+    callee = lab.popen(
+        "server",
+        ["baresip", "-f", str(bob), "-t", "12"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(1.5)  # bob listening
+        alice_said = _dial(lab, alice, 7)
+        bob_said = callee.communicate(timeout=30)[0]
+    finally:
+        if callee.poll() is None:
+            callee.kill()
+            callee.wait()
+    assert "Call established" in alice_said, "the call was answered"
+    assert f"{HEARD}, receiving from {WAN}:" in bob_said, "bob hears alice"
+    assert (HEARD in alice_said) is alice_hears
+    drops = [e for e in events_of(lab) if e.is_drop and (e.dst or "").startswith(f"{WAN}:400")]
+    assert bool(drops) is not alice_hears, "the router dropped bob's RTP to the private port"
