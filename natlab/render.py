@@ -290,7 +290,8 @@ def nat_tables(show: dict) -> list[Table]:
         f"(clock {show['clock']:.1f} s)"
     )
     mappings = Table(title=title, title_justify="left")
-    for column in ("proto", "internal", "external", "for remote", "lets in", "age", "expires in"):
+    columns = ("proto", "internal", "external", "for remote", "lets in", "age", "expires in")
+    for column in (*columns, "made by"):
         mappings.add_column(column)
     for m in show["mappings"]:
         state = f" ({m['tcp_state']})" if m.get("tcp_state") else ""
@@ -302,6 +303,7 @@ def nat_tables(show: dict) -> list[Table]:
             "\n".join(m["permissions"]) or "-",
             f"{m['age']:.1f} s",
             f"{m['expires_in']:.1f} s",
+            _made_by(m),
         )
     counters = Table(title="counters", title_justify="left")
     counters.add_column("counter")
@@ -312,6 +314,13 @@ def nat_tables(show: dict) -> list[Table]:
     if show.get("cgnat"):
         return [mappings, port_block_table(show["cgnat"]), counters]
     return [mappings, counters]
+
+
+def _made_by(mapping: dict) -> str:
+    """Traffic, or the port control protocol that asked, with the lifetime it granted."""
+    origin = mapping.get("origin", "traffic")
+    lifetime = mapping.get("lifetime")
+    return origin if lifetime is None else f"{origin} ({lifetime:g} s)"
 
 
 def port_block_table(cgnat: dict) -> Table:
@@ -355,6 +364,14 @@ def behaviour_line(router: str, behaviour: dict) -> str:
         f"ports {behaviour['ports']}, hairpin {behaviour['hairpin']}, "
         f"unsolicited SYN {behaviour['tcp_unsolicited']}, "
         f"udp_timeout {behaviour['udp_timeout']:g} s; mappings flushed"
+    )
+
+
+def link_line(router: str, state: dict) -> str:
+    """One interface's impairment (`natlab link show`) and what it has done."""
+    done = ", ".join(f"{key} {value:,}" for key, value in sorted(state["counters"].items()))
+    return f"router {router} {state['port']}: {escape(state['described'])}" + (
+        f"  [dim]({done})[/]" if done else ""
     )
 
 

@@ -75,6 +75,13 @@ port blocks instead (natlab.core.cgnat): paired pooling per subscriber
 (inside address), blocks, a quota, and new flows refused at exhaustion
 with an event naming the subscriber.
 
+Explicit mappings are what port control asks for (natlab.core.portcontrol):
+`map_port` maps an internal endpoint, for every remote, with an origin
+(pcp, natpmp, upnp) and a lifetime it lives exactly, since traffic neither
+refreshes nor shortens it; like a static map it carries that endpoint's
+outbound traffic too. `unmap_port` deletes one; `peer` makes or refreshes
+the mapping a packet to one remote would, kept at least a lifetime.
+
 ICMP: echo requests go out with their identifier mapped like a port (the
 remote "port" is 0; identifiers come from the whole 16-bit space, without
 parity) and replies come back through that mapping. An ICMP
@@ -141,6 +148,7 @@ from natlab.core.events import (
     MappingCreated,
     MappingExpired,
     MappingRefreshed,
+    MappingRequested,
     Reconfigured,
     StaticMapHit,
     SynAnswered,
@@ -151,8 +159,10 @@ from natlab.core.events import (
     proto_name,
 )
 from natlab.core.mapping import (
+    OPEN,
     Binding,
     MappingView,
+    MapRefusal,
     RemoteKey,
     TcpState,
     describe_key,
@@ -433,7 +443,7 @@ class NatEngine:
             external = static[1]
             self._static_hit(static[0], "outbound", packet.proto, src, external, dst, now)
         else:
-            found = self._outbound_binding(packet, now)
+            found = self._explicit(proto, src, now) or self._outbound_binding(packet, now)
             if type(found) is Verdict:
                 return found
             binding = found
@@ -443,7 +453,7 @@ class NatEngine:
             self._withdraw_syn(src, external, dst, now)
         if not to_us:
             self.counters["translated_out"] += 1
-            if binding is not None and binding.created < now:
+            if binding is not None and binding.created < now and binding.remote is not OPEN:
                 self.last_flow = self._outbound_replay(binding, self._filter_trim(*dst))
             return _FORWARD_OUT
         if local:
@@ -536,7 +546,7 @@ class NatEngine:
         packet.set_destination(internal)
         self.counters["translated_in"] += 1
         binding = self._by_external.get(where)  # None for a static map (its ports are reserved)
-        if binding is not None:
+        if binding is not None and binding.remote is not OPEN:
             self.last_flow = self._inbound_replay(binding)
         return _FORWARD_IN
 
@@ -635,6 +645,155 @@ class NatEngine:
         self._config = replace(self._config, behaviour=behaviour)
         self._emit(Reconfigured(self._now if now is None else now, _describe(behaviour), count))
         return count
+
+    # -- port control: explicit mappings (natlab.core.portcontrol asks for them) -------------
+
+    def external_address_of(self, host: str) -> str:
+        """The external address `host` is paired with; it gets one on its first mapping."""
+        address = self._pairing.get(host)
+        if address is None:
+            addresses = self._config.external_addresses
+            address = self._pairing[host] = addresses[len(self._pairing) % len(addresses)]
+        return address
+
+    def map_port(
+        self,
+        proto: Proto,
+        internal: Endpoint,
+        lifetime: float,
+        origin: str,
+        now: float,
+        *,
+        suggested: int | None = None,
+        exact: bool = False,
+    ) -> MappingView | MapRefusal:
+        """Make or renew the explicit mapping of `internal` to live `lifetime` seconds from now.
+
+        Like a port forward it admits every remote and carries the internal
+        endpoint's outbound traffic; traffic neither refreshes nor shortens it.
+        A new one takes the `suggested` external port if it is free, else
+        (unless `exact`) one the allocator picks; a renewal keeps its port.
+        """
+        if now > self._now:
+            self._now = now
+        if not self._translate:
+            return MapRefusal.NOT_TRANSLATING
+        if self._blocks is not None:
+            return MapRefusal.CARRIER_GRADE
+        binding = self._explicit(int(proto), internal, now)
+        if binding is None:
+            made = self._new_explicit(int(proto), internal, lifetime, origin, now, suggested, exact)
+            if type(made) is MapRefusal:
+                return made
+            binding = made
+        else:
+            shorter = now + lifetime < binding.expires_at
+            binding.refreshed_at, binding.timeout, binding.origin = now, lifetime, origin
+            if shorter:
+                self._schedule(binding)
+        self._emit(
+            MappingRequested(now, proto, internal, binding.external, binding.expires_at, origin)
+        )
+        return binding.view()
+
+    def unmap_port(
+        self, proto: Proto, internal: Endpoint, origin: str, now: float
+    ) -> MappingView | None:
+        """Delete the explicit mapping of `internal`; what it was, or None if there was none."""
+        binding = self._explicit(int(proto), internal, now)
+        if binding is None:
+            return None
+        view = binding.view()
+        self._emit(MappingRequested(now, proto, internal, binding.external, now, origin))
+        binding.refreshed_at, binding.timeout = now, 0.0
+        self._expire_binding(binding, now)
+        return view
+
+    def explicit_mapping(self, proto: Proto, internal: Endpoint, now: float) -> MappingView | None:
+        """The live explicit mapping of an internal endpoint, if there is one."""
+        binding = self._explicit(int(proto), internal, now)
+        return None if binding is None else binding.view()
+
+    def mapping_at(self, proto: Proto, external: Endpoint, now: float) -> MappingView | None:
+        """The live dynamic or explicit mapping on an external endpoint, if there is one."""
+        binding = self._by_external.get((int(proto), external.address, external.port))
+        if binding is None or now >= binding.expires_at:
+            return None
+        return binding.view()
+
+    def peer(
+        self, proto: Proto, internal: Endpoint, remote: Endpoint, lifetime: float, now: float
+    ) -> MappingView | MapRefusal:
+        """PCP PEER: the mapping a packet from `internal` to `remote` would make or refresh.
+
+        It then lives at least `lifetime` seconds without traffic; an explicit
+        mapping of `internal`, if there is one, is what that packet would use.
+        """
+        if now > self._now:
+            self._now = now
+        if not self._translate:
+            return MapRefusal.NOT_TRANSLATING
+        explicit = self._explicit(int(proto), internal, now)
+        if explicit is not None:
+            return explicit.view()
+        packet = Packet(bytearray(), int(proto), internal, remote, tcp_flags=TCP_SYN)
+        found = self._outbound_binding(packet, now)
+        if type(found) is Verdict:
+            return MapRefusal.NO_PORTS
+        found.timeout = max(found.timeout, lifetime)
+        found.origin = "pcp"
+        return found.view()
+
+    def _explicit(self, proto: int, internal: Endpoint, now: float) -> Binding | None:
+        binding = self._by_internal.get((proto, internal.address, internal.port, OPEN))
+        if binding is not None and now >= binding.expires_at:
+            self._expire_binding(binding, now)
+            return None
+        return binding
+
+    def _new_explicit(
+        self,
+        proto: int,
+        internal: Endpoint,
+        lifetime: float,
+        origin: str,
+        now: float,
+        suggested: int | None,
+        exact: bool,
+    ) -> Binding | MapRefusal:
+        self.expire(now)
+        host = internal.address
+        implicit = self._by_internal.get((proto, host, internal.port, None))
+        if implicit is not None and suggested in (None, implicit.external.port):
+            # The endpoint-independent mapping its traffic made becomes explicit:
+            # the port a peer already saw stays. Its replayed flows ask afresh.
+            implicit.removed = True
+            del self._by_internal[implicit.key]
+            self._per_host[host] -= 1
+            address, port = implicit.external
+        else:
+            if self._max_per_host is not None and self._per_host.get(host, 0) >= self._max_per_host:
+                return MapRefusal.QUOTA
+            address = self.external_address_of(host)
+            if suggested and self._ports.claim(proto, address, suggested):
+                port = suggested
+            elif exact and suggested:
+                return MapRefusal.PORT_TAKEN
+            else:
+                found = self._ports.allocate(proto, address, suggested or internal.port)
+                if found is None:
+                    return MapRefusal.NO_PORTS
+                port = found
+        key = (proto, host, internal.port, OPEN)
+        external = Endpoint(address, port)
+        binding = Binding(key, proto, internal, external, OPEN, now, lifetime, None, origin)
+        binding.permissions[OPEN] = now
+        self._by_internal[key] = binding
+        self._by_external[(proto, address, port)] = binding
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+        self._schedule(binding)
+        self.counters["mappings_created"] += 1
+        return binding
 
     # -- replaying a decision (see the module docstring) ------------------------------------
 
@@ -763,10 +922,7 @@ class NatEngine:
 
     def _pooled(self, proto: int, host: str, internal_port: int) -> tuple[str, int | None]:
         """The host's paired external address and a port on it (None if none is left)."""
-        address = self._pairing.get(host)
-        if address is None:
-            addresses = self._config.external_addresses
-            address = self._pairing[host] = addresses[len(self._pairing) % len(addresses)]
+        address = self.external_address_of(host)
         allocator = self._identifiers if proto == _ICMP else self._ports
         return address, allocator.allocate(proto, address, internal_port)
 
@@ -788,6 +944,9 @@ class NatEngine:
         binding = self._by_external.get((proto, dst.address, dst.port))
         if binding is None or now >= binding.expires_at:
             return self._missing(packet, (proto, dst.address, dst.port), binding, now, direction)
+        if binding.remote is OPEN:  # port control: open to every remote for its lifetime
+            binding.last_inbound = now
+            return binding
         src = packet.src
         if self._filter_trim(src.address, src.port) not in binding.permissions and not (
             binding.pinhole or (self._hairpin_unfiltered and direction == "hairpin")

@@ -53,6 +53,9 @@ class DropReason(StrEnum):
     MALFORMED = "malformed"
     SEND_ERROR = "send-error"
     RECEIVE_OVERFLOW = "receive-overflow"
+    # a link impairment's (core/impair.py: its Drop, same values)
+    IMPAIRMENT_LOSS = "impairment-loss"
+    IMPAIRMENT_QUEUE = "impairment-queue"
 
     @property
     def counter(self) -> str:
@@ -91,6 +94,10 @@ _MEANINGS = {
     DropReason.SEND_ERROR: "the router could not send it (a full socket buffer, or larger "
     "than the MTU)",
     DropReason.RECEIVE_OVERFLOW: "frames came in faster than the daemon could read them",
+    DropReason.IMPAIRMENT_LOSS: "impairment: loss; the link's configured loss dropped it "
+    "(natlab link show)",
+    DropReason.IMPAIRMENT_QUEUE: "impairment: queue; the link's rate limit had a full queue "
+    "(natlab link show)",
 }
 _FILTERING = frozenset(
     {
@@ -183,6 +190,25 @@ class MappingRefreshed(Event):
             f"{self.proto} mapping {self.internal} -> {self.external} refreshed by an "
             f"{self.direction} packet, expires at {format_time(self.expires_at)}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class MappingRequested(Event):
+    """A port control protocol (`origin`) made, renewed or deleted an explicit mapping.
+
+    Deleted: `expires_at` is `at`. Lifetime expiry is a MappingExpired like any other.
+    """
+
+    kind: ClassVar[str] = "mapping-requested"
+    proto: Proto
+    internal: Endpoint
+    external: Endpoint
+    expires_at: float
+    origin: str
+
+    def describe(self) -> str:
+        what = "deleted" if self.expires_at <= self.at else f"until {format_time(self.expires_at)}"
+        return f"{self.origin}: {self.proto} mapping {self.internal} -> {self.external} {what}"
 
 
 @dataclass(frozen=True, slots=True)

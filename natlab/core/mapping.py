@@ -25,6 +25,9 @@ from natlab.core.packets import Endpoint, Proto
 RemoteKey = None | str | tuple[str, int]
 Trim = Callable[[str, int], RemoteKey]
 
+OPEN: RemoteKey = "any"
+"""The remote key of an explicit mapping (port control): every remote may send in."""
+
 
 def endpoint_independent(address: str, port: int) -> RemoteKey:
     """Nothing of the remote matters."""
@@ -63,6 +66,16 @@ def describe_key(key: RemoteKey) -> str:
     return f"{key[0]}:{key[1]}"
 
 
+class MapRefusal(StrEnum):
+    """Why the engine made no explicit mapping for a port control request."""
+
+    NOT_TRANSLATING = "not-translating"  # the router only routes: there is nothing to map
+    QUOTA = "quota"  # the host has max_mappings_per_host already
+    NO_PORTS = "no-ports"  # no free external port left
+    PORT_TAKEN = "port-taken"  # that exact external port was asked for and is in use
+    CARRIER_GRADE = "carrier-grade"  # explicit mappings from a CGNAT's port blocks: not built
+
+
 class TcpState(StrEnum):
     """Only what picks a TCP mapping's timeout (RFC 5382 REQ-5)."""
 
@@ -88,6 +101,7 @@ class Binding:
         "key",
         "last_inbound",
         "last_outbound",
+        "origin",
         "permissions",
         "pinhole",
         "proto",
@@ -108,6 +122,7 @@ class Binding:
         now: float,
         timeout: float,
         tcp: TcpState | None,
+        origin: str | None = None,
     ) -> None:
         self.key = key
         self.proto = proto
@@ -124,6 +139,7 @@ class Binding:
         self.event_at = now  # last MappingRefreshed (creation counts)
         self.hairpin_event_at = -1.0  # last Hairpinned from this binding
         self.removed = False  # expired or flushed: a replayed flow must ask the engine again
+        self.origin = origin  # None: made by traffic; else the port control protocol that asked
         self.pinhole = False  # a SIP ALG opened it for media: any remote may send in
 
     @property
@@ -143,6 +159,8 @@ class Binding:
             last_inbound=self.last_inbound,
             expires_at=self.expires_at,
             tcp_state=self.tcp,
+            origin=self.origin,
+            lifetime=None if self.origin is None else self.timeout,
         )
 
 
@@ -152,7 +170,9 @@ class MappingView:
 
     `remote` is the trimmed destination the mapping is for (None when the
     mapping is endpoint-independent); `permissions` the trimmed remotes the
-    filtering lets in ("any" under endpoint-independent filtering).
+    filtering lets in ("any" under endpoint-independent filtering). `origin`
+    is the port control protocol that made it (None: traffic), `lifetime`
+    what that protocol granted.
     """
 
     proto: Proto
@@ -165,6 +185,8 @@ class MappingView:
     last_inbound: float | None
     expires_at: float
     tcp_state: TcpState | None
+    origin: str | None = None
+    lifetime: float | None = None
 
     def as_json(self, now: float) -> dict[str, Any]:
         """Flat and JSON-friendly, with age and time left relative to `now`."""
@@ -181,9 +203,12 @@ class MappingView:
             "expires_at": self.expires_at,
             "expires_in": self.expires_at - now,
             "tcp_state": None if self.tcp_state is None else self.tcp_state.value,
+            "origin": self.origin or "traffic",
+            "lifetime": self.lifetime,
             "detail": (
                 f"{self.proto} {self.internal} -> {self.external}"
                 f" for {'any' if self.remote is None else self.remote},"
                 f" expires at {format_time(self.expires_at)}"
+                + ("" if self.origin is None else f" ({self.origin}, lifetime {self.lifetime:g} s)")
             ),
         }

@@ -84,6 +84,19 @@ class PortAllocator:
             resume[origin] = following
         return port
 
+    def claim(self, proto: int, address: str, port: int) -> bool:
+        """Take exactly `port` (a port control request asked for it), if in range and free."""
+        pool = (proto, address)
+        if not self._low <= port <= self._high or port in self._reserved.get(pool, ()):
+            return False
+        used = self._used.setdefault(pool, set())
+        if port in used:
+            return False
+        used.add(port)
+        key = (proto, address, port & 1)
+        self._used_by_parity[key] = self._used_by_parity.get(key, 0) + 1
+        return True
+
     def release(self, proto: int, address: str, port: int) -> None:
         """Give back a port that `allocate` handed out."""
         self._used[(proto, address)].remove(port)

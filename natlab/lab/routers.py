@@ -27,9 +27,10 @@ from pathlib import Path
 
 from natlab.control_socket import answers
 from natlab.core.engine import StaticMap
+from natlab.core.portcontrol.upnp import HTTP_PORT as UPNP_HTTP_PORT
 from natlab.errors import NatlabError
 from natlab.lab.launch import Launch, wait_started
-from natlab.plumbing.firewall import drop_incoming_ipv4
+from natlab.plumbing.firewall import accept_tcp_to, drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
 from natlab.plumbing.namespaces import set_sysctls
 from natlab.records import PingRequest
@@ -71,6 +72,9 @@ class NatDataplane:
             {"net.ipv4.ip_forward": "0", "net.ipv4.conf.all.send_redirects": "0"},
         )
         drop_incoming_ipv4(namespace)
+        if "upnp" in router.port_control:  # its HTTP server is a kernel TCP socket of the daemon
+            for lan in router.lans:
+                accept_tcp_to(namespace, lan.name, str(lan.addresses[0].ip), UPNP_HTTP_PORT)
         disable_offloads(namespace, [iface.name for iface in router.interfaces], receive=True)
 
     def start(self, topology: Topology, lab: str, directory: Path, launch: Launch) -> list[Daemon]:
@@ -133,6 +137,8 @@ def daemon_config(topology: Topology, router: Router, lab: str, translates) -> D
             for forward in router.forwards
         ),
         stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
+        port_control=router.port_control,
+        impairments={iface.name: iface.impair for iface in router.interfaces if iface.impair},
         cgnat=router.cgnat,
         sip_alg=router.sip_alg,
     )

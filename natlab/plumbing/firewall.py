@@ -12,6 +12,7 @@ ARP for the router's addresses.
 
 from __future__ import annotations
 
+from pyroute2.nftables.expressions import genex, ipv4addr, verdict
 from pyroute2.nftables.main import NFTables
 
 from natlab.plumbing.namespaces import entered
@@ -39,3 +40,56 @@ def drop_incoming_ipv4(namespace: str) -> None:
             )
         finally:
             nft.close()
+
+
+NF_ACCEPT = 1
+NFT_META_L4PROTO = 16
+NFT_META_IIFNAME = 6
+IFNAMSIZ = 16
+NFT_PAYLOAD_TRANSPORT_HEADER = 2
+
+
+def accept_tcp_to(namespace: str, interface: str, address: str, port: int) -> None:
+    """Let the kernel have TCP in by `interface` to `address`:`port` (the UPnP HTTP server).
+
+    The daemon owns the dataplane; this one hole in the drop chain lets the
+    namespace's kernel run a TCP server the daemon listens on, since
+    natlab's dataplane has no TCP stack of its own. Only segments that came
+    in by that (LAN) interface to that address and port pass, so nothing on
+    the WAN reaches the server; everything else is still dropped.
+    """
+    with entered(namespace):
+        nft = NFTables(nfgen_family=2)
+        try:
+            nft.rule(
+                "add",
+                table=TABLE,
+                chain=CHAIN,
+                expressions=(
+                    [genex("meta", {"dreg": 1, "key": NFT_META_IIFNAME})],
+                    [_equals(interface.encode().ljust(IFNAMSIZ, b"\0"))],
+                    [genex("meta", {"dreg": 1, "key": NFT_META_L4PROTO})],
+                    [_equals(bytes([6]))],
+                    ipv4addr(dst=address),
+                    [
+                        genex(
+                            "payload",
+                            {
+                                "dreg": 1,
+                                "base": NFT_PAYLOAD_TRANSPORT_HEADER,
+                                "offset": 2,
+                                "len": 2,
+                            },
+                        )
+                    ],
+                    [_equals(port.to_bytes(2, "big"))],
+                    verdict(NF_ACCEPT),
+                ),
+            )
+        finally:
+            nft.close()
+
+
+def _equals(value: bytes) -> dict:
+    """An nftables cmp: register 1 equals `value`."""
+    return genex("cmp", {"sreg": 1, "op": 0, "data": {"attrs": [("NFTA_DATA_VALUE", value)]}})

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
 
 import netaddr
 
 from natlab.core.behaviour import Behaviour
+from natlab.core.impair import LinkImpairment, link_impairment
 from natlab.endpoints.sip_dialogs import DEFAULT_PASSWORD as DEFAULT_SIP_PASSWORD
 from natlab.errors import NatlabError
 from natlab.router.sip_alg import MODES as SIP_ALG_MODES
@@ -443,7 +445,11 @@ class _Resolver:
     ) -> Router:
         base = ("routers", name)
         interfaces = tuple(
-            Interface(iface.segment, planned[(*base, *sub)])
+            Interface(
+                iface.segment,
+                planned[(*base, *sub)],
+                self._impairment((*base, *sub, "impair"), iface.impair),
+            )
             for sub, iface in self._interfaces(spec)
         )
         stun = None
@@ -473,9 +479,42 @@ class _Resolver:
             behaviour=behaviour,
             forwards=forwards,
             stun=stun,
+            port_control=self._port_control((*base, "port_control"), spec),
             cgnat=spec.cgnat and cgnat_settings(name, self.spec, behaviour, self.fail),
             sip_alg=self._sip_alg((*base, "sip_alg"), spec.sip_alg, behaviour),
         )
+
+    def _port_control(self, path: Path, spec: RouterSpec) -> tuple[str, ...]:
+        """The port control protocols, once each; only a router that translates has them."""
+        protocols = tuple(dict.fromkeys(spec.port_control))
+        if len(protocols) != len(spec.port_control):
+            raise self.fail(path, "a protocol is listed twice", "list pcp, natpmp, upnp once each")
+        if protocols and spec.cgnat is not None:
+            raise self.fail(
+                path,
+                "port control on a carrier-grade NAT is not built (its ports come in blocks)",
+                "serve port control on the home routers behind it",
+            )
+        if protocols and not self._behaviour((*path[:-1], "nat"), spec.nat).translate:
+            raise self.fail(
+                path,
+                "a router that does not translate (nat: none) has no mappings to control",
+                "remove port_control, or give the router a NAT",
+            )
+        return protocols
+
+    def _impairment(self, path: Path, impair: dict[str, Any] | None) -> LinkImpairment | None:
+        if impair is None:
+            return None
+        try:
+            return link_impairment(impair)
+        except ValueError as error:
+            raise self.fail(
+                path,
+                str(error),
+                "write impair: {loss: 2%, delay: 80ms, jitter: 10ms, rate: 1mbit, seed: 7}, "
+                "or in: / out: mappings for one direction (docs/topology.md)",
+            ) from None
 
     def _sip_alg(self, path: Path, value: bool | str, behaviour: Behaviour) -> str:
         mode = "off" if value is False else value  # YAML reads a bare `off` as false

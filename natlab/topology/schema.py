@@ -29,6 +29,7 @@ class InterfaceSpec(_Spec):
     segment: str
     address: IPv4Address | None = None
     addresses: int | list[IPv4Address] | None = None
+    impair: dict[str, Any] | None = None  # a router's link impairment (core/impair.py)
 
 
 class ForwardSpec(_Spec):
@@ -58,6 +59,7 @@ class RouterSpec(_Spec):
     nat: str | dict[str, Any] = "port-restricted"
     stun: bool | StunSpec = False
     forwards: list[ForwardSpec] = Field(default_factory=list)
+    port_control: list[Literal["pcp", "natpmp", "upnp"]] = Field(default_factory=list)
     cgnat: CgnatSpec | None = None
     sip_alg: StrictBool | str = "off"  # YAML reads a bare `off` as false; resolve.py checks it
 

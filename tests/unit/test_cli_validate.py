@@ -45,7 +45,7 @@ def test_a_missing_file_is_a_user_error_too(natlab, tmp_path):
     assert result.stderr == (
         f"natlab: error: {path}: no such topology file, and no built-in topology of that name\n"
         "  fix: give the path of a YAML file, or one of the built-in topologies: "
-        "cgnat, main-branch, pbx-public-access\n"
+        "cgnat, main-branch, pbx-public-access, port-control\n"
     )
     assert "Traceback" not in result.stdout
 

@@ -113,6 +113,8 @@ def test_mapping_table_view() -> None:
         "expires_at": 31.0,
         "expires_in": 20.0,
         "tcp_state": None,
+        "origin": "traffic",
+        "lifetime": None,
         "detail": f"udp {A} -> {WAN}:5000 for {S1}, expires at 31",
     }
     assert tcp_view.as_json(3.0)["tcp_state"] == "opening"
