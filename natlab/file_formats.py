@@ -50,6 +50,12 @@ def _add_nat_forms(schema: dict[str, Any]) -> None:
     behaviour = TypeAdapter(Behaviour).json_schema(by_alias=True)
     schema.setdefault("$defs", {}).update(behaviour.pop("$defs", {}))
     presets = {"enum": list(PRESETS), "type": "string"}
+    hairpin = behaviour["properties"]["hairpin"]
+    default = hairpin.pop("default", None)
+    behaviour["properties"]["hairpin"] = {  # true / false still mean on / off
+        "anyOf": [hairpin, {"type": "boolean"}],
+        "default": default,
+    }
     schema["$defs"]["Nat"] = {
         "anyOf": [
             presets,

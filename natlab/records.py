@@ -51,6 +51,9 @@ from natlab.core.events import (
     SipRewritten,
     SipUntouched,
     StaticMapHit,
+    SynAnswered,
+    SynHeld,
+    SynWithdrawn,
 )
 from natlab.errors import NatlabError
 
@@ -254,6 +257,9 @@ ENGINE_EVENTS: dict[str, type[Event]] = {
         Dropped,
         Flushed,
         Reconfigured,
+        SynHeld,
+        SynAnswered,
+        SynWithdrawn,
         PortBlockAllocated,
         PortBlockReleased,
         SipRewritten,
@@ -307,6 +313,8 @@ class RouterEvent(Record):
     count: int | None = None
     flushed: int | None = None
     port: str | None = None  # the daemon's interface, for a drop before parsing
+    answer: str | None = None  # to an unsolicited SYN: "rst" or "icmp"
+    answer_at: float | None = None
     origin: str | None = None  # the port control protocol behind a mapping-requested
     # a carrier-grade NAT's log: port blocks, and whose blocks an exhaustion is about
     subscriber: str | None = None

@@ -316,7 +316,8 @@ def nat_tables(show: dict) -> list[Table]:
     title = (
         f"router {show['router']}: mapping {behaviour['mapping']}, "
         f"filtering {behaviour['filtering']}, ports {behaviour['ports']}, "
-        f"hairpin {'on' if behaviour['hairpin'] else 'off'} (clock {show['clock']:.1f} s)"
+        f"hairpin {behaviour['hairpin']}, unsolicited SYN {behaviour['tcp_unsolicited']} "
+        f"(clock {show['clock']:.1f} s)"
     )
     mappings = Table(title=title, title_justify="left")
     columns = ("proto", "internal", "external", "for remote", "lets in", "age", "expires in")
@@ -390,7 +391,8 @@ def behaviour_line(router: str, behaviour: dict) -> str:
     """A router's behaviour just set by `natlab nat set`."""
     return (
         f"router {router}: mapping {behaviour['mapping']}, filtering {behaviour['filtering']}, "
-        f"ports {behaviour['ports']}, hairpin {'on' if behaviour['hairpin'] else 'off'}, "
+        f"ports {behaviour['ports']}, hairpin {behaviour['hairpin']}, "
+        f"unsolicited SYN {behaviour['tcp_unsolicited']}, "
         f"udp_timeout {behaviour['udp_timeout']:g} s; mappings flushed"
     )
 

@@ -83,6 +83,7 @@ def nat_set(router: str, settings: tuple[str, ...], lab: str | None) -> None:
     \b
     natlab nat set branch1 full-cone
     natlab nat set branch1 filtering=address-dependent hairpin=off udp_timeout=30
+    natlab nat set branch1 hairpin=unfiltered tcp_unsolicited=rst
     Dynamic mappings are flushed: new behaviour, new mappings.
     """
     from natlab.lab import Lab

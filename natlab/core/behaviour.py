@@ -42,6 +42,36 @@ class PortAssignment(StrEnum):
     RANDOM = "random"  # seeded per router, so a run repeats
 
 
+class Hairpin(StrEnum):
+    """Whether a LAN host reaches another through the external address (RFC 4787 REQ-9).
+
+    `on` admits a hairpinned packet as the filtering admits one from outside
+    (from the sender's external endpoint); `unfiltered` admits it whenever
+    the target's mapping lives, as many home routers do. `true` and `false`
+    are still read as `on` and `off`.
+    """
+
+    ON = "on"
+    OFF = "off"
+    UNFILTERED = "unfiltered"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Hairpin | None:
+        if isinstance(value, bool):
+            return cls.ON if value else cls.OFF
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return cls.ON if value.lower() == "true" else cls.OFF
+        return None
+
+
+class TcpUnsolicited(StrEnum):
+    """What a NAT does with an unsolicited inbound SYN (RFC 5382 REQ-4, natlab.core.syn_hold)."""
+
+    DROP = "drop"  # silently
+    RST = "rst"  # a TCP RST, 6 s later unless a simultaneous open
+    ICMP = "icmp"  # ICMP port unreachable (type 3 code 3), as REQ-4 recommends, 6 s later
+
+
 class Refresh(StrEnum):
     """Which packets keep a mapping alive (RFC 4787 REQ-6).
 
@@ -68,6 +98,8 @@ _COERCED = {
     "filtering": Filtering,
     "ports": PortAssignment,
     "refresh": Refresh,
+    "hairpin": Hairpin,
+    "tcp_unsolicited": TcpUnsolicited,
     **dict.fromkeys(
         ("udp_timeout", "tcp_established_timeout", "tcp_transitory_timeout", "icmp_timeout"), float
     ),
@@ -93,13 +125,14 @@ class Behaviour:
     seed: int = 0
     port_range: tuple[int, int] = (1024, 65535)
     parity: bool = False
-    hairpin: bool = True
+    hairpin: Hairpin = Hairpin.ON
     udp_timeout: Annotated[float, Gt(0)] = 120.0
     tcp_established_timeout: Annotated[float, Gt(0)] = 7440.0  # RFC 5382 REQ-5: >= 2 h 4 min
     tcp_transitory_timeout: Annotated[float, Gt(0)] = 240.0
     icmp_timeout: Annotated[float, Gt(0)] = 60.0
     refresh: Refresh = Refresh.OUTBOUND
     max_mappings_per_host: Annotated[int, Ge(1)] | None = None
+    tcp_unsolicited: TcpUnsolicited = TcpUnsolicited.DROP
 
     def __post_init__(self) -> None:
         # Enum values, whole-second timeouts and a port-range list (as JSON and

@@ -47,13 +47,22 @@ nothing is due: deadlines sit in a heap.
 Hairpinning: an outbound packet to an external address is translated as for
 any destination (source = the sender's external endpoint, RFC 4787 REQ-9),
 then admitted as an inbound packet would be (static map, or mapping plus
-filtering) and sent back to the LAN. With hairpinning off it is dropped
-before any mapping is made. UDP to an external address on one of
-`local_udp_ports` is for the router itself (its STUN responder): from the
-LAN it is translated first, creating or refreshing the mapping as for any
-destination, so the responder sees what a peer outside would see; from the
-WAN it is handed over as is. The responder's answer comes back through
-`inbound` like any packet from outside and must pass filtering.
+filtering) and sent back to the LAN. With hairpinning `unfiltered` the
+filtering is skipped: a live mapping of the target is enough. With
+hairpinning off it is dropped before any mapping is made. UDP to an
+external address on one of `local_udp_ports` is for the router itself (its
+STUN responder): from the LAN it is translated first, creating or
+refreshing the mapping as for any destination, so the responder sees what
+a peer outside would see; from the WAN it is handed over as is. The
+responder's answer comes back through `inbound` like any packet from
+outside and must pass filtering.
+
+Unsolicited SYNs: an inbound SYN (without ACK) that no mapping lets in is
+dropped as any such packet; with `tcp_unsolicited` rst or icmp it is also
+held (natlab.core.syn_hold, RFC 5382 REQ-4), and `syn_answers(now)` hands
+the caller, 6 s later, the RST or ICMP error that answers it, unless an
+outbound SYN from that external endpoint to the SYN's source was
+translated meanwhile (a simultaneous open: it stays unanswered).
 
 Static maps live on the first external address and win both ways: inbound
 to a mapped port goes to the internal host and port without filtering, and
@@ -120,7 +129,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
-from natlab.core.behaviour import PRESETS, Behaviour, Filtering
+from natlab.core.behaviour import (
+    PRESETS,
+    Behaviour,
+    Filtering,
+    Hairpin,
+    TcpUnsolicited,
+)
 from natlab.core.cgnat import CgnatSettings, PortBlocks
 from natlab.core.events import (
     Action,
@@ -136,6 +151,9 @@ from natlab.core.events import (
     MappingRequested,
     Reconfigured,
     StaticMapHit,
+    SynAnswered,
+    SynHeld,
+    SynWithdrawn,
     Verdict,
     format_time,
     proto_name,
@@ -155,6 +173,7 @@ from natlab.core.packets import (
     ICMP_ECHO_REPLY,
     ICMP_ECHO_REQUEST,
     ICMP_ERRORS,
+    TCP_ACK,
     TCP_FIN,
     TCP_RST,
     TCP_SYN,
@@ -163,6 +182,7 @@ from natlab.core.packets import (
     Proto,
 )
 from natlab.core.ports import PortAllocator
+from natlab.core.syn_hold import SynHold
 
 __all__ = [
     "Action",
@@ -284,6 +304,10 @@ class NatEngine:
                 "mappings_expired",
                 "mappings_flushed",
                 "events_discarded",
+                "syn_held",
+                "syn_answered",
+                "syn_withdrawn",
+                "syn_hold_full",
                 *(reason.counter for reason in DropReason),
             ),
             0,
@@ -326,7 +350,10 @@ class NatEngine:
         self._blocks = blocks
         self._behaviour = behaviour
         self._translate = behaviour.translate
-        self._hairpin = behaviour.hairpin
+        self._hairpin = behaviour.hairpin is not Hairpin.OFF
+        self._hairpin_unfiltered = behaviour.hairpin is Hairpin.UNFILTERED
+        self._unsolicited = behaviour.tcp_unsolicited
+        self._syns = SynHold()
         self._mapping_trim = trim_for(behaviour.mapping)
         self._filter_trim = trim_for(behaviour.filtering)
         self._refresh_inbound = behaviour.refresh.inbound
@@ -422,6 +449,8 @@ class NatEngine:
             binding = found
             external = found.external
         packet.set_source(external)
+        if proto == _TCP and packet.tcp_flags & TCP_SYN and self._syns:
+            self._withdraw_syn(src, external, dst, now)
         if not to_us:
             self.counters["translated_out"] += 1
             if binding is not None and binding.created < now and binding.remote is not OPEN:
@@ -511,6 +540,8 @@ class NatEngine:
         where = (proto, dst.address, dst.port)
         internal = self._inbound_target(packet, now, "inbound")
         if type(internal) is Verdict:
+            if proto == _TCP and self._unsolicited is not TcpUnsolicited.DROP:
+                self._hold_syn(packet, internal, now)
             return internal
         packet.set_destination(internal)
         self.counters["translated_in"] += 1
@@ -564,6 +595,19 @@ class NatEngine:
             else:
                 self._schedule(binding)
         return count
+
+    def syn_answers(self, now: float) -> list[bytearray]:
+        """The answers due by `now` to unsolicited SYNs, to send out of the WAN, oldest first."""
+        if not self._syns:
+            return []
+        if now > self._now:
+            self._now = now
+        answers = []
+        for held in self._syns.due(now):
+            self.counters["syn_answered"] += 1
+            self._emit(SynAnswered(now, held.remote, held.external, self._unsolicited.value))
+            answers.append(held.answer(self._unsolicited))
+        return answers
 
     def drain_events(self) -> list[Event]:
         """The events since the last drain, oldest first."""
@@ -905,7 +949,7 @@ class NatEngine:
             return binding
         src = packet.src
         if self._filter_trim(src.address, src.port) not in binding.permissions and not (
-            binding.pinhole
+            binding.pinhole or (self._hairpin_unfiltered and direction == "hairpin")
         ):
             return self._filtered(binding, packet, src, now, direction)
         binding.last_inbound = now
@@ -1079,6 +1123,27 @@ class NatEngine:
             if shorter:
                 self._schedule(binding)
 
+    # -- unsolicited SYNs (RFC 5382 REQ-4, natlab.core.syn_hold) -----------------------------
+
+    def _hold_syn(self, packet: Packet, verdict: Verdict, now: float) -> None:
+        """Hold a SYN that no mapping let in, to answer it once it cannot be a simultaneous open."""
+        if packet.tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) != TCP_SYN or not (
+            verdict.reason is not None and verdict.reason.filtered
+        ):
+            return
+        held = self._syns.hold(packet, now)
+        if held is None:  # a retransmission of a held SYN, or the hold is full
+            if self._syns.full:
+                self.counters["syn_hold_full"] += 1
+            return
+        self.counters["syn_held"] += 1
+        self._emit(SynHeld(now, held.remote, held.external, self._unsolicited.value, held.due))
+
+    def _withdraw_syn(self, src: Endpoint, external: Endpoint, dst: Endpoint, now: float) -> None:
+        if self._syns.withdraw(external, dst) is not None:
+            self.counters["syn_withdrawn"] += 1
+            self._emit(SynWithdrawn(now, src, external, dst))
+
     # -- ICMP errors -------------------------------------------------------------------------
 
     def _outbound_error(self, packet: Packet, now: float) -> Verdict:
@@ -1142,7 +1207,9 @@ class NatEngine:
             binding = self._by_external.get(where)
             if binding is None or now >= binding.expires_at:
                 return self._missing(packet, where, binding, now, direction)
-            if self._filter_trim(*remote) not in binding.permissions:
+            if self._filter_trim(*remote) not in binding.permissions and not (
+                self._hairpin_unfiltered and direction == "hairpin"
+            ):
                 return self._filtered(binding, packet, remote, now, direction)
             internal = binding.internal
         inner.set_source(internal)

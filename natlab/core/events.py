@@ -269,6 +269,60 @@ class Hairpinned(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class SynHeld(Event):
+    """An unsolicited SYN was dropped and will be answered with `answer` ("rst" or "icmp")
+    at `answer_at`, unless an outbound SYN makes it a simultaneous open (RFC 5382 REQ-4)."""
+
+    kind: ClassVar[str] = "syn-held"
+    remote: Endpoint
+    external: Endpoint
+    answer: str
+    answer_at: float
+
+    def describe(self) -> str:
+        return (
+            f"unsolicited tcp SYN {self.remote} -> {self.external}: answered with "
+            f"{_ANSWERS[self.answer]} at {format_time(self.answer_at)} unless "
+            f"{self.external} sends a SYN to {self.remote} before"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SynAnswered(Event):
+    """A held SYN's time ran out: the router sent the answer out of its WAN."""
+
+    kind: ClassVar[str] = "syn-answered"
+    remote: Endpoint
+    external: Endpoint
+    answer: str
+
+    def describe(self) -> str:
+        return (
+            f"answered the unsolicited tcp SYN {self.remote} -> {self.external} with "
+            + (_ANSWERS[self.answer])
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SynWithdrawn(Event):
+    """An outbound SYN made a held SYN a simultaneous open: it goes unanswered."""
+
+    kind: ClassVar[str] = "syn-withdrawn"
+    internal: Endpoint
+    external: Endpoint
+    remote: Endpoint
+
+    def describe(self) -> str:
+        return (
+            f"{self.internal} (as {self.external}) sent a SYN to {self.remote}: a simultaneous "
+            f"open, so {self.remote}'s earlier SYN stays unanswered"
+        )
+
+
+_ANSWERS = {"rst": "a TCP RST", "icmp": "ICMP port unreachable"}
+
+
+@dataclass(frozen=True, slots=True)
 class Dropped(Event):
     """A packet was dropped; `src`/`dst` are as the packet carried them at that point."""
 

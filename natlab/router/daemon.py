@@ -14,8 +14,10 @@ the kernel of the namespace forwards nothing and sees no IPv4 packet
 (plumbing/firewall.py), so it can never RST, ICMP-reply or conntrack on its
 own. Most packets skip parsing and the engine: a flow cache per interface
 (natlab.core.flows) replays what the engine decided for the flow's first
-packets. The daemon also answers pings to the router's addresses and runs the
-built-in STUN responder the engine hands it (Action.LOCAL). With `port_control`
+packets. The daemon also answers pings to the router's addresses, runs the
+built-in STUN responder the engine hands it (Action.LOCAL), and sends the
+RST or ICMP error with which the engine answers an unsolicited SYN
+(`tcp_unsolicited`, 6 s after it came: RFC 5382 REQ-4). With `port_control`
 on it also serves PCP, NAT-PMP and UPnP to its LANs (lan_services.py). What the
 router's own programs serve (its LAN's DNS resolver, `kernel_served`) it
 leaves to the namespace's kernel, which alone lets those packets in. A link
@@ -247,6 +249,8 @@ class RouterDaemon(ImpairedLinks):
     def housekeeping(self) -> None:
         now = self.now()
         self.engine.expire(now)
+        for reply in self.engine.syn_answers(now):  # RFC 5382 REQ-4: RST or ICMP, held 6 s
+            self.send(parse(reply))
         for port in self.ports:
             dropped = port.expire(now)
             if dropped:

@@ -7,8 +7,9 @@ declared behaviour:
 
 - a translating router: its mapping and filtering; its hairpinning too,
   where a probe can see it: with endpoint-independent mapping or
-  filtering (behind dependent mapping *and* filtering the hairpinned
-  packet is filtered whatever the router does, see discovery);
+  filtering, or with hairpinning `unfiltered` (behind dependent mapping
+  *and* filtering a filtered hairpinned packet is dropped whatever the
+  router does, see discovery);
 - a router that does not translate (`nat: none`, or a lab run with the
   kernel dataplane): that the mapped address is the host's own.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from natlab.core.behaviour import Hairpin
 from natlab.endpoints.stun_client import STUN_PORT
 from natlab.errors import NatlabError
 from natlab.lab import Lab
@@ -89,9 +91,11 @@ def expectations(
         Check("mapping", behaviour.mapping.value, report.mapping or "unknown"),
         Check("filtering", behaviour.filtering.value, report.filtering or "unknown"),
     ]
-    if ENDPOINT_INDEPENDENT not in (report.mapping, report.filtering):
+    unfiltered = behaviour.hairpin is Hairpin.UNFILTERED
+    if not unfiltered and ENDPOINT_INDEPENDENT not in (report.mapping, report.filtering):
         return checks, ["hairpinning is not observable behind dependent mapping and filtering"]
-    return [*checks, Check("hairpin", _on_off(behaviour.hairpin), _on_off(report.hairpin))], []
+    hairpins = behaviour.hairpin is not Hairpin.OFF
+    return [*checks, Check("hairpin", _on_off(hairpins), _on_off(report.hairpin))], []
 
 
 def _on_off(value: bool | None) -> str:

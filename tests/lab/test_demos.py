@@ -49,7 +49,7 @@ def test_symmetric_fails_names_the_drop_and_the_mapping(tmp_path):
 
 def test_hairpin_turns_media_back_inside_then_drops_it_when_off(tmp_path):
     told = demo("hairpin", tmp_path)
-    on, off = told.split("behaviour is now full-cone with hairpin=False")
+    on, off = told.split("behaviour is now full-cone with hairpin=off")
     assert "office: hairpin" in on and "office turned it back inside to 10.0.0." in on
     assert "media: two-way" in on and "DROPPED" not in on
     assert "office: hairpin" not in off

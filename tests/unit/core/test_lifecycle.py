@@ -68,7 +68,7 @@ def test_reconfigure_names_the_changes_from_the_preset() -> None:
     engine = nat("full-cone")
     engine.reconfigure(behaviour_from("symmetric", udp_timeout=30, hairpin=False))
     [event] = engine.drain_events()
-    assert event.behaviour == "symmetric with hairpin=False, udp_timeout=30.0"
+    assert event.behaviour == "symmetric with hairpin=off, udp_timeout=30.0"
     engine.reconfigure(behaviour_from(None, filtering="endpoint-independent", parity=True))
     assert engine.drain_events()[0].behaviour == "full-cone with parity=True"
     engine.reconfigure(behaviour_from("symmetric", port_range=(40000, 40999)))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from natlab.core.behaviour import Mapping
+from natlab.core.behaviour import Hairpin, Mapping
 from natlab.errors import NatlabError
 from natlab.scenario.demos import DEMOS, DEMOS_DIR, demo_lines, demo_scenario
 from natlab.scenario.model import AdvanceClock, Call, Register, SetNat
@@ -92,11 +92,11 @@ def test_hairpin_has_two_phones_behind_one_router_and_switches_hairpinning_off()
     gateways = {s.name: s.gateway for s in topology.segments.values()}
     phones = [h for h in topology.hosts.values() if h.role is Role.PHONE]
     assert len({gateways[h.interfaces[0].segment] for h in phones}) == 1 and len(phones) == 2
-    assert next(iter(topology.routers.values())).behaviour.hairpin
+    assert next(iter(topology.routers.values())).behaviour.hairpin is Hairpin.ON
     kinds = [type(step).__name__ for step in scenario.steps]
     assert kinds == ["WaitRegistered", "Call", "SetNat", "Call"]
     off = next(step for step in scenario.steps if isinstance(step, SetNat))
-    assert [b.hairpin for b in off.behaviours.values()] == [False]
+    assert [b.hairpin for b in off.behaviours.values()] == [Hairpin.OFF]
     assert [(c.mode, c.media) for c in calls("hairpin")] == [
         ("srflx", "two-way"),
         ("srflx", "none"),
