@@ -97,8 +97,7 @@ def explain_call(report: CallReport, events: Mapping[str, Sequence[RouterEvent]]
     groups = drop_groups(events)
     if not groups:
         lines.append("no router dropped a packet during the call")
-    lines += [group.describe() for group in groups[:LIMIT]]
-    lines += _more(len(groups), "kind of drop", "kinds of drop")
+    lines += drop_lines(groups)
     for router in dict.fromkeys(group.router for group in groups):
         made = [e for e in events[router] if e.kind == "mapping-created"]
         lines += [f"{router}: {e.detail}" for e in made[:LIMIT]]
@@ -108,6 +107,13 @@ def explain_call(report: CallReport, events: Mapping[str, Sequence[RouterEvent]]
         lines += [f"{router}: {e.detail}" for e in alg[:LIMIT]]
         lines += _more(len(alg), "SIP ALG event")
     return lines
+
+
+def drop_lines(groups: list[DropGroup]) -> list[str]:
+    """The first LIMIT drop groups described, then how many more (the JSON report has all)."""
+    return [group.describe() for group in groups[:LIMIT]] + _more(
+        len(groups), "kind of drop", "kinds of drop"
+    )
 
 
 def media_alg(event: RouterEvent) -> bool:

@@ -35,12 +35,18 @@ from natlab.records import (
     StunRecord,
     TraceRecord,
 )
+from natlab.scenario.bursts import burst_lines, is_routine, port_ranges
 from natlab.scenario.explain import DropGroup, drop_groups, media_alg
 from natlab.scenario.verdict import NOT_NAT
 
 # Drops the story's "why" tells besides the filtered ones (DropReason.filtered, which it
 # traces back to the sender's mapping): these two, with what their reason means.
 _GLOSSED = (DropReason.NO_ROUTE, DropReason.MARTIAN_SOURCE)
+# More routine router events than this in a row (new mappings, expiries, drops, port blocks)
+# are told as one scene that counts them (bursts.py); fewer, each as a scene of its own.
+BURST = 12
+# A mapping table longer than this shows one row per host and kind of mapping (shown_rows).
+TABLE_ROWS = 12
 
 
 @dataclass
@@ -58,6 +64,48 @@ class Row:
     @property
     def for_remote(self) -> str:
         return self.remote if self.only_remote else f"any (first {self.remote})"
+
+
+def shown_rows(rows: list[Row]) -> list[tuple[str, str, str, str, str]]:
+    """A table's rows as shown (proto, whose, internal, external, for remote): each row, or
+    past TABLE_ROWS one row per host and kind of mapping, with counts and port ranges."""
+    if len(rows) <= TABLE_ROWS:
+        return [(r.proto, r.host, r.internal, r.external, r.for_remote) for r in rows]
+    groups: dict[tuple, list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.proto, row.host, row.only_remote), []).append(row)
+    shown = []
+    for (proto, host, only_remote), found in groups.items():
+        remotes = {row.for_remote for row in found}
+        if len(remotes) == 1:
+            remote = remotes.pop()
+        else:
+            remote = f"{len(remotes)} remotes, each its own" if only_remote else "any"
+        shown.append(
+            (
+                proto,
+                f"{host} ({len(found)})" if len(found) > 1 else host,
+                port_ranges(row.internal for row in found),
+                port_ranges(row.external for row in found),
+                remote,
+            )
+        )
+    return shown
+
+
+def shown_tables(scenes: list[Scene]) -> list[dict[str, list[Row]]]:
+    """The tables each scene shows: a router's when it changed since it was last shown, and
+    all of them with a call's result (the state its "why" speaks of)."""
+    last: dict[str, list[Row]] = {}
+    shown = []
+    for scene in scenes:
+        if scene.kind == "result" and scene.tables:
+            changed = dict(scene.tables)
+        else:
+            changed = {r: rows for r, rows in scene.tables.items() if last.get(r) != rows}
+        last.update(changed)
+        shown.append(changed)
+    return shown
 
 
 @dataclass
@@ -87,6 +135,14 @@ class _World:
         self.names.update({router.wan: name for name, router in lab.routers.items()})
         self.candidates: dict[str, str] = {}  # address -> "phone-b's srflx candidate"
         self.stun: dict[str, str] = {}  # internal -> the first mapped address STUN told it
+        self.blocks: dict[tuple[str, str], list[str]] = {}  # (router, subscriber) -> its blocks
+
+    def holding(self, router: str, subscriber: str) -> str:
+        """What port blocks a carrier-grade NAT's subscriber holds now."""
+        whose = self.host_of(subscriber) or subscriber
+        blocks = self.blocks.get((router, subscriber), [])
+        held = ", ".join(blocks) if blocks else "none"
+        return f"{whose} now holds {len(blocks)} port block(s) on {router}: {held}"
 
     def host_of(self, endpoint: str) -> str:
         return self.names.get(endpoint.rsplit(":", 1)[0], "")
@@ -135,7 +191,10 @@ def tell(records: Iterable[TraceRecord | OtherRecord]) -> list[Scene]:
     pending_candidates: list[CandidatesRecord] = []
     seen_drops: set[tuple] = set()
     stun_at = {(r.router, r.mapped): r for r in records if isinstance(r, StunRecord)}
+    burst: list[tuple[NatRecord, Scene | None]] = []  # routine router events since the last scene
+    routine: tuple[NatRecord, Scene | None] | None = None
     for record in records[1:]:
+        told = len(scenes)
         if isinstance(record, StunRecord):
             world.stun.setdefault(record.internal, record.mapped)
         elif isinstance(record, StepStarted):
@@ -168,8 +227,36 @@ def tell(records: Iterable[TraceRecord | OtherRecord]) -> list[Scene]:
             if scene is not None:
                 scene.clock = record.clock
                 scene.tables = world.snapshot()
-                scenes.append(scene)
-    return scenes
+                if not is_routine(record):
+                    scenes.append(scene)
+            if is_routine(record):  # a drop told before still counts in a burst
+                routine = (record, scene)
+        if len(scenes) > told:  # a scene of another kind ends the burst before it
+            scenes[told:told] = _told_burst(world, burst)
+            burst = []
+        if routine is not None:
+            burst.append(routine)
+            routine = None
+    return scenes + _told_burst(world, burst)
+
+
+def _told_burst(world: _World, burst: list[tuple[NatRecord, Scene | None]]) -> list[Scene]:
+    """A few routine events as their own scenes; more than BURST as one scene that counts."""
+    told = [scene for _, scene in burst if scene is not None]
+    if len(told) <= BURST:
+        return told
+    events = [record for record, _ in burst]
+    routers = ", ".join(dict.fromkeys(record.router for record in events))
+    seconds = events[-1].clock - events[0].clock
+    lines = burst_lines(events, world.host_of, lambda endpoint: _sender(world, endpoint))
+    touched = dict.fromkeys((e.router, e.subscriber) for e in events if e.subscriber)
+    lines += [world.holding(router, subscriber) for router, subscriber in touched]
+    lines.append(
+        f"({len(events)} router events in {seconds:.1f} s, told together: each one is in the "
+        "trace, and in natlab nat events ROUTER while the lab is up)"
+    )
+    title = f"{routers}: a burst of {len(events)} events"
+    return [Scene(title, lines, "mapping", clock=events[0].clock, tables=told[-1].tables)]
 
 
 def _lab_scene(world: _World) -> Scene:
@@ -284,6 +371,8 @@ def _nat_scene(
             [f"{whose}{record.detail}: packets to {record.external} now find no mapping"],
             "mapping",
         )
+    if kind in ("port-block-allocated", "port-block-released"):
+        return _block_scene(world, record)
     if kind in ("flushed", "reconfigured"):
         if kind == "reconfigured":
             world.reconfigure(router, record.behaviour or "")
@@ -320,6 +409,30 @@ def _nat_scene(
             "drop",
         )
     return None
+
+
+def _block_scene(world: _World, record: NatRecord) -> Scene:
+    """A carrier-grade NAT gave a subscriber a block of ports, or took one back."""
+    router, subscriber = record.router, record.subscriber or "?"
+    whose = world.host_of(subscriber) or subscriber
+    ports = f"ports {record.first_port}-{record.last_port} on {record.public}"
+    block = f"{record.public}:{record.first_port}-{record.last_port}"
+    held = world.blocks.setdefault((router, subscriber), [])
+    if record.kind == "port-block-allocated":
+        held.append(block)
+        title = f"{router}: a port block for {whose}"
+        told = (
+            f"{router} gave subscriber {subscriber} ({whose}) {ports}: its new mappings "
+            "take their outside ports from there"
+        )
+    else:
+        if block in held:
+            held.remove(block)
+        title = f"{router}: {whose}'s port block released"
+        told = (
+            f"{router} took back {whose}'s {ports} (subscriber {subscriber}): no mapping used them"
+        )
+    return Scene(title, [told, world.holding(router, subscriber)], "mapping")
 
 
 def _sender(world: _World, endpoint: str) -> str:
