@@ -45,6 +45,7 @@ _GLOSSED = (DropReason.NO_ROUTE, DropReason.MARTIAN_SOURCE)
 # More routine router events than this in a row (new mappings, expiries, drops, port blocks)
 # are told as one scene that counts them (bursts.py); fewer, each as a scene of its own.
 BURST = 12
+_ROUTER_SCENES = ("mapping", "drop")  # the scenes a router's event makes
 # A mapping table longer than this shows one row per host and kind of mapping (shown_rows).
 TABLE_ROWS = 12
 
@@ -60,6 +61,7 @@ class Row:
     only_remote: bool  # address-and-port-dependent mapping: for that remote only
     created: float  # router clock
     host: str  # whose mapping it is
+    router: str  # whose table it is in (a carrier-grade NAT has more outside addresses)
 
     @property
     def for_remote(self) -> str:
@@ -94,17 +96,27 @@ def shown_rows(rows: list[Row]) -> list[tuple[str, str, str, str, str]]:
 
 
 def shown_tables(scenes: list[Scene]) -> list[dict[str, list[Row]]]:
-    """The tables each scene shows: a router's when it changed since it was last shown, and
-    all of them with a call's result (the state its "why" speaks of)."""
-    last: dict[str, list[Row]] = {}
-    shown = []
-    for scene in scenes:
+    """The tables each scene shows: a router's once it changed, at the last scene of a run of
+    router scenes (mappings, drops) that changed it; all of them with a call's result (the
+    state its "why" speaks of). The sentences name each mapping as it comes."""
+    last: dict[str, list[Row]] = {}  # each router's table as last shown
+    shown: list[dict[str, list[Row]]] = [{} for _ in scenes]
+    in_run: dict[str, int] = {}  # router -> the scene of the current run that shows its table
+    for number, scene in enumerate(scenes):
+        if scene.kind not in _ROUTER_SCENES:
+            in_run.clear()
         if scene.kind == "result" and scene.tables:
-            changed = dict(scene.tables)
-        else:
-            changed = {r: rows for r, rows in scene.tables.items() if last.get(r) != rows}
-        last.update(changed)
-        shown.append(changed)
+            shown[number] = dict(scene.tables)
+            last.update(scene.tables)
+            continue
+        for router, rows in scene.tables.items():
+            if last.get(router) == rows:
+                continue
+            if router in in_run:  # shown later in the run instead, as it is after this change
+                del shown[in_run.pop(router)][router]
+            shown[number][router] = last[router] = rows
+            if scene.kind in _ROUTER_SCENES:
+                in_run[router] = number
     return shown
 
 
@@ -153,7 +165,7 @@ class _World:
             return f"{endpoint} ({self.candidates[endpoint]})"
         if endpoint in self.history:
             row = self.history[endpoint]
-            return f"{endpoint} ({row.host}'s mapping on {_router_of(self, row)})"
+            return f"{endpoint} ({row.host}'s mapping on {row.router})"
         if endpoint in self.lab.stun_servers:
             return f"{endpoint} (STUN server {self.host_of(endpoint)})"
         owner = self.host_of(endpoint)
@@ -344,6 +356,7 @@ def _nat_scene(
             world.dependent.get(router, False),
             record.clock,
             world.host_of(internal) or internal,
+            router,
         )
         world.tables[router][(row.proto, row.external)] = row
         world.history[row.external] = row
@@ -359,7 +372,7 @@ def _nat_scene(
         stun = stun_at.get((router, external))
         if stun is not None:
             lines.append(
-                f"a STUN binding request: the server answers that it sees {stun.host} "
+                f"a STUN binding request: the server answers that it sees {row.host} "
                 f"as {stun.mapped}"
             )
         return Scene(f"{router}: new mapping for {row.host}", lines, "mapping")
@@ -492,7 +505,7 @@ def _why(world: _World, groups: list[DropGroup]) -> list[str]:
         row = world.history.get(group.src)
         if row is None:
             continue
-        sender_router = _router_of(world, row)
+        sender_router = row.router
         lines.append(
             f"  the packet came from {sender_router}'s mapping {row.internal} -> "
             f"{row.external}, which {row.host} got by sending to {world.name(row.remote)}"
@@ -518,8 +531,3 @@ def _offered(world: _World, row: Row) -> str | None:
     mine = f"{row.host}'s srflx candidate"
     offered = [address for address, what in world.candidates.items() if what == mine]
     return offered[0] if offered else world.stun.get(row.internal)
-
-
-def _router_of(world: _World, row: Row) -> str:
-    """The router whose outside address a mapping's external address is on."""
-    return world.names.get(row.external.rsplit(":", 1)[0], "?")
