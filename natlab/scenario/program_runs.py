@@ -60,7 +60,7 @@ def run_program_step(lab: Lab, step: ProgramStep, result: StepResult) -> None:
     finally:
         result.drops = drop_groups(_events_since(lab, marks))
         if result.drops:
-            result.explanation += drop_lines(result.drops)
+            result.explanation += drop_lines(result.drops, merge_sources=True)
         elif result.program is not None:
             result.explanation.append("no router dropped a packet during the step")
 

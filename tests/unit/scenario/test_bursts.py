@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from natlab.core.events import DropReason
 from natlab.records import HostInfo, LabRecord, NatRecord, RouterInfo, StepEnded, StepStarted
 from natlab.scenario.bursts import SPANS, port_ranges
+from natlab.scenario.explain import LIMIT, DropGroup, drop_lines
 from natlab.scenario.story import BURST, TABLE_ROWS, shown_rows, shown_tables, tell
 
 EIM, APD = "endpoint-independent", "address-and-port-dependent"
@@ -194,3 +195,22 @@ def test_a_port_block_given_alone_is_a_scene_naming_subscriber_address_and_ports
         "mappings take their outside ports from there",
         "home1 now holds 1 port block(s) on carrier: 203.0.113.10:1024-1039",
     ]
+
+
+def test_a_step_s_many_drops_that_differ_only_in_source_are_one_line():
+    refused = [
+        DropGroup("carrier", DropReason.EXHAUSTED, "outbound", "udp", f"100.64.0.2:{port}", STUN,
+                  FULL, 1)
+        for port in range(40000, 40013)
+    ]  # fmt: skip
+    other = DropGroup("home1", DropReason.FILTERED_PORT, "inbound", "udp", STUN, "100.64.0.2:1",
+                      "mapping ...", 2)  # fmt: skip
+    assert drop_lines([*refused, other], merge_sources=True) == [
+        "carrier dropped 13 udp packets 100.64.0.2:40000-40012 -> 203.0.113.2:3478 "
+        f"(outbound, exhausted): {FULL}",
+        other.describe(),
+    ]
+    assert drop_lines(refused[:LIMIT], merge_sources=True) == [
+        g.describe() for g in refused[:LIMIT]
+    ]
+    assert len(drop_lines(refused)) == LIMIT + 1  # a call's: cut with a count
