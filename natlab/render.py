@@ -632,25 +632,30 @@ _SCENE_COLOURS = {
 }
 
 
-def scene_renderables(number: int, total: int, scene: Scene) -> list:
-    """One scene of `natlab explain`: a heading, its sentences, the routers' mapping tables."""
+def scene_renderables(
+    number: int, total: int, scene: Scene, tables: dict[str, list] | None = None
+) -> list:
+    """One scene of `natlab explain`: a heading, its sentences, the routers' mapping tables
+    (`tables`, story.shown_tables: those to show; else all of the scene's)."""
+    from natlab.scenario.story import shown_rows
+
     colour = _SCENE_COLOURS.get(scene.kind, "default")
     clock = f"  [dim]router clock {scene.clock:.3f} s[/]" if scene.clock is not None else ""
     out: list = [f"\n[{colour}][{number}/{total}] {escape(scene.title)}[/]{clock}"]
     out += [f"  {escape(line)}" for line in scene.lines]
-    for router, rows in scene.tables.items():
+    for router, rows in (scene.tables if tables is None else tables).items():
         table = Table(title=f"{router}: mappings", title_justify="left", padding=(0, 1))
         for column in ("proto", "whose", "internal", "external", "for remote"):
             table.add_column(column)
-        for row in rows:
-            table.add_row(row.proto, row.host, row.internal, row.external, row.for_remote)
+        for row in shown_rows(rows):
+            table.add_row(*row)
         out.append(table)
     return out
 
 
-def print_scene(number: int, total: int, scene: Scene) -> None:
+def print_scene(number: int, total: int, scene: Scene, tables: dict[str, list]) -> None:
     out = console()
-    for renderable in scene_renderables(number, total, scene):
+    for renderable in scene_renderables(number, total, scene, tables):
         out.print(renderable)
 
 

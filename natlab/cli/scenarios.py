@@ -338,9 +338,10 @@ def demo(scenario: Scenario | None, stepwise: bool, as_json: bool) -> None:
 def _tell(scenes: list, stepwise: bool) -> None:
     """Print the scenes; with stepwise, wait for Enter between them (Ctrl-C stops)."""
     from natlab.render import print_scene
+    from natlab.scenario.story import shown_tables
 
-    for number, scene in enumerate(scenes, 1):
-        print_scene(number, len(scenes), scene)
+    for number, (scene, tables) in enumerate(zip(scenes, shown_tables(scenes), strict=True), 1):
+        print_scene(number, len(scenes), scene, tables)
         if stepwise and number < len(scenes):
             click.prompt("", default="", show_default=False, prompt_suffix="[Enter] ")
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from natlab.core.events import DropReason
 from natlab.records import SIP_ALG_KINDS, CallReport, RouterEvent
+from natlab.scenario.bursts import port_ranges
 from natlab.scenario.expectations import describe_pair
 
 LIMIT = 8  # lines of each kind; the JSON report keeps everything
@@ -108,8 +109,7 @@ def explain_call(report: CallReport, events: Mapping[str, Sequence[RouterEvent]]
     groups = drop_groups(events)
     if not groups:
         lines.append("no router dropped a packet during the call")
-    lines += [group.describe() for group in groups[:LIMIT]]
-    lines += _more(len(groups), "kind of drop", "kinds of drop")
+    lines += drop_lines(groups)
     for router in dict.fromkeys(group.router for group in groups):
         made = [e for e in events[router] if e.kind == "mapping-created"]
         lines += [f"{router}: {e.detail}" for e in made[:LIMIT]]
@@ -119,6 +119,34 @@ def explain_call(report: CallReport, events: Mapping[str, Sequence[RouterEvent]]
         lines += [f"{router}: {e.detail}" for e in alg[:LIMIT]]
         lines += _more(len(alg), "SIP ALG event")
     return lines
+
+
+def drop_lines(groups: list[DropGroup], *, merge_sources: bool = False) -> list[str]:
+    """The drop groups described, the first LIMIT, then how many more (the JSON report has
+    all); with merge_sources, past LIMIT, drops that differ only in their source are one line
+    with a port range (a burst of new flows a router refused)."""
+    if merge_sources and len(groups) > LIMIT:
+        groups = _same_but_source(groups)
+    return [group.describe() for group in groups[:LIMIT]] + _more(
+        len(groups), "kind of drop", "kinds of drop"
+    )
+
+
+def _same_but_source(groups: list[DropGroup]) -> list[DropGroup]:
+    merged: dict[tuple, list[DropGroup]] = {}
+    for group in groups:
+        key = (group.router, group.reason, group.direction, group.proto, group.dst, group.detail)
+        merged.setdefault(key, []).append(group)
+    return [
+        found[0]
+        if len(found) == 1
+        else replace(
+            found[0],
+            src=port_ranges(group.src for group in found),
+            count=sum(group.count for group in found),
+        )
+        for found in merged.values()
+    ]
 
 
 def media_alg(event: RouterEvent) -> bool:

@@ -25,7 +25,7 @@ from natlab.lab.naming import lab_dir
 from natlab.lab.processes import EXEC
 from natlab.lab.supervise import ended
 from natlab.scenario.expectations import Check
-from natlab.scenario.explain import drop_groups
+from natlab.scenario.explain import drop_groups, drop_lines
 from natlab.scenario.program_steps import (
     ExecProgram,
     ProgramStep,
@@ -60,7 +60,7 @@ def run_program_step(lab: Lab, step: ProgramStep, result: StepResult) -> None:
     finally:
         result.drops = drop_groups(_events_since(lab, marks))
         if result.drops:
-            result.explanation += [group.describe() for group in result.drops]
+            result.explanation += drop_lines(result.drops, merge_sources=True)
         elif result.program is not None:
             result.explanation.append("no router dropped a packet during the step")
 

@@ -35,12 +35,19 @@ from natlab.records import (
     StunRecord,
     TraceRecord,
 )
+from natlab.scenario.bursts import burst_lines, is_routine, port_ranges
 from natlab.scenario.explain import DropGroup, drop_groups, media_alg
 from natlab.scenario.verdict import NOT_NAT
 
 # Drops the story's "why" tells besides the filtered ones (DropReason.filtered, which it
 # traces back to the sender's mapping): these two, with what their reason means.
 _GLOSSED = (DropReason.NO_ROUTE, DropReason.MARTIAN_SOURCE)
+# More routine router events than this in a row (new mappings, expiries, drops, port blocks)
+# are told as one scene that counts them (bursts.py); fewer, each as a scene of its own.
+BURST = 12
+_ROUTER_SCENES = ("mapping", "drop")  # the scenes a router's event makes
+# A mapping table longer than this shows one row per host and kind of mapping (shown_rows).
+TABLE_ROWS = 12
 
 
 @dataclass
@@ -54,10 +61,63 @@ class Row:
     only_remote: bool  # address-and-port-dependent mapping: for that remote only
     created: float  # router clock
     host: str  # whose mapping it is
+    router: str  # whose table it is in (a carrier-grade NAT has more outside addresses)
 
     @property
     def for_remote(self) -> str:
         return self.remote if self.only_remote else f"any (first {self.remote})"
+
+
+def shown_rows(rows: list[Row]) -> list[tuple[str, str, str, str, str]]:
+    """A table's rows as shown (proto, whose, internal, external, for remote): each row, or
+    past TABLE_ROWS one row per host and kind of mapping, with counts and port ranges."""
+    if len(rows) <= TABLE_ROWS:
+        return [(r.proto, r.host, r.internal, r.external, r.for_remote) for r in rows]
+    groups: dict[tuple, list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.proto, row.host, row.only_remote), []).append(row)
+    shown = []
+    for (proto, host, only_remote), found in groups.items():
+        remotes = {row.for_remote for row in found}
+        if len(remotes) == 1:
+            remote = remotes.pop()
+        else:
+            remote = f"{len(remotes)} remotes, each its own" if only_remote else "any"
+        shown.append(
+            (
+                proto,
+                f"{host} ({len(found)})" if len(found) > 1 else host,
+                port_ranges(row.internal for row in found),
+                port_ranges(row.external for row in found),
+                remote,
+            )
+        )
+    return shown
+
+
+def shown_tables(scenes: list[Scene]) -> list[dict[str, list[Row]]]:
+    """The tables each scene shows: a router's once it changed, at the last scene of a run of
+    router scenes (mappings, drops) that changed it; all of them with a call's result (the
+    state its "why" speaks of). The sentences name each mapping as it comes."""
+    last: dict[str, list[Row]] = {}  # each router's table as last shown
+    shown: list[dict[str, list[Row]]] = [{} for _ in scenes]
+    in_run: dict[str, int] = {}  # router -> the scene of the current run that shows its table
+    for number, scene in enumerate(scenes):
+        if scene.kind not in _ROUTER_SCENES:
+            in_run.clear()
+        if scene.kind == "result" and scene.tables:
+            shown[number] = dict(scene.tables)
+            last.update(scene.tables)
+            continue
+        for router, rows in scene.tables.items():
+            if last.get(router) == rows:
+                continue
+            if router in in_run:  # shown later in the run instead, as it is after this change
+                del shown[in_run.pop(router)][router]
+            shown[number][router] = last[router] = rows
+            if scene.kind in _ROUTER_SCENES:
+                in_run[router] = number
+    return shown
 
 
 @dataclass
@@ -87,6 +147,14 @@ class _World:
         self.names.update({router.wan: name for name, router in lab.routers.items()})
         self.candidates: dict[str, str] = {}  # address -> "phone-b's srflx candidate"
         self.stun: dict[str, str] = {}  # internal -> the first mapped address STUN told it
+        self.blocks: dict[tuple[str, str], list[str]] = {}  # (router, subscriber) -> its blocks
+
+    def holding(self, router: str, subscriber: str) -> str:
+        """What port blocks a carrier-grade NAT's subscriber holds now."""
+        whose = self.host_of(subscriber) or subscriber
+        blocks = self.blocks.get((router, subscriber), [])
+        held = ", ".join(blocks) if blocks else "none"
+        return f"{whose} now holds {len(blocks)} port block(s) on {router}: {held}"
 
     def host_of(self, endpoint: str) -> str:
         return self.names.get(endpoint.rsplit(":", 1)[0], "")
@@ -97,7 +165,7 @@ class _World:
             return f"{endpoint} ({self.candidates[endpoint]})"
         if endpoint in self.history:
             row = self.history[endpoint]
-            return f"{endpoint} ({row.host}'s mapping on {_router_of(self, row)})"
+            return f"{endpoint} ({row.host}'s mapping on {row.router})"
         if endpoint in self.lab.stun_servers:
             return f"{endpoint} (STUN server {self.host_of(endpoint)})"
         owner = self.host_of(endpoint)
@@ -135,7 +203,10 @@ def tell(records: Iterable[TraceRecord | OtherRecord]) -> list[Scene]:
     pending_candidates: list[CandidatesRecord] = []
     seen_drops: set[tuple] = set()
     stun_at = {(r.router, r.mapped): r for r in records if isinstance(r, StunRecord)}
+    burst: list[tuple[NatRecord, Scene | None]] = []  # routine router events since the last scene
+    routine: tuple[NatRecord, Scene | None] | None = None
     for record in records[1:]:
+        told = len(scenes)
         if isinstance(record, StunRecord):
             world.stun.setdefault(record.internal, record.mapped)
         elif isinstance(record, StepStarted):
@@ -168,8 +239,36 @@ def tell(records: Iterable[TraceRecord | OtherRecord]) -> list[Scene]:
             if scene is not None:
                 scene.clock = record.clock
                 scene.tables = world.snapshot()
-                scenes.append(scene)
-    return scenes
+                if not is_routine(record):
+                    scenes.append(scene)
+            if is_routine(record):  # a drop told before still counts in a burst
+                routine = (record, scene)
+        if len(scenes) > told:  # a scene of another kind ends the burst before it
+            scenes[told:told] = _told_burst(world, burst)
+            burst = []
+        if routine is not None:
+            burst.append(routine)
+            routine = None
+    return scenes + _told_burst(world, burst)
+
+
+def _told_burst(world: _World, burst: list[tuple[NatRecord, Scene | None]]) -> list[Scene]:
+    """A few routine events as their own scenes; more than BURST as one scene that counts."""
+    told = [scene for _, scene in burst if scene is not None]
+    if len(told) <= BURST:
+        return told
+    events = [record for record, _ in burst]
+    routers = ", ".join(dict.fromkeys(record.router for record in events))
+    seconds = events[-1].clock - events[0].clock
+    lines = burst_lines(events, world.host_of, lambda endpoint: _sender(world, endpoint))
+    touched = dict.fromkeys((e.router, e.subscriber) for e in events if e.subscriber)
+    lines += [world.holding(router, subscriber) for router, subscriber in touched]
+    lines.append(
+        f"({len(events)} router events in {seconds:.1f} s, told together: each one is in the "
+        "trace, and in natlab nat events ROUTER while the lab is up)"
+    )
+    title = f"{routers}: a burst of {len(events)} events"
+    return [Scene(title, lines, "mapping", clock=events[0].clock, tables=told[-1].tables)]
 
 
 def _lab_scene(world: _World) -> Scene:
@@ -257,6 +356,7 @@ def _nat_scene(
             world.dependent.get(router, False),
             record.clock,
             world.host_of(internal) or internal,
+            router,
         )
         world.tables[router][(row.proto, row.external)] = row
         world.history[row.external] = row
@@ -272,7 +372,7 @@ def _nat_scene(
         stun = stun_at.get((router, external))
         if stun is not None:
             lines.append(
-                f"a STUN binding request: the server answers that it sees {stun.host} "
+                f"a STUN binding request: the server answers that it sees {row.host} "
                 f"as {stun.mapped}"
             )
         return Scene(f"{router}: new mapping for {row.host}", lines, "mapping")
@@ -284,6 +384,8 @@ def _nat_scene(
             [f"{whose}{record.detail}: packets to {record.external} now find no mapping"],
             "mapping",
         )
+    if kind in ("port-block-allocated", "port-block-released"):
+        return _block_scene(world, record)
     if kind in ("flushed", "reconfigured"):
         if kind == "reconfigured":
             world.reconfigure(router, record.behaviour or "")
@@ -320,6 +422,30 @@ def _nat_scene(
             "drop",
         )
     return None
+
+
+def _block_scene(world: _World, record: NatRecord) -> Scene:
+    """A carrier-grade NAT gave a subscriber a block of ports, or took one back."""
+    router, subscriber = record.router, record.subscriber or "?"
+    whose = world.host_of(subscriber) or subscriber
+    ports = f"ports {record.first_port}-{record.last_port} on {record.public}"
+    block = f"{record.public}:{record.first_port}-{record.last_port}"
+    held = world.blocks.setdefault((router, subscriber), [])
+    if record.kind == "port-block-allocated":
+        held.append(block)
+        title = f"{router}: a port block for {whose}"
+        told = (
+            f"{router} gave subscriber {subscriber} ({whose}) {ports}: its new mappings "
+            "take their outside ports from there"
+        )
+    else:
+        if block in held:
+            held.remove(block)
+        title = f"{router}: {whose}'s port block released"
+        told = (
+            f"{router} took back {whose}'s {ports} (subscriber {subscriber}): no mapping used them"
+        )
+    return Scene(title, [told, world.holding(router, subscriber)], "mapping")
 
 
 def _sender(world: _World, endpoint: str) -> str:
@@ -384,7 +510,7 @@ def _why(world: _World, groups: list[DropGroup]) -> list[str]:
         row = world.history.get(group.src)
         if row is None:
             continue
-        sender_router = _router_of(world, row)
+        sender_router = row.router
         lines.append(
             f"  the packet came from {sender_router}'s mapping {row.internal} -> "
             f"{row.external}, which {row.host} got by sending to {world.name(row.remote)}"
@@ -410,8 +536,3 @@ def _offered(world: _World, row: Row) -> str | None:
     mine = f"{row.host}'s srflx candidate"
     offered = [address for address, what in world.candidates.items() if what == mine]
     return offered[0] if offered else world.stun.get(row.internal)
-
-
-def _router_of(world: _World, row: Row) -> str:
-    """The router whose outside address a mapping's external address is on."""
-    return world.names.get(row.external.rsplit(":", 1)[0], "?")

@@ -157,9 +157,18 @@ def test_the_demo_tells_the_call_the_relay_and_the_exhaustion(tmp_path: Path) ->
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     told = " ".join(done.stdout.split())
     assert "relay 203.0.113.4" in told  # ICE chose a TURN candidate
+    # the burst told in a line: what the carrier mapped into home1's blocks, what it refused
     assert re.search(
-        r"carrier dropped 1 udp packet 100\.64\.0\.2:\d+ -> 203\.0\.113\.2:3478 "
-        r"\(outbound, exhausted\): subscriber 100\.64\.0\.2 uses every udp port",
+        r"carrier: 40 new flows from home1: \d+ mapped to 203\.0\.113\.1[01]:\d+-1055; "
+        r"\d+ refused, exhausted: subscriber 100\.64\.0\.2 uses every udp port",
         told,
     )
+    assert re.search(
+        r"carrier dropped \d+ udp packets 100\.64\.0\.2: \d+ ports from \d+ to \d+ -> "
+        r"203\.0\.113\.2:3478 \(outbound, exhausted\)",
+        told,
+    )  # the step's drops, those of the refused flows in one line
+    assert re.search(r"carrier gave subscriber 100\.64\.0\.2 \(home1\) ports 1024-1039 on ", told)
+    assert "carrier took back home1's 1 port block (subscriber 100.64.0.2)" in told  # expired
+    assert len(done.stdout.splitlines()) < 2000  # a burst no longer prints a table per flow
     assert "no ICE candidate could be gathered" in told  # the call while home1 had no port left
