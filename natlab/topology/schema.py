@@ -79,6 +79,7 @@ class HostSpec(_Spec):
     server: str | None = None  # a PBX's real SIP server (model.SIP_SERVERS) instead of natlab's
     sip: SipSpec | None = None  # a phone's SIP credentials
     nat_aware: bool | None = None  # a PBX's registrar: NAT-aware (default) or naive
+    relay: str | list[str] | None = None  # a PBX's media relay policy (endpoints.pbx.parse_policy)
 
 
 class TopologySpec(_Spec):
