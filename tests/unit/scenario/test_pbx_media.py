@@ -12,13 +12,13 @@ from natlab.topology import load_topology
 WHY = "the PBX relayed the media: phone-b is behind NAT: Contact 10.1.0.2, seen from 203.0.113.3"
 
 
-def said(calls: dict | None, topology: str = "main-branch.yaml") -> list[str]:
+def said(calls: dict | None) -> list[str]:
     def pbx() -> SimpleNamespace:
         if calls is None:
             raise NatlabError("no PBX answers")
         return SimpleNamespace(calls=lambda: calls)
 
-    lab = SimpleNamespace(topology=load_topology(TOPOLOGIES / topology), pbx=pbx)
+    lab = SimpleNamespace(topology=load_topology(TOPOLOGIES / "main-branch.yaml"), pbx=pbx)
     return _Runner(lab).pbx_media("c1")  # type: ignore[arg-type]
 
 
