@@ -955,7 +955,7 @@ class CountersRequest(Request):
 
 @dataclass(frozen=True)
 class RelayRequest(Request):
-    """Which phones' media the PBX relays: "all", "remote", "none" or a list of phones."""
+    """Which phones' media the PBX relays: "all", "remote", "nat", "none" or a list of phones."""
 
     op: ClassVar[str] = "relay"
     phones: str | list[str]

@@ -49,12 +49,17 @@ mapping its own packets opened. A phone on one of the PBX's own networks
 (`local`) gets the PBX's address; others get the public one (`public`: the
 router that forwards `relay_ports` to it). A call is relayed when its mode
 is "relay", or when the relay policy (`relay`, or the control request
-{"op": "relay", "phones": ...}) covers one of its phones.
+{"op": "relay", "phones": ...}) covers one of its phones: "all", "remote"
+(from outside the PBX's networks), "nat" (behind NAT, as a NAT-aware SBC
+anchors media: the Contact, top Via or SDP c= of its REGISTER or of the
+INVITE it sends names an address other than the source: nat_detection), a
+list of names, or "none". `calls` says why each call was relayed (or, under
+"nat", why not).
 
 Control socket requests: {"op": "registrations"} (a UDP one with its
 "expires_in" seconds), {"op": "calls"}, {"op": "counters"} (datagrams
 received, errors sent back, what was left unanswered, by why),
-{"op": "relay", "phones": "all"|"remote"|"none"|[names]}, {"op": "ping"}.
+{"op": "relay", "phones": "all"|"remote"|"nat"|"none"|[names]}, {"op": "ping"}.
 Prints "ready ..." once it listens; SIGTERM ends it.
 """
 
@@ -79,6 +84,7 @@ from natlab import records
 from natlab.endpoints import sip_dialogs as dialogs
 from natlab.endpoints import tls
 from natlab.endpoints.control import serve_control
+from natlab.endpoints.nat_detection import NatEvidence, behind_nat
 from natlab.endpoints.ratelimit import TokenBuckets
 from natlab.endpoints.sdp_offer import relay_sdp
 from natlab.endpoints.sip_transport import (
@@ -117,7 +123,7 @@ SIPS_PORT = 5061  # TLS
 EXPIRES = 60  # seconds a registration lives at most without a new REGISTER (UDP)
 RING_WAITS = (0.25, 0.5, 1.0)  # over UDP: an INVITE is sent again after each wait but the last
 CALL_LINGER = 10.0  # seconds a call's state (and relay) outlives its BYE, for the RTP counts
-RELAY_POLICIES = ("none", "all", "remote")
+RELAY_POLICIES = ("none", "all", "remote", "nat")
 STRANGER_BURST = 5  # errors a stranger's address gets at once over UDP...
 STRANGER_RATE = 1.0  # ...and then per second
 REALM = "natlab"
@@ -176,6 +182,7 @@ class Registration:
     dialled: str  # host[:port] the phone dialled the PBX at: its side of a Record-Route
     since: float = field(default_factory=time.time)
     expires_at: float | None = None  # the PBX's clock; None: as long as the connection lasts
+    nat: NatEvidence | None = None  # what gave away a NAT in front of the phone, if anything did
 
     def record(self, now: float) -> records.Registration:
         """As the control socket tells it: expires_in seconds from `now`, for a UDP one."""
@@ -258,6 +265,7 @@ class Call:
     # What the PBX sent each phone about this call in progress: sent again if the phone
     # registers anew, as its old connection may have died with them (a phone ignores repeats).
     sent: dict[str, list[bytes]] = field(default_factory=dict)
+    media: str = ""  # why the PBX relayed its media, or why not under relay: nat
 
     def other(self, name: str) -> str:
         return self.callee if name == self.caller else self.caller
@@ -270,6 +278,8 @@ class Call:
             "answered": self.answered,
             "ended": self.ended,
         }
+        if self.media:
+            out["media"] = self.media
         if self.legs:
             out["relay"] = {"caller": self.legs[0].as_json(), "callee": self.legs[1].as_json()}
         return out
@@ -538,6 +548,7 @@ class Pbx:
         registration = Registration(
             name, flow, flow.transport, flow.address, contact, dialled, expires_at=expires_at
         )
+        registration.nat = behind_nat(request, flow.address[0])
         self.registrations[name] = registration
         granted = (
             ("Contact", f"<{contact}>;expires={expires}"),
@@ -689,7 +700,10 @@ class Pbx:
         mode, _ = dialogs.read_call_header(request)
         legs = None
         body = request.body
-        if self.relayed(mode, caller, callee.name):
+        caller_registration = self.registrations[caller]
+        caller_registration.nat = behind_nat(request, flow.address[0]) or caller_registration.nat
+        why = self.relay_reason(mode, caller, callee.name)
+        if why is not None:
             legs = await self.open_relay()
             if legs is None and mode == "relay":
                 raise _Refusal(503, "Service Unavailable (no free media relay port)")
@@ -700,13 +714,13 @@ class Pbx:
                 for leg in legs:
                     leg.close()
                 raise _Refusal(488, f"Not Acceptable Here ({error.reason})") from None
-        caller_registration = self.registrations[caller]
         branch = _branch(request)
         routes = (callee.route(), caller_registration.route())
         sent = self.forwarded(
             replace(request, body=body), str(callee.contact), branch, callee.transport, routes
         )
         call = Call(call_id, caller, callee.name, legs=legs, invite=sent, branch=branch)
+        call.media = self.media_story(why, legs is not None, caller, callee.name)
         self.calls[call_id] = call
         self.remember(branch, Transaction(flow, call_id, "INVITE", request))
         if not self.send_in(call, callee.name, sent.to_bytes()):
@@ -834,14 +848,42 @@ class Pbx:
     # -- media relay -----------------------------------------------------------------------
 
     def relayed(self, mode: object, caller: str, callee: str) -> bool:
+        return self.relay_reason(mode, caller, callee) is not None
+
+    def relay_reason(self, mode: object, caller: str, callee: str) -> str | None:
+        """Why this call's media goes through the relay; None: it goes direct."""
         if mode == "relay":
-            return True
+            return f"{caller} asked for it (mode relay)"
         policy = self.relay_policy
         if policy == "all":
-            return True
+            return "the policy relays every call"
+        phones = (caller, callee)
         if policy == "remote":
-            return self.remote(caller) or self.remote(callee)
-        return isinstance(policy, frozenset) and bool(policy & {caller, callee})
+            return next((f"{name} is remote" for name in phones if self.remote(name)), None)
+        if policy == "nat":
+            return next((self.nat_of(name) for name in phones if self.nat_of(name)), None)
+        named = sorted(policy & set(phones)) if isinstance(policy, frozenset) else []
+        return f"the policy names {named[0]}" if named else None
+
+    def nat_of(self, name: str) -> str | None:
+        """Why the PBX takes the phone to be behind NAT, in words; None if nothing says so."""
+        registration = self.registration(name)
+        if registration is None or registration.nat is None:
+            return None
+        return f"{name} is behind NAT: {registration.nat}"
+
+    def media_story(self, why: str | None, relayed: bool, caller: str, callee: str) -> str:
+        """What `calls` and the scenario's explanation say of the call's media."""
+        if relayed:
+            return f"the PBX relayed the media: {why}"
+        if why is not None:
+            return f"the PBX did not relay the media ({why}, but no relay port was free)"
+        if self.relay_policy == "nat":
+            return (
+                f"the PBX did not relay the media: neither {caller} nor {callee} looked behind NAT "
+                "(each one's Contact, Via and SDP c= named the address it was seen from)"
+            )
+        return ""
 
     def remote(self, name: str) -> bool:
         """Does the phone reach the PBX from outside its own networks?"""
@@ -958,7 +1000,7 @@ def _udp_socket(address: IPv4Address, port: int) -> socket.socket:
 
 
 def parse_policy(value: object) -> str | frozenset[str]:
-    """ "all", "remote", "none", a list of phone names, or "a,b" from the command line."""
+    """ "all", "remote", "nat", "none", a list of phone names, or "a,b" from the command line."""
     if isinstance(value, str) and value in RELAY_POLICIES:
         return value
     if isinstance(value, str):

@@ -312,5 +312,5 @@ class PbxClient:
         return self._ask(CallsRequest(), PbxCalls).calls
 
     def relay(self, phones: str | list[str]) -> str | list[str]:
-        """Which phones' media it relays from now on: "all", "remote", "none" or a list."""
+        """Which phones' media it relays from now on: "all", "remote", "nat", "none" or a list."""
         return self._ask(RelayRequest(phones), RelayAnswer).relay

@@ -232,6 +232,7 @@ def pbx_config(
             for account in [sip_account(phone_host)]
         },
         nat_aware=server.nat_aware,
+        relay=server.relay,
     )
 
 

@@ -51,6 +51,7 @@ from natlab.scenario.program_runs import run_program_step
 from natlab.scenario.program_steps import ProgramStep
 from natlab.scenario.verdict import ERROR, FAULT, PASSED, exit_code, fault_text, step_verdict, worst
 from natlab.topology.lab_name import unique_lab_name
+from natlab.topology.model import Role
 
 POLL = 0.05
 
@@ -67,6 +68,7 @@ class StepResult:
     probe_report: ProbeReport | None = None  # a probe step's
     program: dict | None = None  # a program step's: records.ProgramState, node, output's tail
     drops: list[DropGroup] = field(default_factory=list)  # what routers dropped during a call
+    media_relay: list[str] = field(default_factory=list)  # a call's: why the PBX relayed, or not
     seconds: float = 0.0
     deaths: list[Death] = field(default_factory=list)  # lab processes found dead after it
 
@@ -308,7 +310,8 @@ class _Runner:
         }
         result.drops = drop_groups(events)
         result.checks = check_call(step.media, step.pair, report)
-        result.explanation = explain_call(report, events)
+        result.media_relay = self.pbx_media(report.call)
+        result.explanation = explain_call(report, events) + result.media_relay
         if step.reached is not None:
             self.check_reached(step, report, result)
 
@@ -331,6 +334,18 @@ class _Runner:
         result.checks.append(
             Check("callee reached", f"{step.callee} {wanted}", observed, step.reached == bool(mine))
         )
+
+    def pbx_media(self, call: str) -> list[str]:
+        """Why the PBX relayed the call's media, or under `relay: nat` why not; [] if no reason."""
+        hosts = self.lab.topology.hosts.values()
+        if not any(host.role is Role.PBX and not host.server for host in hosts):
+            return []
+        try:
+            found = self.lab.pbx().calls().get(call, {})
+        except NatlabError:
+            return []
+        media = found.get("media")
+        return [media] if isinstance(media, str) and media else []
 
     def registration_of(self, phone: str) -> str:
         """The PBX's view of a phone's registration: where it sends that phone's invites."""

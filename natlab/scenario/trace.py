@@ -392,8 +392,9 @@ class Recorder(RunHooks):
                 error=result.error,
                 fault=result.fault,
                 checks=list(result.checks),
-                # a program's state, output and the drops meanwhile (program_runs.py)
-                explanation=list(result.explanation) if result.program else [],
+                # a program's state, output and the drops meanwhile (program_runs.py); a
+                # call's own why the story tells from the routers' events, but for the PBX's
+                explanation=list(result.explanation) if result.program else result.media_relay,
             )
         )
 

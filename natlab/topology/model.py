@@ -118,6 +118,7 @@ class Host(Node):
 
     sip: SipAccount | None = None  # a phone's credentials; None: its name, the default password
     nat_aware: bool = True  # a PBX: route to the source it saw (False: trust Contact and Via)
+    relay: str | frozenset[str] = "none"  # natlab's PBX: whose media it relays (pbx.RELAY_POLICIES)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import netaddr
 
 from natlab.core.behaviour import Behaviour
 from natlab.core.impair import LinkImpairment, link_impairment
+from natlab.endpoints.pbx import RELAY_POLICIES, parse_policy
 from natlab.endpoints.sip_dialogs import DEFAULT_PASSWORD as DEFAULT_SIP_PASSWORD
 from natlab.errors import NatlabError
 from natlab.router.sip_alg import MODES as SIP_ALG_MODES
@@ -110,6 +111,7 @@ class _Resolver:
                 server=self._sip_software(name, spec, "server", Role.PBX, SIP_SERVERS),
                 sip=self._sip(name, spec),
                 nat_aware=self._nat_aware(name, spec),
+                relay=self._relay(name, spec),
             )
             for name, spec in self.spec.hosts.items()
         }
@@ -183,6 +185,37 @@ class _Resolver:
             return True
         self._only_for(Role.PBX, host, spec, "nat_aware", "nat_aware is a PBX's setting")
         return spec.nat_aware
+
+    def _relay(self, host: str, spec: HostSpec) -> str | frozenset[str]:
+        """A PBX's relay policy: a keyword of RELAY_POLICIES or the SIP users of phones."""
+        if spec.relay is None:
+            return "none"
+        path = ("hosts", host, "relay")
+        self._only_for(Role.PBX, host, spec, "relay", "relay is the PBX's media relay policy")
+        if spec.server is not None:
+            raise self.fail(
+                path,
+                f"{spec.server} relays no media: relay: is natlab's own PBX's setting",
+                "remove relay:, or server: to run natlab's PBX",
+            )
+        keywords = ", ".join(RELAY_POLICIES)
+        try:
+            policy = parse_policy(spec.relay)
+        except ValueError:
+            raise self.fail(path, "relay needs a keyword or phones", f"use {keywords}") from None
+        users = {
+            (other.sip.user if other.sip and other.sip.user else name)
+            for name, other in self.spec.hosts.items()
+            if other.role == Role.PHONE
+        }
+        unknown = sorted(set(policy) - users) if isinstance(policy, frozenset) else []
+        if unknown:
+            raise self.fail(
+                path,
+                f"relay names '{unknown[0]}', which is no phone's SIP user",
+                f"use one of {keywords}, or a list of phones: {', '.join(sorted(users))}",
+            )
+        return policy
 
     def _only_for(self, role: Role, host: str, spec: HostSpec, field: str, why: str) -> None:
         if spec.role != role:

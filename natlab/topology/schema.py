@@ -80,6 +80,7 @@ class HostSpec(_Spec):
     server: str | None = None  # a PBX's real SIP server (model.SIP_SERVERS) instead of natlab's
     sip: SipSpec | None = None  # a phone's SIP credentials
     nat_aware: bool | None = None  # a PBX's registrar: NAT-aware (default) or naive
+    relay: str | list[str] | None = None  # a PBX's media relay policy (endpoints.pbx.parse_policy)
 
 
 # A DNS record's value: an address, a node's name (its addresses), or a list of them.

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from natlab.scenario.model import load_scenario
+from natlab.scenario.runner import run_scenario
 from natlab.sip import message as sip
 from natlab.sip import sdp
 from natlab.topology import parse_topology
@@ -362,3 +364,28 @@ def test_a_baresip_call_through_the_alg(natlab_lab, tmp_path, mode, alice_hears)
     assert (HEARD in alice_said) is alice_hears
     drops = [e for e in events_of(lab) if e.is_drop and (e.dst or "").startswith(f"{WAN}:400")]
     assert bool(drops) is not alice_hears, "the router dropped bob's RTP to the private port"
+
+
+def test_the_broken_alg_hides_the_nat_from_a_nat_aware_pbx_and_tls_or_no_alg_unhides_it(kernel):
+    """The sip-alg-nat-aware-pbx scenario, with baresip behind each router: the PBX
+    (relay: nat) relays exactly the calls of phones whose own messages show a NAT.
+
+    A PBX relaying every call would make the broken ALG's calls two-way; one relaying
+    none would leave bob's (no ALG) and phone-a's over TLS one-way: the expectations
+    fail either way. The PBX's reasons name the private Contact it saw.
+    """
+    path = Path(__file__).resolve().parents[2] / "natlab/scenarios/sip-alg-nat-aware-pbx.yaml"
+    result = run_scenario(load_scenario(path))
+    said = {step.index + 1: step.media_relay for step in result.steps if step.call_report}
+    assert result.passed, said
+    hidden = "the PBX did not relay the media: neither {} nor {} looked behind NAT"
+    assert said[2][0].startswith(hidden.format("phone-c", "alice"))
+    assert said[3] == [
+        "the PBX relayed the media: bob is behind NAT: Contact 192.168.2.2, seen from 203.0.113.3"
+    ]
+    assert said[5][0].startswith(hidden.format("phone-a", "phone-c"))
+    assert said[7] == [
+        "the PBX relayed the media: phone-a is behind NAT: Contact 192.168.1.3, "
+        "seen from 203.0.113.2"
+    ]
+    assert not kernel.lab_namespaces(result.lab)
