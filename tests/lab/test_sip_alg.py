@@ -12,9 +12,12 @@ any reached its RTP socket: the pinhole a working ALG opens, none with a broken 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
+import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -126,7 +129,10 @@ def _received(log: Path, timeout: float = 10.0) -> bytes:
 
 
 def _kamailio(lab, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """kamailio in the server node, and the log it writes what it receives to."""
+    """kamailio in the server node, and the log it writes what it receives to.
+
+    It forks worker children: stop it with _stop, which ends its whole group.
+    """
     config = tmp_path / "kamailio.cfg"
     config.write_text(KAMAILIO)
     log = tmp_path / "kamailio.log"
@@ -136,8 +142,16 @@ def _kamailio(lab, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
             ["kamailio", "-f", str(config), "-DD", "-E", "-P", str(tmp_path / "k.pid")],
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     return kamailio, log
+
+
+def _stop(kamailio: subprocess.Popen) -> None:
+    """kamailio and every worker it forked: its own process group (start_new_session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(kamailio.pid, signal.SIGKILL)
+    kamailio.wait()
 
 
 def _call(natlab_lab, tmp_path: Path, mode: str, media_seconds: float = 4.0):
@@ -159,10 +173,10 @@ def _call(natlab_lab, tmp_path: Path, mode: str, media_seconds: float = 4.0):
         lab.exec("server", [sys.executable, "-c", MEDIA_SCRIPT, target[0], str(target[1])])
         report = json.loads(phone.communicate(timeout=30)[0])
     finally:
-        for process in (kamailio, phone):
-            if process is not None and process.poll() is None:
-                process.kill()
-                process.wait()
+        _stop(kamailio)
+        if phone is not None and phone.poll() is None:
+            phone.kill()
+            phone.wait()
     events = lab.router("home").events().events
     return arrived, report, events
 
@@ -296,8 +310,7 @@ def test_baresip_s_own_invite_is_rewritten(natlab_lab, tmp_path, mode):
         baresip = _dial(lab, phone_dir, 5)
         arrived = sip.parse(_received(log))
     finally:
-        kamailio.kill()
-        kamailio.wait()
+        _stop(kamailio)
     assert "486 Busy Here" in baresip, "kamailio's answer reached baresip"
     assert (arrived.get("User-Agent") or "").startswith("baresip")
     assert arrived.get("Via").startswith(f"SIP/2.0/UDP {WAN}:")  # type: ignore[union-attr]
