@@ -224,7 +224,7 @@ def replace_vias(message: SipMessage, vias: list[str]) -> SipMessage:
             placed = True
     if not placed:
         fields = [("Via", one) for one in vias] + fields
-    return replace(message, headers=tuple(fields))
+    return SipMessage(message.start, tuple(fields), message.body)
 
 
 def without(message: SipMessage, *names: str) -> SipMessage:
