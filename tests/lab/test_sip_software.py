@@ -399,6 +399,10 @@ def test_natlab_phones_register_with_kamailio_and_call_each_other_through_it(
     before = {r: translated_in(lab, r) for r in ("ra", "rb")}
     report = carol.call("dave", MEDIA_SECONDS, "ice")
     assert report.verdict == "two-way", report
+    # kamailio challenged the INVITE (407) and carol answered it with her credentials
+    summaries = [(seen.direction, seen.summary.split()[0]) for seen in report.signalling]
+    assert ("received", "407") in summaries, summaries
+    assert summaries.count(("sent", "INVITE")) == 2, summaries
     assert report.peer_rtp is not None  # dave's counts came back in kamailio-relayed BYE/200
     assert report.rtp.received >= ENOUGH and report.peer_rtp.received >= ENOUGH
     for router in ("ra", "rb"):
