@@ -144,7 +144,14 @@ class SipMessage:
 
     def values(self, name: str) -> list[str]:
         """Every value of a header, fields in order; LIST_VALUED ones split at commas."""
-        wanted = canonical_name(name)
+        return list(self._lookup(canonical_name(name)))
+
+    def get(self, name: str) -> str | None:
+        """A single-valued header's value, or the first value of a list header; None if absent."""
+        found = self._lookup(canonical_name(name))
+        return found[0] if found else None
+
+    def _lookup(self, wanted: str) -> tuple[str, ...]:
         found = self._found.get(wanted)
         if found is None:
             raw = self._raw
@@ -155,12 +162,7 @@ class SipMessage:
             if wanted in LIST_VALUED:
                 values = [element for value in values for element in split_list(value)]
             found = self._found[wanted] = tuple(values)
-        return list(found)
-
-    def get(self, name: str) -> str | None:
-        """A single-valued header's value, or the first value of a list header; None if absent."""
-        found = self.values(name)
-        return found[0] if found else None
+        return found
 
     def with_headers(self, headers: tuple[tuple[str, str], ...]) -> SipMessage:
         for name, value in headers:

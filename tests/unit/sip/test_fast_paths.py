@@ -65,6 +65,8 @@ def test_the_header_index_answers_as_a_scan_of_the_fields(data: bytes, names: li
         return
     for name in names:  # asked in any order, again and again: the same answers
         assert _outcome(sip.values, name) == _outcome(lambda n: _scanned(sip, n), name)
+        first = _outcome(lambda n: (_scanned(sip, n) or [None])[0], name)
+        assert _outcome(sip.get, name) == first
 
 
 @FAST
