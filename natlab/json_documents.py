@@ -18,6 +18,7 @@ SCHEMA_VERSIONS = {
     "probe": 1,
     "nat-show": 1,
     "nat-event": 1,
+    "link": 1,
     "run": 1,
     "matrix": 1,
     "demos": 1,

@@ -524,6 +524,9 @@ class RtpRecord(TraceRecord):
     sent: int | None
     received: int | None
     call: str | None = None
+    lost: int | None = None  # the receiver's RFC 3550 figures (RtpCounts)
+    late: int | None = None
+    jitter_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -620,15 +623,27 @@ NO_MEDIA = "no media"
 
 @dataclass
 class RtpCounts(Record):
-    """One side's RTP: packets sent, packets received from the peer, when the first came."""
+    """One side's RTP: packets sent, packets received from the peer, when the first came,
+    and as the receiver measured them (RFC 3550 6.4.1): packets lost, packets late for
+    playout, and the interarrival jitter."""
 
     noun: ClassVar[str] = "RTP counts"
     sent: int = 0
     received: int = 0
     first_received_at: float | None = None
+    lost: int = 0  # expected (by sequence number) less received, never below 0
+    late: int = 0  # came out of order, or later than the jitter buffer (endpoints.media)
+    jitter_ms: float = 0.0  # RFC 3550's interarrival jitter, in milliseconds
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def quality(self) -> str:
+        """What this side measured of what it received, " (2 lost, 1 late, jitter 3.2 ms)";
+        "" when nothing came (then there is nothing to measure)."""
+        if not self.received:
+            return ""
+        return f" ({self.lost} lost, {self.late} late, jitter {self.jitter_ms:g} ms)"
 
 
 @dataclass(frozen=True)
@@ -740,6 +755,20 @@ class AdvanceRequest(Request):
     seconds: Any  # checked by the daemon (router.control.check_advance), which says why
 
 
+@dataclass(frozen=True)
+class LinkSetRequest(Request):
+    """A router interface's impairment, replaced live (core.impair.LinkImpairment.to_json)."""
+
+    op: ClassVar[str] = "link-set"
+    port: str
+    impair: dict[str, Any]  # checked by the daemon, which says why
+
+
+@dataclass(frozen=True)
+class LinkShowRequest(Request):
+    op: ClassVar[str] = "link-show"
+
+
 ROUTER_REQUESTS: tuple[type[Request], ...] = (
     PingRequest,
     ShowRequest,
@@ -747,7 +776,28 @@ ROUTER_REQUESTS: tuple[type[Request], ...] = (
     SetRequest,
     ClockRequest,
     AdvanceRequest,
+    LinkSetRequest,
+    LinkShowRequest,
 )
+
+
+@dataclass(frozen=True)
+class LinkState(Record):
+    """One router interface's impairment and what it has done since it was set."""
+
+    noun: ClassVar[str] = "a link's state"
+    port: str
+    impair: dict[str, Any]  # core.impair.LinkImpairment.to_json()
+    described: str  # as `natlab link set` takes it; "none" when unimpaired
+    counters: dict[str, int]  # per direction: lost, queue_dropped, duplicated, delayed
+
+
+@dataclass(frozen=True)
+class LinksAnswer(Record):
+    noun: ClassVar[str] = "a router daemon's link answer"
+    router: str
+    links: list[LinkState]
+    late: dict[str, float] = field(default_factory=dict)  # held frames: frames, median_ms, p99_ms
 
 
 @dataclass(frozen=True)

@@ -365,6 +365,14 @@ def behaviour_line(router: str, behaviour: dict) -> str:
     )
 
 
+def link_line(router: str, state: dict) -> str:
+    """One interface's impairment (`natlab link show`) and what it has done."""
+    done = ", ".join(f"{key} {value:,}" for key, value in sorted(state["counters"].items()))
+    return f"router {router} {state['port']}: {escape(state['described'])}" + (
+        f"  [dim]({done})[/]" if done else ""
+    )
+
+
 def event_line(event: dict) -> str:
     """One event as a line for people: time, router, kind, what happened."""
     colour = "red" if event["kind"] in ("drop", "exhausted") else "cyan"

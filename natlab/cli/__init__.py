@@ -1,7 +1,7 @@
 """The `natlab` command: parse arguments, call the layers below, render.
 
 One module per command group: labs (up, down, status, exec, reach), probe
-(probe, verify), nat, clock, scenarios (run, matrix, explain, demo), catalog
+(probe, verify), nat, link, clock, scenarios (run, matrix, explain, demo), catalog
 (topologies, scenarios, schema) and validate; what they share is in
 command.py (the root check) and options.py; what they print, in natlab.render.
 Each imports what it needs inside its commands, so that `natlab --help` and
@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from natlab.cli import catalog, clock, labs, nat, probe, scenarios, validate
+from natlab.cli import catalog, clock, labs, link, nat, probe, scenarios, validate
 from natlab.cli.command import NatlabGroup
 from natlab.errors import NatlabError
 
@@ -96,6 +96,7 @@ for _command in (
     *labs.COMMANDS,
     *probe.COMMANDS,
     nat.nat,
+    link.link,
     clock.clock,
     *scenarios.COMMANDS,
     *catalog.COMMANDS,

@@ -116,7 +116,26 @@ def _matrix_input(
 
     chosen = check_types([t for text in types for t in text.split(",") if t] or TYPES)
     files = _report_files(json_file, junit_file, html_file)
-    return matrix_mode({"types": chosen, "files": files, **rest}, given_types=bool(types))
+    impair = _impair_profile(rest.pop("impair"))
+    params = matrix_mode({"types": chosen, "files": files, **rest}, given_types=bool(types))
+    if impair and params["mode"] != "phones":
+        raise NatlabError(
+            "--impair applies to the matrix of natlab's phones",
+            field="--impair",
+            fix="for your programs, give the topology's routers an impair: (docs/topology.md)",
+        )
+    return {**params, "impair": impair}
+
+
+def _impair_profile(items: tuple[str, ...]) -> dict:
+    from natlab.core.impair import FORMS, parse_profile
+
+    try:
+        return parse_profile(items)
+    except ValueError as error:
+        raise NatlabError(
+            str(error), field="--impair", fix=f"write IFACE:SETTINGS, settings: {FORMS}"
+        ) from None
 
 
 @command(
@@ -169,6 +188,13 @@ def _matrix_input(
     "relayed.",
 )
 @click.option("--shard", metavar="K/N", help="Run only the K-th of N slices of the cells (CI).")
+@click.option(
+    "--impair",
+    multiple=True,
+    metavar="IFACE:SETTINGS",
+    help="Impair every router's IFACE (wan, lan) in every pair, e.g. wan:loss=1%,delay=50ms "
+    "(settings as natlab link set, comma-separated); may be given once per interface.",
+)
 def matrix(
     mode: str,
     types: tuple[str, ...],
@@ -179,6 +205,7 @@ def matrix(
     trace_dir: str | None,
     pcap_dir: str | None,
     shard: tuple[int, int] | None,
+    impair: dict,
     **programs: Any,
 ) -> None:
     """Call phone-b -> phone-c across every pair of NAT types, against the reference matrix.
@@ -224,6 +251,7 @@ def matrix(
             Path(pcap_dir) if pcap_dir else None,
             progress,
             shard,
+            impair,
         )
     with humans_aside(as_json):
         print_matrix(result, trace_dir)

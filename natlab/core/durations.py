@@ -1,8 +1,9 @@
-"""Durations as people write them (130, 130s, 2m, 1h), and how far a lab clock may move.
+"""Durations as people write them (130, 130s, 2m, 1h, 80ms), and how far a lab clock may move.
 
 One parser for `natlab clock advance` and a scenario's `advance:` step, on
 the same bounds as the router daemon's `advance` request, so all three take
 and refuse the same things: a finite number of seconds from 0 to 30 days.
+A link impairment's delay and jitter (core/impair.py) are read by it too.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import math
 import re
 
 MAX_ADVANCE = 30 * 86400.0  # a month covers every timeout a NAT has (TCP: about two hours)
-UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-FORMS = "write seconds (130) or 130s, 2m, 1h, up to 30 days"
-_TEXT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smh]?)\s*$")
+UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+FORMS = "write seconds (130) or 130s, 2m, 1h, 80ms, up to 30 days"
+_TEXT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|[smh]?)\s*$")
 
 
 def check_advance(seconds: object) -> float:
@@ -31,9 +32,9 @@ def check_advance(seconds: object) -> float:
 
 
 def parse_duration(value: object) -> float:
-    """130, 130.5, '130', '130s', '2m', '1h' -> seconds within check_advance's bounds.
+    """130, 130.5, '130', '130s', '2m', '1h', '80ms' -> seconds within check_advance's bounds.
 
-    A number is seconds; text is a number and an optional unit (s, m, h).
+    A number is seconds; text is a number and an optional unit (ms, s, m, h).
     Anything else, or out of bounds, is a ValueError saying what to write.
     """
     seconds: object = value

@@ -53,6 +53,9 @@ class DropReason(StrEnum):
     MALFORMED = "malformed"
     SEND_ERROR = "send-error"
     RECEIVE_OVERFLOW = "receive-overflow"
+    # a link impairment's (core/impair.py: its Drop, same values)
+    IMPAIRMENT_LOSS = "impairment-loss"
+    IMPAIRMENT_QUEUE = "impairment-queue"
 
     @property
     def counter(self) -> str:
@@ -91,6 +94,10 @@ _MEANINGS = {
     DropReason.SEND_ERROR: "the router could not send it (a full socket buffer, or larger "
     "than the MTU)",
     DropReason.RECEIVE_OVERFLOW: "frames came in faster than the daemon could read them",
+    DropReason.IMPAIRMENT_LOSS: "impairment: loss; the link's configured loss dropped it "
+    "(natlab link show)",
+    DropReason.IMPAIRMENT_QUEUE: "impairment: queue; the link's rate limit had a full queue "
+    "(natlab link show)",
 }
 _FILTERING = frozenset(
     {

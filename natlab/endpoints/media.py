@@ -4,7 +4,9 @@ A phone sends a G.711-sized stream (20 ms packets: 12-byte RTP header and
 160 bytes of payload) for the length of the call and counts the RTP that
 reaches it. The verdict comes from those counts alone, never from ICE
 state: a direction flows when its receiver got at least half of what its
-sender sent.
+sender sent. The receiver also measures what RFC 3550 (6.4.1, A.3, A.8)
+has it report: packets lost, the interarrival jitter, and packets late
+for a fixed jitter buffer of JITTER_BUFFER (or out of order).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ INTERVAL = 0.020
 SAMPLES = 160  # per packet, at G.711's 8000 Hz clock
 HEADER = struct.Struct("!BBHII")
 VERSION = 2
+CLOCK_RATE = 8000  # G.711's RTP clock, Hz
+JITTER_BUFFER = 0.060  # seconds a packet may trail the fastest one so far and still play
 
 
 @dataclass(frozen=True)
@@ -66,12 +70,65 @@ def parse_rtp(data: bytes) -> RtpHeader | None:
     return RtpHeader(second & 0x7F, seq, timestamp, ssrc, len(data) - size - padding)
 
 
+def _signed(delta: int, bits: int) -> int:
+    """A difference of two wrapping counters, as the nearer signed value."""
+    half = 1 << (bits - 1)
+    return ((delta + half) % (1 << bits)) - half
+
+
+class Reception:
+    """A receiver's view of one RTP source (RFC 3550): loss, late packets, jitter.
+
+    Loss is expected less received, expected counted from the first sequence
+    number to the highest (A.3, extended over wraps). The jitter is A.8's
+    running estimate of the variation in transit time, J += (|D| - J) / 16,
+    kept in seconds. A packet is late when it comes after one with a higher
+    sequence number, or when its transit is more than JITTER_BUFFER beyond
+    the shortest seen: a phone playing it out would have skipped it.
+    """
+
+    def __init__(self) -> None:
+        self.first: tuple[int, int, float] | None = None  # seq, timestamp, arrival
+        self.highest = 0  # extended sequence number, relative to the first
+        self.received = 0
+        self.late = 0
+        self.jitter = 0.0
+        self.transit: float | None = None
+        self.shortest = 0.0
+
+    def add(self, seq: int, timestamp: int, at: float) -> None:
+        if self.first is None:
+            self.first = (seq, timestamp, at)
+            self.received, self.transit = 1, 0.0
+            return
+        first_seq, first_timestamp, first_at = self.first
+        self.received += 1
+        position = self.highest + _signed(seq - first_seq - self.highest, 16)
+        # relative transit: arrival less sending time, both counted from the first packet
+        transit = (at - first_at) - _signed(timestamp - first_timestamp, 32) / CLOCK_RATE
+        if position > self.highest:
+            self.highest = position
+            late = transit - min(self.shortest, transit) > JITTER_BUFFER
+        else:
+            late = position < self.highest  # overtaken: its turn to play has passed
+        self.late += late
+        self.shortest = min(self.shortest, transit)
+        assert self.transit is not None
+        self.jitter += (abs(transit - self.transit) - self.jitter) / 16
+        self.transit = transit
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.highest + 1 - self.received) if self.first else 0
+
+
 class RtpStream:
     """The packets one phone sends and the count of the peer's packets it receives."""
 
     def __init__(self, ssrc: int | None = None) -> None:
         self.ssrc = secrets.randbits(32) if ssrc is None else ssrc
         self.counts = RtpCounts()
+        self.reception = Reception()
         self._seq = secrets.randbits(16)
         self._timestamp = secrets.randbits(32)
 
@@ -87,9 +144,13 @@ class RtpStream:
         header = parse_rtp(data)
         if header is None or header.ssrc == self.ssrc:
             return False
-        self.counts.received += 1
-        if self.counts.first_received_at is None:
-            self.counts.first_received_at = at
+        counts, reception = self.counts, self.reception
+        counts.received += 1
+        if counts.first_received_at is None:
+            counts.first_received_at = at
+        reception.add(header.seq, header.timestamp, at)
+        counts.lost, counts.late = reception.lost, reception.late
+        counts.jitter_ms = round(reception.jitter * 1000, 3)
         return True
 
 

@@ -16,6 +16,7 @@ Two things are natlab's own, in extension headers a generic UA ignores:
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import replace
 from typing import cast
@@ -270,7 +271,8 @@ def read_call_header(message: SipMessage) -> tuple[str | None, float | None]:
 
 
 def stats_headers(counts: RtpCounts, pair: SelectedPair | None) -> Headers:
-    received = f"Pkt={counts.received}"
+    received = f"Pkt={counts.received},Lost={counts.lost},Late={counts.late}"
+    received += f",Jitter={counts.jitter_ms!r}"  # ms, RFC 3550's interarrival jitter
     if counts.first_received_at is not None:
         received += f",First={counts.first_received_at!r}"  # repr: the exact float back
     out: list[tuple[str, str]] = [("RTP-RxStat", received), ("RTP-TxStat", f"Pkt={counts.sent}")]
@@ -288,7 +290,16 @@ def read_stats(message: SipMessage) -> tuple[RtpCounts | None, SelectedPair | No
     if "Pkt" in received and "Pkt" in sent:
         try:
             first = float(received["First"]) if "First" in received else None
-            counts = RtpCounts(int(sent["Pkt"]), int(received["Pkt"]), first)
+            counts = RtpCounts(
+                int(sent["Pkt"]),
+                int(received["Pkt"]),
+                first,
+                lost=int(received.get("Lost", 0)),
+                late=int(received.get("Late", 0)),
+                jitter_ms=float(received.get("Jitter", 0.0)),
+            )
+            if not math.isfinite(counts.jitter_ms) or min(counts.lost, counts.late) < 0:
+                counts = None
         except ValueError:
             counts = None
     pair = None

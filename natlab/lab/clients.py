@@ -24,6 +24,7 @@ from typing import IO, TypeVar
 
 from natlab.control_socket import TIMEOUT, ask, ask_lines
 from natlab.core.behaviour import Behaviour
+from natlab.core.impair import LinkImpairment
 from natlab.errors import NatlabError
 from natlab.records import (
     AdvanceRequest,
@@ -37,6 +38,9 @@ from natlab.records import (
     CountersRequest,
     FlushAnswer,
     FlushRequest,
+    LinksAnswer,
+    LinkSetRequest,
+    LinkShowRequest,
     MappingRecord,
     PbxCalls,
     PbxPong,
@@ -145,6 +149,14 @@ class RouterClient:
     def advance(self, seconds: float) -> RouterClock:
         """Move its clock forward, as if that much time had passed."""
         return self._ask(AdvanceRequest(seconds), RouterClock)
+
+    def link_set(self, port: str, impairment: LinkImpairment) -> LinksAnswer:
+        """Replace the impairment of one interface (wan, lan or its name), live."""
+        return self._ask(LinkSetRequest(port, impairment.to_json()), LinksAnswer)
+
+    def links(self) -> LinksAnswer:
+        """Every interface's impairment and what it has done."""
+        return self._ask(LinkShowRequest(), LinksAnswer)
 
     def mark(self) -> EventPosition:
         """The end of what it has written so far, to read on from later (events(since=...))."""

@@ -138,6 +138,7 @@ def daemon_config(topology: Topology, router: Router, lab: str, translates) -> D
         ),
         stun_ports=(router.stun.port, router.stun.alt_port) if router.stun else (),
         port_control=router.port_control,
+        impairments={iface.name: iface.impair for iface in router.interfaces if iface.impair},
         cgnat=router.cgnat,
         sip_alg=router.sip_alg,
     )

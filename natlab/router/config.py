@@ -9,7 +9,7 @@ nothing of the topology's. to_json and from_json are each other's inverse.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Interface
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from natlab.core.behaviour import Behaviour
 from natlab.core.cgnat import CgnatSettings
 from natlab.core.engine import NatConfig, StaticMap
+from natlab.core.impair import LinkImpairment
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class DaemonConfig:
     static_maps: tuple[StaticMap, ...]
     stun_ports: tuple[int, ...]  # the built-in responder's (port, alt_port); () when off
     port_control: tuple[str, ...] = ()  # "pcp", "natpmp", "upnp" served on the LANs
+    impairments: dict[str, LinkImpairment] = field(default_factory=dict)  # by port name
     cgnat: CgnatSettings | None = None  # a carrier-grade NAT's port blocks
     sip_alg: str = "off"  # "off", "rewrite" or "broken" (natlab.router.sip_alg)
 
@@ -60,6 +62,7 @@ class DaemonConfig:
             ],
             "stun_ports": list(self.stun_ports),
             "port_control": list(self.port_control),
+            "impairments": {name: link.to_json() for name, link in self.impairments.items()},
             "cgnat": None if self.cgnat is None else self.cgnat.as_json(),
             "sip_alg": self.sip_alg,
         }
@@ -84,6 +87,10 @@ class DaemonConfig:
             ),
             stun_ports=tuple(data["stun_ports"]),
             port_control=tuple(data.get("port_control", ())),
+            impairments={
+                name: LinkImpairment.from_json(link)
+                for name, link in data.get("impairments", {}).items()
+            },
             cgnat=CgnatSettings(**data["cgnat"]) if data.get("cgnat") else None,
             sip_alg=data.get("sip_alg", "off"),
         )

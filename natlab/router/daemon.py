@@ -16,7 +16,9 @@ own. Most packets skip parsing and the engine: a flow cache per interface
 (natlab.core.flows) replays what the engine decided for the flow's first
 packets. The daemon also answers pings to the router's addresses and runs the
 built-in STUN responder the engine hands it (Action.LOCAL). With `port_control`
-on it also serves PCP, NAT-PMP and UPnP to its LANs (lan_services.py).
+on it also serves PCP, NAT-PMP and UPnP to its LANs (lan_services.py). A link
+impairment (`natlab link set`) puts its frames through impaired.py, which
+holds delayed ones until a timerfd in the same loop says they are due.
 
 Time is the monotonic clock plus an offset that `natlab clock advance`
 moves forward, so a lesson about a 120 s timeout takes no waiting. Events
@@ -42,7 +44,7 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address
 from itertools import islice
 from pathlib import Path
@@ -54,6 +56,7 @@ from natlab.core.durations import check_advance
 from natlab.core.engine import Action, NatEngine, Replay
 from natlab.core.events import DropReason
 from natlab.core.flows import FlowCache
+from natlab.core.impair import LinkImpairment
 from natlab.core.packets import (
     ICMP_ECHO_REQUEST,
     Endpoint,
@@ -74,6 +77,8 @@ from natlab.records import (
     ClockRequest,
     FlushAnswer,
     FlushRequest,
+    LinkSetRequest,
+    LinkShowRequest,
     PingRequest,
     Record,
     Request,
@@ -91,7 +96,9 @@ from natlab.router.control import END, Connection, encode
 from natlab.router.eventlog import EventLog, limits
 from natlab.router.files import events_path, socket_path
 from natlab.router.forwarding import ANSWER_PING, INBOUND, NO_ROUTE, OUTBOUND, ROUTE, Forwarding
+from natlab.router.impaired import ImpairedLinks
 from natlab.router.lan_services import SSDP_MAC, LanServices
+from natlab.router.links import Delayed, Link
 from natlab.router.ports import BROADCAST, ETH_ARP, ETH_IP, Port
 from natlab.router.routes import RouteTable
 from natlab.router.sip_alg import SIP_PORT, SipAlg, sip_alg_of
@@ -105,7 +112,7 @@ CONTROL_IDLE = 10.0  # seconds a control client may make no progress before it i
 CONTROL_CLIENTS = 32  # served at once; more are told to try again
 
 
-class RouterDaemon:
+class RouterDaemon(ImpairedLinks):
     def __init__(self, config: DaemonConfig, config_path: Path) -> None:
         self.config = config
         self.name = config.router
@@ -144,6 +151,15 @@ class RouterDaemon:
         self.buffer = bytearray(FRAME_MAX)
         self.view = memoryview(self.buffer)
         self.lan_services = self.start_port_control() if config.port_control else None
+        # Link impairments (links.py): frames arriving on a port with an inbound one go
+        # to ingress[port] instead of straight on; an outbound one sits in port.transmit.
+        self.delayed = Delayed()
+        self.links: dict[Port, Link] = {}
+        self.ingress: dict[Port, Callable[[memoryview], None] | None] = dict.fromkeys(self.ports)
+        for port in self.ports:
+            impairment = config.impairments.get(port.name)
+            if impairment is not None:
+                self.impair(port, impairment)
 
     def start_port_control(self) -> LanServices:
         """PCP / NAT-PMP / UPnP on the LANs (lan_services.py); announces the (re)start."""
@@ -171,19 +187,25 @@ class RouterDaemon:
         for port in self.ports:
             selector.register(port.sock, selectors.EVENT_READ, port)
         selector.register(self.control, selectors.EVENT_READ, None)
+        selector.register(self.delayed.alarm, selectors.EVENT_READ, self.delayed)
         next_tick = time.monotonic() + TICK
+        delayed = self.delayed
         self.log(f"dataplane up on {', '.join(p.name for p in self.ports)}")
         while True:
             for key, _ in selector.select(max(0.0, next_tick - time.monotonic())):
                 data = key.data
                 if isinstance(data, Port):
                     self.drain(data)
+                elif data is delayed:
+                    self.release(rang=True)
                 elif data is None:
                     self.accept()
                 elif callable(data):  # the port control's HTTP sockets (lan_services.py)
                     data()
                 else:
                     self.serve(data)
+            if delayed.heap and delayed.heap[0][0] <= time.monotonic():
+                self.release(rang=False)
             self.write_events()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
@@ -194,6 +216,7 @@ class RouterDaemon:
     def drain(self, port: Port) -> None:
         recv_into, view, buffer = port.sock.recv_into, self.view, self.buffer
         mac, cached, monotonic = port.mac, self.flows[port].forward, time.monotonic
+        shape = self.ingress[port]
         for _ in range(BATCH):
             try:
                 size = recv_into(buffer)
@@ -207,6 +230,9 @@ class RouterDaemon:
                 continue  # flooded by the bridge to everyone: not ours
             kind = frame[12:14]
             if kind == ETH_IP:
+                if shape is not None:
+                    shape(frame)
+                    continue
                 egress = cached(buffer, 14, size - 14, monotonic() + self.offset)
                 if egress is None:
                     self.packet(port, frame[14:])
@@ -345,7 +371,7 @@ class RouterDaemon:
         buffer = self.buffer
         buffer[:14] = port.headers[next_hop]
         try:
-            port.sock.send(self.view[: 14 + ((buffer[16] << 8) | buffer[17])])
+            port.transmit(self.view[: 14 + ((buffer[16] << 8) | buffer[17])])
         except OSError as error:
             self.send_failed(error, str(IPv4Address(bytes(buffer[30:34]))))
 
@@ -507,6 +533,11 @@ class RouterDaemon:
             self.offset += check_advance(request.seconds)
             self.engine.expire(self.now())
             return RouterClock(clock=self.now(), offset=self.offset)
+        if isinstance(request, LinkSetRequest):
+            self.impair(self.port_named(request.port), LinkImpairment.from_json(request.impair))
+            return self.links_answer()
+        if isinstance(request, LinkShowRequest):
+            return self.links_answer()
         raise ValueError(f"unknown request {request.op!r}")
 
     def close(self) -> None:
@@ -517,6 +548,7 @@ class RouterDaemon:
         if self.lan_services is not None:
             self.lan_services.close()
         self.selector.close()
+        self.delayed.close()
         self.control.close()
         self.control_path.unlink(missing_ok=True)
         for port in self.ports:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface
 
 ETH_P_ALL = 0x0003
@@ -40,6 +41,9 @@ class Port:
         self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
         self.sock.setblocking(False)
         self.mac: bytes = self.sock.getsockname()[4]
+        # How an IPv4 frame leaves: straight onto the socket, or through the link's
+        # impairment (the daemon's RouterDaemon.impair); ARP is never impaired.
+        self.transmit: Callable[[bytes | bytearray | memoryview], object] = self.sock.send
         self.headers: dict[str, bytes] = {}  # next hop -> Ethernet header to it
         self.waiting: dict[str, list[bytes]] = {}
         self.asked: dict[str, float] = {}  # next hop -> when we first asked
@@ -53,7 +57,7 @@ class Port:
         """Send an IPv4 packet to next_hop, asking ARP first if its address is not known."""
         header = self.headers.get(next_hop)
         if header is not None:
-            self.sock.send(header + packet)
+            self.transmit(header + packet)
             return
         queue = self.waiting.setdefault(next_hop, [])
         if len(queue) < WAITING_MAX:
@@ -73,7 +77,7 @@ class Port:
             return
         self.headers[sender] = sender_mac + self.mac + ETH_IP
         for packet in self.waiting.pop(sender, ()):
-            self.sock.send(self.headers[sender] + packet)
+            self.transmit(self.headers[sender] + packet)
         self.asked.pop(sender, None)
         self.last_ask.pop(sender, None)
 

@@ -72,9 +72,10 @@ def rtp_line(report: CallReport) -> str:
     caller, callee = report.caller, report.callee
     mine, peer = report.rtp, report.peer_rtp
     peer_sent, peer_received = ("?", "?") if peer is None else (peer.sent, peer.received)
+    peer_quality = "" if peer is None else peer.quality()
     return (
-        f"RTP {caller} -> {callee}: {mine.sent} sent, {peer_received} received; "
-        f"{callee} -> {caller}: {peer_sent} sent, {mine.received} received"
+        f"RTP {caller} -> {callee}: {mine.sent} sent, {peer_received} received{peer_quality}; "
+        f"{callee} -> {caller}: {peer_sent} sent, {mine.received} received{mine.quality()}"
     )
 
 

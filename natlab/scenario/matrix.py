@@ -26,11 +26,12 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from natlab.core.behaviour import PRESETS
+from natlab.core.impair import LinkImpairment
 from natlab.errors import NatlabError
 from natlab.scenario.expectations import (
     FAILING_PAIRS,
@@ -125,6 +126,7 @@ class MatrixResult:
     pairs: list[PairResult]
     seconds: float
     shard: tuple[int, int] | None = None  # --shard K/N: this run holds that slice of the cells
+    impair: dict[str, LinkImpairment] = field(default_factory=dict)  # --impair, by interface
 
     @property
     def verdict(self) -> str:
@@ -158,6 +160,7 @@ class MatrixResult:
             "exit_code": self.exit_code,
             "seconds": round(self.seconds, 3),
             "shard": shard_json(self.shard),
+            "impair": {iface: link.describe() for iface, link in self.impair.items()},
             "pairs": [pair.as_json() for pair in self.pairs],
         }
 
@@ -173,8 +176,14 @@ def check_types(types: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(types))
 
 
-def pair_scenario(caller_type: str, callee_type: str, relay: bool = False) -> Scenario:
-    """One pair as a scenario: both phones registered, one call whose media the table says."""
+def pair_scenario(
+    caller_type: str,
+    callee_type: str,
+    relay: bool = False,
+    impair: dict[str, LinkImpairment] | None = None,
+) -> Scenario:
+    """One pair as a scenario: both phones registered, one call whose media the table says;
+    every router's interfaces `impair` names impaired so."""
     media = expected_media(caller_type, callee_type, relay)
     behaviours = {
         CALLER_ROUTER: PRESETS[nat_preset(caller_type)],
@@ -191,7 +200,7 @@ def pair_scenario(caller_type: str, callee_type: str, relay: bool = False) -> Sc
     return Scenario(
         name=name,
         source=f"matrix/{name}",
-        topology=_main_branch().with_behaviours(behaviours),
+        topology=_main_branch().with_behaviours(behaviours).with_impairments(impair or {}),
         steps=(WaitRegistered((CALLER, CALLEE)), call),
     )
 
@@ -216,6 +225,7 @@ def run_matrix(
     trace_dir: Path | None = None,
     pcap_dir: Path | None = None,
     shard: tuple[int, int] | None = None,
+    impair: dict[str, LinkImpairment] | None = None,
 ) -> MatrixResult:
     """Every ordered pair of `types`, `jobs` labs at a time; results in table order.
 
@@ -223,6 +233,7 @@ def run_matrix(
     its own in natlab-traces/ (its result says which).
     With `pcap_dir`, each pair's captures go to a folder of its own there (capture.py).
     With `shard` (K, N), only that slice of the pairs runs (shards.py).
+    With `impair` (interface -> impairment), every router's such interface is impaired.
     """
     types = check_types(types)
     jobs = jobs or default_jobs()
@@ -230,7 +241,7 @@ def run_matrix(
         raise NatlabError(f"--jobs {jobs} is not a number of labs", fix="use --jobs 1 or more")
     started = time.monotonic()
     pairs = shard_cells([(a, b) for a in types for b in types], *(shard or (1, 1)))
-    scenarios = {pair: pair_scenario(*pair, relay) for pair in pairs}
+    scenarios = {pair: pair_scenario(*pair, relay, impair) for pair in pairs}
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["natlab.scenario.trace"])
     keep_all, traces = trace_dir is not None, (trace_dir or TRACES).resolve()
@@ -257,7 +268,13 @@ def run_matrix(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     return MatrixResult(
-        types, relay, jobs, [done[pair] for pair in pairs], time.monotonic() - started, shard
+        types,
+        relay,
+        jobs,
+        [done[pair] for pair in pairs],
+        time.monotonic() - started,
+        shard,
+        impair or {},
     )
 
 

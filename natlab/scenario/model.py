@@ -20,10 +20,11 @@ is symmetric?") and says what the answer should be:
 Steps: `wait-registered` (phones register by themselves), `register` (now;
 {phones, transport: tcp|tls|udp, keepalive: seconds (0: none), certificate:
 PHONE}), `call` ({from, to, seconds, mode: ice|turn|host|srflx|relay}),
-`advance` (the lab clock), `nat` (as `natlab nat set`), `probe` ({node,
-server}), and for users' own programs `start`, `exec`, `wait`, `stop`
-(program_steps.py). Expectations: a call's media (two-way, one-way, "one-way (caller
-hears nothing)", "one-way (callee hears nothing)", none), selected pair
+`advance` (the lab clock), `nat` (as `natlab nat set`), `link` ({router,
+iface, impair}: as `natlab link set`), `probe` ({node, server}), and for
+users' own programs `start`, `exec`, `wait`, `stop` (program_steps.py).
+Expectations: a call's media (two-way, one-way, "one-way (caller hears
+nothing)", "one-way (callee hears nothing)", none), selected pair
 (host, srflx, prflx, relay, or {local, remote}) and whether it reached the
 callee at all (reached: false, as the callee's own reports say); a
 register's {registered: false}; a probe's nat, mapping, filtering.
@@ -46,6 +47,7 @@ from natlab import catalog
 from natlab.core.behaviour import Behaviour, Filtering, Mapping
 from natlab.core.durations import FORMS as DURATION_FORMS
 from natlab.core.durations import parse_duration
+from natlab.core.impair import LinkImpairment, link_impairment
 from natlab.endpoints.sdp_offer import MODES
 from natlab.endpoints.sip_dialogs import MAX_RING
 from natlab.endpoints.sip_transport import MAX_KEEPALIVE, TRANSPORTS
@@ -154,6 +156,16 @@ class ProbeStepSpec(_Spec):
     expect: ProbeExpectSpec | None = None
 
 
+class LinkSpec(_Spec):
+    router: str
+    iface: str
+    impair: dict[str, Any] | Literal["none"]  # as a topology's `impair:`
+
+
+class LinkStepSpec(_Spec):
+    link: LinkSpec
+
+
 STEP_SPECS: dict[str, type[_Spec]] = {
     "wait-registered": WaitStepSpec,
     "register": RegisterStepSpec,
@@ -161,6 +173,7 @@ STEP_SPECS: dict[str, type[_Spec]] = {
     "advance": AdvanceStepSpec,
     "nat": NatStepSpec,
     "probe": ProbeStepSpec,
+    "link": LinkStepSpec,
     **PROGRAM_STEP_SPECS,  # start, exec, wait, stop: users' own programs
 }
 
@@ -279,7 +292,19 @@ class Probe:
         return f"probe from {self.node}" + (f" via {self.server}" if self.server else "")
 
 
-Step = WaitRegistered | Register | Call | AdvanceClock | SetNat | Probe | ProgramStep
+@dataclass(frozen=True)
+class SetLink:
+    """A router interface's impairment replaced on the running lab (`natlab link set`)."""
+
+    router: str
+    iface: str  # as the router's daemon names it (wan, lan, or the interface's name)
+    impairment: LinkImpairment
+
+    def describe(self) -> str:
+        return f"link set {self.router} {self.iface} {self.impairment.describe()}"
+
+
+Step = WaitRegistered | Register | Call | AdvanceClock | SetNat | Probe | SetLink | ProgramStep
 
 
 @dataclass(frozen=True)
@@ -552,6 +577,33 @@ class _Loader:
                     f"set nat: {{{router}: ...}} at the top of the scenario instead",
                 )
         return SetNat({router: changed.routers[router].behaviour for router in nats})
+
+    def _link(self, spec: LinkStepSpec, at: Path, topology: Topology) -> SetLink:
+        link = spec.link
+        router = topology.routers.get(link.router)
+        if router is None:
+            raise self.fail(
+                (*at, "router"),
+                f"no router named '{link.router}' in topology '{topology.name}'",
+                f"routers: {', '.join(topology.routers)}",
+            )
+        if router.interface_named(link.iface) is None:
+            names = ", ".join(["wan", *(["lan"] if len(router.lans) == 1 else [])])
+            raise self.fail(
+                (*at, "iface"),
+                f"router '{link.router}' has no interface '{link.iface}'",
+                f"use {names} or an interface's name: "
+                + ", ".join(i.name for i in router.interfaces),
+            )
+        try:
+            impairment = link_impairment({} if link.impair == "none" else link.impair)
+        except ValueError as error:
+            raise self.fail(
+                (*at, "impair"),
+                str(error),
+                "write impair: {loss: 2%, delay: 80ms, jitter: 10ms}, or none (docs/topology.md)",
+            ) from None
+        return SetLink(link.router, link.iface, impairment)
 
     def _probe(self, spec: ProbeStepSpec, at: Path, topology: Topology) -> Probe:
         probe = spec.probe

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from junitparser import Error, Failure, JUnitXml, TestCase, TestSuite
 
+from natlab.core.impair import LinkImpairment
 from natlab.errors import NatlabError
 from natlab.json_documents import json_document
 from natlab.scenario.html import matrix_html, run_html, write_html
@@ -98,9 +99,10 @@ def matrix_reported(
     pcap_dir: Path | None = None,
     progress: PairProgress | None = None,
     shard: tuple[int, int] | None = None,
+    impair: dict[str, LinkImpairment] | None = None,
 ) -> MatrixResult:
     """Run the matrix (matrix.run_matrix) and write every file asked for."""
-    result = run_matrix(types, relay, jobs, progress, trace_dir, pcap_dir, shard)
+    result = run_matrix(types, relay, jobs, progress, trace_dir, pcap_dir, shard, impair)
     files.write("matrix", result)
     if files.html:
         write_html(files.html, "natlab matrix", matrix_html(result))

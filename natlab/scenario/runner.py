@@ -42,6 +42,7 @@ from natlab.scenario.model import (
     Probe,
     Register,
     Scenario,
+    SetLink,
     SetNat,
     Step,
     WaitRegistered,
@@ -230,6 +231,8 @@ class _Runner:
             elif isinstance(step, SetNat):
                 for router, behaviour in step.behaviours.items():
                     self.lab.router(router).set(behaviour)
+            elif isinstance(step, SetLink):
+                self.lab.router(step.router).link_set(step.iface, step.impairment)
             elif isinstance(step, ProgramStep):
                 run_program_step(self.lab, step, result)
             elif isinstance(step, Probe):

@@ -336,6 +336,11 @@ def _result_scenes(world: _World, call: _Call, events: list[NatRecord]) -> list[
         lines.append(
             f"RTP {flow.sender} -> {flow.receiver}: {_count(flow.sent)} sent, "
             f"{_count(flow.received)} received"
+            + (
+                ""
+                if flow.lost is None
+                else f" ({flow.lost} lost, {flow.late} late, jitter {flow.jitter_ms:g} ms)"
+            )
         )
     for check in call.checks:
         chosen = " (selected)" if check.selected else ""

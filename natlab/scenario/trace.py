@@ -291,13 +291,22 @@ def call_records(
         for seen in side.signalling if side is not None else []:
             records.append(SipRecord(call=call, phone=phone, **asdict(seen)))
     mine, peer = report.rtp, report.peer_rtp
-    for sender, receiver, sent, received in (
-        (caller, callee, mine.sent, None if peer is None else peer.received),
-        (callee, caller, None if peer is None else peer.sent, mine.received),
+    for sender, receiver, sent, counts in (
+        (caller, callee, mine.sent, peer),
+        (callee, caller, None if peer is None else peer.sent, mine),
     ):
+        measured = {}  # the receiver's RFC 3550 figures, when its counts came back
+        if counts is not None and counts.received:
+            measured = {"lost": counts.lost, "late": counts.late, "jitter_ms": counts.jitter_ms}
         records.append(
             RtpRecord(
-                at=end, call=call, sender=sender, receiver=receiver, sent=sent, received=received
+                at=end,
+                call=call,
+                sender=sender,
+                receiver=receiver,
+                sent=sent,
+                received=None if counts is None else counts.received,
+                **measured,
             )
         )
     return records

@@ -336,9 +336,7 @@ def _check_message(message: SipMessage) -> None:
     cseq = parse_cseq(message.get("CSeq") or "")
     if isinstance(message.start, RequestLine) and cseq[1] != message.start.method:
         raise SipError(f"CSeq method {cseq[1]} differs from the request's {message.start.method}")
-    call_id = message.get("Call-ID") or ""
-    if not call_id or any(char in call_id for char in " \t"):
-        raise SipError(f"bad Call-ID {call_id!r}")
+    check_call_id(message.get("Call-ID") or "")
     length = message.get("Content-Length")
     if length is not None and _content_length(length) != len(message.body):
         raise SipError(f"Content-Length {length} but the body has {len(message.body)} bytes")
@@ -359,3 +357,9 @@ def _content_length(value: str) -> int:
     if not value.isascii() or not value.isdigit() or len(value) > 8:
         raise SipError(f"bad Content-Length {value!r}")
     return int(value)
+
+
+def check_call_id(call_id: str) -> None:
+    """A Call-ID is one word (RFC 3261 25.1): not empty, no white space."""
+    if not call_id or any(char in call_id for char in " \t"):
+        raise SipError(f"bad Call-ID {call_id!r}")

@@ -22,6 +22,7 @@ from natlab.sip.message import (
     SipMessage,
     StatusLine,
     canonical_name,
+    check_call_id,
     parse_cseq,
 )
 
@@ -54,6 +55,7 @@ def bad_request(data: bytes, reason: str) -> bytes | None:
         Via.parse(found["Via"].split(",")[0])
         NameAddr.parse(found["From"])
         NameAddr.parse(found["To"])
+        check_call_id(found["Call-ID"])
         parse_cseq(found["CSeq"])
         headers = tuple((name, found[name]) for name in NEEDED)
         status = StatusLine(400, "Bad Request (" + _UNSAFE.sub("?", reason)[:MAX_REASON] + ")")

@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from natlab.core.behaviour import Behaviour
 from natlab.core.cgnat import CgnatSettings
+from natlab.core.impair import LinkImpairment
 from natlab.errors import NatlabError
 
 SIP_AGENTS = ("baresip",)  # `agent:` of a phone: real softphones natlab configures and starts
@@ -43,6 +44,7 @@ class Interface:
 
     segment: str
     addresses: tuple[IPv4Interface, ...]
+    impair: LinkImpairment | None = None  # a router's interface only: its link impairment
 
     @property
     def name(self) -> str:
@@ -136,6 +138,14 @@ class Router(Node):
     def lans(self) -> tuple[Interface, ...]:
         return self.interfaces[1:]
 
+    def interface_named(self, name: str) -> Interface | None:
+        """`wan`, `lan` (a router with one LAN), or an interface's own name (its segment)."""
+        if name == "wan":
+            return self.wan
+        if name == "lan" and len(self.lans) == 1:
+            return self.lans[0]
+        return next((i for i in self.interfaces if i.name == name), None)
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -163,6 +173,31 @@ class Topology:
             name: replace(router, behaviour=behaviours.get(name, router.behaviour))
             for name, router in self.routers.items()
         }
+        return replace(self, routers=routers)
+
+    def with_impairments(self, profile: dict[str, LinkImpairment]) -> Topology:
+        """Every router's interface that `profile` names (wan, lan, or by name) impaired so
+        (`natlab matrix --impair`); a router without such an interface is left as it is,
+        but each name must fit some router."""
+        for key in profile:
+            if not any(router.interface_named(key) for router in self.routers.values()):
+                raise NatlabError(
+                    f"no router of topology '{self.name}' has an interface '{key}'",
+                    field="--impair",
+                    fix="name wan, lan, or an interface (a segment a router is on)",
+                )
+        routers = {}
+        for name, router in self.routers.items():
+            named = {
+                iface.name: impairment
+                for key, impairment in profile.items()
+                if (iface := router.interface_named(key)) is not None
+            }
+            interfaces = tuple(
+                replace(i, impair=named[i.name]) if i.name in named else i
+                for i in router.interfaces
+            )
+            routers[name] = replace(router, interfaces=interfaces)
         return replace(self, routers=routers)
 
     @property

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
 
 import netaddr
 
 from natlab.core.behaviour import Behaviour
+from natlab.core.impair import LinkImpairment, link_impairment
 from natlab.endpoints.sip_dialogs import DEFAULT_PASSWORD as DEFAULT_SIP_PASSWORD
 from natlab.errors import NatlabError
 from natlab.router.sip_alg import MODES as SIP_ALG_MODES
@@ -443,7 +445,11 @@ class _Resolver:
     ) -> Router:
         base = ("routers", name)
         interfaces = tuple(
-            Interface(iface.segment, planned[(*base, *sub)])
+            Interface(
+                iface.segment,
+                planned[(*base, *sub)],
+                self._impairment((*base, *sub, "impair"), iface.impair),
+            )
             for sub, iface in self._interfaces(spec)
         )
         stun = None
@@ -496,6 +502,19 @@ class _Resolver:
                 "remove port_control, or give the router a NAT",
             )
         return protocols
+
+    def _impairment(self, path: Path, impair: dict[str, Any] | None) -> LinkImpairment | None:
+        if impair is None:
+            return None
+        try:
+            return link_impairment(impair)
+        except ValueError as error:
+            raise self.fail(
+                path,
+                str(error),
+                "write impair: {loss: 2%, delay: 80ms, jitter: 10ms, rate: 1mbit, seed: 7}, "
+                "or in: / out: mappings for one direction (docs/topology.md)",
+            ) from None
 
     def _sip_alg(self, path: Path, value: bool | str, behaviour: Behaviour) -> str:
         mode = "off" if value is False else value  # YAML reads a bare `off` as false

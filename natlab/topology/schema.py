@@ -29,6 +29,7 @@ class InterfaceSpec(_Spec):
     segment: str
     address: IPv4Address | None = None
     addresses: int | list[IPv4Address] | None = None
+    impair: dict[str, Any] | None = None  # a router's link impairment (core/impair.py)
 
 
 class ForwardSpec(_Spec):

@@ -19,6 +19,7 @@ from natlab.core.durations import MAX_ADVANCE, UNITS, check_advance, parse_durat
         ("31s", 31.0),
         (" 2m ", 120.0),
         ("1h", 3600.0),
+        ("80ms", 0.08),
         (0.5, 0.5),
         (".5s", 0.5),
         ("720h", MAX_ADVANCE),

@@ -82,7 +82,10 @@ def test_a_stream_counts_what_it_sends_and_only_the_peers_rtp() -> None:
     assert not mine.receive(b"garbage", at=1.5)
     assert mine.receive(theirs.next_packet(), at=2.0)
     assert mine.receive(theirs.next_packet(), at=3.0)
-    assert mine.counts == RtpCounts(sent=3, received=2, first_received_at=2.0)
+    # the second came 980 ms behind its 20 ms schedule: late, and a jump of the jitter by 980 / 16
+    assert mine.counts == RtpCounts(
+        sent=3, received=2, first_received_at=2.0, late=1, jitter_ms=61.25
+    )
 
 
 @pytest.mark.parametrize(
@@ -140,7 +143,9 @@ def test_a_report_is_json_with_the_contract_fields() -> None:
         "call", "caller", "callee", "mode", "role", "selected_pair", "checks", "rtp",
         "peer_rtp", "verdict", "error", "started_at", "ended_at",
     }  # fmt: skip
-    assert out["rtp"] == {"sent": 3, "received": 2, "first_received_at": 1.5}
+    assert out["rtp"] == {
+        "sent": 3, "received": 2, "first_received_at": 1.5, "lost": 0, "late": 0, "jitter_ms": 0.0
+    }  # fmt: skip
     assert out["peer_rtp"]["received"] == 3
     assert out["ended_at"] >= out["started_at"]
     assert CallReport.from_json(out) == report

@@ -134,11 +134,15 @@ def test_an_sdp_without_audio_or_not_sdp_is_refused(body: bytes) -> None:
     st.integers(0, 10**6),
     st.integers(0, 10**6),
     st.none() | st.floats(min_value=0, max_value=2e9, allow_nan=False),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.floats(min_value=0, max_value=1e6, allow_nan=False),
 )
 def test_rtp_stat_headers_carry_the_counts_exactly(
-    sent: int, received: int, first: float | None
+    sent: int, received: int, first: float | None, lost: int, late: int, jitter: float
 ) -> None:
-    counts = RtpCounts(sent, received, first)
+    """With what the receiver measured (RFC 3550): lost, late, jitter."""
+    counts = RtpCounts(sent, received, first, lost, late, jitter)
     pair = SelectedPair(Candidate("10.0.0.3:4000", "host"), Candidate("203.0.113.7:5000", "srflx"))
     bye = request("BYE", 2, dialogs.stats_headers(counts, pair))
     assert dialogs.read_stats(bye) == (counts, pair)

@@ -166,7 +166,8 @@ def test_a_clean_call_says_nothing_was_dropped():
         ),
     )
     assert explain_call(report, {"main": [MAPPED]}) == [
-        "RTP phone-b -> phone-c: 50 sent, 50 received; phone-c -> phone-b: 50 sent, 49 received",
+        "RTP phone-b -> phone-c: 50 sent, 50 received (0 lost, 0 late, jitter 0 ms); "
+        "phone-c -> phone-b: 50 sent, 49 received (0 lost, 0 late, jitter 0 ms)",
         "selected pair: host 10.0.0.3:4000 -> host 10.0.0.4:4002",
         "no router dropped a packet during the call",
     ]

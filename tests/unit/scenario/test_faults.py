@@ -527,7 +527,8 @@ def test_failed_runs_keep_their_traces_in_files_of_their_own_even_in_the_same_se
 
 def test_counts_that_never_came_back_read_as_unknown_not_as_nothing_received():
     assert explain_call(LOST_PEER, {})[0] == (
-        "RTP phone-b -> phone-c: 310 sent, ? received; phone-c -> phone-b: ? sent, 306 received"
+        "RTP phone-b -> phone-c: 310 sent, ? received; phone-c -> phone-b: ? sent, 306 received "
+        "(0 lost, 0 late, jitter 0 ms)"
     )
     rtp = [r for r in call_records(LOST_PEER, None) if isinstance(r, RtpRecord)]
     assert [(r.sent, r.received) for r in rtp] == [(310, None), (None, 306)]

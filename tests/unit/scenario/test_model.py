@@ -297,7 +297,7 @@ CASES = [
         "steps[2].advanc",
         8,
         "unknown step 'advanc'",
-        "a step is one of: wait-registered, register, call, advance, nat, probe, "
+        "a step is one of: wait-registered, register, call, advance, nat, probe, link, "
         "start, exec, wait, stop",
         id="unknown-step",
     ),
@@ -314,7 +314,7 @@ CASES = [
         "steps[2]",
         8,
         "a step with no action",
-        "a step is one of: wait-registered, register, call, advance, nat, probe, "
+        "a step is one of: wait-registered, register, call, advance, nat, probe, link, "
         "start, exec, wait, stop",
         id="expect-alone",
     ),
@@ -323,7 +323,7 @@ CASES = [
         "steps[2].advance",
         8,
         "'2 minutes' is not a duration from 0 to 30 days",
-        "write seconds (130) or 130s, 2m, 1h, up to 30 days",
+        "write seconds (130) or 130s, 2m, 1h, 80ms, up to 30 days",
         id="bad-duration",
     ),
     pytest.param(
@@ -428,7 +428,7 @@ CASES = [
         2,
         "no topology file 'nowhere' next to the scenario or in topologies/",
         "give a path relative to the scenario file, or one of: cgnat.yaml, main-branch.yaml, "
-        "pbx-public-access.yaml",
+        "pbx-public-access.yaml, port-control.yaml",
         id="unknown-topology",
     ),
     pytest.param(

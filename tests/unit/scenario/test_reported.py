@@ -85,7 +85,7 @@ def test_the_matrix_writes_every_file_asked_for(monkeypatch, tmp_path):
     monkeypatch.setattr(reports, "run_matrix", run_matrix)
     files = ReportFiles(*(str(tmp_path / name) for name in ("m.json", "m.xml", "m.html")))
     assert matrix_reported(("symmetric",), True, 3, files, tmp_path / "traces") is result
-    assert asked == [(("symmetric",), True, 3, None, tmp_path / "traces", None, None)]
+    assert asked == [(("symmetric",), True, 3, None, tmp_path / "traces", None, None, None)]
     document = json.loads((tmp_path / "m.json").read_text())
     assert document["schema"] == "natlab/matrix/1"
     assert document["pairs"] == json.loads(json.dumps(result.as_json()))["pairs"]

@@ -47,6 +47,7 @@ def test_a_request_whose_answer_headers_are_readable_gets_a_400(broken: bytes) -
         REQUEST.replace(b"OPTIONS sip:pbx@203.0.113.1 SIP/2.0", b"SIP/2.0 200 OK"),  # a response
         REQUEST.replace(b"Via: SIP/2.0/UDP 10.0.0.3:5060;branch=z9hG4bK1;rport\r\n", b""),
         REQUEST.replace(b"Call-ID: abc", b"Call-ID: abc\rInjected: 1"),  # in a header it needs
+        REQUEST.replace(b"Call-ID: abc", b"Call-ID:\r\n  abc"),  # folded: no Call-ID to echo
         b"\xff\xfe\x00",
         b"",
     ],

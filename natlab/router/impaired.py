@@ -1,0 +1,162 @@
+"""The router daemon's part for impaired links: frames through the shapers, held, released.
+
+A mixin of RouterDaemon (daemon.py), kept apart so that the daemon's own
+module stays about the dataplane: it uses the daemon's ports, buffer, flow
+caches, packet path, counters and events. What a shaper decides is
+core/impair.py's; what is held, and when it goes, router/links.py's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Any
+
+from natlab.core.events import DropReason, proto_name
+from natlab.core.impair import Drop, LinkImpairment, Shaper
+from natlab.records import DROP, LinksAnswer
+from natlab.router.links import Delayed, Link, timed, timely
+from natlab.router.ports import Port
+
+if TYPE_CHECKING:
+    from natlab.core.flows import FlowCache
+
+
+class ImpairedLinks:
+    """Set a port's impairment; shape, hold and release its frames; answer `link` requests."""
+
+    # the daemon's, used here
+    name: str
+    ports: list[Port]
+    wan: Port
+    buffer: bytearray
+    view: memoryview
+    flows: dict[Port, FlowCache]
+    counters: Counter[str]
+    delayed: Delayed
+    links: dict[Port, Link]
+    ingress: dict[Port, Callable[[memoryview], None] | None]
+
+    if TYPE_CHECKING:  # the daemon's methods (stubs here would hide a missing one)
+
+        def now(self) -> float: ...
+        def log(self, text: str) -> None: ...
+        def event(self, kind: str, **fields: Any) -> None: ...
+        def packet(self, port: Port, data: memoryview) -> None: ...
+        def send_cached(self, port: Port, next_hop: str) -> None: ...
+        def send_failed(self, error: OSError, destination: str) -> None: ...
+
+    def impair(self, port: Port, impairment: LinkImpairment) -> None:
+        """Set (or clear) a port's impairment; frames already held keep their time."""
+        link = self.links[port] = Link(self.name, port.name, impairment)
+        self.delayed.lateness.clear()  # link show tells how late frames went since the last set
+        outbound, inbound = link.shapers["out"], link.shapers["in"]
+        port.transmit = (
+            port.sock.send
+            if outbound is None
+            else partial(self.shape, port, outbound, "out", port.sock.send)
+        )
+        self.ingress[port] = (
+            None
+            if inbound is None
+            else partial(self.shape, port, inbound, "in", partial(self.arrive, port))
+        )
+        trouble = timely(any(timed(link.impairment) for link in self.links.values()))
+        if trouble:
+            self.log(trouble)
+
+    def shape(
+        self,
+        port: Port,
+        shaper: Shaper,
+        direction: str,
+        deliver: Callable[[bytes], object],
+        frame: bytes | bytearray | memoryview,
+    ) -> None:
+        """An IPv4 frame on an impaired link: dropped with an event, or delivered when due."""
+        now = time.monotonic()
+        fate = shaper.decide(now, len(frame))
+        if fate.__class__ is Drop:
+            self.impaired_drop(port, direction, fate, frame)  # type: ignore[arg-type]
+            return
+        data = bytes(frame)
+        if len(fate) > 1:  # type: ignore[arg-type]
+            self.links[port].counters[direction + "_duplicated"] += 1
+        for at in fate:  # type: ignore[union-attr]
+            if at <= now:
+                deliver(data)
+            elif not self.delayed.add(at, deliver, data):
+                self.impaired_drop(port, direction, Drop.QUEUE, data, "too many frames held")
+
+    def impaired_drop(
+        self,
+        port: Port,
+        direction: str,
+        why: Drop,
+        frame: bytes | bytearray | memoryview,
+        cause: str = "",
+    ) -> None:
+        reason = DropReason(why.value)
+        self.counters[reason.counter] += 1
+        link = self.links[port]
+        link.counters[direction + ("_lost" if why is Drop.LOSS else "_queue_dropped")] += 1
+        settings = link.impairment.direction(direction).describe()
+        addresses = {}
+        if len(frame) >= 34:
+            addresses = {
+                "proto": proto_name(frame[23]),
+                "src": str(IPv4Address(bytes(frame[26:30]))),
+                "dst": str(IPv4Address(bytes(frame[30:34]))),
+            }
+        self.event(
+            DROP,
+            reason=reason,
+            port=port.name,
+            detail=f"impairment: {'loss' if why is Drop.LOSS else 'queue'} on {port.name} "
+            f"{direction} ({cause or settings})",
+            **addresses,
+        )
+
+    def arrive(self, port: Port, frame: bytes) -> None:
+        """A frame an inbound impairment held, now on its way as if it had just come in."""
+        size = len(frame)
+        self.buffer[:size] = frame
+        egress = self.flows[port].forward(self.buffer, 14, size - 14, self.now())
+        if egress is None:
+            self.packet(port, self.view[14:size])
+        else:
+            self.send_cached(*egress)
+
+    def release(self, rang: bool) -> None:
+        """Deliver every held frame whose time has come (`rang`: the alarm said so)."""
+        for deliver, frame in self.delayed.due(time.monotonic(), rang):
+            try:
+                deliver(frame)
+            except OSError as error:
+                self.send_failed(error, str(IPv4Address(frame[30:34])))
+
+    def port_named(self, name: str) -> Port:
+        """A port by its name, or by its role: wan, or lan when there is one LAN."""
+        if name == "wan":
+            return self.wan
+        if name == "lan" and len(self.ports) == 2:
+            return self.ports[1]
+        for port in self.ports:
+            if port.name == name:
+                return port
+        raise ValueError(
+            f"no interface {name!r}; interfaces: {', '.join(p.name for p in self.ports)}"
+        )
+
+    def links_answer(self) -> LinksAnswer:
+        return LinksAnswer(
+            router=self.name,
+            links=[
+                (self.links.get(port) or Link(self.name, port.name, LinkImpairment())).state()
+                for port in self.ports
+            ],
+            late=self.delayed.late(),
+        )
