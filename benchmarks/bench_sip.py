@@ -123,6 +123,12 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """The process's user and system CPU time: what the PBX spent, however loaded the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     import socket
 
@@ -153,7 +159,10 @@ def main() -> None:
             while not log.read_text().startswith("ready"):  # its prints go to a file it never fills
                 time.sleep(0.05)
             idle = rss_kib(server.pid)
+            cpu, client_cpu = cpu_seconds(server.pid), time.process_time()
             seconds = asyncio.run(registrations(args.phones, args.window, ("127.0.0.1", port)))
+            cpu = cpu_seconds(server.pid) - cpu
+            client_cpu = time.process_time() - client_cpu
             full = rss_kib(server.pid)
         finally:
             server.terminate()
@@ -162,6 +171,10 @@ def main() -> None:
     print(
         f"PBX registrations over UDP, {args.phones} phones from one process (REGISTER, 401, "
         f"REGISTER with digest, 200): {rate:.0f}/s in {seconds:.2f} s (target >= 500/s)"
+    )
+    print(
+        f"CPU per registration: PBX {cpu / args.phones * 1e3:.2f} ms, the simulated phones "
+        f"{client_cpu / args.phones * 1e3:.2f} ms (the machine's load aside)"
     )
     print(
         f"PBX resident memory: {idle / 1024:.1f} MiB idle, {full / 1024:.1f} MiB with "

@@ -691,6 +691,7 @@ class CallReport(Record):
     peer_rtp: RtpCounts | None = None  # the other phone's counts, None if they never came
     verdict: str = NO_MEDIA
     error: str | None = None
+    cancelled: bool = False  # the caller hung up (CANCEL) before the callee answered
     signalling: list[SipSeen] = field(default_factory=list)  # this phone's SIP for the call
 
     def to_json(self) -> dict[str, Any]:
@@ -897,6 +898,8 @@ class CallRequest(Request):
     to: str
     seconds: float = 2.0
     mode: str = "ice"  # the phone says which modes it has
+    cancel_after: float | None = None  # seconds: CANCEL the call if not answered by then
+    ring: float | None = None  # seconds a natlab callee rings before it answers; None: 0
 
 
 @dataclass(frozen=True)

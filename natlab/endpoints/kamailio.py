@@ -10,9 +10,10 @@ servers on the internet are set up:
   are its aliases;
 - locations are kept in memory (usrloc db_mode 0): no database;
 - REGISTER needs digest authentication (auth module, per-user passwords
-  written into the script); a request from one of its users is accepted
-  while that user is registered, else challenged too (407), as small
-  PBXs that trust their registered phones do;
+  written into the script, 401), and so does every other request that opens
+  a dialog or stands alone from one of its users (an INVITE: 407
+  Proxy-Authenticate, RFC 3261 22.3), as kamailio's own sample configuration
+  and real deployments do: a registered address is no proof of who calls;
 - NAT handling with nathelper: rport (RFC 3581) on every request; a REGISTER
   from behind a NAT is saved with the address it came from
   (fix_nated_register, so calls to that phone go to its public mapping);
@@ -64,11 +65,7 @@ request_route {
     }
     if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
     t_check_trans();
-    if (is_method("REGISTER")) {
-        route(AUTH);
-    } else if (from_uri == myself && !registered("location", "$fu")) {
-        route(AUTH);
-    }
+    if (is_method("REGISTER") || from_uri == myself) { route(AUTH); }
     if (is_method("REGISTER")) {
         if (!save("location")) { sl_reply_error(); }
         exit;

@@ -9,7 +9,8 @@ the TURN server, its SIP credentials, all worked out from the topology
 At start it sends REGISTER over TCP (or TLS, with the certificate of the
 lab's CA that bears its name; or UDP, one message a datagram, sent again on
 SIP's timer A until answered), answers a 401's digest challenge with its
-credentials, and keeps the registration alive: a keepalive every half
+credentials (and a 401's or 407's to an INVITE, as a proxy such as kamailio
+asks of calls), and keeps the registration alive: a keepalive every half
 second (or as a register request says; 0: none) - on TCP and TLS the
 double-CRLF ping of RFC 5626 answered by a CRLF pong, on UDP an OPTIONS
 answered by 200 - and a PBX silent for three keepalives (a NAT that forgot
@@ -33,8 +34,12 @@ Its control socket (one JSON request line, one JSON answer line) takes:
   answer once it is known how it went; transport and keepalive stay as they
   are unless given (keepalive 0: none); "certificate" presents another
   phone's certificate, which the PBX must refuse;
-- {"op": "call", "to": PHONE, "seconds": 2.0, "mode": "ice"|"turn"|"host"|"srflx"|"relay"}:
-  place a call, wait for its end, answer with the caller's CallReport (media.py);
+- {"op": "call", "to": PHONE, "seconds": 2.0, "mode": "ice"|"turn"|"host"|"srflx"|"relay",
+  "cancel_after"?: SECONDS, "ring"?: SECONDS}: place a call, wait for its end, answer
+  with the caller's CallReport (media.py). With cancel_after, the caller hangs up
+  before the answer: a CANCEL (RFC 3261 9) once the callee rang, if it has not
+  answered by then; the INVITE ends 487 and the report says cancelled. "ring"
+  asks a natlab callee to ring that long before it answers (both at most 5 s);
 - {"op": "reports"}: every call this phone took part in, as caller or callee.
 
 Modes: "ice" gathers host, server-reflexive and (with a TURN server) relay
@@ -112,6 +117,7 @@ REFUSED_RETRY = 5.0  # ... after the PBX refused us: it will refuse again
 REGISTER_WAIT = 5.0  # how long a control request waits for a registration's outcome
 ALIVE_WAIT = 0.5  # how long a call waits for the PBX to answer a keepalive before inviting
 ANSWER_TIMEOUT = 8.0
+CANCEL_TIMEOUT = 2.0  # how long the caller waits for its CANCEL's 200 (the INVITE's 487 follows)
 DRAIN = 0.1  # seconds the caller keeps listening after it stops sending, before its BYE
 STATS_TIMEOUT = 3.0
 MAX_REPORTS = 1000
@@ -245,7 +251,8 @@ class Registrar:
         self.call_id = f"reg-{config.name}-{secrets.token_hex(6)}"
         self.from_tag = dialogs.new_tag()
         self.cseq = 0
-        self.pending: dict[str, Pending] = {}
+        # client transactions by (branch, method): a CANCEL has its INVITE's branch (RFC 3261 9.1)
+        self.pending: dict[tuple[str, str], Pending] = {}
         self.watch: Callable[[str, SipMessage], None] = lambda direction, message: None
         self._task: asyncio.Task | None = None
         self._heard = 0.0
@@ -346,9 +353,9 @@ class Registrar:
     ) -> SipMessage:
         """Send a request (again and again over UDP, on timer A) and return its final response."""
         link = link or self._live()
-        branch = dialogs.top_via(request).branch or ""
+        key = (dialogs.top_via(request).branch or "", dialogs.method_of(request))
         pending = Pending(request, asyncio.get_running_loop().create_future())
-        self.pending[branch] = pending
+        self.pending[key] = pending
         data = request.to_bytes()
         try:
             link.send(data)
@@ -364,7 +371,7 @@ class Registrar:
                         wait = min(wait * 2, T2)
                 return await pending.final
         finally:
-            self.pending.pop(branch, None)
+            self.pending.pop(key, None)
 
     # -- the registration's life ----------------------------------------------------------
 
@@ -460,20 +467,22 @@ class Registrar:
             if code == 200:
                 return _granted(reply)
             if code in (401, 407) and not authorization:
-                authorization = (self._answer(reply, register),)
+                authorization = (self.credentials(reply, register),)
                 continue
             raise Refused(f"the PBX refused the registration: {code} {reply.start.reason}")  # type: ignore[union-attr]
         raise Refused("the PBX refused the registration: it challenged our credentials again")
 
-    def _answer(self, reply: SipMessage, register: SipMessage) -> tuple[str, str]:
+    def credentials(self, reply: SipMessage, request: SipMessage) -> tuple[str, str]:
+        """The header that answers a 401's or 407's digest challenge to `request` (RFC 3261
+        22.2, 22.3): a registrar's for a REGISTER, a proxy's (kamailio's) for an INVITE."""
         header = "WWW-Authenticate" if dialogs.status(reply) == 401 else "Proxy-Authenticate"
         challenge = digest.parse_challenge(reply.get(header) or "")
         credentials = digest.answer(
             challenge,
             username=self.config.sip_user,
             password=self.config.password,
-            method="REGISTER",
-            uri=register.start.uri,  # type: ignore[union-attr]
+            method=dialogs.method_of(request),
+            uri=request.start.uri,  # type: ignore[union-attr]
             cnonce=secrets.token_hex(8),
         )
         name = "Authorization" if header == "WWW-Authenticate" else "Proxy-Authorization"
@@ -506,12 +515,12 @@ class Registrar:
 
     def _response(self, response: SipMessage) -> None:
         try:
-            branch = dialogs.top_via(response).branch or ""
+            key = (dialogs.top_via(response).branch or "", dialogs.method_of(response))
         except SipError:
             return
-        if dialogs.method_of(response) == "OPTIONS":
+        if key[1] == "OPTIONS":
             self._pong.set()  # a keepalive's answer
-        pending = self.pending.get(branch)
+        pending = self.pending.get(key)
         if pending is None:
             return  # a late copy of an answered one
         pending.answered.set()
@@ -717,7 +726,18 @@ class Phone:
             return UdpMedia(str(config.address), "host", config.stun)
         return IceMedia(controlling, config.stun, config.turn, relay_only=mode == "turn")
 
-    async def call(self, to: str, seconds: float, mode: str) -> CallReport:
+    async def call(
+        self,
+        to: str,
+        seconds: float,
+        mode: str,
+        cancel_after: float | None = None,
+        ring: float = 0.0,
+    ) -> CallReport:
+        """Call `to`; with `cancel_after`, hang up (CANCEL) if it has not answered by then.
+
+        `ring`: how long a natlab callee rings before it answers (X-Natlab-Call).
+        """
         call = f"{self.config.name}-{next(self._ids)}-{secrets.token_hex(3)}"
         report = CallReport(call, self.config.name, to, mode, "caller")
         self.inboxes[call] = asyncio.Queue()
@@ -728,30 +748,47 @@ class Phone:
             await media.prepare()
             registrar = self.registrar
             me = f"<{registrar.uri(self.config.sip_user)}>;tag={dialogs.new_tag()}"
-            invite = dialogs.request(
-                "INVITE",
-                registrar.uri(to),
-                via_value=registrar.via(),
-                from_value=me,
-                to_value=f"<{registrar.uri(to)}>",
-                call_id=call,
-                cseq=1,
-                headers=(
-                    ("Contact", registrar.contact()),
-                    ("Allow", dialogs.ALLOW),
-                    dialogs.call_header(mode, seconds),
-                ),
-                body=media.local().to_sdp(),
-                content_type=CONTENT_TYPE,
-            )
+            authorization: dialogs.Headers = ()
             sent = time.perf_counter()
-            reply = await registrar.transact(invite)
-            code = dialogs.status(reply) or 0
+            loop = asyncio.get_running_loop()
+            cancel_at = None if cancel_after is None else loop.time() + cancel_after
+            for cseq in (1, 2):  # the second answers a 401 or 407 with our credentials
+                invite = dialogs.request(
+                    "INVITE",
+                    registrar.uri(to),
+                    via_value=registrar.via(),
+                    from_value=me,
+                    to_value=f"<{registrar.uri(to)}>",
+                    call_id=call,
+                    cseq=cseq,
+                    headers=(
+                        ("Contact", registrar.contact()),
+                        ("Allow", dialogs.ALLOW),
+                        dialogs.call_header(mode, seconds, ring),
+                        *authorization,
+                    ),
+                    body=media.local().to_sdp(),
+                    content_type=CONTENT_TYPE,
+                )
+                reply, report.cancelled = await self._invite(invite, cancel_at)
+                code = dialogs.status(reply) or 0
+                if code >= 300:
+                    registrar.send(dialogs.of_invite(invite, "ACK", reply.get("To") or ""))
+                if code not in (401, 407) or authorization:
+                    break
+                authorization = (registrar.credentials(reply, invite),)
             setup = (time.perf_counter() - sent) * 1000
             print(f"call {call}: INVITE answered {code} after {setup:.2f} ms", flush=True)
+            if code >= 300 and report.cancelled:
+                raise Refused(
+                    f"cancelled after {cancel_after:g} s, before the answer: "
+                    f"{code} {reply.start.reason}"  # type: ignore[union-attr]
+                )
             if code >= 300:
-                registrar.send(dialogs.of_invite(invite, "ACK", reply.get("To") or ""))
                 raise Refused(f"the call was refused: {code} {reply.start.reason}")  # type: ignore[union-attr]
+            if report.cancelled:  # answered as our CANCEL crossed it: hang up at once
+                report.cancelled, seconds = False, 0.0
+                print(f"call {call}: answered before the CANCEL arrived", flush=True)
             dialog = Dialog.of(invite, reply)
             registrar.send(dialog.request(registrar, "ACK"))
             remote = MediaOffer.from_sdp(reply.body)
@@ -781,6 +818,29 @@ class Phone:
             self.inboxes.pop(call, None)
         return self._keep(report)
 
+    async def _invite(self, invite: SipMessage, cancel_at: float | None) -> tuple[SipMessage, bool]:
+        """The INVITE's final response, and whether we CANCELled it (RFC 3261 9.1): when
+        `cancel_at` (the loop's clock) came first, once something provisional was heard."""
+        registrar = self.registrar
+        final = asyncio.ensure_future(registrar.transact(invite))
+        if cancel_at is None:
+            return await final, False
+        loop = asyncio.get_running_loop()
+        await asyncio.wait({final}, timeout=max(0.0, cancel_at - loop.time()))
+        key = (dialogs.top_via(invite).branch or "", "INVITE")
+        pending = registrar.pending.get(key)
+        if final.done() or pending is None:
+            return await final, False
+        heard = asyncio.ensure_future(pending.answered.wait())  # 9.1: not before a 1xx
+        await asyncio.wait({final, heard}, return_when=asyncio.FIRST_COMPLETED)
+        heard.cancel()
+        if final.done():
+            return final.result(), False
+        cancel = dialogs.of_invite(invite, "CANCEL", invite.get("To") or "")
+        with contextlib.suppress(TimeoutError):
+            await registrar.transact(cancel, CANCEL_TIMEOUT)  # its 200; the INVITE's 487 ends it
+        return await final, True
+
     async def answer(self, invite: SipMessage, tag: str) -> None:
         call = invite.get("Call-ID") or ""
         asked, seconds = dialogs.read_call_header(invite)
@@ -794,6 +854,7 @@ class Phone:
             except SipError as error:
                 raise _Failure(488, f"Not Acceptable Here: {error.reason}") from None
             report.mode = mode = asked or ("ice" if remote.ice else "host")
+            await asyncio.sleep(dialogs.read_ring(invite))  # ringing: a CANCEL may come
             media = self.media_for(mode, controlling=False, remote=remote)
             await media.prepare()
             ok = dialogs.response(
@@ -917,7 +978,14 @@ class Phone:
                 raise ValueError(f"call needs 'to' (a phone) and a mode among {MODES}")
             if not 0 <= asked.seconds <= 3600:
                 raise ValueError("seconds must be a number from 0 to 3600")
-            return (await self.call(asked.to, float(asked.seconds), asked.mode)).to_json()
+            if asked.cancel_after is not None and not 0 <= asked.cancel_after <= dialogs.MAX_RING:
+                raise ValueError(f"cancel_after must be a number from 0 to {dialogs.MAX_RING:g}")
+            ring = float(asked.ring or 0)
+            if not 0 <= ring <= dialogs.MAX_RING:
+                raise ValueError(f"ring must be a number from 0 to {dialogs.MAX_RING:g}")
+            cancel_after = None if asked.cancel_after is None else float(asked.cancel_after)
+            report = await self.call(asked.to, float(asked.seconds), asked.mode, cancel_after, ring)
+            return report.to_json()
         return CallReports(list(self.reports)).to_json()  # ReportsRequest, the last one served
 
 

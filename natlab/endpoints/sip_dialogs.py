@@ -5,8 +5,9 @@ branch and rport (RFC 3581), Max-Forwards, From/To with tags, Call-ID, CSeq,
 Contact; responses copy Via, From, To, Call-ID and CSeq from their request.
 
 Two things are natlab's own, in extension headers a generic UA ignores:
-- X-Natlab-Call: mode=...;seconds=... on an INVITE: the call's mode and how
-  long its media runs, so a natlab callee answers in the caller's mode;
+- X-Natlab-Call: mode=...;seconds=...[;ring=...] on an INVITE: the call's mode and how
+  long its media runs, so a natlab callee answers in the caller's mode (after
+  ringing `ring` seconds, when the caller means to CANCEL before the answer);
 - the end-of-call RTP counts, in BYE and in its 200 OK, as Cisco phones
   report them: RTP-TxStat: Pkt=N and RTP-RxStat: Pkt=N[,First=T] (First:
   when the first packet came, natlab's addition), and X-Natlab-Pair: the
@@ -33,6 +34,7 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER"
 CALL_HEADER = "X-Natlab-Call"
 PAIR_HEADER = "X-Natlab-Pair"
 MAX_SECONDS = 3600.0
+MAX_RING = 5.0  # seconds a callee may be asked to ring: within the caller's INVITE timeout
 DEFAULT_PASSWORD = "natlab"  # a phone's digest password unless the topology gives one
 
 Headers = tuple[tuple[str, str], ...]
@@ -225,15 +227,30 @@ def replace_vias(message: SipMessage, vias: list[str]) -> SipMessage:
             placed = True
     if not placed:
         fields = [("Via", one) for one in vias] + fields
-    return replace(message, headers=tuple(fields))
+    return SipMessage(message.start, tuple(fields), message.body)
 
 
 def without(message: SipMessage, *names: str) -> SipMessage:
     return replace(message, headers=tuple(f for f in message.headers if f[0] not in names))
 
 
-def call_header(mode: str, seconds: float) -> tuple[str, str]:
-    return CALL_HEADER, f"mode={mode};seconds={seconds:g}"
+def call_header(mode: str, seconds: float, ring: float = 0.0) -> tuple[str, str]:
+    value = f"mode={mode};seconds={seconds:g}"
+    return CALL_HEADER, value + (f";ring={ring:g}" if ring else "")
+
+
+def read_ring(message: SipMessage) -> float:
+    """How long the caller asked a natlab callee to ring before answering (X-Natlab-Call's
+    ring=, bounded by MAX_RING); 0 when not asked or not readable."""
+    for part in (message.get(CALL_HEADER) or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "ring":
+            try:
+                ring = float(value)
+            except ValueError:
+                return 0.0
+            return ring if 0 <= ring <= MAX_RING else 0.0
+    return 0.0
 
 
 def read_call_header(message: SipMessage) -> tuple[str | None, float | None]:

@@ -277,10 +277,21 @@ class PhoneClient:
         request = RegisterRequest(transport, certificate, keepalive)  # type: ignore[arg-type]
         return self._ask(request, PhoneStatus, REGISTER_TIMEOUT)
 
-    def call(self, to: str, seconds: float = 2.0, mode: str = "ice") -> CallReport:
-        """Place a call, wait for its end: the caller's report of it."""
-        request = CallRequest(to, seconds, mode)  # type: ignore[arg-type]
-        return self._ask(request, CallReport, seconds + CALL_SLACK)
+    def call(
+        self,
+        to: str,
+        seconds: float = 2.0,
+        mode: str = "ice",
+        cancel_after: float | None = None,
+        ring: float | None = None,
+    ) -> CallReport:
+        """Place a call, wait for its end: the caller's report of it.
+
+        cancel_after: hang up (CANCEL) if the callee has not answered by then;
+        ring: how long a natlab callee rings before it answers.
+        """
+        request = CallRequest(to, seconds, mode, cancel_after, ring)  # type: ignore[arg-type]
+        return self._ask(request, CallReport, seconds + (ring or 0) + CALL_SLACK)
 
     def reports(self) -> list[CallReport]:
         """Every call this phone took part in (the last ones it keeps), as caller or callee."""

@@ -49,6 +49,7 @@ from natlab.core.durations import FORMS as DURATION_FORMS
 from natlab.core.durations import parse_duration
 from natlab.core.impair import LinkImpairment, link_impairment
 from natlab.endpoints.sdp_offer import MODES
+from natlab.endpoints.sip_dialogs import MAX_RING
 from natlab.endpoints.sip_transport import MAX_KEEPALIVE, TRANSPORTS
 from natlab.errors import NatlabError
 from natlab.scenario.program_steps import STEP_SPECS as PROGRAM_STEP_SPECS
@@ -85,6 +86,8 @@ class CallSpec(_Spec):
     callee: str = Field(alias="to")
     seconds: float = Field(2.0, gt=0, le=600)
     mode: Mode = "ice"
+    cancel_after: float | str | None = None  # a duration: hang up (CANCEL) if not answered
+    ring: float | str | None = None  # a duration: how long natlab's callee rings first
 
 
 class PairSpec(_Spec):
@@ -96,6 +99,7 @@ class CallExpectSpec(_Spec):
     media: Media | None = None
     pair: CandidateType | PairSpec | None = None
     reached: bool | None = None  # did the invite reach the callee
+    cancelled: bool | None = None  # did the caller's CANCEL end the call before the answer
 
 
 class WaitSpec(_Spec):
@@ -242,9 +246,17 @@ class Call:
     media: str | None = None
     pair: PairExpectation | None = None
     reached: bool | None = None  # expected: the callee got the invite (its reports say)
+    cancel_after: float | None = None  # the caller hangs up if not answered by then
+    ring: float | None = None  # natlab's callee rings this long before it answers
+    cancelled: bool | None = None  # expected: the caller's report says cancelled
 
     def describe(self) -> str:
-        return f"call {self.caller} -> {self.callee}, {self.seconds:g} s ({self.mode})"
+        text = f"call {self.caller} -> {self.callee}, {self.seconds:g} s ({self.mode})"
+        if self.ring:
+            text += f", ringing {self.ring:g} s"
+        if self.cancel_after is not None:
+            text += f", cancelled after {self.cancel_after:g} s unless answered"
+        return text
 
 
 @dataclass(frozen=True)
@@ -476,9 +488,43 @@ class _Loader:
         elif pair is not None:
             pair = PairExpectation(kind=pair)
         mode = self._baresip_mode(call, pair, at, topology) or call.mode
+        timing = {"cancel_after": call.cancel_after, "ring": call.ring}
+        given = {
+            name: self._ringing(value, (*at, name))
+            for name, value in timing.items()
+            if value is not None
+        }
+        if given and self._baresip_party(call, topology):
+            name = next(iter(given))
+            raise self.fail(
+                (*at, name),
+                f"{name}: applies to calls between natlab's own phones, not baresip",
+                f"leave {name}: out",
+            )
+        cancel_after, ring = given.get("cancel_after"), given.get("ring")
         return Call(
-            call.caller, call.callee, call.seconds, mode, expect.media, pair, expect.reached
+            call.caller,
+            call.callee,
+            call.seconds,
+            mode,
+            expect.media,
+            pair,
+            expect.reached,
+            cancel_after,
+            ring,
+            expect.cancelled,
         )
+
+    @staticmethod
+    def _baresip_party(call: CallSpec, topology: Topology) -> bool:
+        return any(topology.hosts[p].agent == "baresip" for p in (call.caller, call.callee))
+
+    def _ringing(self, value: float | str, at: Path) -> float:
+        """cancel_after or ring: a duration of at most MAX_RING (the caller waits no longer)."""
+        seconds = self.duration(value, at)
+        if not 0 <= seconds <= MAX_RING:
+            raise self.fail(at, f"{seconds:g} s is out of range", f"give 0 to {MAX_RING:g} s")
+        return seconds
 
     def _baresip_mode(
         self, call: CallSpec, pair: PairExpectation | None, at: Path, topology: Topology
@@ -487,7 +533,7 @@ class _Loader:
         None when natlab's phone calls (its mode applies). baresip sets its media up
         itself and reports no candidate pair."""
         agents = [topology.hosts[p].agent == "baresip" for p in (call.caller, call.callee)]
-        if not any(agents):
+        if not self._baresip_party(call, topology):
             return None
         if pair is not None:
             raise self.fail(

@@ -300,7 +300,9 @@ class _Runner:
             if involves_baresip(self.lab, step):
                 report = baresip_call(self.lab, step)
             else:
-                report = self.lab.phone(step.caller).call(step.callee, step.seconds, step.mode)
+                report = self.lab.phone(step.caller).call(
+                    step.callee, step.seconds, step.mode, step.cancel_after, step.ring
+                )
         except NatlabError as error:  # its report is lost: what the call did is not known
             result.checks = lost_call(step.media, step.pair, f"{step.caller}: {error.problem}")
             raise
@@ -314,6 +316,11 @@ class _Runner:
         result.explanation = explain_call(report, events) + result.media_relay
         if step.reached is not None:
             self.check_reached(step, report, result)
+        if step.cancelled is not None:
+            wanted = "cancelled before the answer" if step.cancelled else "not cancelled"
+            seen = "cancelled before the answer" if report.cancelled else "not cancelled"
+            ok = step.cancelled == report.cancelled
+            result.checks.append(Check("cancelled", wanted, f"{seen} ({report.error})", ok))
 
     def check_reached(self, step: Call, report: CallReport, result: StepResult) -> None:
         """Did the invite reach the callee? Its own reports say; if not, where the PBX sent it."""

@@ -16,6 +16,7 @@ from natlab.sip.errors import SipError
 
 ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 MAX_PARAMS = 20
+_ESCAPED = re.compile(r"\\(.)")
 _PARAM = re.compile(r'\s*([A-Za-z0-9\-_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))\s*(,|$)')
 
 
@@ -85,7 +86,10 @@ def parse_params(value: str) -> dict[str, str]:
         if name in params:
             raise SipError(f"duplicated Digest parameter {name}")
         quoted = match.group(2)
-        params[name] = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else match.group(3)
+        if quoted is None:
+            params[name] = match.group(3)
+        else:
+            params[name] = _ESCAPED.sub(r"\1", quoted) if "\\" in quoted else quoted
         position = match.end()
     return params
 

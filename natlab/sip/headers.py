@@ -6,8 +6,11 @@ writes itself back.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from natlab.sip.errors import SipError
 
@@ -16,6 +19,26 @@ Params = tuple[tuple[str, str | None], ...]
 _VIA = re.compile(r"SIP\s*/\s*2\.0\s*/\s*([A-Za-z]+)\s+([^\s;]+)\s*((?:;.*)?)")
 _HOSTPORT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-.]+)(?::([0-9]{1,5}))?")
 _PARAM_NAME = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+MEMO_SIZE = 128  # values each remembering parser keeps...
+MEMO_MAX_LENGTH = 256  # ...of at most this many characters: a flood of long ones costs nothing
+
+Parsed = TypeVar("Parsed")
+
+
+def remembering(parse: Callable[[str], Parsed]) -> Callable[[str], Parsed]:
+    """`parse`, remembering what it made of the last MEMO_SIZE short values.
+
+    A proxy reads each Via and address several times per message (the codec's
+    checks, rport, routing, the answer); the parsed values are frozen, so sharing
+    them is safe. Refusals (SipError) are not remembered: they are raised again.
+    """
+    remembered = functools.lru_cache(maxsize=MEMO_SIZE)(parse)
+
+    def lookup(value: str) -> Parsed:
+        return remembered(value) if len(value) <= MEMO_MAX_LENGTH else parse(value)
+
+    lookup.__doc__ = parse.__doc__
+    return lookup
 
 
 def parse_params(text: str) -> Params:
@@ -72,11 +95,7 @@ class Via:
 
     @classmethod
     def parse(cls, value: str) -> Via:
-        match = _VIA.fullmatch(value.strip())
-        if not match:
-            raise SipError(f"bad Via {value!r}")
-        host, port = parse_hostport(match.group(2))
-        return cls(match.group(1).upper(), host, port, parse_params(match.group(3)))
+        return _parse_via(value)
 
     @property
     def branch(self) -> str | None:
@@ -141,18 +160,7 @@ class NameAddr:
 
     @classmethod
     def parse(cls, value: str) -> NameAddr:
-        text = value.strip()
-        if "<" in text:
-            display, _, after = text.partition("<")
-            uri, closing, params = after.partition(">")
-            if not closing or not uri:
-                raise SipError(f"bad address {value!r}")
-            display = display.strip() or None
-            return cls(display, uri.strip(), parse_params(params))
-        uri, _, params = text.partition(";")
-        if not uri or " " in uri:
-            raise SipError(f"bad address {value!r}")
-        return cls(None, uri, parse_params(";" + params if params else ""), bracketed=False)
+        return _parse_name_addr(value)
 
     @property
     def tag(self) -> str | None:
@@ -167,3 +175,31 @@ class NameAddr:
             return f"{self.uri}{params}"
         display = f"{self.display} " if self.display else ""
         return f"{display}<{self.uri}>{params}"
+
+
+def read_via(value: str) -> Via:
+    """One Via value, read afresh (Via.parse remembers what this made of recent ones)."""
+    match = _VIA.fullmatch(value.strip())
+    if not match:
+        raise SipError(f"bad Via {value!r}")
+    host, port = parse_hostport(match.group(2))
+    return Via(match.group(1).upper(), host, port, parse_params(match.group(3)))
+
+
+def read_name_addr(value: str) -> NameAddr:
+    """One From, To or Contact value, read afresh (NameAddr.parse remembers recent ones)."""
+    text = value.strip()
+    if "<" in text:
+        display, _, after = text.partition("<")
+        uri, closing, params = after.partition(">")
+        if not closing or not uri:
+            raise SipError(f"bad address {value!r}")
+        return NameAddr(display.strip() or None, uri.strip(), parse_params(params))
+    uri, _, params = text.partition(";")
+    if not uri or " " in uri:
+        raise SipError(f"bad address {value!r}")
+    return NameAddr(None, uri, parse_params(";" + params if params else ""), bracketed=False)
+
+
+_parse_via = remembering(read_via)
+_parse_name_addr = remembering(read_name_addr)

@@ -30,7 +30,7 @@ Content-Length from the body: build(parse(x)) is stable under a second round.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 
 from natlab.sip.errors import SipError
 from natlab.sip.headers import NameAddr, Via
@@ -91,12 +91,19 @@ REQUIRED = ("Via", "From", "To", "Call-ID", "CSeq")
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _REQUEST_URI = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*:\S+")
+_PAIRED_ANGLES = re.compile(r"[^<>]*(?:<[^<>]*>[^<>]*)*")  # "<" and ">" alternate, paired
 
 
 def canonical_name(name: str) -> str:
     """The header's name as natlab writes it: compact forms expanded, known names cased."""
+    known = _SPELLED.get(name)  # the usual case: a name already as natlab writes it
+    if known is not None:
+        return known
     lowered = name.lower()
     return COMPACT_FORMS.get(lowered) or _CANONICAL.get(lowered, name)
+
+
+_SPELLED = {name: name for name in _CANONICAL.values()} | COMPACT_FORMS
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,12 @@ class SipMessage:
     start: RequestLine | StatusLine
     headers: tuple[tuple[str, str], ...]
     body: bytes = b""
+    # values() by canonical name, as found on first lookup (the raw fields gathered in one
+    # pass): a proxy reads many headers of each message, most of them more than once.
+    _raw: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _found: dict[str, tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def is_request(self) -> bool:
@@ -131,22 +144,30 @@ class SipMessage:
 
     def values(self, name: str) -> list[str]:
         """Every value of a header, fields in order; LIST_VALUED ones split at commas."""
-        wanted = canonical_name(name)
-        found: list[str] = []
-        for field_name, value in self.headers:
-            if field_name == wanted:
-                found.extend(split_list(value) if wanted in LIST_VALUED else [value])
-        return found
+        return list(self._lookup(canonical_name(name)))
 
     def get(self, name: str) -> str | None:
         """A single-valued header's value, or the first value of a list header; None if absent."""
-        found = self.values(name)
+        found = self._lookup(canonical_name(name))
         return found[0] if found else None
+
+    def _lookup(self, wanted: str) -> tuple[str, ...]:
+        found = self._found.get(wanted)
+        if found is None:
+            raw = self._raw
+            if not raw:
+                for field_name, value in self.headers:
+                    raw.setdefault(field_name, []).append(value)
+            values = raw.get(wanted, [])
+            if wanted in LIST_VALUED:
+                values = [element for value in values for element in split_list(value)]
+            found = self._found[wanted] = tuple(values)
+        return found
 
     def with_headers(self, headers: tuple[tuple[str, str], ...]) -> SipMessage:
         for name, value in headers:
             _check_value(name, value)
-        return replace(self, headers=headers)
+        return SipMessage(self.start, headers, self.body)
 
     def to_bytes(self) -> bytes:
         lines = [str(self.start)]
@@ -157,10 +178,14 @@ class SipMessage:
 
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, leaving commas in quotes and <...> alone."""
-    if '"' not in value and "," not in value:  # the usual case, without walking every character
-        angles = [char for char in value if char in "<>"]
-        if angles == ["<", ">"] * (len(angles) // 2) and value.strip():
-            return [value.strip()]
+    # the usual case, without walking every character: no quote, no comma, <> paired
+    if '"' not in value and "," not in value and _PAIRED_ANGLES.fullmatch(value) and value.strip():
+        return [value.strip()]
+    return split_list_walking(value)
+
+
+def split_list_walking(value: str) -> list[str]:
+    """split_list, one character at a time: what its fast path must equal."""
     parts: list[str] = []
     current: list[str] = []
     quoted = escaped = False
@@ -255,8 +280,10 @@ def _parse_start(line: str) -> RequestLine | StatusLine:
 
 def _parse_fields(lines: list[str]) -> tuple[tuple[str, str], ...]:
     unfolded: list[str] = []
+    clean = not _CONTROL.search("".join(lines))  # the usual case: one search, not one a line
     for line in lines:
-        _check_line(line)
+        if not clean:
+            _check_line(line)
         if line[:1] in (" ", "\t"):
             if not unfolded:
                 raise SipError("continuation line before any header")

@@ -142,6 +142,27 @@ def test_a_call_to_a_phone_that_is_not_registered_is_refused(natlab_lab) -> None
     assert "not registered" in report["error"]
 
 
+def test_a_caller_that_hangs_up_while_it_rings_cancels_the_call_through_two_nats(
+    natlab_lab,
+) -> None:
+    """phone-b (port-restricted) calls phone-c (symmetric), which rings 3 s; phone-b hangs up
+    after 1 s: its CANCEL goes through the PBX, phone-c ends the INVITE with 487."""
+    lab = natlab_lab(MAIN_BRANCH)
+    registered(lab, *PHONES)
+    request = {"op": "call", "to": "phone-c", "mode": "host", "seconds": 1.0}
+    report = ask_host(lab, "phone-b", {**request, "cancel_after": 1.0, "ring": 3.0}, 30)
+    assert report["cancelled"], report
+    assert report["error"] == "cancelled after 1 s, before the answer: 487 Request Terminated"
+    summaries = [seen["summary"] for seen in report["signalling"]]
+    assert summaries[-4:] == ["CANCEL", "200 OK", "487 Request Terminated", "ACK"], summaries
+    calls = lab.pbx().calls()
+    assert calls[report["call"]]["ended"] and not calls[report["call"]]["answered"]
+    callee = ask_host(lab, "phone-c", {"op": "reports"})["reports"]
+    assert [(r["call"], r["error"]) for r in callee] == [
+        (report["call"], "cancelled by the caller")
+    ]
+
+
 def test_phones_in_one_lan_talk_over_their_host_addresses(natlab_lab) -> None:
     lab = natlab_lab(with_hosts(**{"phone-d": {"segment": "branch2-lan", "role": "phone"}}))
     registered(lab, "phone-c", "phone-d")

@@ -57,6 +57,11 @@ BARESIP_AND_NATLAB_PHONE = """\
   alice: {segment: lan-a, role: phone, agent: baresip}
   carol: {segment: lan-b, role: phone}
 """
+MIXED_KAMAILIO = """\
+  pbx: {segment: internet, role: pbx, server: kamailio}
+  alice: {segment: lan-a, role: phone, agent: baresip}
+  carol: {segment: lan-b, role: phone}
+"""
 NATLAB_PHONES_AND_KAMAILIO = """\
   pbx: {segment: internet, role: pbx, server: kamailio}
   carol: {segment: lan-a, role: phone}
@@ -378,6 +383,11 @@ def test_baresip_registers_with_natlabs_pbx_and_calls_a_natlab_phone_both_ways(
     assert report.rtp.received >= ENOUGH, f"carol heard only {report.rtp} ({report.error})"
 
 
+def ladder(report) -> list[tuple[str, str]]:
+    """The caller's SIP of a call: (sent or received, method or status code)."""
+    return [(seen.direction, seen.summary.split()[0]) for seen in report.signalling]
+
+
 def test_natlab_phones_register_with_kamailio_and_call_each_other_through_it(
     private_natlab, run_dir, tmp_path
 ):
@@ -399,12 +409,45 @@ def test_natlab_phones_register_with_kamailio_and_call_each_other_through_it(
     before = {r: translated_in(lab, r) for r in ("ra", "rb")}
     report = carol.call("dave", MEDIA_SECONDS, "ice")
     assert report.verdict == "two-way", report
+    # kamailio challenged the INVITE (407) and carol answered it with her credentials
+    summaries = ladder(report)
+    assert ("received", "407") in summaries, summaries
+    assert summaries.count(("sent", "INVITE")) == 2, summaries
     assert report.peer_rtp is not None  # dave's counts came back in kamailio-relayed BYE/200
     assert report.rtp.received >= ENOUGH and report.peer_rtp.received >= ENOUGH
     for router in ("ra", "rb"):
         assert translated_in(lab, router) - before[router] >= ENOUGH
     back = dave.call("carol", MEDIA_SECONDS, "srflx")
     assert back.verdict == "two-way", back
+
+
+def test_a_natlab_phone_cancels_its_call_to_baresip_through_kamailio(
+    private_natlab, run_dir, tmp_path
+):
+    """carol (natlab) calls alice (baresip, which rings until told to answer) through
+    kamailio, which challenges the INVITE (407); carol hangs up after a second: kamailio
+    forwards her CANCEL, baresip ends the INVITE with 487 and drops the call."""
+    name = up(private_natlab, tmp_path, "full-cone", "port-restricted", hosts=MIXED_KAMAILIO)
+    lab = Lab.attach(name)
+    alice, carol = lab.baresip("alice"), lab.phone("carol")
+    alice.wait_registered()
+    wait_registered(carol)
+    calling: dict = {}
+    thread = threading.Thread(
+        target=lambda: calling.setdefault("report", carol.call("alice", 1.0, "host", 1.5))
+    )
+    thread.start()
+    try:
+        alice.wait_for("INCOMING")  # ringing: nobody answers it
+    finally:
+        thread.join(60)
+    report = calling["report"]
+    assert report.cancelled, report
+    assert report.error == "cancelled after 1.5 s, before the answer: 487 Request Terminated"
+    summaries = ladder(report)
+    assert ("received", "407") in summaries and ("sent", "CANCEL") in summaries, summaries
+    assert summaries[-2:] == [("received", "487"), ("sent", "ACK")], summaries
+    alice.wait_for(None)  # baresip dropped the call it was ringing for
 
 
 MIXED_SCENARIO = """\

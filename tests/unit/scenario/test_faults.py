@@ -210,7 +210,7 @@ class FakeLab:
 class FakePhone:
     answer: CallReport | Exception | None
 
-    def call(self, to: str, seconds: float, mode: str) -> CallReport:
+    def call(self, to: str, seconds: float, mode: str, *timing: float | None) -> CallReport:
         if isinstance(self.answer, Exception):
             raise self.answer
         assert self.answer is not None

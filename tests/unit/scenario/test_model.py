@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from natlab.core.behaviour import PRESETS
+from natlab.core.durations import FORMS as DURATION_FORMS
 from natlab.errors import NatlabError
 from natlab.lab.lab import keep_topology, kept_topology
 from natlab.scenario import model
@@ -142,6 +143,22 @@ def test_a_call_can_expect_whether_it_reaches_the_callee(reached):
     assert parse_scenario(VALID, "s.yaml").steps[1].reached is None  # not said: not checked
 
 
+def test_a_call_can_be_cancelled_while_it_rings_and_expect_so():
+    text = broken(
+        "  - call: {from: phone-b, to: phone-c, seconds: 1.5}\n"
+        "    expect: {media: two-way, pair: srflx}\n",
+        "  - call: {from: phone-b, to: phone-c, mode: host, cancel_after: 1s, ring: 2.5}\n"
+        "    expect: {cancelled: true, media: none}\n",
+    )
+    call = parse_scenario(text, "s.yaml").steps[1]
+    assert (call.cancel_after, call.ring, call.cancelled, call.media) == (1.0, 2.5, True, "none")
+    assert call.describe() == (
+        "call phone-b -> phone-c, 2 s (host), ringing 2.5 s, cancelled after 1 s unless answered"
+    )
+    plain = parse_scenario(VALID, "s.yaml").steps[1]
+    assert (plain.cancel_after, plain.ring, plain.cancelled) == (None, None, None)
+
+
 CASES = [
     pytest.param(
         broken("seconds: 1.5}", "seconds: 1.5, mode: icy}"),
@@ -166,8 +183,24 @@ CASES = [
         "steps[1].call.colour",
         6,
         "unknown field 'colour'",
-        "fields allowed here: from, to, seconds, mode",
+        "fields allowed here: from, to, seconds, mode, cancel_after, ring",
         id="unknown-call-field",
+    ),
+    pytest.param(
+        broken("seconds: 1.5}", "seconds: 1.5, cancel_after: 10s}"),
+        "steps[1].call.cancel_after",
+        6,
+        "10 s is out of range",
+        "give 0 to 5 s",
+        id="cancel-after-too-long",
+    ),
+    pytest.param(
+        broken("seconds: 1.5}", "seconds: 1.5, ring: soon}"),
+        "steps[1].call.ring",
+        6,
+        "'soon' is not a duration from 0 to 30 days",
+        DURATION_FORMS,
+        id="ring-not-a-duration",
     ),
     pytest.param(
         broken("seconds: 1.5}", "seconds: 0}"),
