@@ -159,7 +159,7 @@ def test_the_demo_tells_the_call_the_relay_and_the_exhaustion(tmp_path: Path) ->
     assert "relay 203.0.113.4" in told  # ICE chose a TURN candidate
     # the burst told in a line: what the carrier mapped into home1's blocks, what it refused
     assert re.search(
-        r"carrier: 40 new flows from home1: \d+ mapped to 203\.0\.113\.1[01]:\d+-1055; "
+        r"carrier: 48 new flows from home1: \d+ mapped to 203\.0\.113\.1[01]:\d+-1055; "
         r"\d+ refused, exhausted: subscriber 100\.64\.0\.2 uses every udp port",
         told,
     )
