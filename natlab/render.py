@@ -502,7 +502,15 @@ def print_run(result: ScenarioResult, pcap_dir: str | None, trace_asked: bool) -
 def demo_failure(scenario: Scenario, result: ScenarioResult) -> str:
     """What `natlab demo` says after the story when the lab did not do what the lesson says."""
     error = f" ({escape(result.error)})" if result.error else ""
-    return f"\ndemo {escape(scenario.name)}: the lab did not do what this lesson expects{error}"
+    missed = "".join(
+        f"\n  step {step.index + 1} {step.verdict}: {escape(step.text)}"
+        for step in result.steps
+        if not step.passed
+    )
+    return (
+        f"\ndemo {escape(scenario.name)}: the lab did not do what this lesson expects{error}"
+        + missed
+    )
 
 
 def pair_line(pair: PairResult) -> str:

@@ -9,7 +9,7 @@ from rich.console import Console
 from natlab.core.events import DropReason
 from natlab.errors import NatlabError
 from natlab.records import CallReport
-from natlab.render import matrix_table, scenario_table, step_line
+from natlab.render import demo_failure, matrix_table, scenario_table, step_line
 from natlab.scenario.expectations import TYPES, Check
 from natlab.scenario.explain import DropGroup
 from natlab.scenario.matrix import (
@@ -19,7 +19,7 @@ from natlab.scenario.matrix import (
     check_types,
     pair_scenario,
 )
-from natlab.scenario.model import Call, WaitRegistered
+from natlab.scenario.model import Call, WaitRegistered, load_scenario
 from natlab.scenario.reports import write_junit
 from natlab.scenario.runner import ScenarioResult, StepResult
 
@@ -147,6 +147,16 @@ def test_tables_for_people():
     line = Console(width=200, record=True)
     line.print(step_line(scenario_result().steps[1]))
     assert "media: expected two-way, observed no media" in line.export_text()
+
+
+def test_a_failed_demo_ends_naming_the_steps_that_went_otherwise():
+    """The last lines of a long lesson are what a log's tail keeps: they say which step."""
+    told = demo_failure(load_scenario("cgnat"), scenario_result())
+    assert told.splitlines()[-2:] == [
+        "  step 2 failed: call phone-b -> phone-c, 1 s (ice)",
+        "  step 3 error: call phone-c -> phone-b, 1 s (ice)",
+    ]
+    assert "demo cgnat: the lab did not do what this lesson expects" in told
 
 
 def test_each_pair_is_a_scenario_with_the_tables_verdict():
