@@ -7,7 +7,7 @@ nothing in the lab has a link to the host's network.
 
 from __future__ import annotations
 
-from natlab.lab.dns import kernel_services
+from natlab.lab.dns import kernel_services, router_sysctls
 from natlab.lab.ledger import Ledger
 from natlab.lab.naming import node_namespace, switch_namespace
 from natlab.lab.routers import Dataplane
@@ -59,4 +59,6 @@ def build(topology: Topology, ledger: Ledger, dataplane: Dataplane) -> None:
                 links.add_route(ipr, route.destination, route.via)
         links.disable_offloads(namespace, [iface.name for iface in node.interfaces])
         if isinstance(node, Router):
+            if sysctls := router_sysctls(topology, node):
+                namespaces.set_sysctls(namespace, sysctls)
             dataplane.configure(namespace, node, kernel_services(topology, node))

@@ -21,9 +21,10 @@ serves itself. The lab lets in exactly these packets (kernel_services): DNS
 to the LAN address from that LAN (UDP and TCP), and the upstream's UDP
 answers to the one source port the resolver forwards from
 (ROUTER_QUERY_PORT, below every NAT's default port range, so no mapping
-ever holds it); the daemon leaves the same packets alone
-(DaemonConfig.kernel_served). Forwarding is UDP only: a question over TCP
-for a name the LAN's resolver must forward gets no answer.
+ever holds it), and to the few ports its TCP connections upstream leave
+from (dnsmasq cannot choose a TCP source port, so the router's kernel is
+given them as its only ephemeral ports: router_sysctls); the daemon leaves
+the same packets alone (DaemonConfig.kernel_served).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from natlab.topology.model import Dns, Router, Topology
 DNS_SERVER = "dns server"  # what the ledger calls each dnsmasq
 DNS_PORT = 53
 ROUTER_QUERY_PORT = 1023  # a router's resolver forwards from here (the next LAN's one down)
+TCP_SOURCE_PORTS = 16  # ...and over TCP from one of these, below its query ports
 RESOLV_CONF = "resolv.conf"
 HOST_RESOLV_CONF = "/etc/resolv.conf"
 READY_TIMEOUT = 5.0
@@ -73,6 +75,7 @@ class Resolver:
     wan: str | None = None  # ...the router's WAN interface, and the address and port it
     source: IPv4Address | None = None  # forwards from
     query_port: int = ROUTER_QUERY_PORT
+    tcp_ports: range = range(0)  # a router's: its kernel's ephemeral ports, for TCP upstream
 
     @property
     def label(self) -> str:
@@ -107,7 +110,8 @@ def plan(topology: Topology) -> list[Resolver]:
     server = topology.hosts[dns.server].interfaces[0].address
     found = [Resolver(dns.server, server, dns.records)]
     for router in topology.routers.values():
-        ports = iter(_query_ports(router))
+        query_ports, tcp_ports = _source_ports(router)
+        ports = iter(query_ports)
         for lan in router.lans:
             found.append(
                 Resolver(
@@ -119,20 +123,32 @@ def plan(topology: Topology) -> list[Resolver]:
                     wan=router.wan.name,
                     source=router.wan.address,
                     query_port=next(ports),
+                    tcp_ports=tcp_ports,
                 )
             )
     return found
 
 
-def _query_ports(router: Router) -> list[int]:
-    """Source ports for the router's resolvers: no UDP or TCP forward of its holds them."""
+def _source_ports(router: Router) -> tuple[list[int], range]:
+    """Where the router's resolvers forward from: a UDP port each, and a run of ports for TCP.
+
+    All below every NAT's default port range, and no UDP or TCP forward of the router holds them.
+    """
     forwarded = {
         port
         for forward in router.forwards
         for port in range(forward.external_ports[0], forward.external_ports[1] + 1)
     }
-    free = (port for port in range(ROUTER_QUERY_PORT, 0, -1) if port not in forwarded)
-    return [next(free) for _ in router.lans]
+    free = [port for port in range(ROUTER_QUERY_PORT, 0, -1) if port not in forwarded]
+    query_ports, below = free[: len(router.lans)], free[len(router.lans) :]
+    for top, bottom in zip(below, below[TCP_SOURCE_PORTS - 1 :], strict=False):
+        if top - bottom == TCP_SOURCE_PORTS - 1:  # a run of ports with no forward in it
+            return query_ports, range(bottom, top + 1)
+    raise NatlabError(
+        f"router '{router.name}' forwards nearly every port below {ROUTER_QUERY_PORT + 1}: "
+        f"its DNS resolvers need {len(router.lans)} of them and {TCP_SOURCE_PORTS} in a row",
+        fix="forward fewer ports below 1024, or remove the `dns:` section",
+    )
 
 
 def resolv_confs(topology: Topology) -> dict[str, str]:
@@ -188,9 +204,23 @@ def kernel_services(topology: Topology, router: Router) -> list[KernelService]:
         lan, wan = str(resolver.address), str(resolver.source)
         services.append(KernelService(resolver.lan, lan, socket.IPPROTO_UDP, DNS_PORT))
         services.append(KernelService(resolver.lan, lan, socket.IPPROTO_TCP, DNS_PORT))
-        # Forwarding is UDP only: dnsmasq's TCP upstream leaves from a port of the kernel's.
         services.append(KernelService(resolver.wan, wan, socket.IPPROTO_UDP, resolver.query_port))
-    return services
+        tcp = socket.IPPROTO_TCP
+        services += [KernelService(resolver.wan, wan, tcp, port) for port in resolver.tcp_ports]
+    return list(dict.fromkeys(services))  # a router's resolvers share its TCP ports
+
+
+def router_sysctls(topology: Topology, router: Router) -> dict[str, str]:
+    """The router kernel's ephemeral ports: only its resolvers' TCP ports (in this order:
+    the kernel takes no ephemeral port below the first unprivileged one)."""
+    for resolver in plan(topology):
+        if resolver.node == router.name:
+            first, last = resolver.tcp_ports[0], resolver.tcp_ports[-1]
+            return {
+                "net.ipv4.ip_unprivileged_port_start": str(first),
+                "net.ipv4.ip_local_port_range": f"{first} {last}",
+            }
+    return {}
 
 
 def kernel_served(topology: Topology, router: Router) -> tuple[tuple[str, str, int, int], ...]:

@@ -92,15 +92,26 @@ def test_a_branch_resolver_forwards_public_names_to_the_public_server(natlab, ma
     assert counters["left_to_kernel"] >= 2  # the query in, the public server's answer back
 
 
-def test_a_lan_resolver_answers_its_overrides_over_tcp_too(natlab, main_branch_up):
+def ask_over_tcp(natlab: NatlabCommand, lab: str, node: str, name: str, server: str) -> set[str]:
+    """The addresses `server` answers for name over TCP, asked from inside node (dnspython)."""
     ask = (
-        "import dns.message, dns.query; "
-        "q = dns.message.make_query('pbx.example.test', 'A'); "
-        "print(dns.query.tcp(q, '10.0.0.1', timeout=3).answer[0][0])"
+        "import sys, dns.message, dns.query; "
+        "q = dns.message.make_query(sys.argv[1], 'A'); "
+        "print(*(r for a in dns.query.tcp(q, sys.argv[2], timeout=3).answer for r in a))"
     )
-    asked = natlab.exec(main_branch_up, "phone-a", sys.executable, "-c", ask)
+    asked = natlab.exec(lab, node, sys.executable, "-c", ask, name, server)
     assert asked.returncode == 0, asked.stderr
-    assert asked.stdout.strip() == "10.0.0.2"
+    return set(asked.stdout.split())
+
+
+def test_a_lan_resolver_answers_over_tcp_its_overrides_and_forwarded_names(natlab, main_branch_up):
+    lab = main_branch_up
+    assert ask_over_tcp(natlab, lab, "phone-a", "pbx.example.test", "10.0.0.1") == {"10.0.0.2"}
+    # branch1's resolver has no override: it asks the public server over TCP, from its WAN
+    stun = ask_over_tcp(natlab, lab, "phone-b", "stun.example.test", "10.1.0.1")
+    assert stun == {"203.0.113.4", "203.0.113.5"}
+    public = (natlab.run_dir / lab / "dns" / "dns1.log").read_text()
+    assert "query[A] stun.example.test from 203.0.113.2" in public  # branch1's WAN address
 
 
 def test_resolv_conf_is_visible_inside_and_gone_after_down(natlab, main_branch_up):

@@ -5,16 +5,20 @@ from __future__ import annotations
 import socket
 from ipaddress import IPv4Address
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from natlab.errors import NatlabError
 from natlab.lab.dns import (
     ROUTER_QUERY_PORT,
+    TCP_SOURCE_PORTS,
     dnsmasq_conf,
     kernel_served,
     kernel_services,
     plan,
     resolv_confs,
+    router_sysctls,
 )
 from natlab.lab.routers import daemon_config
 from natlab.plumbing.firewall import KernelService
@@ -117,18 +121,33 @@ def test_dnsmasq_is_told_exactly_its_names_and_its_upstream():
     assert "no-resolv" in home and "bind-interfaces" in home
 
 
-def test_the_router_kernel_takes_dns_on_its_lan_and_answers_on_its_query_port_only():
+def test_the_router_kernel_takes_dns_on_its_lan_and_answers_on_its_source_ports_only():
     router = MAIN_BRANCH.routers["branch1"]
     services = set(kernel_services(MAIN_BRANCH, router))
     udp, tcp = socket.IPPROTO_UDP, socket.IPPROTO_TCP
+    tcp_ports = range(ROUTER_QUERY_PORT - TCP_SOURCE_PORTS, ROUTER_QUERY_PORT)
     assert services == {
         KernelService("branch1-lan", "10.1.0.1", udp, 53),
         KernelService("branch1-lan", "10.1.0.1", tcp, 53),
         KernelService("internet", "203.0.113.2", udp, ROUTER_QUERY_PORT),
+        *(KernelService("internet", "203.0.113.2", tcp, port) for port in tcp_ports),
+    }
+    assert router_sysctls(MAIN_BRANCH, router) == {
+        "net.ipv4.ip_unprivileged_port_start": str(tcp_ports[0]),
+        "net.ipv4.ip_local_port_range": f"{tcp_ports[0]} {tcp_ports[-1]}",
     }
     config = daemon_config(MAIN_BRANCH, router, "lab", lambda r: r.behaviour.translate)
     assert set(config.kernel_served) == set(kernel_served(MAIN_BRANCH, router))
-    assert len(config.kernel_served) == 3
+    assert len(config.kernel_served) == 3 + TCP_SOURCE_PORTS
+
+
+def test_a_router_that_forwards_nearly_every_low_port_leaves_no_room_for_its_resolver():
+    crowded = NESTED.replace(
+        "forwards: [{proto: udp, port: 1023, to: modem}]",
+        "forwards: [{proto: udp, port: 1-1010, to: modem}]",
+    )
+    with pytest.raises(NatlabError, match="router 'cgn' forwards nearly every port below 1024"):
+        plan(parse_topology(crowded))
 
 
 @given(st.lists(st.integers(1, 1023), max_size=40))
@@ -144,7 +163,10 @@ def test_query_ports_never_collide_with_a_forward_nor_with_each_other(forwarded)
     resolvers = [r for r in plan(parse_topology(text)) if r.node == "box"]
     ports = [r.query_port for r in resolvers]
     assert len(set(ports)) == len(ports) == 2
-    assert not set(ports) & set(forwarded)
+    tcp_ports = resolvers[0].tcp_ports
+    assert all(r.tcp_ports == tcp_ports for r in resolvers)  # the router kernel's, shared
+    assert len(tcp_ports) == TCP_SOURCE_PORTS and max(tcp_ports) < min(ports)
+    assert not (set(ports) | set(tcp_ports)) & set(forwarded)
     assert all(0 < port <= ROUTER_QUERY_PORT for port in ports)
 
 
