@@ -142,11 +142,12 @@ class Lab:
         builder = os.getpid()
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            # The daemons' spawner imports while the lab is built and dnsmasq starts.
             spawner = self.dataplane.prepare(self.topology, ledger.directory, self.adopt)
             build(self.topology, ledger, self.dataplane)
             dns.write_resolv_confs(self.topology, self.namespace)  # before anything runs
-            daemons = self.dataplane.start(self.topology, self.name, ledger.directory, spawner)
             resolvers = dns.start(self.topology, ledger.directory, self._launch)
+            daemons = self.dataplane.start(self.topology, self.name, ledger.directory, spawner)
             # Endpoints start once every router forwards and every name resolves: a phone's
             # first SYN to the PBX sent into a router not yet reading would wait out TCP's
             # 1 s retransmission.
