@@ -66,15 +66,15 @@ def _share_run_dir() -> None:
 
 
 @contextmanager
-def _signals_held() -> Iterator[set[signal.Signals]]:
-    """Hold Ctrl-C and SIGTERM while this thread changes namespace; they arrive right after.
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM for the block; they arrive right after it.
 
-    One landing in between would leave the thread, and whatever it does
-    next, in a lab's namespace. Gives the signal mask from before.
+    One landing while this thread is in a lab's namespace would leave it,
+    and whatever it does next, there.
     """
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
     try:
-        yield previous
+        yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
@@ -126,14 +126,20 @@ def inode(name: str) -> int | None:
         return None
 
 
-def netlink(name: str) -> IPRoute:
-    """A netlink socket bound to the namespace (never creates one); close it.
+@contextmanager
+def netlink(name: str) -> Iterator[IPRoute]:
+    """A netlink socket bound to the namespace (never creates one), closed after the block.
 
-    A socket stays in the namespace it was made in: made there by this
-    thread, with no helper process forked as pyroute2's `netns=` does.
+    Made inside the namespace by this thread (a socket stays in the namespace
+    it was made in), with no helper process forked as pyroute2's `netns=`
+    does. Ctrl-C and SIGTERM wait until the block is done: pyroute2's event
+    loop, cut short by KeyboardInterrupt, prints tracebacks as natlab exits.
     """
-    with entered(name):
-        return IPRoute()
+    with _signals_held():
+        with entered(name):
+            ipr = IPRoute()
+        with ipr:
+            yield ipr
 
 
 def open_fd(name: str) -> int:
@@ -146,14 +152,12 @@ def entered(name: str) -> Iterator[None]:
     """Run the block with this thread inside the namespace (for /proc/sys, ioctls, sockets).
 
     FileNotFoundError if it does not exist: entering never creates one.
+    Ctrl-C and SIGTERM wait until the thread is back (and pyroute2's event
+    loops, which the block may run, are not cut short).
     """
-    with _signals_held() as previous, _returning():
+    with _signals_held(), _returning():
         _set(name)
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # the block may be interrupted...
-        try:
-            yield
-        finally:
-            signal.pthread_sigmask(signal.SIG_BLOCK, HELD)  # ...but not the way back
+        yield
 
 
 def enter(name: str) -> None:
