@@ -266,6 +266,7 @@ class KernelForwarding:
                 "net.ipv4.conf.all.send_redirects": "0",
             },
         )
+        disable_offloads(namespace, [iface.name for iface in router.interfaces])
 
     def prepare(self, topology: Topology, directory: Path, adopt: Adopt) -> None:
         """Nothing to prepare: no daemons."""
