@@ -138,6 +138,7 @@ class Spawner:
         self.log = directory / "routers" / "spawner.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.requests, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.requests.settimeout(READY_TIMEOUT)  # its import, then each fork
         # Ctrl-C and SIGTERM wait until it is recorded, as for every process the lab starts.
         held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
@@ -185,15 +186,15 @@ class Spawner:
         try:
             socket.send_fds(self.requests, [os.fsencode(config)], fds)
             answer = self.requests.recv(32)
-        except (BrokenPipeError, ConnectionResetError):
-            answer = b""  # it has ended
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            answer = b""  # it has ended, or hangs (Ctrl-C is held meanwhile)
         finally:
             for fd in fds:
                 os.close(fd)
         if not answer:
             raise NatlabError(
                 f"the NAT daemon of router '{router}' did not start: "
-                "the process that starts daemons has ended",
+                "the process that starts daemons has ended or does not answer",
                 fix=f"its log ({self.log}) says: {log_tail(self.log)}",
             )
         pid = int(answer)

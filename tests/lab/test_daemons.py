@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from natlab.errors import NatlabError
-from natlab.lab import Lab
+from natlab.lab import Lab, routers
 
 pytestmark = pytest.mark.natlab
 
@@ -84,6 +84,18 @@ def test_a_spawner_that_ends_early_stops_up_naming_the_router_and_leaves_nothing
     with pytest.raises(NatlabError, match="NAT daemon of router 'main' did not start") as failed:
         natlab_lab(MAIN_BRANCH)
     assert "spawner.log" in (failed.value.fix or "")
+
+
+def test_a_spawner_that_hangs_stops_up_and_is_stopped_itself(natlab_lab, monkeypatch, tmp_path):
+    hanging = tmp_path / "hanging-python"
+    hanging.write_text('#!/bin/sh\necho $$ > "$0.pid"\nexec sleep 60\n')
+    hanging.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(hanging))
+    monkeypatch.setattr(routers, "READY_TIMEOUT", 0.5)
+    with pytest.raises(NatlabError, match=r"did not start: .* does not answer"):
+        natlab_lab(MAIN_BRANCH)
+    pid = int((tmp_path / "hanging-python.pid").read_text())
+    assert _state(pid) in ("gone", "Z")  # `up` took it down with the rest
 
 
 def test_down_stops_every_daemon(natlab_lab):
