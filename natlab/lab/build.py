@@ -57,8 +57,9 @@ def build(topology: Topology, ledger: Ledger, dataplane: Dataplane) -> None:
                     links.add_address(ipr, index, address)
             for route in routes[node.name]:
                 links.add_route(ipr, route.destination, route.via)
-        links.disable_offloads(namespace, [iface.name for iface in node.interfaces])
-        if isinstance(node, Router):
+        if isinstance(node, Router):  # its dataplane knows which offloads it cannot have
             if sysctls := router_sysctls(topology, node):
                 namespaces.set_sysctls(namespace, sysctls)
             dataplane.configure(namespace, node, kernel_services(topology, node))
+        else:
+            links.disable_offloads(namespace, [iface.name for iface in node.interfaces])

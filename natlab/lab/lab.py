@@ -15,7 +15,6 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from natlab.lab.endpoints import control_path, start_endpoints, wait_ready
 from natlab.lab.ledger import Ledger, lab_names, locked
 from natlab.lab.naming import lab_dir, node_namespace, state_error, writing_state
 from natlab.lab.processes import PROGRAM, TRANSIENT, Death, ProcessRecord, death, record, terminate
-from natlab.lab.routers import DAEMON, DATAPLANES, Dataplane, NatDataplane
+from natlab.lab.routers import DATAPLANES, Dataplane, NatDataplane
 from natlab.plumbing import namespaces
 from natlab.router.files import config_path, events_path, socket_path
 from natlab.topology import Topology, load_topology, parse_topology
@@ -143,13 +142,12 @@ class Lab:
         builder = os.getpid()
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            # The daemons' spawner imports while the lab is built and dnsmasq starts.
+            spawner = self.dataplane.prepare(self.topology, ledger.directory, self.adopt)
             build(self.topology, ledger, self.dataplane)
             dns.write_resolv_confs(self.topology, self.namespace)  # before anything runs
-            launch_daemon = partial(self._launch, what=DAEMON)
-            daemons = self.dataplane.start(
-                self.topology, self.name, ledger.directory, launch_daemon
-            )
             resolvers = dns.start(self.topology, ledger.directory, self._launch)
+            daemons = self.dataplane.start(self.topology, self.name, ledger.directory, spawner)
             # Endpoints start once every router forwards and every name resolves: a phone's
             # first SYN to the PBX sent into a router not yet reading would wait out TCP's
             # 1 s retransmission.

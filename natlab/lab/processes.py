@@ -12,8 +12,9 @@ EXEC = "exec"  # what an interactive `natlab exec` session is recorded as
 CAPTURE = "capture"  # a tcpdump natlab runs for --pcap
 PROGRAM = "program"  # a user's program (lab/programs.py): its process group's leader...
 SUPERVISOR = "program supervisor"  # ...and the natlab process that watches it
+SPAWNER = "daemon spawner"  # forks the NAT daemons during `up`, then ends (natlab.router.spawner)
 # May end before the lab does: not a death to report.
-TRANSIENT = frozenset({EXEC, CAPTURE, PROGRAM, SUPERVISOR})
+TRANSIENT = frozenset({EXEC, CAPTURE, PROGRAM, SUPERVISOR, SPAWNER})
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 - NatDataplane, the default: natlab's own NAT daemon. The router's kernel
   forwards nothing and drops every IPv4 packet it receives; the daemon
-  (natlab.router.daemon, a fresh interpreter in the router's namespace)
-  moves and translates every packet. The lab writes each daemon's typed
+  (natlab.router.daemon, in the router's namespace) moves and translates
+  every packet. The daemons are forked by one fresh interpreter that
+  imported the daemon while the lab was being built (natlab.router.spawner,
+  started by prepare()). The lab writes each daemon's typed
   config (natlab.router.config) as a JSON file and hands the daemon its
   path; each router's files sit in the lab's state directory
   (natlab.router.files).
@@ -17,9 +19,13 @@ which LANs stay hidden).
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from ipaddress import IPv4Interface, IPv4Network
@@ -30,10 +36,12 @@ from natlab.core.engine import StaticMap
 from natlab.core.portcontrol.upnp import HTTP_PORT as UPNP_HTTP_PORT
 from natlab.errors import NatlabError
 from natlab.lab.dns import kernel_served
-from natlab.lab.launch import Launch, wait_started
+from natlab.lab.launch import log_tail, wait_started
+from natlab.lab.naming import node_namespace
+from natlab.lab.processes import SPAWNER
 from natlab.plumbing.firewall import KernelService, accept_tcp_to, drop_incoming_ipv4
 from natlab.plumbing.links import disable_offloads
-from natlab.plumbing.namespaces import set_sysctls
+from natlab.plumbing.namespaces import open_fd, set_sysctls
 from natlab.records import PingRequest
 from natlab.router.config import DaemonConfig, PortConfig
 from natlab.router.eventlog import limits
@@ -43,6 +51,12 @@ from natlab.topology.routing import plan_routes
 
 READY_TIMEOUT = 10.0
 DAEMON = "nat daemon"  # what the lab's ledger calls these processes
+APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND  # how a process's log is opened
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+# adopt(pid, node, what): record a process the lab started, so that `down` stops it.
+Adopt = Callable[[int, str, str], None]
 
 
 @dataclass
@@ -79,20 +93,28 @@ class NatDataplane:
                 accept_tcp_to(namespace, lan.name, str(lan.addresses[0].ip), UPNP_HTTP_PORT)
         disable_offloads(namespace, [iface.name for iface in router.interfaces], receive=True)
 
-    def start(self, topology: Topology, lab: str, directory: Path, launch: Launch) -> list[Daemon]:
+    def prepare(self, topology: Topology, directory: Path, adopt: Adopt) -> Spawner | None:
+        """Start the interpreter that will fork the daemons, early: it imports meanwhile."""
+        return Spawner(directory, adopt) if topology.routers else None
+
+    def start(
+        self, topology: Topology, lab: str, directory: Path, spawner: Spawner | None
+    ) -> list[Daemon]:
         """Start one daemon per router (all at once); wait_ready() tells when they serve."""
         try:
             limits(os.environ)  # the daemons read them too: a mistake is told here, once
         except ValueError as error:
             raise NatlabError(str(error), fix="fix or unset the variable") from None
-        daemons = []
+        configs = {}
         for router in topology.routers.values():
-            config = config_path(directory, router.name)
+            config = configs[router.name] = config_path(directory, router.name)
             config.parent.mkdir(parents=True, exist_ok=True)
             daemon_config(topology, router, lab, self.translates).save(config)
-            pid = launch(router.name, partial(_exec_daemon, config), log_path(config))
-            daemons.append(Daemon(router.name, pid, config))
-        return daemons
+        if spawner is None:
+            return []
+        namespaces = {router: node_namespace(lab, router) for router in configs}
+        pids = spawner.spawn({router: (namespaces[router], c) for router, c in configs.items()})
+        return [Daemon(router, pids[router], config) for router, config in configs.items()]
 
     def wait_ready(self, daemons: list[Daemon], timeout: float = READY_TIMEOUT) -> None:
         """Return once every daemon answers its control socket; else fail naming the router."""
@@ -103,13 +125,94 @@ class NatDataplane:
             wait_started(ready, daemon.pid, daemon.log, what, deadline)
 
 
-def _exec_daemon(config: Path) -> None:
-    """Become a fresh interpreter that runs only the daemon (in the forked lab child).
+class Spawner:
+    """natlab.router.spawner, running: it forks each router's daemon when asked.
 
-    A forked child keeps every page of whatever forked it (the CLI, pytest,
-    a benchmark); a daemon that imports only what it uses stays small.
+    Its daemons become the lab's own children (the lab is their subreaper
+    while the spawner ends), so the lab collects their exit status as it
+    does its other processes'.
     """
-    os.execv(sys.executable, [sys.executable, "-m", "natlab.router.daemon", str(config)])
+
+    def __init__(self, directory: Path, adopt: Adopt) -> None:
+        self.adopt = adopt
+        self.log = directory / "routers" / "spawner.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.requests, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.requests.settimeout(READY_TIMEOUT)  # its import, then each fork
+        # Ctrl-C and SIGTERM wait until it is recorded, as for every process the lab starts.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            with theirs:
+                self.pid = os.posix_spawn(
+                    sys.executable,
+                    [sys.executable, "-m", "natlab.router.spawner"],
+                    os.environ,
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, theirs.fileno(), 0),
+                        (os.POSIX_SPAWN_OPEN, 1, str(self.log), APPEND, 0o644),
+                        (os.POSIX_SPAWN_DUP2, 1, 2),
+                    ],
+                    setsid=True,  # Ctrl-C in the terminal is for natlab, not for it
+                    setsigmask=(),
+                    setsigdef=(signal.SIGINT, signal.SIGTERM),
+                )
+            try:
+                adopt(self.pid, "", SPAWNER)
+            except BaseException:
+                self.requests.close()  # it ends at once, for want of requests
+                os.waitpid(self.pid, 0)
+                raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+    def spawn(self, daemons: dict[str, tuple[str, Path]]) -> dict[str, int]:
+        """Fork the daemon of each router (its namespace, its config): each one's PID."""
+        pids = {}
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        was_subreaper = _subreaper(True)
+        try:
+            with self.requests:
+                for router, (namespace, config) in daemons.items():
+                    pids[router] = self._fork(router, namespace, config)
+                self.requests.shutdown(socket.SHUT_WR)  # no more: it exits
+            os.waitpid(self.pid, 0)  # and its daemons are the lab's children now
+        finally:
+            _subreaper(was_subreaper)
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return pids
+
+    def _fork(self, router: str, namespace: str, config: Path) -> int:
+        fds = [open_fd(namespace), os.open(log_path(config), APPEND, 0o644)]
+        try:
+            socket.send_fds(self.requests, [os.fsencode(config)], fds)
+            answer = self.requests.recv(32)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            answer = b""  # it has ended, or hangs (Ctrl-C is held meanwhile)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        if not answer:
+            raise NatlabError(
+                f"the NAT daemon of router '{router}' did not start: "
+                "the process that starts daemons has ended or does not answer",
+                fix=f"its log ({self.log}) says: {log_tail(self.log)}",
+            )
+        pid = int(answer)
+        self.adopt(pid, router, DAEMON)
+        return pid
+
+
+def _subreaper(on: bool) -> bool:
+    """Make this process the subreaper of its orphaned descendants, or not; was it one?"""
+    libc = ctypes.CDLL(None, use_errno=True)
+    was = ctypes.c_int()
+    if (
+        libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was)) != 0
+        or libc.prctl(PR_SET_CHILD_SUBREAPER, int(on)) != 0
+    ):
+        error = ctypes.get_errno()
+        raise OSError(error, f"cannot adopt the NAT daemons: {os.strerror(error)}")
+    return bool(was.value)
 
 
 def daemon_config(topology: Topology, router: Router, lab: str, translates) -> DaemonConfig:
@@ -164,8 +267,12 @@ class KernelForwarding:
                 "net.ipv4.conf.all.send_redirects": "0",
             },
         )
+        disable_offloads(namespace, [iface.name for iface in router.interfaces])
 
-    def start(self, topology: Topology, lab: str, directory: Path, launch: Launch) -> list:
+    def prepare(self, topology: Topology, directory: Path, adopt: Adopt) -> None:
+        """Nothing to prepare: no daemons."""
+
+    def start(self, topology: Topology, lab: str, directory: Path, spawner: None) -> list:
         return []
 
     def wait_ready(self, daemons: list) -> None:

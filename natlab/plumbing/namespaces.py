@@ -14,26 +14,63 @@ import shutil
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 
 from pyroute2 import IPRoute, netns
 
 NETNS_DIR = "/run/netns"
 ETC_NETNS = "/etc/netns"  # per-namespace /etc files, as `ip netns exec` shows them
+THIS_THREADS = "/proc/thread-self/ns/net"  # the namespace the calling thread is in
 CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
 HELD = {signal.SIGINT, signal.SIGTERM}
+
+
+@cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def create(name: str) -> None:
+    """Create a namespace; FileExistsError if the name is taken.
+
+    As `ip netns add` does it, in this process (no helper to fork): the
+    calling thread unshares a new namespace, binds it to its name, goes back.
+    """
+    _share_run_dir()
+    path = os.path.join(NETNS_DIR, name)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+    with _signals_held():
+        try:
+            with _returning():
+                _check(_libc().unshare(CLONE_NEWNET), f"create namespace {name}")
+                bind = _libc().mount(THIS_THREADS.encode(), path.encode(), None, MS_BIND, None)
+                _check(bind, f"name namespace {name}")
+        except BaseException:
+            os.unlink(path)
+            raise
+
+
+def _share_run_dir() -> None:
+    """Make /run/netns a shared mount point, as `ip netns` does, so names show everywhere."""
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    libc, directory = _libc(), NETNS_DIR.encode()
+    if libc.mount(b"", directory, b"none", MS_SHARED | MS_REC, None) == 0:
+        return
+    _check(libc.mount(directory, directory, b"none", MS_BIND | MS_REC, None), f"bind {NETNS_DIR}")
+    _check(libc.mount(b"", directory, b"none", MS_SHARED | MS_REC, None), f"share {NETNS_DIR}")
 
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM while pyroute2 forks its helper child; they arrive right after.
+    """Hold Ctrl-C and SIGTERM for the block; they arrive right after it.
 
-    A signal that lands during a fork has its Python handler run inside the
-    at-fork callbacks, where the KeyboardInterrupt it raises is printed and
-    dropped: `up` would go on as if never interrupted. The child inherits
-    the mask, so a Ctrl-C to the whole process group cannot kill it half-way.
+    One landing while this thread is in a lab's namespace would leave it,
+    and whatever it does next, there.
     """
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
     try:
@@ -42,10 +79,26 @@ def _signals_held() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def create(name: str) -> None:
-    """Create a namespace; FileExistsError if the name is taken."""
-    with _signals_held():
-        netns.create(name)
+@contextmanager
+def _returning() -> Iterator[None]:
+    """Bring this thread back to the namespace it is in now when the block ends."""
+    home = os.open(THIS_THREADS, os.O_RDONLY)
+    try:
+        yield
+    finally:
+        try:
+            _check(_libc().setns(home, CLONE_NEWNET), "return to natlab's own namespace")
+        finally:
+            os.close(home)
+
+
+def _set(name: str) -> None:
+    """Move this thread into the namespace; FileNotFoundError if it does not exist."""
+    target = open_fd(name)
+    try:
+        _check(_libc().setns(target, CLONE_NEWNET), f"enter namespace {name}")
+    finally:
+        os.close(target)
 
 
 def remove(name: str) -> bool:
@@ -73,10 +126,20 @@ def inode(name: str) -> int | None:
         return None
 
 
-def netlink(name: str) -> IPRoute:
-    """A netlink socket bound to the namespace (never creates one); close it."""
+@contextmanager
+def netlink(name: str) -> Iterator[IPRoute]:
+    """A netlink socket bound to the namespace (never creates one), closed after the block.
+
+    Made inside the namespace by this thread (a socket stays in the namespace
+    it was made in), with no helper process forked as pyroute2's `netns=`
+    does. Ctrl-C and SIGTERM wait until the block is done: pyroute2's event
+    loop, cut short by KeyboardInterrupt, prints tracebacks as natlab exits.
+    """
     with _signals_held():
-        return IPRoute(netns=name, flags=0)
+        with entered(name):
+            ipr = IPRoute()
+        with ipr:
+            yield ipr
 
 
 def open_fd(name: str) -> int:
@@ -86,12 +149,15 @@ def open_fd(name: str) -> int:
 
 @contextmanager
 def entered(name: str) -> Iterator[None]:
-    """Run the block with this thread inside the namespace (for /proc/sys and ioctls)."""
-    netns.pushns(name)
-    try:
+    """Run the block with this thread inside the namespace (for /proc/sys, ioctls, sockets).
+
+    FileNotFoundError if it does not exist: entering never creates one.
+    Ctrl-C and SIGTERM wait until the thread is back (and pyroute2's event
+    loops, which the block may run, are not cut short).
+    """
+    with _signals_held(), _returning():
+        _set(name)
         yield
-    finally:
-        netns.popns()
 
 
 def enter(name: str) -> None:
@@ -101,11 +167,11 @@ def enter(name: str) -> None:
     replace their /etc/ namesakes for this process and its children, in a
     mount namespace of its own whose mounts still follow the host's.
     """
-    netns.setns(name, flags=0)
+    _set(name)
     own = etc_dir(name)
     if not os.path.isdir(own):
         return
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     _check(libc.unshare(CLONE_NEWNS), "unshare the mount namespace")
     _check(libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None), "make / a slave mount")
     for entry in sorted(os.listdir(own)):

@@ -50,14 +50,17 @@ def building(natlab, lab: str) -> dict:
     return ledger if ledger.get("state") == "building" else {}
 
 
-# Moments of a build to interrupt it at: recorded only; some namespaces made;
-# every namespace made (wiring veths, addresses and routes); starting the
-# lab's processes (NAT daemons, the STUN server), which fork.
+# Moments of a build to interrupt it at: recorded only (the daemons' spawner
+# importing); some namespaces made; every namespace made (wiring veths,
+# addresses and routes); starting the lab's processes (NAT daemons, the STUN
+# server), which fork.
 PHASES: dict[str, Callable] = {
     "ledger-written": lambda natlab, kernel, lab: ledger_of(natlab, lab) is not None,
     "some-namespaces": lambda natlab, kernel, lab: len(kernel.lab_namespaces(lab)) >= 3,
     "every-namespace": lambda natlab, kernel, lab: len(kernel.lab_namespaces(lab)) == NAMESPACES,
-    "processes-starting": lambda natlab, kernel, lab: bool(building(natlab, lab).get("processes")),
+    "processes-starting": lambda natlab, kernel, lab: any(
+        p["what"] == "nat daemon" for p in building(natlab, lab).get("processes", [])
+    ),
 }
 
 
