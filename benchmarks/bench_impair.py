@@ -49,7 +49,9 @@ def pingpong(lab: Lab) -> list[float]:
 
 
 def measure(name: str, seconds: float) -> dict:
-    topology = parse_topology(TOPOLOGY.replace("bench-dp", name), "bench-impair.yaml")
+    topology = parse_topology(
+        TOPOLOGY.replace("bench-dp", name).replace("{sip_alg}", "off"), "bench-impair.yaml"
+    )
     with Lab(topology, name) as lab:
         router = lab.router("r")
         servers = [
