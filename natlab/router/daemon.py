@@ -214,9 +214,10 @@ class RouterDaemon(ImpairedLinks):
                     data()
                 else:
                     self.serve(data)
-            soonest = delayed.soonest()
-            if soonest is not None and soonest <= time.monotonic():
-                self.release(rang=False)
+            if delayed.bytes:  # frames held: any due yet?
+                soonest = delayed.soonest()
+                if soonest is not None and soonest <= time.monotonic():
+                    self.release(rang=False)
             self.write_events()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK
