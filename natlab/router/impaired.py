@@ -129,7 +129,7 @@ class ImpairedLinks:
         self.counters[reason.counter] += 1
         link = self.links[port]
         link.counters[direction + ("_lost" if why is Drop.LOSS else "_queue_dropped")] += 1
-        settings = link.impairment.direction(direction).describe()
+        settings = link.settings[direction]
         addresses = {}
         if len(frame) >= 34:
             addresses = {

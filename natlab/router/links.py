@@ -181,6 +181,8 @@ class Link:
             for settings in (impairment.direction(direction),)
         }
         self.counters: Counter[str] = Counter()  # in_lost, out_queue_dropped, out_duplicated ...
+        # each direction's settings as a drop event tells them, made once: drops are frequent
+        self.settings = {d: impairment.direction(d).describe() for d in DIRECTIONS}
 
     def state(self) -> LinkState:
         return LinkState(

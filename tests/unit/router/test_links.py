@@ -51,6 +51,7 @@ def test_a_link_shapes_only_the_directions_it_impairs() -> None:
     link = Link("r", "internet", parse_settings(["out.loss=1%", "seed=4"]))
     assert link.shapers["in"] is None
     assert link.shapers["out"] is not None
+    assert link.settings == {"in": "", "out": "loss=1%"}  # as its drop events tell them
     state = link.state()
     assert (state.port, state.described) == ("internet", "out.loss=1% seed=4")
     assert Link("r", "lan", parse_settings(["none"])).state().described == "none"
