@@ -161,6 +161,7 @@ class RouterDaemon(ImpairedLinks):
         self.delayed = Delayed()
         self.links: dict[Port, Link] = {}
         self.ingress: dict[Port, Callable[[memoryview], None] | None] = dict.fromkeys(self.ports)
+        self.paced = False  # impaired.py: at real-time priority, frames wake it in batches
         for port in self.ports:
             impairment = config.impairments.get(port.name)
             if impairment is not None:
@@ -196,10 +197,14 @@ class RouterDaemon(ImpairedLinks):
         next_tick = time.monotonic() + TICK
         delayed = self.delayed
         self.log(f"dataplane up on {', '.join(p.name for p in self.ports)}")
+        woke = 0.0  # when the loop last woke for frames (impaired.py's pace)
         while True:
+            if self.paced:
+                self.pace(woke)
             for key, _ in selector.select(max(0.0, next_tick - time.monotonic())):
                 data = key.data
                 if isinstance(data, Port):
+                    woke = time.monotonic()
                     self.drain(data)
                 elif data is delayed:
                     self.release(rang=True)
@@ -209,8 +214,10 @@ class RouterDaemon(ImpairedLinks):
                     data()
                 else:
                     self.serve(data)
-            if delayed.heap and delayed.heap[0][0] <= time.monotonic():
-                self.release(rang=False)
+            if delayed.bytes:  # frames held: any due yet?
+                soonest = delayed.soonest()
+                if soonest is not None and soonest <= time.monotonic():
+                    self.release(rang=False)
             self.write_events()
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + TICK

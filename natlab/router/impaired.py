@@ -21,6 +21,8 @@ from natlab.records import DROP, LinksAnswer
 from natlab.router.links import Delayed, Link, timed, timely
 from natlab.router.ports import Port
 
+WAKE_GRAIN = 0.0001  # seconds: a paced daemon wakes for frames at most this often (pace)
+
 if TYPE_CHECKING:
     from natlab.core.flows import FlowCache
 
@@ -38,6 +40,7 @@ class ImpairedLinks:
     counters: Counter[str]
     delayed: Delayed
     links: dict[Port, Link]
+    paced: bool
     ingress: dict[Port, Callable[[memoryview], None] | None]
 
     if TYPE_CHECKING:  # the daemon's methods (stubs here would hide a missing one)
@@ -64,9 +67,32 @@ class ImpairedLinks:
             if inbound is None
             else partial(self.shape, port, inbound, "in", partial(self.arrive, port))
         )
-        trouble = timely(any(timed(link.impairment) for link in self.links.values()))
+        wanted = any(timed(link.impairment) for link in self.links.values())
+        trouble = timely(wanted)
         if trouble:
             self.log(trouble)
+        self.paced = wanted and not trouble
+
+    def pace(self, woke: float) -> None:
+        """At real-time priority, wake for frames at most every WAKE_GRAIN (`woke`: when
+        the loop last woke for some), sleeping through that grain unless a held frame is
+        due sooner.
+
+        A real-time process takes the CPU from whatever runs the moment a frame
+        comes in: a sender a little slower than the daemon would hand over the CPU
+        for every frame or two, spend it on context switches and starve itself
+        (iperf3 flat out: 70 000 frames/s sent where 200 000 were without).
+        Frames that arrive meanwhile wait in the socket and go in the next batch,
+        at most WAKE_GRAIN late; a busy loop (more than a grain per round) never
+        sleeps here.
+        """
+        now = time.monotonic()
+        until = woke + WAKE_GRAIN
+        soonest = self.delayed.soonest()
+        if soonest is not None and soonest < until:
+            until = soonest
+        if until > now:
+            time.sleep(until - now)
 
     def shape(
         self,
@@ -103,7 +129,7 @@ class ImpairedLinks:
         self.counters[reason.counter] += 1
         link = self.links[port]
         link.counters[direction + ("_lost" if why is Drop.LOSS else "_queue_dropped")] += 1
-        settings = link.impairment.direction(direction).describe()
+        settings = link.settings[direction]
         addresses = {}
         if len(frame) >= 34:
             addresses = {
@@ -132,7 +158,7 @@ class ImpairedLinks:
 
     def release(self, rang: bool) -> None:
         """Deliver every held frame whose time has come (`rang`: the alarm said so)."""
-        for deliver, frame in self.delayed.due(time.monotonic(), rang):
+        for _, _, deliver, frame in self.delayed.due(time.monotonic(), rang):
             try:
                 deliver(frame)
             except OSError as error:

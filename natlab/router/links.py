@@ -2,12 +2,13 @@
 
 The decisions are core/impair.py's; this is what the daemon keeps around
 them: a `Link` per impaired interface (a `Shaper` per impaired direction
-and what they did), and `Delayed`, the frames waiting for their time in one
-heap that the daemon's loop serves between packets: no thread and no timer
-per frame, and a bound on the bytes held, so a long delay at a high rate
-costs queue drops, never the daemon's memory.
+and what they did), and `Delayed`, the frames waiting for their time
+(core/held.py: a FIFO line per way out) that the daemon's loop serves
+between packets: no thread and no timer per frame, and a bound on the bytes
+held, so a long delay at a high rate costs queue drops, never the daemon's
+memory.
 
-The heap's next frame is due when an `Alarm` goes off: a timerfd in the
+The soonest frame is due when an `Alarm` goes off: a timerfd in the
 daemon's selector, set to the nanosecond. epoll's own timeout counts whole
 milliseconds, which would deliver a frame up to a millisecond late; waking
 early and polling would cost the CPU that iperf3 and the phones need.
@@ -26,12 +27,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import heapq
-import itertools
 import os
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
+from natlab.core.held import Entry, Held
 from natlab.core.impair import DIRECTIONS, LinkImpairment, Shaper
 from natlab.records import LinkState
 
@@ -89,14 +89,14 @@ class Alarm:
 
 
 class Delayed:
-    """Frames due later, soonest first, and the alarm for the soonest.
+    """Frames due later, each in the line of its way out (`deliver`), and the alarm
+    for the soonest.
 
     `add` refuses what would pass the byte bound.
     """
 
     def __init__(self, limit: int = DELAYED_MAX_BYTES) -> None:
-        self.heap: list[tuple[float, int, Deliver, bytes]] = []
-        self.order = itertools.count()  # equal times leave in the order they were added
+        self.held = Held()
         self.bytes = 0
         self.limit = limit
         self.alarm = Alarm()
@@ -105,27 +105,32 @@ class Delayed:
     def add(self, at: float, deliver: Deliver, frame: bytes) -> bool:
         if self.bytes + len(frame) > self.limit:
             return False
-        heapq.heappush(self.heap, (at, next(self.order), deliver, frame))
+        self.held.add(at, deliver, frame)
         self.bytes += len(frame)
         alarm = self.alarm
         if alarm.at is None or at < alarm.at:
             alarm.set(at)
         return True
 
-    def due(self, now: float, rang: bool) -> Iterator[tuple[Deliver, bytes]]:
-        """Take out every frame due by `now`; then set the alarm for the next one if it
-        is not set already (`rang`: it went off, which is why the loop asks)."""
+    def soonest(self) -> float | None:
+        return self.held.soonest()
+
+    def due(self, now: float, rang: bool) -> list[Entry]:
+        """Take out every frame due by `now`, as (at, order, deliver, frame); then set the
+        alarm for the next one if it is not set already (`rang`: it went off, which is
+        why the loop asks)."""
         alarm = self.alarm
         if rang:
             alarm.acknowledge()
-        heap, lateness = self.heap, self.lateness
-        while heap and heap[0][0] <= now:
-            at, _, deliver, frame = heapq.heappop(heap)
-            self.bytes -= len(frame)
-            lateness.append(now - at)
-            yield deliver, frame
-        if heap and alarm.at is None:
-            alarm.set(max(heap[0][0], now + ALARM_GRAIN))
+        batch = self.held.due(now)
+        if batch:
+            self.bytes -= sum([len(entry[3]) for entry in batch])
+            self.lateness.extend([now - entry[0] for entry in batch])
+        if alarm.at is None:
+            soonest = self.held.soonest()
+            if soonest is not None:
+                alarm.set(max(soonest, now + ALARM_GRAIN))
+        return batch
 
     def late(self) -> dict[str, float]:
         """How late the last frames went out, in ms: median and p99 (empty: none held yet)."""
@@ -176,6 +181,8 @@ class Link:
             for settings in (impairment.direction(direction),)
         }
         self.counters: Counter[str] = Counter()  # in_lost, out_queue_dropped, out_duplicated ...
+        # each direction's settings as a drop event tells them, made once: drops are frequent
+        self.settings = {d: impairment.direction(d).describe() for d in DIRECTIONS}
 
     def state(self) -> LinkState:
         return LinkState(

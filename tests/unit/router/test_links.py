@@ -16,11 +16,13 @@ def test_frames_come_out_in_time_order_and_only_when_due() -> None:
     out: list[bytes] = []
     for at, frame in ((5.0, b"c"), (1.0, b"a"), (3.0, b"b"), (3.0, b"b2")):
         assert delayed.add(at, out.append, frame)
-    for deliver, frame in delayed.due(3.0, rang=False):
+    for _, _, deliver, frame in delayed.due(3.0, rang=False):
         deliver(frame)
     assert out == [b"a", b"b", b"b2"]  # equal times: in the order they were added
     assert delayed.bytes == 1
-    assert [frame for _, frame in delayed.due(10.0, rang=False)] == [b"c"]
+    assert delayed.soonest() == 5.0
+    assert [frame for _, _, _, frame in delayed.due(10.0, rang=False)] == [b"c"]
+    assert delayed.soonest() is None
     assert delayed.bytes == 0
     delayed.close()
 
@@ -49,6 +51,7 @@ def test_a_link_shapes_only_the_directions_it_impairs() -> None:
     link = Link("r", "internet", parse_settings(["out.loss=1%", "seed=4"]))
     assert link.shapers["in"] is None
     assert link.shapers["out"] is not None
+    assert link.settings == {"in": "", "out": "loss=1%"}  # as its drop events tell them
     state = link.state()
     assert (state.port, state.described) == ("internet", "out.loss=1% seed=4")
     assert Link("r", "lan", parse_settings(["none"])).state().described == "none"
@@ -75,7 +78,7 @@ def test_the_lateness_of_held_frames_is_kept() -> None:
     assert delayed.late() == {}
     for index in range(100):
         delayed.add(1.0 + index, print, b"x")
-    list(delayed.due(1.0 + 99 + 0.002, rang=False))  # the last 2 ms late, the first 101 s
+    delayed.due(1.0 + 99 + 0.002, rang=False)  # the last 2 ms late, the first 101 s
     late = delayed.late()
     assert late["frames"] == 100
     assert late["median_ms"] == pytest.approx(50_002, abs=1)
