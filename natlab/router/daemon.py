@@ -249,6 +249,8 @@ class RouterDaemon(ImpairedLinks):
     def housekeeping(self) -> None:
         now = self.now()
         self.engine.expire(now)
+        if self.sip_alg is not None:
+            self.sip_alg.expire(now)  # the TCP connections whose sequence numbers it shifts
         for reply in self.engine.syn_answers(now):  # RFC 5382 REQ-4: RST or ICMP, held 6 s
             self.send(parse(reply))
         for port in self.ports:

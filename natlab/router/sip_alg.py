@@ -9,10 +9,18 @@ its SDP; inbound, it rewrites the public endpoint back where consumer ALGs do.
 
 The payload is rewritten and the packet rebuilt in place: IP total length and
 header checksum, UDP length and checksum (recomputed: the payload changed
-wholesale). TCP would need the sequence numbers of the whole connection
-shifted once a segment's length changes, which natlab does not track: a TCP
-segment is rewritten only when its length stays the same, and otherwise
-passes unchanged with a `sip-untouched` event that says so.
+wholesale). Over TCP a rewrite that changes a segment's length shifts the
+rest of the connection's sequence space, as Linux's nf_nat_seq_adjust does
+(natlab.core.seq_adjust): from then on every segment of that connection, both
+ways (pure ACKs, FIN and RST included), gets its seq, ack and SACK blocks
+adjusted here, which SIP's port keeps off the daemon's flow cache. A
+connection is known by its private and remote endpoints, forgotten after the
+engine's TCP timeout of silence (transitory once a FIN or RST passed), or
+when a new SYN opens it again. A TCP segment that does not hold exactly one
+whole SIP message (a message split across segments, or several in one) is
+not rewritten: it passes as it came, shifted, with a `sip-untouched` event
+that says so; so does the rare rewrite the sequence space cannot take (a
+retransmission rewritten to another length; MAX_CONNECTIONS tracked).
 
 Nothing here raises on what comes from the wire: the pure ALG answers
 anything with an "untouched" event, and an unexpected failure of it is one
@@ -26,7 +34,8 @@ from collections.abc import Callable
 from natlab.core.checksum import internet_checksum
 from natlab.core.engine import NatEngine
 from natlab.core.events import Event, SipPinhole, SipRewritten, SipUntouched
-from natlab.core.packets import Endpoint, Packet, Proto
+from natlab.core.packets import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Endpoint, Packet, Proto
+from natlab.core.seq_adjust import SeqAdjust, adjust_segment
 from natlab.sip.alg import (
     AlgMode,
     AlgResult,
@@ -36,9 +45,20 @@ from natlab.sip.alg import (
     rewrite,
     rewrite_inbound,
 )
+from natlab.sip.errors import SipError
+from natlab.sip.message import split_stream
 
 SIP_PORT = 5060
 MODES = ("off", "rewrite", "broken")
+MAX_CONNECTIONS = 4096  # TCP connections whose sequence numbers the ALG shifts at once
+OUTBOUND, INBOUND = 0, 1  # the two ways of a connection (natlab.core.seq_adjust)
+SPLIT = (
+    "this TCP segment does not end where a SIP message ends (a message split across "
+    "segments): natlab's ALG rewrites only messages a segment holds whole; forwarded as it came"
+)
+
+Connection = tuple[Endpoint, Endpoint]
+"""A TCP connection through the router: its private endpoint and its remote one."""
 
 
 def sip_alg_of(mode: str, engine: NatEngine) -> SipAlg | None:
@@ -50,18 +70,27 @@ def sip_alg_of(mode: str, engine: NatEngine) -> SipAlg | None:
     raise ValueError(f"sip_alg {mode!r} is none of {', '.join(MODES)}")
 
 
+class Shifted:
+    """A TCP connection whose sequence space a rewrite shifted: its corrections, when last seen."""
+
+    __slots__ = ("adjust", "closing", "seen")
+
+    def __init__(self, adjust: SeqAdjust, now: float) -> None:
+        self.adjust = adjust
+        self.seen = now
+        self.closing = False  # a FIN or RST passed: forgotten after the transitory timeout
+
+
 class SipAlg:
-    """One router's ALG: its mode and the engine it opens pinholes in."""
+    """One router's ALG: its mode, the engine it opens pinholes in, its shifted connections."""
 
     def __init__(self, mode: AlgMode, engine: NatEngine) -> None:
         self.mode = mode
         self.engine = engine
+        self.shifted: dict[Connection, Shifted] = {}
 
     def outbound(self, packet: Packet, private: Endpoint, now: float) -> list[Event]:
         """A packet the LAN host at `private` sent, its source already translated."""
-        span = _payload(packet)
-        if span is None:
-            return []
         dst = packet.dst
 
         def map_media(address: tuple[str, int]) -> tuple[str, int]:
@@ -69,39 +98,80 @@ class SipAlg:
             # no port left (the engine's exhausted event says so): what a broken ALG writes
             return (packet.src.address, address[1]) if opened is None else opened
 
-        result = _guarded(
-            lambda payload: rewrite(
-                payload,
-                mode=self.mode,
-                private=private,
-                public=packet.src,
-                map_media=map_media,
-            ),
-            bytes(packet.data[span[0] : span[1]]),
-        )
-        return self._apply(packet, span, result, "outbound", now)
+        def run(payload: bytes) -> AlgResult:
+            return rewrite(
+                payload, mode=self.mode, private=private, public=packet.src, map_media=map_media
+            )
+
+        return self._handle(packet, (private, dst), OUTBOUND, run, now)
 
     def inbound(self, packet: Packet, public: Endpoint, now: float) -> list[Event]:
         """A packet from outside that came in for `public`, its destination already translated."""
-        span = _payload(packet)
-        if span is None:
-            return []
         private = packet.dst
-        result = _guarded(
-            lambda payload: rewrite_inbound(payload, public=public, private=private),
-            bytes(packet.data[span[0] : span[1]]),
+
+        def run(payload: bytes) -> AlgResult:
+            return rewrite_inbound(payload, public=public, private=private)
+
+        return self._handle(packet, (private, packet.src), INBOUND, run, now)
+
+    def expire(self, now: float) -> None:
+        """Forget the connections silent for longer than the engine keeps a TCP mapping."""
+        behaviour = self.engine.config.behaviour
+        established, transitory = (
+            behaviour.tcp_established_timeout,
+            behaviour.tcp_transitory_timeout,
         )
-        return self._apply(packet, span, result, "inbound", now)
+        for key, shifted in list(self.shifted.items()):
+            if now - shifted.seen > (transitory if shifted.closing else established):
+                del self.shifted[key]
+
+    def _handle(
+        self,
+        packet: Packet,
+        connection: Connection,
+        way: int,
+        run: Callable[[bytes], AlgResult],
+        now: float,
+    ) -> list[Event]:
+        """The ALG's rewrite of the payload, then the connection's sequence shift, if any."""
+        tcp = packet.proto == Proto.TCP
+        if tcp:
+            self._seen(packet, connection, now)
+        span = _payload(packet)
+        events: list[Event] = []
+        if span is not None:
+            payload = bytes(packet.data[span[0] : span[1]])
+            if payload.strip(b"\r\n"):  # CRLFs alone are RFC 5626 keepalives, not messages
+                result = _guarded(_each_message(run) if tcp else run, payload)
+                events = self._apply(packet, span, result, connection, way, now)
+        shifted = self.shifted.get(connection) if tcp else None
+        if shifted is not None:
+            adjust_segment(packet.data, (packet.data[0] & 0x0F) * 4, shifted.adjust, way)
+        return events
+
+    def _seen(self, packet: Packet, connection: Connection, now: float) -> None:
+        """A segment of `connection`: a new SYN forgets its old sequence space."""
+        flags = packet.tcp_flags
+        if flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+            self.shifted.pop(connection, None)
+            return
+        shifted = self.shifted.get(connection)
+        if shifted is not None:
+            shifted.seen = now
+            if flags & (TCP_FIN | TCP_RST):
+                shifted.closing = True
 
     def _apply(
         self,
         packet: Packet,
         span: tuple[int, int],
         result: AlgResult,
-        direction: str,
+        connection: Connection,
+        way: int,
         now: float,
     ) -> list[Event]:
         src, dst, proto = packet.src, packet.dst, packet.proto
+        direction = "outbound" if way == OUTBOUND else "inbound"
         events: list[Event] = []
         rewritten = False
         for event in result.events:
@@ -116,16 +186,70 @@ class SipAlg:
         if not rewritten:
             return events
         start, end = span
-        if proto == Proto.TCP and len(result.payload) != end - start:
-            why = (
-                f"the rewrite would change this TCP segment from {end - start} to "
-                f"{len(result.payload)} bytes, and natlab's ALG does not shift sequence "
-                "numbers: forwarded as it came"
-            )
-            kept = [e for e in events if not isinstance(e, SipRewritten)]
-            return [*kept, SipUntouched(now, direction, proto, src, dst, why)]
+        if proto == Proto.TCP:
+            refused = self._shift(packet, connection, way, end - start, len(result.payload), now)
+            if refused is not None:
+                kept = [e for e in events if not isinstance(e, SipRewritten)]
+                return [*kept, SipUntouched(now, direction, proto, src, dst, refused)]
         _replace_payload(packet, start, result.payload)
         return events
+
+    def _shift(
+        self,
+        packet: Packet,
+        connection: Connection,
+        way: int,
+        sent: int,
+        forwarded: int,
+        now: float,
+    ) -> str | None:
+        """Record a TCP rewrite from `sent` to `forwarded` bytes; why not, if it cannot be."""
+        header = (packet.data[0] & 0x0F) * 4
+        seq = int.from_bytes(packet.data[header + 4 : header + 8], "big")
+        shifted = self.shifted.get(connection)
+        if shifted is None:
+            if sent == forwarded:
+                return None
+            if len(self.shifted) >= MAX_CONNECTIONS:
+                return (
+                    f"the rewrite would change this TCP segment from {sent} to {forwarded} "
+                    f"bytes and the ALG already shifts the sequence numbers of "
+                    f"{MAX_CONNECTIONS} connections: forwarded as it came"
+                )
+            shifted = Shifted(SeqAdjust(), now)
+            shifted.adjust.record(way, seq, sent, forwarded)
+            self.shifted[connection] = shifted
+            return None
+        if shifted.adjust.record(way, seq, sent, forwarded):
+            return None
+        return (
+            f"rewriting this TCP segment (seq {seq}) from {sent} to {forwarded} bytes does not "
+            "fit the sequence numbers already shifted (a retransmission rewritten to another "
+            "length, or a segment older than the latest rewrite): forwarded as it came"
+        )
+
+
+def _each_message(run: Callable[[bytes], AlgResult]) -> Callable[[bytes], AlgResult]:
+    """The ALG over a TCP segment: each whole SIP message in it, or none when one is cut."""
+
+    def each(payload: bytes) -> AlgResult:
+        messages = []
+        rest = payload
+        while rest:
+            try:
+                cut = split_stream(rest)
+            except SipError:
+                return run(payload)  # not SIP framing: the ALG says what it is not
+            if cut is None:
+                return AlgResult(payload, (Untouched(SPLIT),))
+            message, rest = cut
+            messages.append(run(message))
+        if len(messages) == 1:
+            return messages[0]
+        rewritten = b"".join(result.payload for result in messages)
+        return AlgResult(rewritten, tuple(e for result in messages for e in result.events))
+
+    return each
 
 
 def _fields(event: Rewritten) -> tuple[str, str, str]:
