@@ -333,7 +333,9 @@ class RouterDaemon(ImpairedLinks):
                 or before.port == SIP_PORT
             ):
                 self.sip(alg, packet, before, step is OUTBOUND)
-                self.forward(packet)  # never cached: every SIP packet goes through the ALG
+                # never cached: every SIP packet goes through the ALG, and every segment of
+                # a TCP connection whose sequence numbers it shifts (sip_alg.py) is one
+                self.forward(packet)
                 return
             replay = self.engine.last_flow
             self.forward(packet, None if replay is None else (port, data, replay))
