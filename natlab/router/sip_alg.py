@@ -13,14 +13,17 @@ wholesale). Over TCP a rewrite that changes a segment's length shifts the
 rest of the connection's sequence space, as Linux's nf_nat_seq_adjust does
 (natlab.core.seq_adjust): from then on every segment of that connection, both
 ways (pure ACKs, FIN and RST included), gets its seq, ack and SACK blocks
-adjusted here, which SIP's port keeps off the daemon's flow cache. A
+adjusted here, which SIP's port keeps off the daemon's flow cache. Each
+message of a segment is recorded on its own, so a retransmission that joins
+a rewritten message with the next ones (as Linux retransmits) still fits. A
 connection is known by its private and remote endpoints, forgotten after the
 engine's TCP timeout of silence (transitory once a FIN or RST passed), or
-when a new SYN opens it again. A TCP segment that does not hold exactly one
-whole SIP message (a message split across segments, or several in one) is
-not rewritten: it passes as it came, shifted, with a `sip-untouched` event
-that says so; so does the rare rewrite the sequence space cannot take (a
-retransmission rewritten to another length; MAX_CONNECTIONS tracked).
+when a new SYN opens it again. A TCP segment that does not end where a SIP
+message ends (a message split across segments) is not rewritten: it passes
+as it came, shifted, with a `sip-untouched` event that says so; so does the
+rare rewrite the sequence space cannot take (a retransmission rewritten to
+another length; MAX_CONNECTIONS tracked). A segment of several whole
+messages has each rewritten.
 
 Nothing here raises on what comes from the wire: the pure ALG answers
 anything with an "untouched" event, and an unexpected failure of it is one
@@ -35,7 +38,7 @@ from natlab.core.checksum import internet_checksum
 from natlab.core.engine import NatEngine
 from natlab.core.events import Event, SipPinhole, SipRewritten, SipUntouched
 from natlab.core.packets import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Endpoint, Packet, Proto
-from natlab.core.seq_adjust import SeqAdjust, adjust_segment
+from natlab.core.seq_adjust import MOD, SeqAdjust, adjust_segment
 from natlab.sip.alg import (
     AlgMode,
     AlgResult,
@@ -59,6 +62,8 @@ SPLIT = (
 
 Connection = tuple[Endpoint, Endpoint]
 """A TCP connection through the router: its private endpoint and its remote one."""
+Pieces = tuple[tuple[int, int], ...]
+"""The SIP messages of a TCP segment, in order: each one's length as sent and as rewritten."""
 
 
 def sip_alg_of(mode: str, engine: NatEngine) -> SipAlg | None:
@@ -142,8 +147,10 @@ class SipAlg:
         if span is not None:
             payload = bytes(packet.data[span[0] : span[1]])
             if payload.strip(b"\r\n"):  # CRLFs alone are RFC 5626 keepalives, not messages
-                result = _guarded(_each_message(run) if tcp else run, payload)
-                events = self._apply(packet, span, result, connection, way, now)
+                result, pieces = (
+                    _each_message(run, payload) if tcp else (_guarded(run, payload), ())
+                )
+                events = self._apply(packet, span, result, pieces, connection, way, now)
         shifted = self.shifted.get(connection) if tcp else None
         if shifted is not None:
             adjust_segment(packet.data, (packet.data[0] & 0x0F) * 4, shifted.adjust, way)
@@ -166,6 +173,7 @@ class SipAlg:
         packet: Packet,
         span: tuple[int, int],
         result: AlgResult,
+        pieces: Pieces,
         connection: Connection,
         way: int,
         now: float,
@@ -185,71 +193,65 @@ class SipAlg:
                 events.append(SipUntouched(now, direction, proto, src, dst, event.reason))
         if not rewritten:
             return events
-        start, end = span
         if proto == Proto.TCP:
-            refused = self._shift(packet, connection, way, end - start, len(result.payload), now)
+            refused = self._shift(packet, connection, way, pieces, now)
             if refused is not None:
                 kept = [e for e in events if not isinstance(e, SipRewritten)]
                 return [*kept, SipUntouched(now, direction, proto, src, dst, refused)]
-        _replace_payload(packet, start, result.payload)
+        _replace_payload(packet, span[0], result.payload)
         return events
 
     def _shift(
-        self,
-        packet: Packet,
-        connection: Connection,
-        way: int,
-        sent: int,
-        forwarded: int,
-        now: float,
+        self, packet: Packet, connection: Connection, way: int, pieces: Pieces, now: float
     ) -> str | None:
-        """Record a TCP rewrite from `sent` to `forwarded` bytes; why not, if it cannot be."""
+        """Record the rewrite of each message of a TCP segment; why not, if it cannot be."""
         header = (packet.data[0] & 0x0F) * 4
         seq = int.from_bytes(packet.data[header + 4 : header + 8], "big")
         shifted = self.shifted.get(connection)
         if shifted is None:
-            if sent == forwarded:
+            if all(sent == forwarded for sent, forwarded in pieces):
                 return None
             if len(self.shifted) >= MAX_CONNECTIONS:
                 return (
-                    f"the rewrite would change this TCP segment from {sent} to {forwarded} "
-                    f"bytes and the ALG already shifts the sequence numbers of "
-                    f"{MAX_CONNECTIONS} connections: forwarded as it came"
+                    "the rewrite would change this TCP segment's length and the ALG already "
+                    f"shifts the sequence numbers of {MAX_CONNECTIONS} connections: "
+                    "forwarded as it came"
                 )
             shifted = Shifted(SeqAdjust(), now)
-            shifted.adjust.record(way, seq, sent, forwarded)
-            self.shifted[connection] = shifted
-            return None
-        if shifted.adjust.record(way, seq, sent, forwarded):
-            return None
-        return (
-            f"rewriting this TCP segment (seq {seq}) from {sent} to {forwarded} bytes does not "
-            "fit the sequence numbers already shifted (a retransmission rewritten to another "
-            "length, or a segment older than the latest rewrite): forwarded as it came"
-        )
+        at = seq
+        for sent, forwarded in pieces:
+            # a refusal never follows a record that changed anything (seq_adjust.Way.record)
+            if not shifted.adjust.record(way, at, sent, forwarded):
+                return (
+                    f"rewriting the SIP message at seq {at} of this TCP segment from {sent} to "
+                    f"{forwarded} bytes does not fit the sequence numbers already shifted (a "
+                    "retransmission rewritten to another length, or a message older than the "
+                    "latest rewrite): forwarded as it came"
+                )
+            at = (at + sent) % MOD
+        if shifted.adjust.shifting:
+            self.shifted.setdefault(connection, shifted)
+        return None
 
 
-def _each_message(run: Callable[[bytes], AlgResult]) -> Callable[[bytes], AlgResult]:
-    """The ALG over a TCP segment: each whole SIP message in it, or none when one is cut."""
-
-    def each(payload: bytes) -> AlgResult:
-        messages = []
-        rest = payload
-        while rest:
-            try:
-                cut = split_stream(rest)
-            except SipError:
-                return run(payload)  # not SIP framing: the ALG says what it is not
-            if cut is None:
-                return AlgResult(payload, (Untouched(SPLIT),))
-            message, rest = cut
-            messages.append(run(message))
-        if len(messages) == 1:
-            return messages[0]
-        rewritten = b"".join(result.payload for result in messages)
-        return AlgResult(rewritten, tuple(e for result in messages for e in result.events))
-
-    return each
+def _each_message(run: Callable[[bytes], AlgResult], payload: bytes) -> tuple[AlgResult, Pieces]:
+    """The ALG over a TCP segment: each whole SIP message in it, or none when one is cut;
+    with each message's length as sent and as rewritten."""
+    done: list[tuple[bytes, AlgResult]] = []
+    rest = payload
+    while rest:
+        try:
+            cut = split_stream(rest)
+        except SipError:  # not SIP framing: the ALG says what it is not
+            result = _guarded(run, payload)
+            return result, ((len(payload), len(result.payload)),)
+        if cut is None:
+            return AlgResult(payload, (Untouched(SPLIT),)), ()
+        message, rest = cut
+        done.append((message, _guarded(run, message)))
+    rewritten = b"".join(result.payload for _, result in done)
+    events = tuple(event for _, result in done for event in result.events)
+    return AlgResult(rewritten, events), tuple((len(m), len(r.payload)) for m, r in done)
 
 
 def _fields(event: Rewritten) -> tuple[str, str, str]:

@@ -297,34 +297,47 @@ def _expected(segments: list[bytes], public: Endpoint) -> bytes:
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(st.sampled_from(range(len(MESSAGES))), min_size=1, max_size=6),
     st.data(),
     st.sampled_from([1000, 2**32 - 700]),
 )
 def test_a_stream_of_sip_messages_cut_anywhere_reaches_the_pbx_consistent(picks, data, isn):
-    """Messages chopped at random points, segments retransmitted at random: the PBX reads
-    each segment of whole messages rewritten and any other as sent, at the right place,
-    and its ack for all of it comes back to the phone as the end of what it sent."""
+    """Messages chopped at random points, segments retransmitted at random, alone or
+    collapsed with the ones after them as Linux retransmits: the PBX reads each segment of
+    whole messages rewritten and any other as sent, every copy of a byte the same, and its
+    ack for all of it comes back to the phone as the end of what it sent.
+
+    A collapsed retransmission joins only segments that each held whole messages: a
+    message split at first and whole when retransmitted is the case natlab does not
+    handle (docs/topology.md)."""
     stream = b"".join(MESSAGES[i] for i in picks)
-    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(stream) - 1), max_size=8), "cuts")))
+    starts = {sum(len(MESSAGES[i]) for i in picks[:n]) for n in range(len(picks) + 1)}
+    anywhere = st.integers(1, len(stream) - 1)
+    between = sorted(starts - {0, len(stream)})  # often between two messages, too
+    cut = st.one_of(anywhere, st.sampled_from(between)) if between else anywhere
+    cuts = sorted(set(data.draw(st.lists(cut, max_size=8), "cuts")))
     bounds = [0, *cuts, len(stream)]
     segments = [stream[a:b] for a, b in pairwise(bounds)]
+    whole = [bounds[i] in starts and bounds[i + 1] in starts for i in range(len(segments))]
     c = Connection(phone_isn=isn)
-    received: dict[int, bytes] = {}
+    received: dict[int, int] = {}  # the PBX's bytes by offset
     for index in range(len(segments)):
-        for repeat in range(1 + data.draw(st.integers(0, 1), f"retransmit {index}")):
-            back = data.draw(st.integers(0, index), "which") if repeat else index
-            seq = (isn + bounds[back]) % 2**32
-            arrived = _valid_tcp(c.out(segments[back], seq, 5000).data)
+        for repeat in range(1 + data.draw(st.integers(0, 2), f"retransmissions {index}")):
+            first = data.draw(st.integers(0, index), "from") if repeat else index
+            last = first
+            if repeat and whole[first]:  # collapsed with the next segments of whole messages
+                last = data.draw(st.integers(first, index), "to")
+                last = next((i - 1 for i in range(first, last + 1) if not whole[i]), last)
+            seq = (isn + bounds[first]) % 2**32
+            arrived = _valid_tcp(c.out(stream[bounds[first] : bounds[last + 1]], seq, 5000).data)
             offset = (arrived.seq - isn) % 2**32
-            assert received.setdefault(offset, bytes(arrived.payload)) == bytes(arrived.payload)
+            for at, byte in enumerate(bytes(arrived.payload), offset):
+                assert received.setdefault(at, byte) == byte, f"byte {at} arrived otherwise"
     expected = _expected(segments, c.public)
-    reassembled = b""
-    while len(reassembled) in received:
-        reassembled += received[len(reassembled)]
-    assert reassembled == expected
+    assert sorted(received) == list(range(len(expected))), "every byte, none beyond"
+    assert bytes(received[at] for at in range(len(expected))) == expected
     ack = _valid_tcp(c.back(b"", 5000, (isn + len(expected)) % 2**32, "A").data).ack
     assert ack == (isn + len(stream)) % 2**32
 
