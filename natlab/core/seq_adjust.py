@@ -8,8 +8,10 @@ and the acks coming back (with their SACK blocks) shifted back by the same, or
 the receiver sees a hole and the sender acks for data it never sent.
 
 Per connection and direction a `Way` keeps the rewrites it saw (`Correction`:
-where the segment started in the sender's space, its length as sent and as
-forwarded, the total shift before it), oldest first, at most MAX_CORRECTIONS:
+where the rewritten bytes started in the sender's space, their length as sent
+and as forwarded, the total shift before them; the SIP ALG records each
+message of a segment on its own, so that a retransmission joining a rewritten
+message with the next ones fits), oldest first, at most MAX_CORRECTIONS:
 Linux keeps one (and the shift before it), which rewrites a retransmission
 of the latest rewritten segment right and of no older one. Keeping a few more
 costs nothing and lets a retransmission of any segment from the
@@ -54,22 +56,22 @@ def after(a: int, b: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Correction:
-    """One rewritten segment, in its sender's sequence space."""
+    """One rewritten payload (a SIP message), in its sender's sequence space."""
 
     seq: int  # where it started
     sent: int  # its payload's length as the sender sent it
     forwarded: int  # and as the router forwarded it
-    before: int  # the total shift of the bytes before it
+    shift_before: int  # the total shift of the bytes before it
 
     @property
-    def after(self) -> int:
+    def shift_after(self) -> int:
         """The total shift of the bytes after it."""
-        return self.before + self.forwarded - self.sent
+        return self.shift_before + self.forwarded - self.sent
 
     @property
     def forwarded_seq(self) -> int:
         """Where it starts in the receiver's space."""
-        return (self.seq + self.before) % MOD
+        return (self.seq + self.shift_before) % MOD
 
 
 class Way:
@@ -81,12 +83,11 @@ class Way:
         self.corrections: list[Correction] = []
 
     def record(self, seq: int, sent: int, forwarded: int) -> bool:
-        """A segment at `seq` whose payload the router rewrote from `sent` to `forwarded` bytes.
+        """The `sent` bytes at `seq` (a SIP message) the router rewrote to `forwarded` bytes.
 
         False when that cannot be kept consistent: a retransmission rewritten to
-        another length than the first time, or a first rewrite of a segment
-        older than the latest one recorded. The caller then forwards the
-        segment's payload as it came.
+        another length than the first time, or a first rewrite of bytes older
+        than the latest ones recorded. The caller then forwards them as they came.
         """
         corrections = self.corrections
         for correction in reversed(corrections):
@@ -97,7 +98,7 @@ class Way:
         latest = corrections[-1] if corrections else None
         if latest is not None and not after(seq, latest.seq):
             return False
-        corrections.append(Correction(seq, sent, forwarded, latest.after if latest else 0))
+        corrections.append(Correction(seq, sent, forwarded, latest.shift_after if latest else 0))
         if len(corrections) > MAX_CORRECTIONS:
             del corrections[0]
         return True
@@ -110,9 +111,9 @@ class Way:
         """
         for correction in reversed(self.corrections):
             if after(seq, correction.seq):
-                return (seq + correction.after) % MOD
+                return (seq + correction.shift_after) % MOD
         first = self.corrections[0] if self.corrections else None
-        return seq if first is None else (seq + first.before) % MOD
+        return seq if first is None else (seq + first.shift_before) % MOD
 
     def unshift(self, seq: int, *, round_up: bool = False) -> int:
         """The sender's seq of the receiver's `seq` (an ack or a SACK edge).
@@ -126,9 +127,9 @@ class Way:
                 continue
             if after((start + correction.forwarded) % MOD, seq):
                 return (correction.seq + (correction.sent if round_up else 0)) % MOD
-            return (seq - correction.after) % MOD
+            return (seq - correction.shift_after) % MOD
         first = self.corrections[0] if self.corrections else None
-        return seq if first is None else (seq - first.before) % MOD
+        return seq if first is None else (seq - first.shift_before) % MOD
 
 
 class SeqAdjust:
