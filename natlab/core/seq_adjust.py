@@ -22,6 +22,9 @@ the front still counts in the shift of everything after it.
   it gets the same seq (the shift before that rewrite) and, rewritten again by
   the caller, no second delta (`record` answers whether it matched).
 - A segment after it gets the total shift up to and including it.
+- Bytes that passed as they were (`saw`) are never rewritten later: a
+  message first split across segments and whole in a retransmission stays
+  as the receiver first got it (`record` refuses).
 - An ack (or SACK edge) in the receiver's space that falls inside a rewritten
   segment's forwarded bytes cannot be told in the sender's: an ack or a SACK
   block's right edge is rounded down to the segment's start, a left edge up to
@@ -77,17 +80,26 @@ class Correction:
 class Way:
     """One direction of a connection: the rewrites of what its sender sent."""
 
-    __slots__ = ("corrections",)
+    __slots__ = ("corrections", "end")
 
     def __init__(self) -> None:
         self.corrections: list[Correction] = []
+        self.end: int | None = None  # where the bytes seen so far end; None: none seen
+
+    def saw(self, seq: int, length: int) -> None:
+        """The sender's `length` bytes at `seq` passed (rewritten or not)."""
+        end = (seq + length) % MOD
+        if self.end is None or after(end, self.end):
+            self.end = end
 
     def record(self, seq: int, sent: int, forwarded: int) -> bool:
         """The `sent` bytes at `seq` (a SIP message) the router rewrote to `forwarded` bytes.
 
         False when that cannot be kept consistent: a retransmission rewritten to
-        another length than the first time, or a first rewrite of bytes older
-        than the latest ones recorded. The caller then forwards them as they came.
+        another length than the first time, or a first rewrite of bytes that
+        passed before (`saw`) as they were, a message first split across
+        segments, say, whose receiver holds them so. The caller then forwards
+        them as they came.
         """
         corrections = self.corrections
         for correction in reversed(corrections):
@@ -98,10 +110,20 @@ class Way:
         latest = corrections[-1] if corrections else None
         if latest is not None and not after(seq, latest.seq):
             return False
+        if self.end is not None and after(self.end, seq):
+            return False
         corrections.append(Correction(seq, sent, forwarded, latest.shift_after if latest else 0))
         if len(corrections) > MAX_CORRECTIONS:
             del corrections[0]
         return True
+
+    def next_rewrite(self, start: int, end: int) -> int | None:
+        """Where the first rewrite recorded strictly after `start` and before `end` begins:
+        a message to resynchronise on inside bytes that hold no whole message."""
+        for correction in self.corrections:
+            if after(correction.seq, start) and after(end, correction.seq):
+                return correction.seq
+        return None
 
     def shift(self, seq: int) -> int:
         """The receiver's seq for a segment the sender sent at `seq`.

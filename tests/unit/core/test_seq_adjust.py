@@ -129,6 +129,31 @@ def test_a_retransmission_rewritten_otherwise_or_an_older_first_rewrite_is_refus
     assert len(way.corrections) == (forwarded != sent)
 
 
+@given(SEQ, st.integers(1, 100), st.integers(1, 100), st.integers(0, 99))
+def test_bytes_that_passed_as_they_were_are_never_rewritten_later(seq, length, new, inside):
+    """A message first split across segments passed untouched; joined in a retransmission
+    it would be rewritten, which its receiver, holding the first copy, could not match."""
+    way = Way()
+    way.saw(seq, length)
+    start = (seq + inside % length) % MOD
+    assert way.record(start, length, new) is (new == length)
+    assert way.record((seq + length) % MOD, 10, 12), "what follows may be"
+
+
+@given(SEQ, st.lists(st.integers(1, 50), min_size=1, max_size=MAX_CORRECTIONS), st.data())
+def test_next_rewrite_is_the_first_rewrite_strictly_inside(isn, lengths, data):
+    way = Way()
+    starts = [(isn + sum(lengths[:i])) % MOD for i in range(len(lengths))]
+    for start, length in zip(starts, lengths, strict=True):
+        way.record(start, length, length + 1)
+    total = sum(lengths)
+    low = data.draw(st.integers(0, total), "from")
+    high = data.draw(st.integers(low, total), "to")
+    inside = [s for i, s in enumerate(starts) if low < sum(lengths[:i]) < high]
+    found = way.next_rewrite((isn + low) % MOD, (isn + high) % MOD)
+    assert found == (inside[0] if inside else None)
+
+
 @given(st.lists(st.tuples(st.integers(1, 50), st.integers(0, 100)), max_size=40), SEQ)
 def test_memory_stays_bounded(rewrites, isn):
     way = Way()
