@@ -7,6 +7,10 @@ parser's buffer); its stateless 486 answer comes back through the router to the
 phone. The media check then sends UDP from the internet to the address and port
 the SDP that arrived names, as the far phone would, and the phone says whether
 any reached its RTP socket: the pinhole a working ALG opens, none with a broken one.
+
+Over TCP: natlab's phones register and call through the rewriting ALG on one
+connection (natlab's PBX, and kamailio), and thirty messages cross a lossy WAN
+whole, however the segments the ALG rewrote are lost and sent again.
 """
 
 from __future__ import annotations
