@@ -425,7 +425,7 @@ class SipPinhole(Event):
 @dataclass(frozen=True, slots=True)
 class SipUntouched(SipMessageEvent):
     """A SIP port's payload the ALG passed unchanged: not SIP it can read, nothing to rewrite,
-    or a TCP segment whose length the rewrite would change."""
+    a TCP segment that does not hold whole messages, or a rewrite its sequence shift refused."""
 
     kind: ClassVar[str] = "sip-untouched"
     detail: str

@@ -256,6 +256,8 @@ class RouterDaemon(ImpairedLinks):
     def housekeeping(self) -> None:
         now = self.now()
         self.engine.expire(now)
+        if self.sip_alg is not None:
+            self.sip_alg.expire(now)  # the TCP connections whose sequence numbers it shifts
         for reply in self.engine.syn_answers(now):  # RFC 5382 REQ-4: RST or ICMP, held 6 s
             self.send(parse(reply))
         for port in self.ports:
@@ -338,7 +340,9 @@ class RouterDaemon(ImpairedLinks):
                 or before.port == SIP_PORT
             ):
                 self.sip(alg, packet, before, step is OUTBOUND)
-                self.forward(packet)  # never cached: every SIP packet goes through the ALG
+                # never cached: every SIP packet goes through the ALG, and every segment of
+                # a TCP connection whose sequence numbers it shifts (sip_alg.py) is one
+                self.forward(packet)
                 return
             replay = self.engine.last_flow
             self.forward(packet, None if replay is None else (port, data, replay))

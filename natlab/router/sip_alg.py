@@ -9,10 +9,22 @@ its SDP; inbound, it rewrites the public endpoint back where consumer ALGs do.
 
 The payload is rewritten and the packet rebuilt in place: IP total length and
 header checksum, UDP length and checksum (recomputed: the payload changed
-wholesale). TCP would need the sequence numbers of the whole connection
-shifted once a segment's length changes, which natlab does not track: a TCP
-segment is rewritten only when its length stays the same, and otherwise
-passes unchanged with a `sip-untouched` event that says so.
+wholesale). Over TCP a rewrite that changes a segment's length shifts the
+rest of the connection's sequence space, as Linux's nf_nat_seq_adjust does
+(natlab.core.seq_adjust): from then on every segment of that connection, both
+ways (pure ACKs, FIN and RST included), gets its seq, ack and SACK blocks
+adjusted here, which SIP's port keeps off the daemon's flow cache. Each
+message of a segment is recorded on its own, so a retransmission that joins
+a rewritten message with the next ones (as Linux retransmits) still fits,
+and one that begins inside a message is cut where a rewritten one began. A
+connection is known by its private and remote endpoints, followed from its
+SYN (at most MAX_CONNECTIONS), forgotten after the engine's TCP timeout of
+silence (transitory once a FIN or RST passed), or when a new SYN opens it
+again. Part of a segment that is no whole SIP message (a message split
+across segments) passes as it came, shifted, with a `sip-untouched` event
+that says so, and is never rewritten later (a retransmission that brings
+it whole finds its bytes already passed); so does the rare rewrite the
+sequence space cannot take (a retransmission rewritten to another length).
 
 Nothing here raises on what comes from the wire: the pure ALG answers
 anything with an "untouched" event, and an unexpected failure of it is one
@@ -21,13 +33,15 @@ event too, with the packet forwarded as it came.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from natlab.core.checksum import internet_checksum
 from natlab.core.engine import NatEngine
 from natlab.core.events import Event, SipPinhole, SipRewritten, SipUntouched
-from natlab.core.packets import Endpoint, Packet, Proto
+from natlab.core.packets import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Endpoint, Packet, Proto
+from natlab.core.seq_adjust import MOD, SeqAdjust, adjust_segment
 from natlab.sip.alg import (
+    AlgEvent,
     AlgMode,
     AlgResult,
     PinholeOpened,
@@ -36,9 +50,21 @@ from natlab.sip.alg import (
     rewrite,
     rewrite_inbound,
 )
+from natlab.sip.errors import SipError
+from natlab.sip.message import split_stream
 
 SIP_PORT = 5060
 MODES = ("off", "rewrite", "broken")
+MAX_CONNECTIONS = 4096  # TCP connections whose sequence numbers the ALG shifts at once
+OUTBOUND, INBOUND = 0, 1  # the two ways of a connection (natlab.core.seq_adjust)
+SPLIT = (
+    "part of this TCP segment is no whole SIP message (one split across segments, or no "
+    "SIP): natlab's ALG rewrites only messages a segment holds whole; that part forwarded "
+    "as it came"
+)
+
+Connection = tuple[Endpoint, Endpoint]
+"""A TCP connection through the router: its private endpoint and its remote one."""
 
 
 def sip_alg_of(mode: str, engine: NatEngine) -> SipAlg | None:
@@ -50,18 +76,27 @@ def sip_alg_of(mode: str, engine: NatEngine) -> SipAlg | None:
     raise ValueError(f"sip_alg {mode!r} is none of {', '.join(MODES)}")
 
 
+class Tracked:
+    """A TCP connection through the ALG: its sequence corrections, when it was last seen."""
+
+    __slots__ = ("adjust", "closing", "seen")
+
+    def __init__(self, now: float) -> None:
+        self.adjust = SeqAdjust()
+        self.seen = now
+        self.closing = False  # a FIN or RST passed: forgotten after the transitory timeout
+
+
 class SipAlg:
-    """One router's ALG: its mode and the engine it opens pinholes in."""
+    """One router's ALG: its mode, the engine it opens pinholes in, its TCP connections."""
 
     def __init__(self, mode: AlgMode, engine: NatEngine) -> None:
         self.mode = mode
         self.engine = engine
+        self.tracked: dict[Connection, Tracked] = {}
 
     def outbound(self, packet: Packet, private: Endpoint, now: float) -> list[Event]:
         """A packet the LAN host at `private` sent, its source already translated."""
-        span = _payload(packet)
-        if span is None:
-            return []
         dst = packet.dst
 
         def map_media(address: tuple[str, int]) -> tuple[str, int]:
@@ -69,39 +104,110 @@ class SipAlg:
             # no port left (the engine's exhausted event says so): what a broken ALG writes
             return (packet.src.address, address[1]) if opened is None else opened
 
-        result = _guarded(
-            lambda payload: rewrite(
-                payload,
-                mode=self.mode,
-                private=private,
-                public=packet.src,
-                map_media=map_media,
-            ),
-            bytes(packet.data[span[0] : span[1]]),
-        )
-        return self._apply(packet, span, result, "outbound", now)
+        def run(payload: bytes) -> AlgResult:
+            return rewrite(
+                payload, mode=self.mode, private=private, public=packet.src, map_media=map_media
+            )
+
+        return self._handle(packet, (private, dst), OUTBOUND, run, now)
 
     def inbound(self, packet: Packet, public: Endpoint, now: float) -> list[Event]:
         """A packet from outside that came in for `public`, its destination already translated."""
-        span = _payload(packet)
-        if span is None:
-            return []
         private = packet.dst
-        result = _guarded(
-            lambda payload: rewrite_inbound(payload, public=public, private=private),
-            bytes(packet.data[span[0] : span[1]]),
-        )
-        return self._apply(packet, span, result, "inbound", now)
 
-    def _apply(
+        def run(payload: bytes) -> AlgResult:
+            return rewrite_inbound(payload, public=public, private=private)
+
+        return self._handle(packet, (private, packet.src), INBOUND, run, now)
+
+    def expire(self, now: float) -> None:
+        """Forget the connections silent for longer than the engine keeps a TCP mapping."""
+        behaviour = self.engine.config.behaviour
+        established, transitory = (
+            behaviour.tcp_established_timeout,
+            behaviour.tcp_transitory_timeout,
+        )
+        for key, tracked in list(self.tracked.items()):
+            if now - tracked.seen > (transitory if tracked.closing else established):
+                del self.tracked[key]
+
+    def _handle(
         self,
         packet: Packet,
-        span: tuple[int, int],
-        result: AlgResult,
-        direction: str,
+        connection: Connection,
+        way: int,
+        run: Callable[[bytes], AlgResult],
         now: float,
     ) -> list[Event]:
+        """The ALG's rewrite of the payload, then the connection's sequence shift, if any."""
+        tcp = packet.proto == Proto.TCP
+        tracked = self._track(packet, connection, now) if tcp else None
+        span = _payload(packet)
+        events: list[Event] = []
+        header = (packet.data[0] & 0x0F) * 4
+        seq = int.from_bytes(packet.data[header + 4 : header + 8], "big") if tcp else 0
+        if span is not None:
+            payload = bytes(packet.data[span[0] : span[1]])
+            if payload.strip(b"\r\n"):  # CRLFs alone are RFC 5626 keepalives, not messages
+                if tcp:
+                    result = self._stream(tracked, way, seq, run, payload)
+                else:
+                    result = _guarded(run, payload)
+                events = self._apply(packet, span, result, way, now)
+            if tracked is not None:
+                tracked.adjust.ways[way].saw(seq, span[1] - span[0])
+        if tracked is not None and tracked.adjust.shifting:
+            adjust_segment(packet.data, header, tracked.adjust, way)
+        return events
+
+    def _track(self, packet: Packet, connection: Connection, now: float) -> Tracked | None:
+        """The connection's state; a new SYN starts it afresh. None once MAX_CONNECTIONS are."""
+        flags = packet.tcp_flags
+        tracked = self.tracked.get(connection)
+        if tracked is None or flags & (TCP_SYN | TCP_ACK) == TCP_SYN:
+            self.tracked.pop(connection, None)
+            if len(self.tracked) >= MAX_CONNECTIONS:
+                return None
+            tracked = self.tracked[connection] = Tracked(now)
+        tracked.seen = now
+        if flags & (TCP_FIN | TCP_RST):
+            tracked.closing = True
+        return tracked
+
+    def _stream(
+        self,
+        tracked: Tracked | None,
+        way: int,
+        seq: int,
+        run: Callable[[bytes], AlgResult],
+        payload: bytes,
+    ) -> AlgResult:
+        """The ALG over a TCP segment: each whole SIP message in it, recorded on its own, or
+        none when the segment ends inside one."""
+        parts: list[bytes] = []
+        events: list[AlgEvent] = []
+        for offset, piece, whole in _pieces(payload, seq, tracked, way):
+            if not whole:
+                parts.append(piece)
+                events.append(Untouched(SPLIT))
+                continue
+            result = _guarded(run, piece)
+            if any(isinstance(event, Rewritten) for event in result.events):
+                at = (seq + offset) % MOD
+                refused = _refusal(tracked, way, at, len(piece), len(result.payload))
+                if refused is not None:
+                    kept = [e for e in result.events if not isinstance(e, Rewritten)]
+                    result = AlgResult(piece, (*kept, Untouched(refused)))
+            parts.append(result.payload)
+            events.extend(result.events)
+        return AlgResult(b"".join(parts), tuple(events))
+
+    def _apply(
+        self, packet: Packet, span: tuple[int, int], result: AlgResult, way: int, now: float
+    ) -> list[Event]:
+        """The ALG's answer as events; its payload put in, if it rewrote anything."""
         src, dst, proto = packet.src, packet.dst, packet.proto
+        direction = "outbound" if way == OUTBOUND else "inbound"
         events: list[Event] = []
         rewritten = False
         for event in result.events:
@@ -113,19 +219,52 @@ class SipAlg:
                 events.append(SipPinhole(now, Proto.UDP, internal, external, dst))
             elif isinstance(event, Untouched):
                 events.append(SipUntouched(now, direction, proto, src, dst, event.reason))
-        if not rewritten:
-            return events
-        start, end = span
-        if proto == Proto.TCP and len(result.payload) != end - start:
-            why = (
-                f"the rewrite would change this TCP segment from {end - start} to "
-                f"{len(result.payload)} bytes, and natlab's ALG does not shift sequence "
-                "numbers: forwarded as it came"
-            )
-            kept = [e for e in events if not isinstance(e, SipRewritten)]
-            return [*kept, SipUntouched(now, direction, proto, src, dst, why)]
-        _replace_payload(packet, start, result.payload)
+        if rewritten:
+            _replace_payload(packet, span[0], result.payload)
         return events
+
+
+def _refusal(tracked: Tracked | None, way: int, seq: int, sent: int, new: int) -> str | None:
+    """Why the message at `seq` cannot be rewritten from `sent` to `new` bytes; None if it can
+    (and then it is recorded)."""
+    if tracked is None:
+        if sent == new:
+            return None
+        return (
+            f"the rewrite would change this message's length and the ALG already follows "
+            f"{MAX_CONNECTIONS} TCP connections: forwarded as it came"
+        )
+    if tracked.adjust.record(way, seq, sent, new):
+        return None
+    return (
+        f"rewriting the SIP message at seq {seq} from {sent} to {new} bytes does not fit the "
+        "sequence numbers already shifted (a retransmission rewritten to another length, or "
+        "a message the router already forwarded as it came, split across segments): "
+        "forwarded as it came"
+    )
+
+
+def _pieces(
+    payload: bytes, seq: int, tracked: Tracked | None, way: int
+) -> Iterator[tuple[int, bytes, bool]]:
+    """A TCP segment cut into (offset, bytes, whether a whole SIP message): the messages
+    its framing shows, and what lies between (part of a message split across segments).
+    Where a message rewritten before starts (a retransmission that begins inside an
+    earlier message) is always a cut, so that it is found and rewritten again."""
+    ways = None if tracked is None else tracked.adjust.ways[way]
+    at = 0
+    while at < len(payload):
+        limit = len(payload)
+        if ways is not None:
+            resync = ways.next_rewrite((seq + at) % MOD, (seq + limit) % MOD)
+            limit = limit if resync is None else (resync - seq) % MOD
+        try:
+            cut = split_stream(payload[at:limit])
+        except SipError:
+            cut = None
+        piece = payload[at:limit] if cut is None else cut[0]
+        yield at, piece, cut is not None
+        at += len(piece)
 
 
 def _fields(event: Rewritten) -> tuple[str, str, str]:
