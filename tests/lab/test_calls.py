@@ -9,6 +9,7 @@ needs others, and judges calls by the RTP counts the phones report.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -174,6 +175,30 @@ def test_phones_in_one_lan_talk_over_their_host_addresses(natlab_lab) -> None:
     assert pair["remote"]["address"].startswith(f"{phone_d}:")
     # Without ICE too: host addresses are all two phones of one LAN need.
     assert call(lab, "phone-d", "phone-c", mode="host")["verdict"] == "two-way"
+
+
+def test_an_ice_caller_answered_without_ice_sends_from_the_address_it_offered(natlab_lab) -> None:
+    """RFC 8839 3.2.3: the callee answers without ICE (its SDP has no a=ice-ufrag) and sends
+    its RTP to the caller's c=/m=; the caller sends from there too, so both hear each other:
+    phone-d beside phone-c answering with its host address, phone-a behind the full cone
+    with its STUN address to phone-e on the internet."""
+    extra = {
+        "phone-d": {"segment": "branch2-lan", "role": "phone"},
+        "phone-e": {"segment": "internet", "role": "phone"},
+    }
+    lab = natlab_lab(with_hosts(**extra))
+    registered(lab, "phone-a", "phone-c", "phone-d", "phone-e")
+    for caller, callee, answer in (("phone-c", "phone-d", "host"), ("phone-e", "phone-a", "srflx")):
+        request = {"op": "call", "to": callee, "mode": "ice", "seconds": 1.0, "answer": answer}
+        report = ask_host(lab, caller, request, timeout=25)
+        assert report["verdict"] == "two-way", json.dumps(report)
+        assert (report["ice"], report["checks"]) == (None, [])
+        theirs = callee_report(lab, callee, report["call"])
+        assert theirs["mode"] == answer and theirs["verdict"] == "two-way", theirs
+        # the callee sent to what the caller offered, and the caller sent from that address
+        offered = theirs["selected_pair"]["remote"]["address"]
+        assert report["selected_pair"]["local"]["address"] == offered, (report, theirs)
+        assert offered.startswith(f"{lab.topology.hosts[caller].interfaces[0].address}:")
 
 
 def test_without_ice_the_classic_failures_of_one_way_and_no_audio(natlab_lab) -> None:
