@@ -20,12 +20,13 @@ from natlab.core.behaviour import PRESETS
 from natlab.endpoints.control import ask
 from natlab.lab import Lab
 from natlab.lab.endpoints import control_path
-from natlab.lab.naming import lab_dir
+from natlab.lab.naming import lab_dir, node_namespace
 from natlab.topology import parse_topology
 
 pytestmark = pytest.mark.natlab
 
 MAIN_BRANCH = Path(__file__).resolve().parents[2] / "topologies" / "main-branch.yaml"
+NAIVE_PBX = MAIN_BRANCH.parents[1] / "scenarios" / "topologies" / "main-branch-naive-pbx.yaml"
 PHONES = ("phone-a", "phone-b", "phone-c")
 REGISTER_TIMEOUT = 10.0
 
@@ -238,6 +239,24 @@ def test_the_pbx_relay_latches_onto_two_symmetric_nats(natlab_lab) -> None:
     relayed = call(lab, "phone-c", "phone-b", mode="ice")
     assert relayed["verdict"] == "two-way"
     assert relayed["selected_pair"]["remote"]["type"] == "relay"
+
+
+@pytest.mark.parametrize(("transport", "port"), [("tcp", 5060), ("tls", 5061)])
+def test_a_naive_pbx_opens_a_connection_to_the_phones_contact_port(
+    natlab_lab, kernel, transport: str, port: int
+) -> None:
+    """phone-a, beside the naive PBX, registers from a port of its own; its Contact names the
+    port it listens on, so the PBX opens a new connection there to deliver phone-b's call
+    (over TLS the phone's certificate names its address, the PBX's is the one it takes)."""
+    lab = natlab_lab(NAIVE_PBX)
+    registered(lab, "phone-a", "phone-b")
+    assert ask_host(lab, "phone-a", {"op": "register", "transport": transport})["registered"]
+    namespace = node_namespace(lab.name, "phone-a")
+    assert kernel.tcp_peers(namespace, port) == []
+    assert call(lab, "phone-b", "phone-a", mode="srflx")["verdict"] == "two-way"
+    pbx = str(lab.topology.hosts["pbx"].interfaces[0].address)
+    peers = kernel.tcp_peers(namespace, port)
+    assert len(peers) == 1 and peers[0].startswith(f"{pbx}:"), peers
 
 
 def test_tls_registration_checks_the_certificate_name(natlab_lab) -> None:

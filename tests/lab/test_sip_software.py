@@ -19,7 +19,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -526,21 +525,8 @@ PUBLIC_NATLAB_PHONES_AND_KAMAILIO = """\
 """
 
 
-def connections_to_port(namespace: str, port: int) -> list[str]:
-    """The peers of the established TCP connections on a local port, as the kernel (ss) says."""
-    out = subprocess.run(
-        ["ip", "netns", "exec", namespace, "ss", "-Htn", "state", "established"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return [
-        fields[-1] for line in out.splitlines() if (fields := line.split())[-2].endswith(f":{port}")
-    ]
-
-
 def test_kamailio_opens_a_new_connection_to_a_natlab_phones_contact_to_deliver_its_call(
-    private_natlab, run_dir, tmp_path
+    private_natlab, run_dir, tmp_path, kernel
 ):
     """carol, on the internet, registers with kamailio over TCP from a port of its own; her
     Contact names the port she listens on (5060), so kamailio, seeing no NAT, opens a new
@@ -552,10 +538,10 @@ def test_kamailio_opens_a_new_connection_to_a_natlab_phones_contact_to_deliver_i
     wait_registered(dave)
     kamailio = str(lab.topology.hosts["pbx"].interfaces[0].address)
     namespace = node_namespace(name, "carol")
-    assert connections_to_port(namespace, 5060) == []  # only her own, from another port
+    assert kernel.tcp_peers(namespace, 5060) == []  # only her own, from another port
     report = dave.call("carol", MEDIA_SECONDS, "ice")
     assert report.verdict == "two-way", report
-    peers = connections_to_port(namespace, 5060)
+    peers = kernel.tcp_peers(namespace, 5060)
     assert len(peers) == 1 and peers[0].startswith(f"{kamailio}:"), peers
     deadline = time.monotonic() + 10
     while not (reports := [r for r in carol.reports() if r.role == "callee"]):
