@@ -182,15 +182,23 @@ def test_an_ice_caller_answered_without_ice_sends_from_the_address_it_offered(na
     """RFC 8839 3.2.3: the callee answers without ICE (its SDP has no a=ice-ufrag) and sends
     its RTP to the caller's c=/m=; the caller sends from there too, so both hear each other:
     phone-d beside phone-c answering with its host address, phone-a behind the full cone
-    with its STUN address to phone-e on the internet."""
+    with its STUN address to phone-e on the internet, and phone-e to a relay-only caller
+    (mode turn), whose c=/m= is its TURN allocation."""
     extra = {
         "phone-d": {"segment": "branch2-lan", "role": "phone"},
         "phone-e": {"segment": "internet", "role": "phone"},
+        "turn1": {"segment": "internet", "role": "turn-server"},
     }
     lab = natlab_lab(with_hosts(**extra))
-    registered(lab, "phone-a", "phone-c", "phone-d", "phone-e")
-    for caller, callee, answer in (("phone-c", "phone-d", "host"), ("phone-e", "phone-a", "srflx")):
-        request = {"op": "call", "to": callee, "mode": "ice", "seconds": 1.0, "answer": answer}
+    registered(lab, "phone-a", "phone-b", "phone-c", "phone-d", "phone-e")
+    hosts = lab.topology.hosts
+    calls = (
+        ("phone-c", "phone-d", "ice", "host", hosts["phone-c"]),
+        ("phone-e", "phone-a", "ice", "srflx", hosts["phone-e"]),
+        ("phone-b", "phone-e", "turn", "host", hosts["turn1"]),
+    )
+    for caller, callee, mode, answer, source in calls:
+        request = {"op": "call", "to": callee, "mode": mode, "seconds": 1.0, "answer": answer}
         report = ask_host(lab, caller, request, timeout=25)
         assert report["verdict"] == "two-way", json.dumps(report)
         assert (report["ice"], report["checks"]) == (None, [])
@@ -199,7 +207,7 @@ def test_an_ice_caller_answered_without_ice_sends_from_the_address_it_offered(na
         # the callee sent to what the caller offered, and the caller sent from that address
         offered = theirs["selected_pair"]["remote"]["address"]
         assert report["selected_pair"]["local"]["address"] == offered, (report, theirs)
-        assert offered.startswith(f"{lab.topology.hosts[caller].interfaces[0].address}:")
+        assert offered.startswith(f"{source.interfaces[0].address}:")
 
 
 def test_without_ice_the_classic_failures_of_one_way_and_no_audio(natlab_lab) -> None:
