@@ -900,6 +900,7 @@ class CallRequest(Request):
     mode: str = "ice"  # the phone says which modes it has
     cancel_after: float | None = None  # seconds: CANCEL the call if not answered by then
     ring: float | None = None  # seconds a natlab callee rings before it answers; None: 0
+    answer: str | None = None  # the mode a natlab callee answers in; None: the caller's
 
 
 @dataclass(frozen=True)

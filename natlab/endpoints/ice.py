@@ -7,7 +7,10 @@ name is every address its name resolves to, all resolved and asked at once
 (stun_addresses), so one server that is down costs no time while another
 answers. Each media keeps how long its gathering took. Then IceMedia runs aioice's
 connectivity checks, bounded in time: a pair that cannot work must give up
-in seconds, not in aioice's default half-minute.
+in seconds, not in aioice's default half-minute. Answered without ICE, it
+runs no checks: it sends plain RTP from the socket of its default candidate
+(what its offer's c=/m= said, where the peer sends) to the answer's c=/m=
+(sdp_offer.ice_fallback, RFC 8839 3.2.3).
 
 UdpMedia is the classic phone without ICE: it offers one address (its host
 address, or the mapping a STUN server saw) and sends its RTP straight to
@@ -33,7 +36,7 @@ from aioice.ice import CandidatePair, StunProtocol, server_reflexive_candidate
 
 from natlab import records
 from natlab.endpoints.media import RtpStream
-from natlab.endpoints.sdp_offer import MediaOffer
+from natlab.endpoints.sdp_offer import Fallback, MediaOffer, ice_fallback
 from natlab.endpoints.sip_transport import Endpoint, format_endpoint
 from natlab.endpoints.stun_client import StunClient, addresses_of
 from natlab.records import IceCheck, SelectedPair
@@ -119,6 +122,9 @@ class IceMedia:
         self.stream = RtpStream()
         self.candidates: list[Candidate] = []
         self.gathering: float | None = None  # seconds prepare() took to gather candidates
+        self.fallback: Fallback | None = None  # answered without ICE: plain RTP, where from, to
+        self._plain: StunProtocol | None = None  # the fallback's socket: the default candidate's
+        self._via_relay = False  # the fallback's destination is the PBX's relay
         self._receiver: asyncio.Task | None = None
 
     async def prepare(self) -> None:
@@ -163,8 +169,17 @@ class IceMedia:
             candidates=tuple(c.to_sdp() for c in self.candidates),
         )
 
-    async def connect(self, remote: MediaOffer) -> str:
-        """Run the checks; "completed", or "failed" / "timeout" when no pair was nominated."""
+    async def connect(self, remote: MediaOffer) -> str | None:
+        """Run the checks; "completed", or "failed" / "timeout" when no pair was nominated.
+
+        None: the peer has no ICE, and RTP goes plainly (sdp_offer.ice_fallback).
+        """
+        self.fallback = ice_fallback(self.local(), remote)
+        if self.fallback is not None:
+            self._plain = self._socket_at(self.fallback.source)
+            self._via_relay = remote.relay
+            self._receiver = asyncio.create_task(self._receive())
+            return None
         connection = self.connection
         connection.remote_username, connection.remote_password = remote.ufrag, remote.pwd
         for line in remote.candidates:
@@ -183,18 +198,42 @@ class IceMedia:
         self._receiver = asyncio.create_task(self._receive())
         return "completed"
 
+    def _socket_at(self, source: Endpoint) -> StunProtocol:
+        """The socket of our candidate at `source`: its own, or its base's (a srflx one)."""
+        for candidate in self.candidates:
+            if (candidate.host, candidate.port) == source:
+                base = (candidate.related_address, candidate.related_port)
+                for protocol in self.connection._protocols:
+                    local = protocol.local_candidate
+                    if (local.host, local.port) in (source, base):
+                        return protocol
+        raise MediaError(f"no socket of ours sends from {format_endpoint(source)}")
+
     async def _receive(self) -> None:
         while True:
-            try:
-                data = await self.connection.recv()
-            except ConnectionError:
+            if self.fallback is not None:  # no pair: aioice queues what any socket received
+                got = await self.connection._queue.get()
+                data = got[0] if got is not None else None
+            else:
+                try:
+                    data = await self.connection.recv()
+                except ConnectionError:
+                    data = None
+            if data is None:
                 return
             self.stream.receive(data, time.time())
 
     async def send(self, data: bytes) -> None:
+        if self._plain is not None and self.fallback is not None:
+            await self._plain.send_data(data, self.fallback.destination)
+            return
         await self.connection.send(data)
 
     def selected(self) -> SelectedPair | None:
+        if self._plain is not None and self.fallback is not None:
+            kind = "relay" if self._via_relay else "host"
+            remote = records.Candidate(format_endpoint(self.fallback.destination), kind)
+            return SelectedPair(_side(self._plain.local_candidate), remote)
         pair = self.connection._nominated.get(1)  # aioice's selected pair
         if pair is None:
             return None

@@ -21,8 +21,12 @@ answers there, and routes a phone's calls to the source its REGISTER came
 from (over TCP and TLS: down that very connection), whatever its Contact
 says. `nat_aware: false` makes it a naive registrar of RFC 3261 alone: it
 answers UDP requests at the Via's sent-by port and sends INVITEs to the
-Contact the phone registered - a private address behind NAT, so those calls
-fail, which is what the lab shows with it.
+Contact the phone registered (over TCP and TLS on a connection it opens
+there, unless one is open: RFC 3261 18.1.1) - a private address behind NAT,
+so those calls fail, which is what the lab shows with it.
+
+TCP and TLS connections, the phones' and those the PBX opens, are served by
+sip_transport.StreamListener, bounded as it says.
 
 Calls: an INVITE for a registered user is answered 100 Trying and sent on
 with the PBX's Via and two Record-Routes (one as each side dialled it:
@@ -94,9 +98,9 @@ from natlab.endpoints.sip_transport import (
     Endpoint,
     Garbled,
     Keepalive,
-    StreamFramer,
+    StreamFlow,
+    StreamListener,
     format_endpoint,
-    read_stream,
 )
 from natlab.records import (
     PBX_REQUESTS,
@@ -130,6 +134,7 @@ REALM = "natlab"
 NONCE_LIFE = 300.0  # seconds a digest challenge may be answered
 MAX_NONCES = 10_000
 MAX_TRANSACTIONS = 10_000
+CONNECT_TIMEOUT = 2.0  # seconds to open a connection to a phone's Contact (naive, TCP and TLS)
 
 
 class Flow(Protocol):
@@ -140,21 +145,6 @@ class Flow(Protocol):
 
     def send(self, data: bytes) -> None: ...
     def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class StreamFlow:
-    """A phone's own TCP or TLS connection."""
-
-    writer: asyncio.StreamWriter
-    transport: str
-    address: Endpoint
-
-    def send(self, data: bytes) -> None:
-        self.writer.write(data)
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 @dataclass(frozen=True)
@@ -318,7 +308,11 @@ class Pbx:
         self._datagrams: asyncio.Task | None = None  # held: the loop keeps tasks weakly
         self.udp: DatagramInbox | None = None
         self.udp_address: Endpoint | None = None  # where UDP phones register, once started
-        self.connections: dict[Endpoint, StreamFlow] = {}  # open TCP/TLS flows by their source
+        self.streams = StreamListener(
+            lambda arrival, flow: self.handle(arrival, flow, flow.certificate), self.disconnected
+        )
+        self.connections = self.streams.flows  # open TCP/TLS flows by their peer's address
+        self.connecting: dict[Endpoint, list[bytes]] = {}  # what waits for a connection we open
         self.listening: list[str] = []
         self.clock = time.monotonic  # registration expiry and stranger buckets; a test may turn it
         self.strangers = TokenBuckets(STRANGER_RATE, STRANGER_BURST)
@@ -344,9 +338,7 @@ class Pbx:
         config = self.config
         host = str(config.address)
         servers: list[asyncio.Server | asyncio.BaseTransport] = [
-            await asyncio.start_server(
-                lambda r, w: self.serve_stream(r, w, "tcp"), host, config.port
-            )
+            await self.streams.listen(host, config.port, "tcp")
         ]
         self.port = port = servers[0].sockets[0].getsockname()[1]  # type: ignore[union-attr]
         udp, inbox = await asyncio.get_running_loop().create_datagram_endpoint(
@@ -359,48 +351,17 @@ class Pbx:
         self.listening = [f"tcp {host}:{port}", f"udp {format_endpoint(self.udp_address)}"]
         if config.tls_port is not None and config.ca is not None:
             context = tls.server_context(config.ca, config.name)
-            servers.append(
-                await asyncio.start_server(
-                    lambda r, w: self.serve_stream(r, w, "tls"),
-                    host,
-                    config.tls_port,
-                    ssl=context,
-                    ssl_handshake_timeout=5.0,
-                )
-            )
+            servers.append(await self.streams.listen(host, config.tls_port, "tls", context))
             self.listening.append(f"tls {host}:{config.tls_port}")
         servers.append(await serve_control(config.control, self.control))
         return servers
 
-    async def serve_stream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
-    ) -> None:
-        peer = writer.get_extra_info("peername")
-        flow = StreamFlow(writer, transport, (peer[0], peer[1]))
-        certificate = None
-        if transport == "tls":
-            certificate = tls.common_name(writer.get_extra_info("peercert"))
-        self.connections[flow.address] = flow
-        framer = StreamFramer(server=True)
-        try:
-            while True:
-                arrivals = await asyncio.wait_for(read_stream(reader, framer), EXPIRES)
-                if arrivals is None:
-                    break
-                for arrival in arrivals:
-                    await self.handle(arrival, flow, certificate)
-                if framer.broken:
-                    break  # the stream's framing is lost: nothing after it can be trusted
-                await writer.drain()
-        except (OSError, ssl.SSLError, TimeoutError):
-            pass
-        finally:
-            self.connections.pop(flow.address, None)
-            for name, registration in list(self.registrations.items()):
-                if registration.flow == flow:
-                    del self.registrations[name]
-                    print(f"unregistered {name}", flush=True)
-            writer.close()
+    def disconnected(self, flow: StreamFlow) -> None:
+        """A TCP or TLS connection ended: the registrations it carried end with it."""
+        for name, registration in list(self.registrations.items()):
+            if registration.flow == flow:
+                del self.registrations[name]
+                print(f"unregistered {name}", flush=True)
 
     async def serve_datagrams(self, inbox: DatagramInbox) -> None:
         """UDP, one datagram at a time, in the order they came."""
@@ -633,11 +594,61 @@ class Pbx:
         if registration.transport == "udp" and self.udp is not None:
             self.udp.send(data, target)
             return True
-        flow = self.connections.get(target)  # RFC 3261 18.1.1: a connection to that address
-        if flow is None:
-            return False
-        flow.send(data)
+        flow = self.connections.get(target)  # RFC 3261 18.1.1: a connection to that address...
+        if flow is not None:
+            flow.send(data)
+        elif target in self.connecting:
+            self.connecting[target].append(data)
+        else:  # ...else a new one
+            self.connecting[target] = [data]
+            self._spawn(self.connect(name, target, registration.transport))
         return True
+
+    async def connect(self, name: str, target: Endpoint, transport: str) -> None:
+        """Open a connection to a phone's Contact, send what waits for it, and serve it.
+
+        Over TLS the phone must show a certificate of the lab's CA for the address.
+        When it cannot be reached, its calls that have not rung end 480.
+        """
+        host, port = target
+        try:
+            context = None
+            if transport == "tls":
+                if self.config.ca is None:
+                    raise OSError("TLS needs the lab's CA, and this PBX was given none")
+                context = tls.client_context(self.config.ca, self.config.name)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=host if context else None,
+                    local_addr=(str(self.config.address), 0),
+                ),
+                CONNECT_TIMEOUT,
+            )
+        except (OSError, ssl.SSLError, TimeoutError) as error:
+            self.connecting.pop(target, None)
+            reason = f"cannot reach {name} at {format_endpoint(target)} over {transport}"
+            print(f"{reason}: {error.__class__.__name__} {error}", flush=True)
+            self.unreachable(name, reason)
+            return
+        flow = StreamFlow(writer, transport, target)
+        self.connections[target] = flow
+        for data in self.connecting.pop(target, []):
+            flow.send(data)
+        await self.streams.read(reader, flow)
+
+    def unreachable(self, name: str, reason: str) -> None:
+        """The phone could not be reached: its calls that have not rung end, 480 to the caller."""
+        for call in list(self.calls.values()):
+            if call.callee != name or call.ringing or call.ended:
+                continue
+            self.end(call)
+            transaction = self.transactions.get(call.branch)
+            if transaction is not None:
+                request = transaction.request
+                self.answer(transaction.origin, request, 480, f"Temporarily Unavailable ({reason})")
 
     # -- proxy -----------------------------------------------------------------------------
 

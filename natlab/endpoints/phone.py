@@ -20,6 +20,12 @@ anew halfway through the registration's expiry, as SIP phones do.
 Its Via, Contact and SDP carry its own private address, as real phones do
 (rport asks the PBX for the source it saw: RFC 3581); every request goes to
 the PBX, its outbound proxy, with the route set the PBX's Record-Route made.
+It takes TCP and TLS connections on its address, ports 5060 and 5061 (any
+free one if taken), which its Contact names over TCP and TLS: a proxy with
+no connection to the Contact opens one there (kamailio, a naive PBX), and
+the phone answers a request on the connection it came on (sip_transport's
+StreamListener bounds them). Over TLS it serves only the lab PBX's
+certificate.
 
 Without keepalives nothing refreshes the phone's NAT mapping between two
 REGISTERs: over UDP the mapping lives only the router's udp_timeout, and
@@ -40,19 +46,22 @@ Its control socket (one JSON request line, one JSON answer line) takes:
   before the answer: a CANCEL (RFC 3261 9) once the callee rang, if it has not
   answered by then; the INVITE ends 487 and the report says cancelled. "ring"
   asks a natlab callee to ring that long before it answers (both at most 5 s);
+  "answer" (a mode) asks it to answer in that mode rather than the caller's;
 - {"op": "reports"}: every call this phone took part in, as caller or callee.
 
 Modes: "ice" gathers host, server-reflexive and (with a TURN server) relay
 candidates; "turn" only relay candidates; "host" and "srflx" offer a single
-address without ICE; "relay" asks the PBX to relay the media. The INVITE's
+address without ICE; "relay" asks the PBX to relay the media. An ICE caller
+answered without ICE sends plain RTP from the address its offer's c=/m=
+named (ice.py), so a UA without ICE hears it and is heard. The INVITE's
 X-Natlab-Call header tells a natlab callee the mode (a generic UA's INVITE
 is answered with ICE if its offer has ICE, plainly otherwise). A call sends
 RTP both ways for `seconds` over what was set up, then the caller's BYE and
 the callee's 200 OK carry each side's counts (and the pair each side
 selected) to the other (sip_dialogs.py).
 
-Prints "ready" once its control socket serves; registration goes on in the
-background. SIGTERM ends it.
+Prints "ready" (and the ports it takes connections on) once its control
+socket serves; registration goes on in the background. SIGTERM ends it.
 """
 
 from __future__ import annotations
@@ -80,12 +89,16 @@ from natlab.endpoints.sdp_offer import CONTENT_TYPE, MODES, MediaOffer
 from natlab.endpoints.sip_transport import (
     MAX_KEEPALIVE,
     PING,
+    PONG,
     TRANSPORTS,
+    Arrival,
     DatagramInbox,
     Endpoint,
     Garbled,
     Keepalive,
+    StreamFlow,
     StreamFramer,
+    StreamListener,
     format_endpoint,
     read_stream,
 )
@@ -127,6 +140,8 @@ CALLEE_SLACK = 20.0  # a callee gives up on a BYE this long after the call shoul
 GENERIC_SECONDS = 60.0  # how long a generic UA's call may last before the callee gives up
 T1 = 0.5  # RFC 3261's round-trip estimate: UDP retransmissions start here and double
 T2 = 4.0  # ...up to this
+LISTEN_PORTS = (5060, 5061)  # where a phone takes connections, TCP and TLS, as SIP phones do
+MAX_ORIGINS = 1000  # requests that came on a connection opened to us, remembered for the answer
 
 
 class Refused(Exception):
@@ -149,6 +164,8 @@ class PhoneConfig:
     user: str = ""  # the SIP user it registers as; "" is its name
     password: str = dialogs.DEFAULT_PASSWORD
     keepalive_method: str = "auto"  # "crlf" | "options"; auto: CRLF on streams, OPTIONS on UDP
+    listen: tuple[int, int] = LISTEN_PORTS  # TCP and TLS ports it takes connections on; 0: any
+    pbx_name: str | None = None  # the CN a TLS peer's certificate must bear: the lab's PBX
 
     @property
     def sip_user(self) -> str:
@@ -257,6 +274,9 @@ class Registrar:
         self._task: asyncio.Task | None = None
         self._heard = 0.0
         self._settled = asyncio.Event()  # set after every attempt, whatever its outcome
+        self.listening: dict[str, int] = {}  # transport -> the port we take connections on
+        # requests that came on a connection someone opened to us, by their Via branch
+        self.origins: OrderedDict[str, StreamFlow] = OrderedDict()
         self._pong = asyncio.Event()
 
     def start(self) -> None:
@@ -334,9 +354,15 @@ class Registrar:
         return dialogs.via(link.transport, link.local[0], link.local[1])
 
     def contact(self) -> str:
-        link = self._live()
-        params = "" if link.transport == "udp" else f";transport={link.transport}"
-        return f"<sip:{self.config.sip_user}@{format_endpoint(link.local)}{params}>"
+        """Where we take requests: over TCP and TLS, the port we listen on, not the link's."""
+        transport = self.link.transport if self.link else "tcp"
+        if transport == "udp" or transport not in self.listening:
+            link = self._live()
+            local = link.local
+        else:
+            local = (str(self.config.address), self.listening[transport])
+        params = "" if transport == "udp" else f";transport={transport}"
+        return f"<sip:{self.config.sip_user}@{format_endpoint(local)}{params}>"
 
     def _live(self) -> Link:
         if self.link is None:
@@ -344,9 +370,36 @@ class Registrar:
         return self.link
 
     def send(self, message: SipMessage) -> None:
-        """A response, or an ACK (no transaction of its own), down the current link."""
-        self._live().send(message.to_bytes())
+        """A response, or an ACK (no transaction of its own), down the current link; a response
+        to a request that came on a connection opened to us, down that one (RFC 3261 18.2.2)."""
+        origin = None
+        if not message.is_request:
+            origin = self.origins.get(dialogs.top_via(message).branch or "")
+        (origin or self._live()).send(message.to_bytes())
         self.watch("sent", message)
+
+    async def accepted(self, arrival: Arrival, flow: StreamFlow) -> None:
+        """What comes on a connection someone opened to us: served as what the PBX sends,
+        its responses sent back on it. Over TLS, only the lab's PBX's certificate is taken."""
+        if flow.transport == "tls" and flow.certificate != self.config.pbx_name:
+            print(f"refused TLS from {flow.certificate or 'no certificate'}", flush=True)
+            flow.writer.transport.abort()
+            return
+        if isinstance(arrival, Keepalive):
+            flow.send(PONG)
+            return
+        if isinstance(arrival, SipMessage) and arrival.is_request:
+            with contextlib.suppress(SipError):
+                self.origins[dialogs.top_via(arrival).branch or ""] = flow
+                while len(self.origins) > MAX_ORIGINS:
+                    self.origins.popitem(last=False)
+        self.take(arrival)
+
+    def forget(self, flow: StreamFlow) -> None:
+        """A connection opened to us ended: nothing more goes back on it."""
+        for branch, origin in list(self.origins.items()):
+            if origin == flow:
+                del self.origins[branch]
 
     async def transact(
         self, request: SipMessage, timeout: float = ANSWER_TIMEOUT, link: Link | None = None
@@ -647,6 +700,29 @@ class Phone:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task] = set()
 
+    async def listen(self) -> list[asyncio.Server]:
+        """Take TCP (and, with the lab's CA, TLS) connections on the Contact's ports.
+
+        A port another program holds: any free one, which the Contact then names.
+        """
+        config, registrar = self.config, self.registrar
+        listener = StreamListener(registrar.accepted, registrar.forget)
+        servers = []
+        for transport, port in zip(("tcp", "tls"), config.listen, strict=True):
+            context = None
+            if transport == "tls":
+                if config.ca is None:
+                    continue
+                context = tls.server_context(config.ca, config.name)
+            host = str(config.address)
+            try:
+                server = await listener.listen(host, port, transport, context)
+            except OSError:
+                server = await listener.listen(host, 0, transport, context)
+            registrar.listening[transport] = server.sockets[0].getsockname()[1]
+            servers.append(server)
+        return servers
+
     # -- signalling ------------------------------------------------------------------------
 
     def dispatch(self, request: SipMessage) -> None:
@@ -733,10 +809,12 @@ class Phone:
         mode: str,
         cancel_after: float | None = None,
         ring: float = 0.0,
+        answer: str | None = None,
     ) -> CallReport:
         """Call `to`; with `cancel_after`, hang up (CANCEL) if it has not answered by then.
 
-        `ring`: how long a natlab callee rings before it answers (X-Natlab-Call).
+        `ring`: how long a natlab callee rings before it answers, `answer`: the mode it
+        answers in, if not ours (X-Natlab-Call).
         """
         call = f"{self.config.name}-{next(self._ids)}-{secrets.token_hex(3)}"
         report = CallReport(call, self.config.name, to, mode, "caller")
@@ -764,7 +842,7 @@ class Phone:
                     headers=(
                         ("Contact", registrar.contact()),
                         ("Allow", dialogs.ALLOW),
-                        dialogs.call_header(mode, seconds, ring),
+                        dialogs.call_header(mode, seconds, ring, answer),
                         *authorization,
                     ),
                     body=media.local().to_sdp(),
@@ -792,10 +870,6 @@ class Phone:
             dialog = Dialog.of(invite, reply)
             registrar.send(dialog.request(registrar, "ACK"))
             remote = MediaOffer.from_sdp(reply.body)
-            if (remote.relay or not remote.ice) and not isinstance(media, UdpMedia):
-                await media.close()  # the PBX relays (or the callee has no ICE): plain RTP
-                media = self.media_for(mode, True, remote)
-                await media.prepare()
             stop = asyncio.Event()
             sender = await self._start_media(media, remote, report, stop)
             if sender is not None:
@@ -983,8 +1057,12 @@ class Phone:
             ring = float(asked.ring or 0)
             if not 0 <= ring <= dialogs.MAX_RING:
                 raise ValueError(f"ring must be a number from 0 to {dialogs.MAX_RING:g}")
+            if asked.answer is not None and asked.answer not in MODES:
+                raise ValueError(f"answer must be a mode among {MODES}")
             cancel_after = None if asked.cancel_after is None else float(asked.cancel_after)
-            report = await self.call(asked.to, float(asked.seconds), asked.mode, cancel_after, ring)
+            report = await self.call(
+                asked.to, float(asked.seconds), asked.mode, cancel_after, ring, asked.answer
+            )
             return report.to_json()
         return CallReports(list(self.reports)).to_json()  # ReportsRequest, the last one served
 
@@ -1010,10 +1088,13 @@ async def serve(config: PhoneConfig) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopped.set)
-    print("ready", config.name, flush=True)
+    listeners = await phone.listen()
+    ports = phone.registrar.listening
+    print("ready", config.name, *(f"{way} {port}" for way, port in ports.items()), flush=True)
     phone.registrar.start()
     await stopped.wait()
-    server.close()
+    for listener in (server, *listeners):
+        listener.close()
     await phone.registrar.stop()
     config.control.unlink(missing_ok=True)
 

@@ -12,6 +12,11 @@ m= point at its relay port, the ICE lines go (the relay is the only path),
 and `a=x-natlab-relay` tells natlab's phones that the address is the relay's,
 so their reports name the pair's remote side "relay". Other lines (a
 generic UA's codecs) pass unchanged.
+
+An ICE offer answered without ICE (no a=ice-ufrag: a UA without ICE, or the
+PBX's relay) falls back as RFC 8839 3.2.3 says (ice_fallback): RTP goes to
+the answer's c=/m= from the offer's own c=/m= address (its default
+candidate), the only address of ours the answerer knows.
 """
 
 from __future__ import annotations
@@ -90,6 +95,25 @@ class MediaOffer:
         candidates = tuple(sdp.attribute_values(audio, "candidate"))
         relay = bool(sdp.attribute_values(audio, RELAY_ATTRIBUTE))
         return cls(ufrag, pwd, candidates, (address, audio.port), relay)
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Plain RTP after an ICE offer met an answer without ICE: from where, to where."""
+
+    source: Endpoint  # the offer's default candidate: what its c=/m= said
+    destination: Endpoint  # the answer's c=/m=
+
+
+def ice_fallback(offer: MediaOffer, answer: MediaOffer) -> Fallback | None:
+    """None when both sides do ICE (the checks decide); else where plain RTP goes.
+
+    Whoever answers without ICE sends its RTP to the address in our c=/m=,
+    so that is the one address we may send from (RFC 8839 3.2.3).
+    """
+    if answer.ice and offer.ice:
+        return None
+    return Fallback(offer.default(), answer.default())
 
 
 def _attribute(description: sdp.Sdp, section: sdp.Media, name: str) -> str:

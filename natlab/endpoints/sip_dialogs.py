@@ -5,8 +5,9 @@ branch and rport (RFC 3581), Max-Forwards, From/To with tags, Call-ID, CSeq,
 Contact; responses copy Via, From, To, Call-ID and CSeq from their request.
 
 Two things are natlab's own, in extension headers a generic UA ignores:
-- X-Natlab-Call: mode=...;seconds=...[;ring=...] on an INVITE: the call's mode and how
-  long its media runs, so a natlab callee answers in the caller's mode (after
+- X-Natlab-Call: mode=...;seconds=...[;ring=...][;answer=...] on an INVITE: the
+  call's mode and how long its media runs, so a natlab callee answers in the
+  caller's mode, or in `answer`'s when the caller asks for another (after
   ringing `ring` seconds, when the caller means to CANCEL before the answer);
 - the end-of-call RTP counts, in BYE and in its 200 OK, as Cisco phones
   report them: RTP-TxStat: Pkt=N and RTP-RxStat: Pkt=N[,First=T] (First:
@@ -234,9 +235,11 @@ def without(message: SipMessage, *names: str) -> SipMessage:
     return replace(message, headers=tuple(f for f in message.headers if f[0] not in names))
 
 
-def call_header(mode: str, seconds: float, ring: float = 0.0) -> tuple[str, str]:
-    value = f"mode={mode};seconds={seconds:g}"
-    return CALL_HEADER, value + (f";ring={ring:g}" if ring else "")
+def call_header(
+    mode: str, seconds: float, ring: float = 0.0, answer: str | None = None
+) -> tuple[str, str]:
+    value = f"mode={mode};seconds={seconds:g}" + (f";ring={ring:g}" if ring else "")
+    return CALL_HEADER, value + (f";answer={answer}" if answer else "")
 
 
 def read_ring(message: SipMessage) -> float:
@@ -254,12 +257,13 @@ def read_ring(message: SipMessage) -> float:
 
 
 def read_call_header(message: SipMessage) -> tuple[str | None, float | None]:
-    """(mode, seconds) from X-Natlab-Call; (None, None) for a generic UA's INVITE."""
+    """(mode, seconds) from X-Natlab-Call, the mode the callee answers in (answer=, else
+    the caller's mode=); (None, None) for a generic UA's INVITE."""
     value = message.get(CALL_HEADER)
     if value is None:
         return None, None
     fields = dict(part.strip().partition("=")[::2] for part in value.split(";"))
-    mode = fields.get("mode")
+    mode = fields.get("answer") if fields.get("answer") in MODES else fields.get("mode")
     mode = mode if mode in MODES else None
     try:
         seconds: float | None = float(fields.get("seconds", ""))

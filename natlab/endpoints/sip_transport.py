@@ -9,15 +9,26 @@ What arrives is parsed here with the strict codec of natlab.sip; what is not
 SIP is handed on as Garbled, with the reason, so that the PBX can answer 400 or drop it,
 and never crashes a reader (Garbled). Every buffer is bounded by the codec's
 MAX_MESSAGE_BYTES.
+
+StreamListener serves the connections others open, for the PBX and the
+phones alike: at most MAX_CONNECTIONS at once (one more is closed at once),
+each closed after IDLE_TIMEOUT seconds without a byte, or when its framing
+is lost; a TLS peer must finish its handshake in HANDSHAKE_TIMEOUT seconds,
+and its certificate's CN goes with every arrival (StreamFlow.certificate).
+What arrives on a connection is answered on that connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import cast
 
+from natlab.endpoints import tls
 from natlab.sip import message as sip
 from natlab.sip.errors import SipError
 from natlab.sip.message import SipMessage
@@ -27,6 +38,9 @@ MAX_KEEPALIVE = 3600.0  # seconds: the longest keepalive interval a phone takes
 PING = b"\r\n\r\n"  # RFC 5626 3.5.1: a client's keepalive on a stream...
 PONG = b"\r\n"  # ...and the server's answer
 READ_CHUNK = 1 << 16
+MAX_CONNECTIONS = 1024  # accepted connections served at once
+IDLE_TIMEOUT = 60.0  # seconds an accepted connection may stay silent
+HANDSHAKE_TIMEOUT = 5.0  # seconds a TLS peer has to finish its handshake
 
 Endpoint = tuple[str, int]
 
@@ -160,3 +174,93 @@ class DatagramInbox(asyncio.DatagramProtocol):
         """One message, one datagram; `to` None on a socket connected to its peer."""
         if self.transport is not None:
             self.transport.sendto(data, to)
+
+
+@dataclass(frozen=True)
+class StreamFlow:
+    """One TCP or TLS connection: who is at its other end (and the CN of its certificate)."""
+
+    writer: asyncio.StreamWriter
+    transport: str
+    address: Endpoint
+    certificate: str | None = None
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+Handle = Callable[[Arrival, StreamFlow], Awaitable[None]]
+
+
+class StreamListener:
+    """The connections others open to us, bounded; every arrival goes to `handle` with its flow.
+
+    `server`: read double-CRLF pings (a registrar's side, StreamFramer);
+    `closed` is told of each flow that ended. `flows` are the open ones, by
+    their peer's address.
+    """
+
+    def __init__(
+        self,
+        handle: Handle,
+        closed: Callable[[StreamFlow], None] = lambda flow: None,
+        server: bool = True,
+        limit: int = MAX_CONNECTIONS,
+        idle: float = IDLE_TIMEOUT,
+    ) -> None:
+        self.handle, self.closed, self.server = handle, closed, server
+        self.limit, self.idle = limit, idle
+        self.flows: dict[Endpoint, StreamFlow] = {}
+        self.turned_away = 0  # connections closed at once: `limit` were open
+
+    async def listen(
+        self, host: str, port: int, transport: str, context: ssl.SSLContext | None = None
+    ) -> asyncio.Server:
+        return await asyncio.start_server(
+            lambda reader, writer: self.serve(reader, writer, transport),
+            host,
+            port,
+            ssl=context,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if context else None,
+        )
+
+    async def serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str
+    ) -> None:
+        """One connection, read until it ends, goes silent or its framing is lost."""
+        if len(self.flows) >= self.limit:
+            self.turned_away += 1
+            writer.transport.abort()
+            return
+        peer = writer.get_extra_info("peername")
+        certificate = None
+        if transport == "tls":
+            certificate = tls.common_name(writer.get_extra_info("peercert"))
+        flow = StreamFlow(writer, transport, (peer[0], peer[1]), certificate)
+        self.flows[flow.address] = flow
+        await self.read(reader, flow)
+
+    async def read(self, reader: asyncio.StreamReader, flow: StreamFlow) -> None:
+        """Everything that comes on the flow, to `handle`; then the flow is closed and told."""
+        framer = StreamFramer(server=self.server)
+        try:
+            while True:
+                arrivals = await asyncio.wait_for(read_stream(reader, framer), self.idle)
+                if arrivals is None:
+                    break
+                for arrival in arrivals:
+                    await self.handle(arrival, flow)
+                if framer.broken:
+                    break  # the stream's framing is lost: nothing after it can be trusted
+                await flow.writer.drain()
+        except (OSError, ssl.SSLError, TimeoutError):
+            pass
+        finally:
+            if self.flows.get(flow.address) is flow:
+                del self.flows[flow.address]
+            self.closed(flow)
+            with contextlib.suppress(OSError):
+                flow.writer.close()

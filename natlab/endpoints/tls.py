@@ -71,8 +71,8 @@ def issue(
 ) -> None:
     """A certificate signed by the lab's CA: CN = name, addresses as IP names, dns as DNS names.
 
-    The same certificate serves as client (phones) and server (the PBX,
-    whose addresses the phones check against the one they dialled).
+    The same certificate serves as client and server (the PBX, and the
+    phones that take connections: the dialling side checks the address it dialled).
     """
     ca_key = serialization.load_pem_private_key(key_path(directory, CA_NAME).read_bytes(), None)
     ca_cert = x509.load_pem_x509_certificate(cert_path(directory, CA_NAME).read_bytes())
@@ -119,7 +119,8 @@ def _write(
 
 
 def server_context(directory: Path, name: str) -> ssl.SSLContext:
-    """The PBX's side: its own certificate, and a client certificate from the lab's CA required."""
+    """A listener's side (the PBX's, a phone's): its own certificate, and a client certificate
+    from the lab's CA required."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path(directory, name), key_path(directory, name))
     context.load_verify_locations(cert_path(directory, CA_NAME))
@@ -128,7 +129,8 @@ def server_context(directory: Path, name: str) -> ssl.SSLContext:
 
 
 def client_context(directory: Path, certificate: str) -> ssl.SSLContext:
-    """A phone's side: the server must prove a lab CA certificate for the dialled address."""
+    """A connecting side (a phone's, the PBX's towards a phone's Contact): the other end must
+    prove a lab CA certificate for the dialled address."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.load_verify_locations(cert_path(directory, CA_NAME))
     context.load_cert_chain(cert_path(directory, certificate), key_path(directory, certificate))

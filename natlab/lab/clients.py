@@ -284,13 +284,15 @@ class PhoneClient:
         mode: str = "ice",
         cancel_after: float | None = None,
         ring: float | None = None,
+        answer: str | None = None,
     ) -> CallReport:
         """Place a call, wait for its end: the caller's report of it.
 
         cancel_after: hang up (CANCEL) if the callee has not answered by then;
-        ring: how long a natlab callee rings before it answers.
+        ring: how long a natlab callee rings before it answers;
+        answer: the mode a natlab callee answers in (a phone without ICE: "host", "srflx").
         """
-        request = CallRequest(to, seconds, mode, cancel_after, ring)  # type: ignore[arg-type]
+        request = CallRequest(to, seconds, mode, cancel_after, ring, answer)  # type: ignore[arg-type]
         return self._ask(request, CallReport, seconds + (ring or 0) + CALL_SLACK)
 
     def reports(self) -> list[CallReport]:

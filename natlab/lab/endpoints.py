@@ -297,6 +297,7 @@ def phone_config(
         user=account.user,
         password=account.password,
         keepalive_method=account.keepalive,
+        pbx_name=servers[0].name if servers else None,
     )
 
 
@@ -311,7 +312,8 @@ def _make_certificates(
     pbxs: list[Host],
     phones: list[Host],
 ) -> None:
-    """The lab's CA; each PBX's certificate names every address phones dial it at."""
+    """The lab's CA; each PBX's certificate names every address phones dial it at, and each
+    phone's its own address."""
     where = ca_dir(directory)
     tls.create_ca(where, directory.name)
     for server in pbxs:
@@ -321,5 +323,5 @@ def _make_certificates(
             addresses.add(router.wan.address)
         names = [topology.dns.pbx] if topology.dns is not None and topology.dns.pbx else []
         tls.issue(where, server.name, sorted(addresses), names)
-    for host in phones:
-        tls.issue(where, host.name)
+    for host in phones:  # naming its address too: a phone takes TLS connections
+        tls.issue(where, host.name, [host.interfaces[0].address])

@@ -88,6 +88,7 @@ class CallSpec(_Spec):
     mode: Mode = "ice"
     cancel_after: float | str | None = None  # a duration: hang up (CANCEL) if not answered
     ring: float | str | None = None  # a duration: how long natlab's callee rings first
+    answer: Mode | None = None  # the mode natlab's callee answers in; None: the caller's
 
 
 class PairSpec(_Spec):
@@ -249,9 +250,12 @@ class Call:
     cancel_after: float | None = None  # the caller hangs up if not answered by then
     ring: float | None = None  # natlab's callee rings this long before it answers
     cancelled: bool | None = None  # expected: the caller's report says cancelled
+    answer: str | None = None  # natlab's callee answers in this mode; None: the caller's
 
     def describe(self) -> str:
         text = f"call {self.caller} -> {self.callee}, {self.seconds:g} s ({self.mode})"
+        if self.answer:
+            text += f", answered {self.answer}"
         if self.ring:
             text += f", ringing {self.ring:g} s"
         if self.cancel_after is not None:
@@ -494,8 +498,9 @@ class _Loader:
             for name, value in timing.items()
             if value is not None
         }
-        if given and self._baresip_party(call, topology):
-            name = next(iter(given))
+        natlab_only = [*given, *(["answer"] if call.answer is not None else [])]
+        if natlab_only and self._baresip_party(call, topology):
+            name = natlab_only[0]
             raise self.fail(
                 (*at, name),
                 f"{name}: applies to calls between natlab's own phones, not baresip",
@@ -513,6 +518,7 @@ class _Loader:
             cancel_after,
             ring,
             expect.cancelled,
+            call.answer,
         )
 
     @staticmethod

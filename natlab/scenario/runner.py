@@ -301,7 +301,12 @@ class _Runner:
                 report = baresip_call(self.lab, step)
             else:
                 report = self.lab.phone(step.caller).call(
-                    step.callee, step.seconds, step.mode, step.cancel_after, step.ring
+                    step.callee,
+                    step.seconds,
+                    step.mode,
+                    step.cancel_after,
+                    step.ring,
+                    step.answer,
                 )
         except NatlabError as error:  # its report is lost: what the call did is not known
             result.checks = lost_call(step.media, step.pair, f"{step.caller}: {error.problem}")

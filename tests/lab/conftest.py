@@ -70,6 +70,18 @@ class Kernel:
         """The namespace's identity: a namespace made anew under the same name has another."""
         return os.stat(f"/run/netns/{namespace}").st_ino
 
+    @staticmethod
+    def tcp_peers(namespace: str, port: int) -> list[str]:
+        """The peers (ip:port) of the established TCP connections on a local port (`ss`)."""
+        out = subprocess.run(
+            ["ip", "netns", "exec", namespace, "ss", "-Htn", "state", "established"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        rows = [line.split() for line in out.splitlines() if line.strip()]
+        return [row[-1] for row in rows if row[-2].endswith(f":{port}")]
+
 
 def of_lab(namespace: str, lab: str) -> bool:
     return namespace == f"natlab-{lab}" or namespace.startswith(f"natlab-{lab}-")

@@ -9,6 +9,7 @@ needs others, and judges calls by the RTP counts the phones report.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from natlab.core.behaviour import PRESETS
 from natlab.endpoints.control import ask
 from natlab.lab import Lab
 from natlab.lab.endpoints import control_path
-from natlab.lab.naming import lab_dir
+from natlab.lab.naming import lab_dir, node_namespace
 from natlab.topology import parse_topology
 
 pytestmark = pytest.mark.natlab
 
 MAIN_BRANCH = Path(__file__).resolve().parents[2] / "topologies" / "main-branch.yaml"
+NAIVE_PBX = MAIN_BRANCH.parents[1] / "scenarios" / "topologies" / "main-branch-naive-pbx.yaml"
 PHONES = ("phone-a", "phone-b", "phone-c")
 REGISTER_TIMEOUT = 10.0
 
@@ -176,6 +178,38 @@ def test_phones_in_one_lan_talk_over_their_host_addresses(natlab_lab) -> None:
     assert call(lab, "phone-d", "phone-c", mode="host")["verdict"] == "two-way"
 
 
+def test_an_ice_caller_answered_without_ice_sends_from_the_address_it_offered(natlab_lab) -> None:
+    """RFC 8839 3.2.3: the callee answers without ICE (its SDP has no a=ice-ufrag) and sends
+    its RTP to the caller's c=/m=; the caller sends from there too, so both hear each other:
+    phone-d beside phone-c answering with its host address, phone-a behind the full cone
+    with its STUN address to phone-e on the internet, and phone-e to a relay-only caller
+    (mode turn), whose c=/m= is its TURN allocation."""
+    extra = {
+        "phone-d": {"segment": "branch2-lan", "role": "phone"},
+        "phone-e": {"segment": "internet", "role": "phone"},
+        "turn1": {"segment": "internet", "role": "turn-server"},
+    }
+    lab = natlab_lab(with_hosts(**extra))
+    registered(lab, "phone-a", "phone-b", "phone-c", "phone-d", "phone-e")
+    hosts = lab.topology.hosts
+    calls = (
+        ("phone-c", "phone-d", "ice", "host", hosts["phone-c"]),
+        ("phone-e", "phone-a", "ice", "srflx", hosts["phone-e"]),
+        ("phone-b", "phone-e", "turn", "host", hosts["turn1"]),
+    )
+    for caller, callee, mode, answer, source in calls:
+        request = {"op": "call", "to": callee, "mode": mode, "seconds": 1.0, "answer": answer}
+        report = ask_host(lab, caller, request, timeout=25)
+        assert report["verdict"] == "two-way", json.dumps(report)
+        assert (report["ice"], report["checks"]) == (None, [])
+        theirs = callee_report(lab, callee, report["call"])
+        assert theirs["mode"] == answer and theirs["verdict"] == "two-way", theirs
+        # the callee sent to what the caller offered, and the caller sent from that address
+        offered = theirs["selected_pair"]["remote"]["address"]
+        assert report["selected_pair"]["local"]["address"] == offered, (report, theirs)
+        assert offered.startswith(f"{source.interfaces[0].address}:")
+
+
 def test_without_ice_the_classic_failures_of_one_way_and_no_audio(natlab_lab) -> None:
     lab = natlab_lab(MAIN_BRANCH)
     registered(lab, *PHONES)
@@ -213,6 +247,24 @@ def test_the_pbx_relay_latches_onto_two_symmetric_nats(natlab_lab) -> None:
     relayed = call(lab, "phone-c", "phone-b", mode="ice")
     assert relayed["verdict"] == "two-way"
     assert relayed["selected_pair"]["remote"]["type"] == "relay"
+
+
+@pytest.mark.parametrize(("transport", "port"), [("tcp", 5060), ("tls", 5061)])
+def test_a_naive_pbx_opens_a_connection_to_the_phones_contact_port(
+    natlab_lab, kernel, transport: str, port: int
+) -> None:
+    """phone-a, beside the naive PBX, registers from a port of its own; its Contact names the
+    port it listens on, so the PBX opens a new connection there to deliver phone-b's call
+    (over TLS the phone's certificate names its address, the PBX's is the one it takes)."""
+    lab = natlab_lab(NAIVE_PBX)
+    registered(lab, "phone-a", "phone-b")
+    assert ask_host(lab, "phone-a", {"op": "register", "transport": transport})["registered"]
+    namespace = node_namespace(lab.name, "phone-a")
+    assert kernel.tcp_peers(namespace, port) == []
+    assert call(lab, "phone-b", "phone-a", mode="srflx")["verdict"] == "two-way"
+    pbx = str(lab.topology.hosts["pbx"].interfaces[0].address)
+    peers = kernel.tcp_peers(namespace, port)
+    assert len(peers) == 1 and peers[0].startswith(f"{pbx}:"), peers
 
 
 def test_tls_registration_checks_the_certificate_name(natlab_lab) -> None:

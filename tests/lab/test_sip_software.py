@@ -28,6 +28,7 @@ import pytest
 from natlab.core.behaviour import Behaviour
 from natlab.lab import Lab
 from natlab.lab.ledger import Ledger
+from natlab.lab.naming import node_namespace
 from natlab.lab.processes import PROGRAM, start_time
 from natlab.scenario.verdict import fault_text
 from natlab.topology.behaviour_input import nat_behaviour
@@ -483,3 +484,67 @@ def test_scenario_calls_between_baresip_and_a_natlab_phone(natlab, tmp_path):
     for report in (first, second):
         assert report["peer_rtp"] is not None and report["error"] is None, report
         assert report["rtp"]["received"] >= ENOUGH and report["peer_rtp"]["received"] >= ENOUGH
+
+
+def test_an_ice_caller_answered_by_baresip_without_ice_talks_both_ways(
+    private_natlab, run_dir, tmp_path
+):
+    """carol (natlab, on the internet) calls in mode ice; baresip (no ICE, behind a full
+    cone) answers with its STUN address and sends to carol's c=/m=: carol sends from that
+    address (RFC 8839 3.2.3), so each hears the other, by both sides' counters."""
+    name = up(private_natlab, tmp_path, "full-cone", "full-cone", hosts=PUBLIC_NATLAB_PHONE)
+    lab = Lab.attach(name)
+    alice, carol = lab.baresip("alice"), lab.phone("carol")
+    alice.wait_registered()
+    wait_registered(carol)
+    calling: dict = {}
+    thread = threading.Thread(
+        target=lambda: calling.setdefault("report", carol.call("alice", 3.0, "ice"))
+    )
+    thread.start()
+    try:
+        alice.wait_for("INCOMING")
+        alice.answer()
+        alice.wait_for("ESTABLISHED")
+        time.sleep(MEDIA_SECONDS)
+        alice_heard = alice.rtp()
+    finally:
+        thread.join(60)
+    report = calling["report"]
+    assert report.ice is None and report.cancelled is False, report  # no ICE checks: plain RTP
+    assert alice_heard.received >= ENOUGH, f"alice heard only {alice_heard}"
+    assert report.rtp.received >= ENOUGH, f"carol heard only {report.rtp}"
+    carol_address = str(lab.topology.hosts["carol"].interfaces[0].address)
+    assert report.selected_pair.local.address.startswith(f"{carol_address}:"), report
+
+
+PUBLIC_NATLAB_PHONES_AND_KAMAILIO = """\
+  pbx: {segment: internet, role: pbx, server: kamailio}
+  carol: {segment: internet, role: phone}
+  dave: {segment: lan-b, role: phone}
+"""
+
+
+def test_kamailio_opens_a_new_connection_to_a_natlab_phones_contact_to_deliver_its_call(
+    private_natlab, run_dir, tmp_path, kernel
+):
+    """carol, on the internet, registers with kamailio over TCP from a port of its own; her
+    Contact names the port she listens on (5060), so kamailio, seeing no NAT, opens a new
+    connection there to deliver dave's INVITE (RFC 3261 18.1.1), and carol answers on it."""
+    name = up(private_natlab, tmp_path, hosts=PUBLIC_NATLAB_PHONES_AND_KAMAILIO)
+    lab = Lab.attach(name)
+    carol, dave = lab.phone("carol"), lab.phone("dave")
+    wait_registered(carol)
+    wait_registered(dave)
+    kamailio = str(lab.topology.hosts["pbx"].interfaces[0].address)
+    namespace = node_namespace(name, "carol")
+    assert kernel.tcp_peers(namespace, 5060) == []  # only her own, from another port
+    report = dave.call("carol", MEDIA_SECONDS, "ice")
+    assert report.verdict == "two-way", report
+    peers = kernel.tcp_peers(namespace, 5060)
+    assert len(peers) == 1 and peers[0].startswith(f"{kamailio}:"), peers
+    deadline = time.monotonic() + 10
+    while not (reports := [r for r in carol.reports() if r.role == "callee"]):
+        assert time.monotonic() < deadline, "carol kept no report of dave's call"
+        time.sleep(0.1)
+    assert [(r.caller, r.verdict) for r in reports] == [("dave", "two-way")]

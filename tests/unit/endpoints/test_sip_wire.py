@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from natlab.endpoints import sip_dialogs as dialogs
 from natlab.endpoints.pbx import Flow, Pbx, PbxConfig, Registration, RelayLeg, parse_policy
-from natlab.endpoints.sdp_offer import MediaOffer, relay_sdp
+from natlab.endpoints.sdp_offer import Fallback, MediaOffer, ice_fallback, relay_sdp
 from natlab.endpoints.sip_transport import (
     Garbled,
     Keepalive,
@@ -121,6 +121,43 @@ def test_the_relay_rewrite_keeps_a_generic_uas_codecs() -> None:
     assert sdp.connection_address(rewritten, audio) == "203.0.113.1" and audio.port == 40001
 
 
+ADDRESSES = st.tuples(st.ip_addresses(v=4).map(str), st.integers(1, 0xFFFF))
+
+
+@st.composite
+def ice_offers(draw: st.DrawFn) -> MediaOffer:
+    """An ICE offer of host, srflx and relay candidates in any order (the first is the default)."""
+    kinds = draw(st.lists(st.sampled_from(["host", "srflx", "relay"]), min_size=1, max_size=4))
+    lines = []
+    for number, kind in enumerate(kinds, 1):
+        host, port = draw(ADDRESSES)
+        related = "" if kind == "host" else " raddr 10.0.0.3 rport 4000"
+        lines.append(f"{number} 1 udp {2**24 * number} {host} {port} typ {kind}{related}")
+    return MediaOffer("abcd", "p" * 22, tuple(lines))
+
+
+@given(ice_offers(), ADDRESSES, st.booleans())
+def test_an_ice_offer_answered_without_ice_sends_from_its_c_line_to_the_answers(
+    offer: MediaOffer, answer_at: tuple[str, int], relayed: bool
+) -> None:
+    """RFC 8839 3.2.3: the peer sends where our c=/m= said, so RTP leaves from there."""
+    answer = MediaOffer.from_sdp(MediaOffer(rtp=answer_at, relay=relayed).to_sdp())
+    ours = MediaOffer.from_sdp(offer.to_sdp())
+    assert not answer.ice and ours.ice
+    assert ice_fallback(ours, answer) == Fallback(cast(tuple, ours.rtp), answer_at)
+    first = sdp.Candidate.parse(offer.candidates[0])
+    assert ice_fallback(ours, answer) == Fallback((first.address, first.port), answer_at)
+
+
+@given(ice_offers(), ice_offers())
+def test_ice_answered_with_ice_leaves_the_choice_to_the_checks(
+    offer: MediaOffer, answer: MediaOffer
+) -> None:
+    assert ice_fallback(offer, MediaOffer.from_sdp(answer.to_sdp())) is None
+    half = MediaOffer(answer.ufrag, "", answer.candidates, ("203.0.113.9", 7000))
+    assert ice_fallback(offer, half) == Fallback(offer.default(), ("203.0.113.9", 7000))
+
+
 @pytest.mark.parametrize("body", [b"v=0\r\no=- 1 1 IN IP4 1.2.3.4\r\ns=-\r\n", b"nonsense"])
 def test_an_sdp_without_audio_or_not_sdp_is_refused(body: bytes) -> None:
     with pytest.raises(ValueError):
@@ -163,6 +200,8 @@ def test_a_response_copies_its_requests_vias_and_tags_its_to_once() -> None:
     ("value", "expected"),
     [
         ("mode=srflx;seconds=2", ("srflx", 2.0)),
+        ("mode=ice;seconds=2;answer=host", ("host", 2.0)),
+        ("mode=ice;seconds=2;answer=warp", ("ice", 2.0)),
         ("mode=warp;seconds=-1", (None, None)),
         ("seconds=1e9", (None, None)),
     ],
@@ -170,6 +209,20 @@ def test_a_response_copies_its_requests_vias_and_tags_its_to_once() -> None:
 def test_the_call_header_is_read_or_ignored(value: str, expected: tuple) -> None:
     invite = register().with_headers((*register().headers, (dialogs.CALL_HEADER, value)))
     assert dialogs.read_call_header(invite) == expected
+
+
+@given(
+    st.sampled_from(["ice", "turn", "host", "srflx", "relay"]),
+    st.none() | st.sampled_from(["ice", "turn", "host", "srflx", "relay"]),
+    st.floats(0, 3600),
+    st.floats(0, 5),
+)
+def test_a_natlab_callee_answers_in_the_mode_asked_else_the_callers(
+    mode: str, answer: str | None, seconds: float, ring: float
+) -> None:
+    header = dialogs.call_header(mode, seconds, ring, answer)
+    invite = register().with_headers((*register().headers, header))
+    assert dialogs.read_call_header(invite) == (answer or mode, float(f"{seconds:g}"))
 
 
 @pytest.mark.parametrize("text", ["203.0.113.1", "203.0.113.1:", "203.0.113.1:0", "pbx:5060", ":1"])

@@ -51,6 +51,7 @@ def test_a_call_between_baresip_and_natlabs_phone_keeps_the_natlab_callers_mode(
         ),
         ("{from: carol, to: bob, cancel_after: 1s}", "steps[0].call.cancel_after", "not baresip"),
         ("{from: alice, to: carol, ring: 2}", "steps[0].call.ring", "not baresip"),
+        ("{from: carol, to: alice, answer: host}", "steps[0].call.answer", "not baresip"),
     ],
 )
 def test_what_baresip_phones_cannot_do_is_refused_with_the_field(tmp_path, call, field, problem):

@@ -159,6 +159,14 @@ def test_a_call_can_be_cancelled_while_it_rings_and_expect_so():
     assert (plain.cancel_after, plain.ring, plain.cancelled) == (None, None, None)
 
 
+def test_a_call_can_ask_natlabs_callee_to_answer_in_another_mode():
+    text = broken("seconds: 1.5}", "seconds: 1.5, answer: host}")
+    call = parse_scenario(text, "s.yaml").steps[1]
+    assert (call.mode, call.answer) == ("ice", "host")
+    assert call.describe() == "call phone-b -> phone-c, 1.5 s (ice), answered host"
+    assert parse_scenario(VALID, "s.yaml").steps[1].answer is None
+
+
 CASES = [
     pytest.param(
         broken("seconds: 1.5}", "seconds: 1.5, mode: icy}"),
@@ -183,7 +191,7 @@ CASES = [
         "steps[1].call.colour",
         6,
         "unknown field 'colour'",
-        "fields allowed here: from, to, seconds, mode, cancel_after, ring",
+        "fields allowed here: from, to, seconds, mode, cancel_after, ring, answer",
         id="unknown-call-field",
     ),
     pytest.param(
