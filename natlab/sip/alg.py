@@ -5,8 +5,10 @@ codecs and natlab.core imports nothing of natlab but errors.
 
 Given the payload a private host sent (UDP or TCP to port 5060), the router's
 mapping for that sender and a way to map media ports, `rewrite` mode does what
-a working ALG does: every occurrence of the sender's private address in the top
-Via, Contact and the SDP's c=, m= and a=candidate becomes the public one, media
+a working ALG does: the sender's private endpoint (address and port) in the top
+Via and Contact becomes its public mapping (a Contact naming another port of the
+host's stays, as with Linux's nf_nat_sip), its private address in the SDP's c=,
+m= and a=candidate becomes the public one, media
 ports get mappings (pinholes) through `map_media`, Content-Length follows the
 new body. `broken` mode is the field's broken ALG: signalling is rewritten the
 same way, but the SDP gets the public address with the private port and no
@@ -186,15 +188,18 @@ def _rewrite_headers(
     return tuple(result)
 
 
-def _public_port(port: int | None, private: Address, public: Address) -> int | None:
-    return public[1] if (port or 5060) == private[1] else port
+def _is_sender(host: str, port: int | None, private: Address) -> bool:
+    """Does a header name the packet's own source? Only that is mapped (as Linux's
+    nf_nat_sip does): another port of the host's (a phone's listening port, over TCP)
+    has no mapping to name, so it stays as it is, and a NAT-aware registrar sees why."""
+    return host == private[0] and (port or 5060) == private[1]
 
 
 def _rewrite_via(value: str, private: Address, public: Address, events: list[AlgEvent]) -> str:
     via = Via.parse(value)
-    if via.host != private[0]:
+    if not _is_sender(via.host, via.port, private):
         return value
-    new = str(replace(via, host=public[0], port=_public_port(via.port, private, public)))
+    new = str(replace(via, host=public[0], port=public[1]))
     events.append(Rewritten("Via", value, new))
     return new
 
@@ -205,9 +210,9 @@ def _rewrite_contact(value: str, private: Address, public: Address, events: list
         uri = SipUri.parse(address.uri)
     except SipError:
         return value
-    if uri.host != private[0]:
+    if not _is_sender(uri.host, uri.port, private):
         return value
-    new_uri = replace(uri, host=public[0], port=_public_port(uri.port, private, public))
+    new_uri = replace(uri, host=public[0], port=public[1])
     new = str(address.with_uri(str(new_uri)))
     events.append(Rewritten("Contact", value, new))
     return new

@@ -95,6 +95,19 @@ def test_rewrite_mode_rewrites_via_contact_and_sdp_and_opens_a_pinhole():
     assert int(message.get("Content-Length") or "") == len(message.body)
 
 
+def test_a_contact_naming_another_port_of_the_sender_stays_as_it_is():
+    """A phone over TCP names its listening port, not its connection's: that port has no
+    mapping to name, so the Contact stays private (as Linux's nf_nat_sip leaves it) and a
+    NAT-aware registrar sees the phone is behind NAT and routes by the connection."""
+    listening = _invite().replace(b"alice@10.0.1.2:5060;", b"alice@10.0.1.2:5061;")
+    result, _ = _run("rewrite", listening)
+    message = sip.parse(result.payload)
+    contact = NameAddr.parse(message.get("Contact") or "")
+    assert str(SipUri.parse(contact.uri)) == "sip:alice@10.0.1.2:5061;transport=udp"
+    assert "Contact" not in {e.field for e in result.events if isinstance(e, Rewritten)}
+    assert Via.parse(message.values("Via")[0]).host == "203.0.113.5"  # the sender's own
+
+
 def test_rewrite_events_say_old_and_new():
     result, _ = _run("rewrite")
     via = next(e for e in result.events if isinstance(e, Rewritten) and e.field == "Via")
