@@ -100,6 +100,7 @@ from natlab.endpoints.sip_transport import (
     Keepalive,
     StreamFlow,
     StreamListener,
+    connect_stream,
     format_endpoint,
 )
 from natlab.records import (
@@ -617,15 +618,8 @@ class Pbx:
                 if self.config.ca is None:
                     raise OSError("TLS needs the lab's CA, and this PBX was given none")
                 context = tls.client_context(self.config.ca, self.config.name)
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    host,
-                    port,
-                    ssl=context,
-                    server_hostname=host if context else None,
-                    local_addr=(str(self.config.address), 0),
-                ),
-                CONNECT_TIMEOUT,
+            reader, writer = await connect_stream(
+                host, port, context, str(self.config.address), CONNECT_TIMEOUT
             )
         except (OSError, ssl.SSLError, TimeoutError) as error:
             self.connecting.pop(target, None)

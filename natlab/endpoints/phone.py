@@ -99,6 +99,7 @@ from natlab.endpoints.sip_transport import (
     StreamFlow,
     StreamFramer,
     StreamListener,
+    connect_stream,
     format_endpoint,
     read_stream,
 )
@@ -468,15 +469,8 @@ class Registrar:
             if self.config.ca is None:
                 raise Refused("TLS needs the lab's CA, and this phone was given none")
             context = tls.client_context(self.config.ca, self.certificate)
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(
-                host,
-                port,
-                ssl=context,
-                server_hostname=host if context else None,
-                local_addr=(str(self.config.address), 0),
-            ),
-            CONNECT_TIMEOUT,
+        reader, writer = await connect_stream(
+            host, port, context, str(self.config.address), CONNECT_TIMEOUT
         )
         return StreamLink(reader, writer, self.transport)
 

@@ -264,3 +264,20 @@ class StreamListener:
             self.closed(flow)
             with contextlib.suppress(OSError):
                 flow.writer.close()
+
+
+async def connect_stream(
+    host: str, port: int, context: ssl.SSLContext | None, local: str, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection from the node's address, or TLS over it with context (checking the
+    peer's name against host); TimeoutError after timeout."""
+    return await asyncio.wait_for(
+        asyncio.open_connection(
+            host,
+            port,
+            ssl=context,
+            server_hostname=host if context else None,
+            local_addr=(local, 0),
+        ),
+        timeout,
+    )
