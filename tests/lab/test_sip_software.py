@@ -330,6 +330,25 @@ def wait_registered(phone, timeout: float = 15.0) -> None:
         time.sleep(0.1)
 
 
+def answered_by_baresip(caller, baresip, mode: str):
+    """A natlab phone's 3 s call to baresip, which answers when told to: the caller's report,
+    and the RTP baresip counted."""
+    calling: dict = {}
+    thread = threading.Thread(
+        target=lambda: calling.setdefault("report", caller.call(baresip.name, 3.0, mode))
+    )
+    thread.start()
+    try:
+        baresip.wait_for("INCOMING")
+        baresip.answer()
+        baresip.wait_for("ESTABLISHED")
+        time.sleep(MEDIA_SECONDS)
+        heard = baresip.rtp()
+    finally:
+        thread.join(60)
+    return calling["report"], heard
+
+
 def test_baresip_registers_with_natlabs_pbx_and_calls_a_natlab_phone_both_ways(
     private_natlab, run_dir, tmp_path
 ):
@@ -365,20 +384,7 @@ def test_baresip_registers_with_natlabs_pbx_and_calls_a_natlab_phone_both_ways(
     assert alice_heard.received >= ENOUGH, f"alice heard only {alice_heard}"
     assert callee.rtp.received >= ENOUGH, f"carol heard only {callee.rtp} ({callee.error})"
 
-    calling: dict = {}
-    thread = threading.Thread(
-        target=lambda: calling.setdefault("report", carol.call("alice", 3.0, "host"))
-    )
-    thread.start()  # natlab's phone calls baresip; baresip answers when told to
-    try:
-        alice.wait_for("INCOMING")
-        alice.answer()
-        alice.wait_for("ESTABLISHED")
-        time.sleep(MEDIA_SECONDS)
-        alice_heard = alice.rtp()
-    finally:
-        thread.join(60)
-    report = calling["report"]
+    report, alice_heard = answered_by_baresip(carol, alice, "host")
     assert report.callee == "alice"
     assert alice_heard.received >= ENOUGH, f"alice heard only {alice_heard}"
     assert report.rtp.received >= ENOUGH, f"carol heard only {report.rtp} ({report.error})"
@@ -497,20 +503,7 @@ def test_an_ice_caller_answered_by_baresip_without_ice_talks_both_ways(
     alice, carol = lab.baresip("alice"), lab.phone("carol")
     alice.wait_registered()
     wait_registered(carol)
-    calling: dict = {}
-    thread = threading.Thread(
-        target=lambda: calling.setdefault("report", carol.call("alice", 3.0, "ice"))
-    )
-    thread.start()
-    try:
-        alice.wait_for("INCOMING")
-        alice.answer()
-        alice.wait_for("ESTABLISHED")
-        time.sleep(MEDIA_SECONDS)
-        alice_heard = alice.rtp()
-    finally:
-        thread.join(60)
-    report = calling["report"]
+    report, alice_heard = answered_by_baresip(carol, alice, "ice")
     assert report.ice is None and report.cancelled is False, report  # no ICE checks: plain RTP
     assert alice_heard.received >= ENOUGH, f"alice heard only {alice_heard}"
     assert report.rtp.received >= ENOUGH, f"carol heard only {report.rtp}"
