@@ -213,14 +213,13 @@ def kernel_services(topology: Topology, router: Router) -> list[KernelService]:
 def router_sysctls(topology: Topology, router: Router) -> dict[str, str]:
     """The router kernel's ephemeral ports: only its resolvers' TCP ports (in this order:
     the kernel takes no ephemeral port below the first unprivileged one)."""
-    for resolver in plan(topology):
-        if resolver.node == router.name:
-            first, last = resolver.tcp_ports[0], resolver.tcp_ports[-1]
-            return {
-                "net.ipv4.ip_unprivileged_port_start": str(first),
-                "net.ipv4.ip_local_port_range": f"{first} {last}",
-            }
-    return {}
+    if topology.dns is None:
+        return {}
+    _, tcp_ports = _source_ports(router)
+    return {
+        "net.ipv4.ip_unprivileged_port_start": str(tcp_ports[0]),
+        "net.ipv4.ip_local_port_range": f"{tcp_ports[0]} {tcp_ports[-1]}",
+    }
 
 
 def kernel_served(topology: Topology, router: Router) -> tuple[tuple[str, str, int, int], ...]:
