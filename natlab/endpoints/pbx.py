@@ -310,7 +310,9 @@ class Pbx:
         self.udp: DatagramInbox | None = None
         self.udp_address: Endpoint | None = None  # where UDP phones register, once started
         self.streams = StreamListener(
-            lambda arrival, flow: self.handle(arrival, flow, flow.certificate), self.disconnected
+            lambda arrival, flow: self.handle(arrival, flow, flow.certificate),
+            self.disconnected,
+            idle=EXPIRES,  # a connection silent longer than a registration lives carries none
         )
         self.connections = self.streams.flows  # open TCP/TLS flows by their peer's address
         self.connecting: dict[Endpoint, list[bytes]] = {}  # what waits for a connection we open
