@@ -117,12 +117,16 @@ class _Checksum:
 
     `optional` is UDP's rule (0 = none). `covered_by` is the outer ICMP
     checksum for the headers quoted in an ICMP error: changing them changes
-    the bytes that checksum covers.
+    the bytes that checksum covers. `message` is the span an ICMP checksum
+    covers when all of it is in the buffer: RFC 1624's update gives 0x0000
+    for a message of all zeros (an echo reply rewritten to identifier 0),
+    where the sum over it needs 0xFFFF.
     """
 
     offset: int
     optional: bool = False
     covered_by: _Checksum | None = None
+    message: tuple[int, int] | None = None
 
     def update(self, buf: bytearray, old: bytes, new: bytes) -> None:
         offset = self.offset
@@ -130,10 +134,16 @@ class _Checksum:
         if self.optional and current == 0:
             return
         value = incremental_update(current, old, new)
-        if self.optional and value == 0:
+        if value == 0 and (self.optional or self._covers_only_zeros(buf)):
             value = 0xFFFF
         covering = () if self.covered_by is None else (self.covered_by,)
         _write(buf, offset, value.to_bytes(2, "big"), covering)
+
+    def _covers_only_zeros(self, buf: bytearray) -> bool:
+        if self.message is None:
+            return False
+        start, end = self.message
+        return not any(buf[start : self.offset]) and not any(buf[self.offset + 2 : end])
 
 
 def _write(buf: bytearray, offset: int, new: bytes, checksums: tuple[_Checksum, ...]) -> None:
@@ -337,7 +347,8 @@ def _parse_icmp(packet: Packet, l4: int, length: int, container: _Checksum | Non
         raise PacketError(f"{length} bytes is shorter than an ICMP header")
     buf = packet.data
     icmp_type = packet.icmp_type = buf[l4]
-    checksum = _Checksum(l4 + 2, covered_by=container)
+    whole = _u16(buf, packet._start + 2) - (l4 - packet._start) == length
+    checksum = _Checksum(l4 + 2, covered_by=container, message=(l4, l4 + length) if whole else None)
     if icmp_type == ICMP_ECHO_REQUEST:
         packet.src = Endpoint(packet.src.address, _u16(buf, l4 + 4))
         packet._src_port_at = l4 + 4
