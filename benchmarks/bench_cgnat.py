@@ -176,6 +176,8 @@ def main() -> None:
             f"{live:,} live mappings, daemon RSS {rss_daemon:.0f} MiB   target: < 150 MB"
         )
         if lost:
+            # the server's ICMP port unreachables go back to subscribers that are only
+            # source addresses, so nobody answers the daemon's ARP for them
             print(f"  its drops: {lost}")
     before, rss, held = memory(subscribers, flows)  # first, before the rate runs free memory
     total = subscribers * flows
