@@ -110,23 +110,30 @@ def plan(topology: Topology) -> list[Resolver]:
     server = topology.hosts[dns.server].interfaces[0].address
     found = [Resolver(dns.server, server, dns.records)]
     for router in topology.routers.values():
-        query_ports, tcp_ports = _source_ports(router)
-        ports = iter(query_ports)
-        for lan in router.lans:
-            found.append(
-                Resolver(
-                    router.name,
-                    lan.address,
-                    dns.overrides.get(lan.segment, {}),
-                    upstream=resolver_address(topology, dns, router.wan.segment),
-                    lan=lan.name,
-                    wan=router.wan.name,
-                    source=router.wan.address,
-                    query_port=next(ports),
-                    tcp_ports=tcp_ports,
-                )
-            )
+        found += _lan_resolvers(topology, router)
     return found
+
+
+def _lan_resolvers(topology: Topology, router: Router) -> list[Resolver]:
+    """The router's resolvers, one per LAN (none without `dns:`)."""
+    dns = topology.dns
+    if dns is None:
+        return []
+    query_ports, tcp_ports = _source_ports(router)
+    return [
+        Resolver(
+            router.name,
+            lan.address,
+            dns.overrides.get(lan.segment, {}),
+            upstream=resolver_address(topology, dns, router.wan.segment),
+            lan=lan.name,
+            wan=router.wan.name,
+            source=router.wan.address,
+            query_port=query_port,
+            tcp_ports=tcp_ports,
+        )
+        for lan, query_port in zip(router.lans, query_ports, strict=True)
+    ]
 
 
 def _source_ports(router: Router) -> tuple[list[int], range]:
@@ -197,9 +204,7 @@ def dnsmasq_conf(resolver: Resolver) -> str:
 def kernel_services(topology: Topology, router: Router) -> list[KernelService]:
     """What the router's kernel must let in for its resolvers (natlab's dataplane)."""
     services = []
-    for resolver in plan(topology):
-        if resolver.node != router.name:
-            continue
+    for resolver in _lan_resolvers(topology, router):
         assert resolver.lan is not None and resolver.wan is not None
         lan, wan = str(resolver.address), str(resolver.source)
         services.append(KernelService(resolver.lan, lan, socket.IPPROTO_UDP, DNS_PORT))
