@@ -18,6 +18,11 @@ the address the other side offered, or to the PBX's relay when the PBX
 put one in. That is how one-way audio happens, and how an SBC fixes it.
 
 Both count the peer's RTP in an RtpStream (media.py).
+
+aioice has no public way to its sockets, to what arrived without a pair, to
+the nominated pair or to its check list, so IceMedia reads `_protocols`,
+`_queue`, `_nominated` and `_check_list`; tests/unit/endpoints/
+test_ice_loopback.py runs them against the installed aioice.
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from ipaddress import ip_address
 from typing import cast
 
 import aioice.stun
@@ -41,21 +40,9 @@ from natlab.stun import (
 )
 from natlab.stun.attributes import IPAddress
 
-LOOPBACK = (ip_address("127.0.0.1"), ip_address("127.0.0.2"))
+from .conftest import LOOPBACK
+
 FAST = Timing(tries=2, interval=0.05)
-
-
-@pytest.fixture
-def server() -> Iterator[StunServer]:
-    with StunServer(LOOPBACK, (0, 0)) as running:
-        thread = threading.Thread(target=running.serve)
-        thread.start()
-        try:
-            yield running
-        finally:
-            running.stop()
-            thread.join(timeout=5)
-    assert not thread.is_alive()
 
 
 @pytest.fixture
