@@ -8,6 +8,13 @@ import sys
 from collections.abc import Callable
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: speed is for benchmarks/, and a loaded 2-core machine misses
+# hypothesis's 200 ms default now and then (a flaky failure, not a slow engine). The rest is
+# the default profile (under CI=true, hypothesis's own "ci" one).
+settings.register_profile("natlab", parent=settings.default, deadline=None)
+settings.load_profile("natlab")
 
 NatlabRun = Callable[..., subprocess.CompletedProcess]
 
