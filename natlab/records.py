@@ -868,7 +868,7 @@ class MappingRecord(Record):
     expires_in: float
     tcp_state: str | None
     detail: str
-    origin: str = "traffic"  # or the port control protocol that made it: pcp, natpmp, upnp
+    origin: str = "traffic"  # or what made it: pcp, natpmp, upnp (port control), sip-alg
     lifetime: float | None = None  # what that protocol granted
 
     def to_json(self) -> dict[str, Any]:
