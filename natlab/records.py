@@ -315,7 +315,7 @@ class RouterEvent(Record):
     port: str | None = None  # the daemon's interface, for a drop before parsing
     answer: str | None = None  # to an unsolicited SYN: "rst" or "icmp"
     answer_at: float | None = None
-    origin: str | None = None  # the port control protocol behind a mapping-requested
+    origin: str | None = None  # who asked for a mapping-requested: port control, sip-alg
     # a carrier-grade NAT's log: port blocks, and whose blocks an exhaustion is about
     subscriber: str | None = None
     public: str | None = None
