@@ -315,7 +315,7 @@ class RouterEvent(Record):
     port: str | None = None  # the daemon's interface, for a drop before parsing
     answer: str | None = None  # to an unsolicited SYN: "rst" or "icmp"
     answer_at: float | None = None
-    origin: str | None = None  # the port control protocol behind a mapping-requested
+    origin: str | None = None  # who asked for a mapping-requested: port control, sip-alg
     # a carrier-grade NAT's log: port blocks, and whose blocks an exhaustion is about
     subscriber: str | None = None
     public: str | None = None
@@ -868,7 +868,7 @@ class MappingRecord(Record):
     expires_in: float
     tcp_state: str | None
     detail: str
-    origin: str = "traffic"  # or the port control protocol that made it: pcp, natpmp, upnp
+    origin: str = "traffic"  # or what made it: pcp, natpmp, upnp (port control), sip-alg
     lifetime: float | None = None  # what that protocol granted
 
     def to_json(self) -> dict[str, Any]:

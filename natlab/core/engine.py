@@ -77,8 +77,9 @@ with an event naming the subscriber.
 
 Explicit mappings are what port control asks for (natlab.core.portcontrol):
 `map_port` maps an internal endpoint, for every remote, with an origin
-(pcp, natpmp, upnp) and a lifetime it lives exactly, since traffic neither
-refreshes nor shortens it; like a static map it carries that endpoint's
+(pcp, natpmp, upnp; sip-alg for a registration's pinhole, which lets in
+only the registrar's address) and a lifetime it lives exactly, since traffic
+neither refreshes nor shortens it; like a static map it carries that endpoint's
 outbound traffic too. `unmap_port` deletes one; `peer` makes or refreshes
 the mapping a packet to one remote would, kept at least a lifetime.
 
@@ -564,9 +565,9 @@ class NatEngine:
             self._now = now
         if not self._translate or not self.is_internal(internal.address):
             return None
-        static = self._static_out.get((_UDP, internal.address, internal.port))
-        if static is not None:
-            return static[1]
+        forwarded = self.forwarded(Proto.UDP, internal)
+        if forwarded is not None:
+            return forwarded
         key = (_UDP, internal.address, internal.port, self._mapping_trim(*remote))
         binding = self._by_internal.get(key)
         if binding is not None and now >= binding.refreshed_at + binding.timeout:
@@ -579,6 +580,11 @@ class NatEngine:
             binding = made
         binding.pinhole = True
         return binding.external
+
+    def forwarded(self, proto: Proto, internal: Endpoint) -> Endpoint | None:
+        """The external endpoint a static map (port forward) gives `internal`, if one does."""
+        static = self._static_out.get((int(proto), internal.address, internal.port))
+        return None if static is None else static[1]
 
     def expire(self, now: float) -> int:
         """Remove the mappings that have expired by `now`; return how many."""
@@ -666,11 +672,13 @@ class NatEngine:
         *,
         suggested: int | None = None,
         exact: bool = False,
+        admits: str | None = None,
     ) -> MappingView | MapRefusal:
         """Make or renew the explicit mapping of `internal` to live `lifetime` seconds from now.
 
-        Like a port forward it admits every remote and carries the internal
-        endpoint's outbound traffic; traffic neither refreshes nor shortens it.
+        Like a port forward it admits every remote (or only the address `admits`:
+        a SIP ALG's pinhole for a registrar) and carries the internal endpoint's
+        outbound traffic; traffic neither refreshes nor shortens it.
         A new one takes the `suggested` external port if it is free, else
         (unless `exact`) one the allocator picks; a renewal keeps its port.
         """
@@ -691,6 +699,7 @@ class NatEngine:
             binding.refreshed_at, binding.timeout, binding.origin = now, lifetime, origin
             if shorter:
                 self._schedule(binding)
+        binding.permissions = {OPEN if admits is None else admits: now}
         self._emit(
             MappingRequested(now, proto, internal, binding.external, binding.expires_at, origin)
         )
@@ -787,7 +796,6 @@ class NatEngine:
         key = (proto, host, internal.port, OPEN)
         external = Endpoint(address, port)
         binding = Binding(key, proto, internal, external, OPEN, now, lifetime, None, origin)
-        binding.permissions[OPEN] = now
         self._by_internal[key] = binding
         self._by_external[(proto, address, port)] = binding
         self._per_host[host] = self._per_host.get(host, 0) + 1
@@ -944,7 +952,16 @@ class NatEngine:
         binding = self._by_external.get((proto, dst.address, dst.port))
         if binding is None or now >= binding.expires_at:
             return self._missing(packet, (proto, dst.address, dst.port), binding, now, direction)
-        if binding.remote is OPEN:  # port control: open to every remote for its lifetime
+        if binding.remote is OPEN:  # port control: open to every remote (or one) for its lifetime
+            if OPEN not in binding.permissions and packet.src.address not in binding.permissions:
+                return self._drop(
+                    DropReason.FILTERED_ADDRESS,
+                    direction,
+                    packet,
+                    now,
+                    f"{binding.origin} mapping {binding.internal} -> {binding.external} lets in "
+                    f"only {', '.join(describe_key(k) for k in binding.permissions)}",
+                )
             binding.last_inbound = now
             return binding
         src = packet.src

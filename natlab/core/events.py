@@ -194,7 +194,8 @@ class MappingRefreshed(Event):
 
 @dataclass(frozen=True, slots=True)
 class MappingRequested(Event):
-    """A port control protocol (`origin`) made, renewed or deleted an explicit mapping.
+    """A port control protocol or the SIP ALG (`origin`) made, renewed or deleted an explicit
+    mapping.
 
     Deleted: `expires_at` is `at`. Lifetime expiry is a MappingExpired like any other.
     """

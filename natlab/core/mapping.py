@@ -139,7 +139,7 @@ class Binding:
         self.event_at = now  # last MappingRefreshed (creation counts)
         self.hairpin_event_at = -1.0  # last Hairpinned from this binding
         self.removed = False  # expired or flushed: a replayed flow must ask the engine again
-        self.origin = origin  # None: made by traffic; else the port control protocol that asked
+        self.origin = origin  # None: made by traffic; else who asked: port control, sip-alg
         self.pinhole = False  # a SIP ALG opened it for media: any remote may send in
 
     @property
@@ -171,8 +171,8 @@ class MappingView:
     `remote` is the trimmed destination the mapping is for (None when the
     mapping is endpoint-independent); `permissions` the trimmed remotes the
     filtering lets in ("any" under endpoint-independent filtering). `origin`
-    is the port control protocol that made it (None: traffic), `lifetime`
-    what that protocol granted.
+    is the port control protocol (or sip-alg) that made it (None: traffic),
+    `lifetime` what it granted.
     """
 
     proto: Proto

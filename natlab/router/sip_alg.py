@@ -6,6 +6,11 @@ other traffic; SIP over TLS on 5061 is never looked at, as no ALG can read
 it). Outbound, the ALG rewrites the sender's private address to its public
 mapping and opens a pinhole (NatEngine.open_pinhole) for each media port of
 its SDP; inbound, it rewrites the public endpoint back where consumer ALGs do.
+A REGISTER's Contact naming another port of the sender (`rewrite` mode) gets
+an explicit mapping of origin `sip-alg` (NatEngine.map_port, as port control's)
+that lets in only the registrar, for the registration's expiry, renewed by
+each REGISTER and deleted by one with expiry 0; a port forward or a port
+control mapping the host already has on that port is named instead.
 
 The payload is rewritten and the packet rebuilt in place: IP total length and
 header checksum, UDP length and checksum (recomputed: the payload changed
@@ -38,6 +43,7 @@ from collections.abc import Callable, Iterator
 from natlab.core.checksum import internet_checksum
 from natlab.core.engine import NatEngine
 from natlab.core.events import Event, SipPinhole, SipRewritten, SipUntouched
+from natlab.core.mapping import MapRefusal
 from natlab.core.packets import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, Endpoint, Packet, Proto
 from natlab.core.seq_adjust import MOD, SeqAdjust, adjust_segment
 from natlab.sip.alg import (
@@ -55,6 +61,7 @@ from natlab.sip.message import split_stream
 
 SIP_PORT = 5060
 MODES = ("off", "rewrite", "broken")
+ORIGIN = "sip-alg"  # what made a REGISTER's pinhole, in `natlab nat show`
 MAX_CONNECTIONS = 4096  # TCP connections whose sequence numbers the ALG shifts at once
 OUTBOUND, INBOUND = 0, 1  # the two ways of a connection (natlab.core.seq_adjust)
 SPLIT = (
@@ -104,12 +111,55 @@ class SipAlg:
             # no port left (the engine's exhausted event says so): what a broken ALG writes
             return (packet.src.address, address[1]) if opened is None else opened
 
+        refused: list[str] = []
+
+        def map_contact(
+            transport: str, address: tuple[str, int], lifetime: float
+        ) -> tuple[str, int] | None:
+            proto = Proto.TCP if transport == "tcp" else Proto.UDP
+            found = self._registration(proto, Endpoint(*address), dst.address, lifetime, now)
+            if isinstance(found, MapRefusal):
+                refused.append(
+                    f"no pinhole for the REGISTER's {transport} Contact {address[0]}:{address[1]}"
+                    f" ({found.value}): its Contact stays"
+                )
+                return None
+            return found
+
         def run(payload: bytes) -> AlgResult:
             return rewrite(
-                payload, mode=self.mode, private=private, public=packet.src, map_media=map_media
+                payload,
+                mode=self.mode,
+                private=private,
+                public=packet.src,
+                map_media=map_media,
+                map_contact=map_contact,
             )
 
-        return self._handle(packet, (private, dst), OUTBOUND, run, now)
+        events = self._handle(packet, (private, dst), OUTBOUND, run, now)
+        for reason in refused:
+            events.append(SipUntouched(now, "outbound", packet.proto, packet.src, dst, reason))
+        return events
+
+    def _registration(
+        self, proto: Proto, internal: Endpoint, registrar: str, lifetime: float, now: float
+    ) -> Endpoint | MapRefusal | None:
+        """The public endpoint of a REGISTER's Contact: its pinhole, made or renewed for
+        `lifetime` (0: deleted, None if there was none), or the port forward it already has."""
+        held = self.engine.forwarded(proto, internal) or self.engine.explicit_mapping(
+            proto, internal, now
+        )
+        if isinstance(held, Endpoint):
+            return held
+        if held is not None and held.origin != ORIGIN:
+            return held.external
+        if lifetime == 0:
+            gone = self.engine.unmap_port(proto, internal, ORIGIN, now)
+            return None if gone is None else gone.external
+        made = self.engine.map_port(
+            proto, internal, lifetime, ORIGIN, now, suggested=internal.port, admits=registrar
+        )
+        return made if isinstance(made, MapRefusal) else made.external
 
     def inbound(self, packet: Packet, public: Endpoint, now: float) -> list[Event]:
         """A packet from outside that came in for `public`, its destination already translated."""

@@ -18,6 +18,17 @@ For each media section `rewrite` mode maps the RTP port and the RTCP port
 (a=rtcp's, else RTP + 1, RFC 3605) and writes a=rtcp when the public RTCP port
 is not the public RTP port + 1, so the peer's RTCP finds its pinhole too.
 
+A REGISTER's Contact that names the sender's address on another port (a
+phone over TCP naming the port it listens on, or over UDP from another port)
+gets, in `rewrite` mode, a signalling pinhole, as Linux's nf_conntrack_sip
+expects the registrar's calls (sip_direct_signalling=1): `map_contact` opens
+a mapping for the Contact's transport (udp, or tcp by its transport
+parameter) that lets in only the registrar, for the registration's expiry
+(the Contact's expires, else the Expires header, else REGISTRATION_LIFETIME,
+and never longer), and the Contact names its public endpoint; an expiry of 0
+closes it (the Contact still names it, for the registrar to find the binding
+it removes). Only the first Contact, as Linux; other transports stay.
+
 Inbound (`rewrite_inbound`, public -> private, both modes, as consumer ALGs
 do it): the Request-URI of a request and the top Via of a response that name
 the router's public endpoint of the host get the host's private address back,
@@ -37,12 +48,18 @@ from typing import Literal
 from natlab.sip import message as sip
 from natlab.sip import sdp
 from natlab.sip.errors import SipError
-from natlab.sip.headers import NameAddr, SipUri, Via
+from natlab.sip.headers import NameAddr, SipUri, Via, parse_params
 
 AlgMode = Literal["rewrite", "broken"]
 Address = tuple[str, int]
 MediaMapper = Callable[[Address], Address]
 """Given a private (ip, port) of media, the public (ip, port) the router mapped it to."""
+ContactMapper = Callable[[str, Address, float], Address | None]
+"""Given a REGISTER's Contact transport ("udp" or "tcp"), the private (ip, port) it names and
+the seconds the registration asks for (0: it ends), the public (ip, port) the router lets the
+registrar reach it at (for 0: the one it did); None: no pinhole, the Contact stays."""
+
+REGISTRATION_LIFETIME = 3600.0  # seconds a registration pinhole lives at most (Linux: sip_timeout)
 
 
 @dataclass(frozen=True)
@@ -79,11 +96,16 @@ def rewrite(
     private: Address,
     public: Address,
     map_media: MediaMapper,
+    map_contact: ContactMapper | None = None,
 ) -> AlgResult:
-    """Rewrite one SIP payload the host at `private` sent, which leaves as `public`."""
+    """Rewrite one SIP payload the host at `private` sent, which leaves as `public`;
+    without `map_contact` a REGISTER's Contact gets no pinhole."""
     try:
         message = sip.parse(payload)
-        return _rewrite_outbound(payload, message, mode, private, public, map_media)
+        register = None
+        if mode == "rewrite" and map_contact is not None and _is_register(message):
+            register = _registration(message, map_contact)
+        return _rewrite_outbound(payload, message, mode, private, public, map_media, register)
     except SipError as exc:
         return AlgResult(payload, (Untouched(f"not SIP natlab can parse: {exc.reason}"),))
 
@@ -146,9 +168,10 @@ def _rewrite_outbound(
     private: Address,
     public: Address,
     map_media: MediaMapper,
+    register: _Register | None,
 ) -> AlgResult:
     events: list[AlgEvent] = []
-    headers = _rewrite_headers(message.headers, private, public, events)
+    headers = _rewrite_headers(message.headers, private, public, events, register)
     body = message.body
     content_type = (message.get("Content-Type") or "").split(";")[0].strip().lower()
     if body and content_type == "application/sdp":
@@ -171,6 +194,7 @@ def _rewrite_headers(
     private: Address,
     public: Address,
     events: list[AlgEvent],
+    register: _Register | None,
 ) -> tuple[tuple[str, str], ...]:
     result = []
     top_via_done = False
@@ -181,9 +205,11 @@ def _rewrite_headers(
             values[0] = _rewrite_via(values[0], private, public, events)
             value = ", ".join(values)
         elif name == "Contact" and value != "*":
-            value = ", ".join(
-                _rewrite_contact(item, private, public, events) for item in sip.split_list(value)
-            )
+            items = []
+            for item in sip.split_list(value):
+                items.append(_rewrite_contact(item, private, public, events, register))
+                register = None  # only the first Contact gets a pinhole, as Linux's
+            value = ", ".join(items)
         result.append((name, value))
     return tuple(result)
 
@@ -204,18 +230,69 @@ def _rewrite_via(value: str, private: Address, public: Address, events: list[Alg
     return new
 
 
-def _rewrite_contact(value: str, private: Address, public: Address, events: list[AlgEvent]) -> str:
+def _rewrite_contact(
+    value: str,
+    private: Address,
+    public: Address,
+    events: list[AlgEvent],
+    register: _Register | None,
+) -> str:
     address = NameAddr.parse(value)
     try:
         uri = SipUri.parse(address.uri)
     except SipError:
         return value
-    if not _is_sender(uri.host, uri.port, private):
+    if _is_sender(uri.host, uri.port, private):
+        target: Address | None = public
+    elif register is not None and uri.host == private[0]:
+        target = register(uri, address)
+    else:
+        target = None
+    if target is None:
         return value
-    new_uri = replace(uri, host=public[0], port=public[1])
+    new_uri = replace(uri, host=target[0], port=target[1])
     new = str(address.with_uri(str(new_uri)))
     events.append(Rewritten("Contact", value, new))
     return new
+
+
+_Register = Callable[[SipUri, NameAddr], Address | None]
+"""A REGISTER's pinhole for a Contact naming the sender's address: its public endpoint, or None."""
+
+
+def _is_register(message: sip.SipMessage) -> bool:
+    return isinstance(message.start, sip.RequestLine) and message.start.method == "REGISTER"
+
+
+def _registration(message: sip.SipMessage, map_contact: ContactMapper) -> _Register:
+    """The pinhole of a REGISTER's Contact, for its transport and the expiry it asks."""
+    header = message.get("Expires")
+
+    def register(uri: SipUri, address: NameAddr) -> Address | None:
+        try:
+            params = parse_params(uri.rest.partition("?")[0])
+        except SipError:
+            return None
+        transport = (_param(params, "transport") or "udp").lower()
+        if transport not in ("udp", "tcp"):
+            return None  # TLS: no ALG reads it; others: nothing natlab routes
+        return map_contact(transport, (uri.host, uri.port or 5060), _expiry(address, header))
+
+    return register
+
+
+def _expiry(contact: NameAddr, header: str | None) -> float:
+    """The seconds a REGISTER asks for this Contact (RFC 3261 10.2.1.1), at most
+    REGISTRATION_LIFETIME; that when it asks none."""
+    for value in (_param(contact.params, "expires"), header):
+        value = (value or "").strip()
+        if value.isascii() and value.isdigit() and len(value) <= 10:
+            return min(float(value), REGISTRATION_LIFETIME)
+    return REGISTRATION_LIFETIME
+
+
+def _param(params: tuple[tuple[str, str | None], ...], name: str) -> str | None:
+    return next((value for key, value in params if key.lower() == name), None)
 
 
 def _rewrite_sdp(

@@ -378,14 +378,18 @@ def test_a_phone_over_tcp_through_the_rewriting_alg_calls_both_ways_on_one_conne
     natlab_lab, pbx
 ):
     """phone-a registers over TCP (natlab phones' default) through `home`'s rewriting ALG,
-    then calls phone-c, is called by it, and calls again, every message on the one TCP
-    connection it registered on: REGISTER and its authenticated retry, INVITEs, ACKs,
-    BYEs, keepalives, each rewrite changing the length of its segment.
+    then calls phone-c, is called by it, and calls again, on the TCP connection it registered
+    on: REGISTER and its authenticated retry, INVITEs, ACKs, BYEs, keepalives, each rewrite
+    changing the length of its segment.
 
-    Each call offers only phone-a's own address (mode host). With kamailio, which never
-    relays, two-way audio needs the SDP rewritten over TCP and the pinhole it opens (natlab's
-    PBX relays: the Contact naming phone-a's listening port stays private, so it sees NAT).
-    The registration never breaks: the sequence shift kept the connection alive.
+    Its Contact names the port it listens on: the ALG opens a pinhole there that only the PBX
+    gets through and names it (nf_conntrack_sip's expectation), so the Contact shows no NAT.
+    natlab's PBX, NAT-aware by the connection, calls phone-a down it; kamailio, which sees
+    NAT only in the message (nat_uac_test 19), calls the Contact: a connection of its own
+    through the pinhole, as it would through a Linux router's ALG. Each call offers only
+    phone-a's own address (mode host): two-way audio needs the SDP rewritten over TCP and
+    its media pinholes. The registration never breaks: the sequence shift kept the
+    connection alive.
     """
     lab = natlab_lab(parse_topology(PHONES.format(pbx=pbx), "sip-alg-tcp.yaml"))
     a, c = lab.phone("phone-a"), lab.phone("phone-c")
@@ -406,21 +410,90 @@ def test_a_phone_over_tcp_through_the_rewriting_alg_calls_both_ways_on_one_conne
     assert {e.proto for e in outbound} == {"tcp"}
     headers = {e.header for e in outbound}
     assert {"Via", "SDP c=", "SDP m=audio", "Content-Length"} <= headers
-    # its Contact names the port it listens on, not its connection's: no mapping to name, so
-    # the ALG leaves it, and the registrar, seeing a private Contact, routes by the connection
-    assert "Contact" not in headers
-    (connection,) = {e.src for e in outbound}  # every rewrite on one connection...
-    assert connection.startswith(f"{WAN}:")
+    (pinhole,) = _registration_pinholes(lab)
+    assert f"@{pinhole.external};transport=tcp>" in _rewritten(outbound, "Contact")
+    # phone-a's requests, on its connection (responses carry the PBX's Via)...
+    (connection,) = {e.src for e in outbound if e.header == "Via"}
+    assert connection.startswith(f"{WAN}:") and connection != pinhole.external
+    pbx_opened = {e.src for e in outbound} - {connection}
+    assert pbx_opened == (set() if pbx.startswith("relay") else {pinhole.external})
     messages = [e for e in outbound if e.header == "Via"]
-    assert len(messages) >= 8, "...of many messages: REGISTER x2, INVITE, ACK, BYE, ..."
+    assert len(messages) >= 6, "...many of them: REGISTER x2, INVITE, ACK, BYE, ..."
     inbound = [e for e in events if e.kind == "sip-rewritten" and e.direction == "inbound"]
-    (private,) = {e.dst for e in inbound}  # the PBX's messages back, on the same one
-    assert private.startswith(f"{PHONE}:")
+    assert {e.dst.split(":")[0] for e in inbound} == {PHONE}
     assert len([e for e in events if e.kind == "sip-pinhole"]) >= 3 * 2, "RTP and RTCP, 3 calls"
     refused = [
         e for e in events if e.kind == "sip-untouched" and "forwarded as it came" in e.detail
     ]
     assert not refused, refused
+
+
+def _registration_pinholes(lab) -> list:
+    """The mappings `home`'s ALG made for REGISTERs, as `natlab nat show` lists them."""
+    _, views = lab.router("home").show()
+    return [view for view in views if view.origin == "sip-alg"]
+
+
+def _rewritten(events: list, header: str) -> str:
+    return " ".join(e.new for e in events if e.header == header)
+
+
+NAIVE = PHONES.replace("sip_alg: rewrite", "sip_alg: {alg}")
+CONNECT = """
+import socket, sys
+s = socket.socket(); s.settimeout(3)
+try:
+    s.connect((sys.argv[1], int(sys.argv[2])))
+    print("connected")
+except OSError as error:
+    print(f"refused: {error}")
+"""
+
+
+def test_a_naive_pbx_calls_a_tcp_phone_through_the_pinhole_of_its_register(natlab_lab):
+    """natlab's PBX as a naive registrar (nat_aware: false) calls phone-a at its Contact, on
+    a connection it opens there: through `home`'s rewriting ALG, the pinhole the REGISTER
+    opened, listed by `natlab nat show` as the ALG's, lets the PBX in and no one else."""
+    lab = natlab_lab(parse_topology(NAIVE.format(pbx="nat_aware: false", alg="rewrite"), "s.yaml"))
+    a, c = lab.phone("phone-a"), lab.phone("phone-c")
+    assert _registered(a).transport == "tcp"
+    _registered(c)
+    (pinhole,) = _registration_pinholes(lab)
+    assert (pinhole.proto, pinhole.internal) == ("tcp", f"{PHONE}:5060")
+    assert pinhole.permissions == [SERVER], "the registrar only"
+    assert 0 < pinhole.lifetime <= 3600
+    call = c.call("phone-a", 1.0, "host")
+    assert call.verdict == "two-way", call
+    events = events_of(lab)
+    inbound = [e for e in events if e.kind == "sip-rewritten" and e.direction == "inbound"]
+    assert {e.dst for e in inbound} >= {f"{PHONE}:5060"}, "the PBX came in through the pinhole"
+    shown = subprocess.run(
+        [sys.executable, "-m", "natlab", "nat", "show", "home", "--lab", lab.name],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "COLUMNS": "200"},  # the table's rows whole
+    )
+    assert shown.returncode == 0, shown.stderr
+    rows = [line for line in shown.stdout.splitlines() if f"{PHONE}:5060" in line]
+    assert rows and "sip-alg" in rows[0], shown.stdout
+    host, port = pinhole.external.split(":")
+    tried = lab.exec("phone-c", [sys.executable, "-c", CONNECT, host, port], capture_output=True)
+    assert b"refused" in tried.stdout, "phone-c is not the registrar"
+    only = f"lets in only {SERVER}"
+    assert [e for e in events_of(lab) if e.is_drop and only in e.detail and "203.0.113.20" in e.src]
+
+
+def test_without_the_alg_a_naive_pbx_cannot_reach_a_tcp_phone(natlab_lab):
+    """The same call with `sip_alg: off`: the Contact stays private, the PBX cannot reach it."""
+    lab = natlab_lab(parse_topology(NAIVE.format(pbx="nat_aware: false", alg="off"), "s.yaml"))
+    a, c = lab.phone("phone-a"), lab.phone("phone-c")
+    _registered(a)
+    _registered(c)
+    call = c.call("phone-a", 1.0, "host")
+    assert call.verdict != "two-way", call
+    assert f"480 Temporarily Unavailable (cannot reach phone-a at {PHONE}:5060" in call.error
+    assert not _registration_pinholes(lab)
 
 
 BARESIP_CONFIG = """\

@@ -23,6 +23,14 @@ VALID = (
     b"v=0\r\no=- 1 1 IN IP4 10.0.1.2\r\ns=-\r\nc=IN IP4 10.0.1.2\r\nt=0 0\r\n"
     b"m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
+REGISTER = (
+    b"REGISTER sip:203.0.113.9 SIP/2.0\r\n"
+    b"Via: SIP/2.0/TCP 10.0.1.2:40000;branch=z9hG4bK8;rport\r\n"
+    b"From: <sip:alice@203.0.113.9>;tag=2\r\nTo: <sip:alice@203.0.113.9>\r\n"
+    b"Call-ID: r@10.0.1.2\r\nCSeq: 1 REGISTER\r\n"
+    b"Contact: <sip:alice@10.0.1.2:5060;transport=tcp>;expires=60\r\n"
+    b"Expires: 60\r\nContent-Length: 0\r\n\r\n"
+)
 
 MODES = ("rewrite", "broken")
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -39,7 +47,7 @@ def _decode_or_refuse(data: bytes) -> None:
 
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
-    data = bytearray(VALID)
+    data = bytearray(draw(st.sampled_from((VALID, REGISTER))))
     for _ in range(draw(st.integers(1, 8))):
         position = draw(st.integers(0, len(data)))
         action = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
@@ -76,6 +84,7 @@ def test_the_alg_never_raises_on_mutated_messages(data: bytes):
         private=("10.0.1.2", 5060),
         public=("203.0.113.5", 40000),
         map_media=lambda address: ("203.0.113.5", address[1] + 30000),
+        map_contact=lambda transport, address, lifetime: ("203.0.113.5", address[1] + 20000),
     )
     assert len(result.events) >= 1
 
@@ -130,6 +139,7 @@ def _alg_both_ways(data: bytes, mode: str) -> None:
         private=("10.0.1.2", 5060),
         public=("203.0.113.5", 40000),
         map_media=lambda address: ("203.0.113.5", address[1] + 30000),
+        map_contact=lambda transport, address, lifetime: ("203.0.113.5", address[1] + 20000),
     )
     inbound = rewrite_inbound(data, public=("203.0.113.5", 40000), private=("10.0.1.2", 5060))
     for result in (outbound, inbound):

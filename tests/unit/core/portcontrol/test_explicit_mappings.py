@@ -27,6 +27,34 @@ def test_an_explicit_mapping_admits_every_remote_until_its_lifetime_ends():
     assert engine.inbound(late, 61.0).reason is DropReason.EXPIRED
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    filtering=st.sampled_from(("full-cone", "restricted", "port-restricted", "symmetric")),
+    port=st.integers(1, 65535),
+)
+def test_one_that_admits_one_address_lets_in_only_that_address_any_port(filtering, port):
+    """A SIP ALG's registration pinhole: only the registrar, whatever the NAT's filtering."""
+    engine = nat(filtering)
+    view = engine.map_port(Proto.TCP, ep(f"{A}:5060"), 60.0, "sip-alg", 0.0, admits=S1)
+    assert view.permissions == (S1,)
+    allowed = tcp(f"{S1}:{port}", str(view.external), "S")
+    assert engine.inbound(allowed, 1.0).action is Action.FORWARD_IN
+    assert allowed.dst == ep(f"{A}:5060")
+    stranger = tcp(f"{S2}:{port}", str(view.external), "S")
+    verdict = engine.inbound(stranger, 1.0)
+    assert verdict.reason is DropReason.FILTERED_ADDRESS
+    (drop,) = [e for e in engine.drain_events() if getattr(e, "reason", None)]
+    assert f"lets in only {S1}" in drop.detail
+
+
+def test_a_renewal_says_again_whom_it_admits():
+    engine = nat()
+    engine.map_port(Proto.UDP, ep(f"{A}:5060"), 60.0, "sip-alg", 0.0, admits=S1)
+    view = engine.map_port(Proto.UDP, ep(f"{A}:5060"), 60.0, "upnp", 1.0)
+    assert view.permissions == ("any",)
+    assert engine.inbound(udp(f"{S2}:1", str(view.external)), 2.0).action is Action.FORWARD_IN
+
+
 def test_outbound_traffic_leaves_through_it_and_does_not_extend_it():
     engine = nat("symmetric")
     engine.map_port(Proto.UDP, ep(f"{A}:5000"), 60.0, "natpmp", 0.0, suggested=6000)
