@@ -47,8 +47,8 @@ def test_a_phone_s_transport_is_kept(transport: str) -> None:
         (", sip: {user: x}", "", "hosts.pbx.sip", "host 'pbx' is not a phone"),
         ("", ", nat_aware: false", "hosts.alice.nat_aware", "host 'alice' is not a pbx"),
         ("", ", sip: {keepalive: stun}", "hosts.alice.sip.keepalive", None),
-        ("", ", sip: {transport: sctp}", "hosts.alice.sip.transport", "input should be 'udp'"),
-        ("", ", sip: {transport: TCP}", "hosts.alice.sip.transport", "input should be 'udp'"),
+        ("", ", sip: {transport: sctp}", "hosts.alice.sip.transport", "input should be 'tcp'"),
+        ("", ", sip: {transport: TCP}", "hosts.alice.sip.transport", "input should be 'tcp'"),
         (", sip: {transport: tcp}", "", "hosts.pbx.sip", "host 'pbx' is not a phone"),
     ],
 )
