@@ -7,7 +7,9 @@ configuration:
 
 - listens for SIP on the node's address, port 5060 (UDP and TCP);
 - registers one account, sip:NODE@REGISTRAR, with digest credentials, when
-  the lab has a PBX the phone can reach; calls are answered by natlab
+  the lab has a PBX the phone can reach over its transport (UDP unless the
+  topology says TCP: the account's `transport` URI parameter, which its
+  calls through the registrar follow); calls are answered by natlab
   (answermode=manual), never by baresip on its own;
 - sends a 440 Hz tone (ausine) and plays nothing: no sound card is needed;
 - learns its public address by STUN (medianat=stun) when the lab has a STUN
@@ -27,6 +29,7 @@ BINARY = "baresip"
 PACKAGE = "baresip-core"  # the Debian package that has it (scripts/install.sh)
 SIP_PORT = 5060
 CONTROL_PORT = 4444  # ctrl_tcp, on 127.0.0.1 inside the node
+TRANSPORT = "udp"  # how it registers and calls unless the topology's `sip: transport:` says
 REGISTER_INTERVAL = 60  # seconds between registrations (also keeps the NAT mapping open)
 TONE = 440  # Hz, the tone it sends
 MODULES = ("g711.so", "ausine.so", "stun.so")  # codecs, the tone, STUN for media behind a NAT
@@ -42,6 +45,7 @@ class BaresipConfig:
     registrar: Endpoint | None  # where it registers (None: no registrar it can reach)
     password: str
     stun: Endpoint | None = None  # a STUN service for its media's public address
+    transport: str = TRANSPORT  # udp or tcp: the registrar's, hence its calls' too
 
 
 def config_text(config: BaresipConfig) -> str:
@@ -89,7 +93,7 @@ def accounts_text(config: BaresipConfig) -> str:
     if config.stun is not None:
         host, port = config.stun
         params += ["medianat=stun", f"stunserver=stun:{host}:{port}"]
-    return f"<{aor(config)};transport=udp>;" + ";".join(params) + "\n"
+    return f"<{aor(config)};transport={config.transport}>;" + ";".join(params) + "\n"
 
 
 def write(config: BaresipConfig, directory: Path) -> tuple[str, ...]:

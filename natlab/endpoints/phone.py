@@ -121,6 +121,7 @@ from natlab.sip import digest
 from natlab.sip.errors import SipError
 from natlab.sip.message import SipMessage
 
+TRANSPORT = "tcp"  # how a phone registers unless its topology's `sip: transport:` says
 KEEPALIVE = 0.5  # seconds between keepalives, unless told otherwise
 DEAD_AFTER = 3  # keepalives unanswered before the connection counts as lost
 REFRESH = 0.5  # REGISTER again after this share of the registration's expires
@@ -158,7 +159,7 @@ class PhoneConfig:
     pbx_tls: Endpoint | None = None
     pbx_udp: Endpoint | None = None
     ca: Path | None = None
-    transport: str = "tcp"
+    transport: str = TRANSPORT  # its first registration's; a `register` request changes it
     keepalive: float = KEEPALIVE
     stun: tuple[Endpoint, ...] = ()
     turn: TurnServer | None = None

@@ -297,6 +297,7 @@ def phone_config(
         user=account.user,
         password=account.password,
         keepalive_method=account.keepalive,
+        transport=account.transport or phone.TRANSPORT,
         pbx_name=servers[0].name if servers else None,
     )
 

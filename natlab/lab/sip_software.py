@@ -102,26 +102,34 @@ def start_agents(
     translates: Translates,
 ) -> None:
     """Start every phone's softphone, and return once each answers on its control port."""
-    servers = [h for h in topology.hosts.values() if h.role is Role.PBX]
-    stun = stun_servers(topology)
     for host in topology.hosts.values():
         if host.agent is None:
             continue
-        registrar = (
-            pbx_endpoints(topology, host, servers[0], translates)["udp"] if servers else None
-        )
-        account = sip_account(host)
-        config = baresip.BaresipConfig(
-            user=account.user,
-            address=host.interfaces[0].address,
-            registrar=registrar,
-            password=account.password,
-            stun=stun[0] if stun else None,
-        )
+        config = baresip_config(topology, host, translates)
         argv = baresip.write(config, sip_dir(directory, host.name))
         _start(topology, lab, directory, launch, keep, host, argv)
         phone = BaresipPhone(host.name, node_namespace(lab, host.name))
         _wait(directory, host, partial(_answers_control, phone))
+
+
+def baresip_config(topology: Topology, host: Host, translates: Translates) -> baresip.BaresipConfig:
+    """A baresip phone's account: the lab's first PBX, where the phone reaches it over its
+    transport (none: no registration), and the lab's first STUN service."""
+    servers = [h for h in topology.hosts.values() if h.role is Role.PBX]
+    stun = stun_servers(topology)
+    account = sip_account(host)
+    transport = account.transport or baresip.TRANSPORT
+    registrar = (
+        pbx_endpoints(topology, host, servers[0], translates)[transport] if servers else None
+    )
+    return baresip.BaresipConfig(
+        user=account.user,
+        address=host.interfaces[0].address,
+        registrar=registrar,
+        password=account.password,
+        stun=stun[0] if stun else None,
+        transport=transport,
+    )
 
 
 def deaths(topology: Topology, directory: Path, records: Sequence[ProcessRecord]) -> list[Death]:

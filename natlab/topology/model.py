@@ -16,6 +16,7 @@ from natlab.core.impair import LinkImpairment
 from natlab.errors import NatlabError
 
 SIP_AGENTS = ("baresip",)  # `agent:` of a phone: real softphones natlab configures and starts
+SIP_AGENT_TRANSPORTS = {"baresip": ("udp", "tcp")}  # no TLS: natlab gives it no CA to trust
 SIP_SERVERS = ("kamailio",)  # `server:` of a PBX: real SIP servers natlab configures and starts
 
 
@@ -93,6 +94,7 @@ class SipAccount:
     user: str
     password: str
     keepalive: str = "auto"  # "crlf" | "options"; auto: CRLF on TCP and TLS, OPTIONS on UDP
+    transport: str | None = None  # udp | tcp | tls, how it registers; None: its phone's default
 
 
 @dataclass(frozen=True)

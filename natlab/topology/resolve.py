@@ -28,6 +28,7 @@ from natlab.topology.command import split_command
 from natlab.topology.dns import resolve_dns
 from natlab.topology.lab_name import check_lab_name
 from natlab.topology.model import (
+    SIP_AGENT_TRANSPORTS,
     SIP_AGENTS,
     SIP_SERVERS,
     Forward,
@@ -174,11 +175,35 @@ class _Resolver:
                     f"'{value}' cannot be a SIP {field_name}",
                     "use 1 to 64 letters, digits or - _ . ! ~ * ' ( ) characters",
                 )
+        self._check_transport(host, spec, spec.sip.transport)
         return SipAccount(
             spec.sip.user or host,
             spec.sip.password or DEFAULT_SIP_PASSWORD,
             spec.sip.keepalive or "auto",
+            spec.sip.transport,
         )
+
+    def _check_transport(self, host: str, spec: HostSpec, transport: str | None) -> None:
+        """A phone's `sip: transport:`, if its softphone and its registrar both speak it."""
+        if transport is None:
+            return
+        path = ("hosts", host, "sip", "transport")
+        speaks = SIP_AGENT_TRANSPORTS.get(spec.agent or "")
+        if speaks is not None and transport not in speaks:
+            raise self.fail(
+                path,
+                f"natlab runs {spec.agent} over {' or '.join(speaks)} only, not {transport}",
+                f"use transport: {' or '.join(speaks)}, or leave out agent: to run natlab's "
+                f"phone, which speaks {transport}",
+            )
+        pbx = next((h for h in self.spec.hosts.values() if h.role == Role.PBX), None)
+        if transport == "tls" and pbx is not None and pbx.server is not None:
+            raise self.fail(
+                path,
+                f"{pbx.server} here serves SIP over UDP and TCP only, not TLS",
+                "use transport: tcp or udp, or leave out the PBX's server: to run natlab's "
+                "PBX, which serves TLS",
+            )
 
     def _nat_aware(self, host: str, spec: HostSpec) -> bool:
         if spec.nat_aware is None:

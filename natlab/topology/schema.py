@@ -68,6 +68,8 @@ class SipSpec(_Spec):
     user: str | None = None  # default: the host's name
     password: str | None = None  # default: natlab's default password
     keepalive: Literal["crlf", "options"] | None = None  # default: CRLF on TCP/TLS, OPTIONS on UDP
+    # in sip_transport.TRANSPORTS' order: typing caches equal Literals as one, order and all
+    transport: Literal["tcp", "tls", "udp"] | None = None  # default: TCP (natlab's), UDP (baresip)
 
 
 class HostSpec(_Spec):

@@ -71,8 +71,8 @@ class Kernel:
         return os.stat(f"/run/netns/{namespace}").st_ino
 
     @staticmethod
-    def tcp_peers(namespace: str, port: int) -> list[str]:
-        """The peers (ip:port) of the established TCP connections on a local port (`ss`)."""
+    def tcp_connections(namespace: str) -> list[tuple[str, str]]:
+        """The established TCP connections in the namespace (`ss`): (local, peer), as ip:port."""
         out = subprocess.run(
             ["ip", "netns", "exec", namespace, "ss", "-Htn", "state", "established"],
             check=True,
@@ -80,7 +80,14 @@ class Kernel:
             text=True,
         ).stdout
         rows = [line.split() for line in out.splitlines() if line.strip()]
-        return [row[-1] for row in rows if row[-2].endswith(f":{port}")]
+        return [(row[-2], row[-1]) for row in rows]
+
+    @classmethod
+    def tcp_peers(cls, namespace: str, port: int) -> list[str]:
+        """The peers (ip:port) of the established TCP connections on a local port."""
+        return [
+            peer for local, peer in cls.tcp_connections(namespace) if local.endswith(f":{port}")
+        ]
 
 
 def of_lab(namespace: str, lab: str) -> bool:

@@ -36,6 +36,7 @@ from natlab.scenario.runner import run_scenario
 from natlab.sip import message as sip
 from natlab.sip import sdp
 from natlab.topology import parse_topology
+from tests.lab.test_sip_software import ENOUGH, MEDIA_SECONDS, answered_by_baresip
 
 pytestmark = pytest.mark.natlab
 
@@ -360,7 +361,7 @@ routers:
     sip_alg: rewrite
 hosts:
   pbx: {{segment: internet, address: 203.0.113.10, role: pbx, {pbx}}}
-  phone-a: {{segment: home-lan, address: 10.30.0.2, role: phone}}
+  phone-a: {{segment: home-lan, address: 10.30.0.2, role: phone{phone_a}}}
   phone-c: {{segment: internet, address: 203.0.113.20, role: phone}}
 """
 
@@ -391,7 +392,7 @@ def test_a_phone_over_tcp_through_the_rewriting_alg_calls_both_ways_on_one_conne
     its media pinholes. The registration never breaks: the sequence shift kept the
     connection alive.
     """
-    lab = natlab_lab(parse_topology(PHONES.format(pbx=pbx), "sip-alg-tcp.yaml"))
+    lab = natlab_lab(parse_topology(PHONES.format(pbx=pbx, phone_a=""), "sip-alg-tcp.yaml"))
     a, c = lab.phone("phone-a"), lab.phone("phone-c")
     registered = _registered(a)
     _registered(c)
@@ -439,6 +440,13 @@ def _rewritten(events: list, header: str) -> str:
 
 
 NAIVE = PHONES.replace("sip_alg: rewrite", "sip_alg: {alg}")
+
+
+def _naive_pbx_behind(alg: str):
+    """The topology with natlab's PBX a naive registrar and `home`'s ALG as given."""
+    return parse_topology(NAIVE.format(pbx="nat_aware: false", alg=alg, phone_a=""), "naive.yaml")
+
+
 CONNECT = """
 import socket, sys
 s = socket.socket(); s.settimeout(3)
@@ -454,7 +462,7 @@ def test_a_naive_pbx_calls_a_tcp_phone_through_the_pinhole_of_its_register(natla
     """natlab's PBX as a naive registrar (nat_aware: false) calls phone-a at its Contact, on
     a connection it opens there: through `home`'s rewriting ALG, the pinhole the REGISTER
     opened, listed by `natlab nat show` as the ALG's, lets the PBX in and no one else."""
-    lab = natlab_lab(parse_topology(NAIVE.format(pbx="nat_aware: false", alg="rewrite"), "s.yaml"))
+    lab = natlab_lab(_naive_pbx_behind("rewrite"))
     a, c = lab.phone("phone-a"), lab.phone("phone-c")
     assert _registered(a).transport == "tcp"
     _registered(c)
@@ -486,7 +494,7 @@ def test_a_naive_pbx_calls_a_tcp_phone_through_the_pinhole_of_its_register(natla
 
 def test_without_the_alg_a_naive_pbx_cannot_reach_a_tcp_phone(natlab_lab):
     """The same call with `sip_alg: off`: the Contact stays private, the PBX cannot reach it."""
-    lab = natlab_lab(parse_topology(NAIVE.format(pbx="nat_aware: false", alg="off"), "s.yaml"))
+    lab = natlab_lab(_naive_pbx_behind("off"))
     a, c = lab.phone("phone-a"), lab.phone("phone-c")
     _registered(a)
     _registered(c)
@@ -494,6 +502,38 @@ def test_without_the_alg_a_naive_pbx_cannot_reach_a_tcp_phone(natlab_lab):
     assert call.verdict != "two-way", call
     assert f"480 Temporarily Unavailable (cannot reach phone-a at {PHONE}:5060" in call.error
     assert not _registration_pinholes(lab)
+
+
+def test_baresip_over_tcp_registers_and_calls_both_ways_through_the_rewriting_alg(natlab_lab):
+    """phone-a is baresip over TCP (`sip: {transport: tcp}`) behind `home`'s rewriting ALG;
+    natlab's PBX relays nothing and the lab has no STUN, so baresip's SDP names its private
+    address and only the ALG's rewrite over TCP, and the pinholes it opens, let phone-c's
+    RTP in. baresip calls phone-c, then phone-c calls baresip: both count the other's RTP."""
+    topology = PHONES.format(pbx="relay: none", phone_a=", agent: baresip, sip: {transport: tcp}")
+    lab = natlab_lab(parse_topology(topology, "sip-alg-baresip-tcp.yaml"))
+    a, c = lab.baresip("phone-a"), lab.phone("phone-c")
+    a.wait_registered()
+    _registered(c)
+    registration = lab.pbx().registrations()["phone-a"].describe()
+    assert registration.startswith(f"over tcp from {WAN}:"), registration
+
+    a.dial("phone-c")  # natlab's phone answers by itself
+    a.wait_for("ESTABLISHED")
+    time.sleep(MEDIA_SECONDS)
+    calling = a.rtp()
+    a.hang_up()
+    a.wait_for(None)
+    report, called = answered_by_baresip(c, a, "host")
+    assert calling.received >= ENOUGH, f"phone-a heard only {calling} on its call"
+    assert called.received >= ENOUGH, f"phone-a heard only {called} when called"
+    assert report.rtp.received >= ENOUGH, f"phone-c heard only {report.rtp} ({report.error})"
+
+    events = events_of(lab)
+    sdp = [e for e in events if e.kind == "sip-rewritten" and e.header == "SDP c="]
+    assert [(e.direction, e.proto) for e in sdp] == [("outbound", "tcp")] * 2, sdp
+    (connection,) = {e.src for e in sdp}  # the connection it registered on
+    assert registration.endswith(connection), (registration, connection)
+    assert len([e for e in events if e.kind == "sip-pinhole"]) >= 2 * 2, "RTP and RTCP, 2 calls"
 
 
 BARESIP_CONFIG = """\

@@ -53,6 +53,9 @@ SOFTPHONES = """\
   alice: {segment: lan-a, role: phone, agent: baresip}
   bob: {segment: lan-b, role: phone, agent: baresip}
 """
+SOFTPHONES_OVER_TCP = SOFTPHONES.replace(
+    "agent: baresip}", "agent: baresip, sip: {transport: tcp}}"
+)
 BARESIP_AND_NATLAB_PHONE = """\
   pbx: {segment: internet, role: pbx}
   alice: {segment: lan-a, role: phone, agent: baresip}
@@ -137,22 +140,42 @@ def filtered(lab: Lab, router: str) -> int:
 
 
 @pytest.mark.parametrize(
-    ("nat_a", "nat_b"),
+    ("nat_a", "nat_b", "transport"),
     [
-        ("full-cone", "port-restricted"),
-        ("restricted", "restricted"),
-        ("port-restricted", "port-restricted"),
-        ("symmetric", "full-cone"),
-        ("symmetric", "port-restricted"),
+        ("full-cone", "port-restricted", "udp"),
+        ("restricted", "restricted", "udp"),
+        ("port-restricted", "port-restricted", "udp"),
+        ("symmetric", "full-cone", "udp"),
+        ("symmetric", "port-restricted", "udp"),
+        ("port-restricted", "port-restricted", "tcp"),
+        ("symmetric", "port-restricted", "tcp"),
     ],
 )
 def test_baresip_phones_call_each_other_through_kamailio(
-    private_natlab, run_dir, tmp_path, nat_a, nat_b
+    private_natlab, run_dir, tmp_path, kernel, nat_a, nat_b, transport
 ):
-    lab = Lab.attach(up(private_natlab, tmp_path, nat_a, nat_b))
+    """Over UDP (baresip's default) or TCP (`sip: {transport: tcp}`): the SIP goes on the
+    transport asked for, each phone's one connection to kamailio over TCP, none over UDP;
+    the media, RTP over UDP either way, follows from the NATs alone."""
+    hosts = SOFTPHONES_OVER_TCP if transport == "tcp" else SOFTPHONES
+    name = up(private_natlab, tmp_path, nat_a, nat_b, hosts)
+    lab = Lab.attach(name)
     alice, bob = lab.baresip("alice"), lab.baresip("bob")
     alice.wait_registered()
     bob.wait_registered()  # with kamailio, through their NATs, with digest auth
+    kamailio = f"{lab.topology.hosts['pbx'].interfaces[0].address}:5060"
+
+    def to_kamailio() -> dict[str, list[tuple[str, str]]]:
+        """Each phone's TCP connections to kamailio."""
+        return {
+            phone: [
+                c for c in kernel.tcp_connections(node_namespace(name, phone)) if c[1] == kamailio
+            ]
+            for phone in ("alice", "bob")
+        }
+
+    registered_on = to_kamailio()
+    assert [len(c) for c in registered_on.values()] == [transport == "tcp"] * 2, registered_on
 
     before = {r: (translated_in(lab, r), filtered(lab, r)) for r in ("ra", "rb")}
     alice.dial("bob")  # a user of her registrar's domain: sip:bob@<kamailio>
@@ -166,6 +189,7 @@ def test_baresip_phones_call_each_other_through_kamailio(
     bob.hang_up()  # the BYE goes back through kamailio and alice's NAT
     alice.wait_for(None)
     bob.wait_for(None)
+    assert to_kamailio() == registered_on, "the call's SIP went on the registration's connection"
 
     behaviour = {"ra": nat_behaviour(nat_a), "rb": nat_behaviour(nat_b)}
     sides = {"alice": ("ra", "rb"), "bob": ("rb", "ra")}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from natlab.endpoints import baresip
 from natlab.endpoints.ice import TurnServer
 from natlab.lab.endpoints import (
     local_networks,
@@ -16,6 +17,7 @@ from natlab.lab.endpoints import (
     phone_config,
     stun_servers,
 )
+from natlab.lab.sip_software import baresip_config
 from natlab.topology import load_topology, parse_topology
 from natlab.topology.model import Router, Topology
 
@@ -141,3 +143,42 @@ def test_phones_know_every_stun_service_and_the_turn_server(tmp_path: Path) -> N
     config = phone_config(unnamed, unnamed.hosts["phone-b"], tmp_path, translating)
     assert config.stun == ((stun1, 3478), ("203.0.113.1", 3478))
     assert config.pbx == config.pbx_udp == ("203.0.113.1", 5060)
+
+
+def with_phone_b(sip: str, forwards_tcp: bool = True) -> Topology:
+    """main-branch, with phone-b's host fields extended; without main's TCP 5060 forward."""
+    text = (TOPOLOGIES / "main-branch.yaml").read_text()
+    text = text.replace("phone-b: {segment: branch1-lan, role: phone}", f"phone-b: {{{sip}}}")
+    if not forwards_tcp:
+        text = text.replace("- {proto: tcp, port: 5060, to: pbx}", "")
+    return replace(parse_topology(text, "t.yaml"), dns=None)
+
+
+@pytest.mark.parametrize(("transport", "first"), [(None, "tcp"), ("udp", "udp"), ("tls", "tls")])
+def test_a_natlab_phone_registers_first_over_its_sip_transport(
+    tmp_path: Path, transport: str | None, first: str
+) -> None:
+    sip = "" if transport is None else f", sip: {{transport: {transport}}}"
+    topology = with_phone_b(f"segment: branch1-lan, role: phone{sip}")
+    config = phone_config(topology, topology.hosts["phone-b"], tmp_path, translating)
+    assert config.transport == first
+
+
+@pytest.mark.parametrize(
+    ("transport", "forwards_tcp", "registrar", "uri"),
+    [
+        (None, True, ("203.0.113.1", 5060), ";transport=udp>"),
+        ("udp", False, ("203.0.113.1", 5060), ";transport=udp>"),
+        ("tcp", True, ("203.0.113.1", 5060), ";transport=tcp>"),
+        ("tcp", False, None, ";transport=tcp>"),  # main forwards no TCP 5060: no registration
+    ],
+)
+def test_baresip_reaches_the_pbx_over_its_sip_transport(
+    transport: str | None, forwards_tcp: bool, registrar: tuple | None, uri: str
+) -> None:
+    sip = "" if transport is None else f", sip: {{transport: {transport}}}"
+    fields = f"segment: branch1-lan, role: phone, agent: baresip{sip}"
+    topology = with_phone_b(fields, forwards_tcp)
+    config = baresip_config(topology, topology.hosts["phone-b"], translating)
+    assert config.registrar == registrar
+    assert uri in baresip.accounts_text(config)

@@ -68,3 +68,46 @@ def test_a_wrong_agent_or_server_names_file_field_and_fix(old, new, field, probl
     assert error.field == field
     assert problem in error.problem
     assert fix in (error.fix or "")
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_baresip_takes_udp_or_tcp(transport):
+    text = VALID.replace("agent: baresip}", f"agent: baresip, sip: {{transport: {transport}}}}}", 1)
+    topology = parse_topology(text, "t.yaml")
+    assert topology.hosts["alice"].sip.transport == transport
+    assert topology.hosts["bob"].sip is None  # UDP, baresip's default
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "problem", "fix"),
+    [
+        (
+            "agent: baresip}",
+            "agent: baresip, sip: {transport: tls}}",
+            "hosts.alice.sip.transport",
+            "natlab runs baresip over udp or tcp only, not tls",
+            "use transport: udp or tcp, or leave out agent: to run natlab's phone",
+        ),
+        (  # natlab's own phone speaks TLS, but the registrar here does not
+            "carol: {segment: lan-b, role: phone}",
+            "carol: {segment: lan-b, role: phone, sip: {transport: tls}}",
+            "hosts.carol.sip.transport",
+            "kamailio here serves SIP over UDP and TCP only, not TLS",
+            "use transport: tcp or udp, or leave out the PBX's server:",
+        ),
+    ],
+)
+def test_tls_is_refused_where_one_side_cannot_speak_it(old, new, field, problem, fix):
+    with pytest.raises(NatlabError) as caught:
+        parse_topology(VALID.replace(old, new, 1), "t.yaml")
+    error = caught.value
+    assert (error.file, error.field) == ("t.yaml", field)
+    assert problem in error.problem
+    assert fix in (error.fix or "")
+
+
+def test_natlab_s_phone_takes_tls_with_natlab_s_pbx():
+    text = VALID.replace(", server: kamailio}", "}").replace(
+        "role: phone}", "role: phone, sip: {transport: tls}}"
+    )
+    assert parse_topology(text, "t.yaml").hosts["carol"].sip.transport == "tls"
