@@ -31,7 +31,7 @@ import math
 import random
 import re
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
@@ -355,10 +355,13 @@ class GilbertElliott:
 class Shaper:
     """One direction of one link: each frame's fate, from its settings and seed.
 
-    `decide` runs for every frame of an impaired link, so the settings it
-    reads are plain attributes and the common case (loss and a fixed delay)
-    takes the shortest way.
+    `decide` runs for every frame of an impaired link, so which way a frame
+    takes is chosen once, when the shaper is made: with only loss and a fixed
+    delay (the common case) it is `_in_order`, which draws and checks nothing
+    else; otherwise `_any`.
     """
+
+    decide: Callable[[float, int], Fate]  # the fate of a frame of `size` bytes arriving at `now`
 
     def __init__(self, impairment: Impairment, seed: str) -> None:
         self.impairment = impairment
@@ -380,9 +383,20 @@ class Shaper:
         self.waiting: deque[float] = deque()  # when each frame in the rate queue leaves it
         self.free_at = 0.0  # when the rate-limited link has sent all it holds
         self.last = 0.0  # the latest time a frame in order was given
+        simple = not (self.chain or self.duplicate or self.bits_per_second or self.varies)
+        self.decide = self._in_order if simple else self._any
 
-    def decide(self, now: float, size: int) -> Fate:
-        """The fate of a frame of `size` bytes arriving at `now`."""
+    def _in_order(self, now: float, size: int) -> Fate:
+        """Independent loss, then a fixed delay (or none): what `_any` does for these."""
+        if self.loss and self.loss_draw() < self.loss:
+            return Drop.LOSS
+        due = now + self.delay
+        if due < self.last:
+            due = self.last
+        self.last = due
+        return (due,)
+
+    def _any(self, now: float, size: int) -> Fate:
         chain = self.chain
         if chain is not None:
             if chain.lost():

@@ -60,12 +60,12 @@ class ImpairedLinks:
         port.transmit = (
             port.sock.send
             if outbound is None
-            else partial(self.shape, port, outbound, "out", port.sock.send)
+            else self.shaping(port, outbound, "out", port.sock.send)
         )
         self.ingress[port] = (
             None
             if inbound is None
-            else partial(self.shape, port, inbound, "in", partial(self.arrive, port))
+            else self.shaping(port, inbound, "in", partial(self.arrive, port))
         )
         wanted = any(timed(link.impairment) for link in self.links.values())
         trouble = timely(wanted)
@@ -94,28 +94,31 @@ class ImpairedLinks:
         if until > now:
             time.sleep(until - now)
 
-    def shape(
-        self,
-        port: Port,
-        shaper: Shaper,
-        direction: str,
-        deliver: Callable[[bytes], object],
-        frame: bytes | bytearray | memoryview,
-    ) -> None:
-        """An IPv4 frame on an impaired link: dropped with an event, or delivered when due."""
-        now = time.monotonic()
-        fate = shaper.decide(now, len(frame))
-        if fate.__class__ is Drop:
-            self.impaired_drop(port, direction, fate, frame)  # type: ignore[arg-type]
-            return
-        data = bytes(frame)
-        if len(fate) > 1:  # type: ignore[arg-type]
-            self.links[port].counters[direction + "_duplicated"] += 1
-        for at in fate:  # type: ignore[union-attr]
-            if at <= now:
-                deliver(data)
-            elif not self.delayed.add(at, deliver, data):
-                self.impaired_drop(port, direction, Drop.QUEUE, data, "too many frames held")
+    def shaping(
+        self, port: Port, shaper: Shaper, direction: str, deliver: Callable[[bytes], object]
+    ) -> Callable[[bytes | bytearray | memoryview], None]:
+        """What one direction of an impaired link does to each IPv4 frame: drop it with an
+        event, or deliver it when due. A closure over everything that is the same for every
+        frame of the link, which pays no lookups for it (it runs for every frame)."""
+        decide, monotonic, hold = shaper.decide, time.monotonic, self.delayed.add
+        counters = self.links[port].counters
+
+        def shape(frame: bytes | bytearray | memoryview) -> None:
+            now = monotonic()
+            fate = decide(now, len(frame))
+            if fate.__class__ is Drop:
+                self.impaired_drop(port, direction, fate, frame)  # type: ignore[arg-type]
+                return
+            data = bytes(frame)
+            if len(fate) > 1:  # type: ignore[arg-type]
+                counters[direction + "_duplicated"] += 1
+            for at in fate:  # type: ignore[union-attr]
+                if at <= now:
+                    deliver(data)
+                elif not hold(at, deliver, data):
+                    self.impaired_drop(port, direction, Drop.QUEUE, data, "too many frames held")
+
+        return shape
 
     def impaired_drop(
         self,
@@ -158,11 +161,10 @@ class ImpairedLinks:
 
     def release(self, rang: bool) -> None:
         """Deliver every held frame whose time has come (`rang`: the alarm said so)."""
-        for _, _, deliver, frame in self.delayed.due(time.monotonic(), rang):
-            try:
-                deliver(frame)
-            except OSError as error:
-                self.send_failed(error, str(IPv4Address(frame[30:34])))
+        self.delayed.release(time.monotonic(), rang, self.release_failed)
+
+    def release_failed(self, error: OSError, frame: bytes) -> None:
+        self.send_failed(error, str(IPv4Address(frame[30:34])))
 
     def port_named(self, name: str) -> Port:
         """A port by its name, or by its role: wan, or lan when there is one LAN."""

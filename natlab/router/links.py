@@ -31,7 +31,7 @@ import os
 from collections import Counter, deque
 from collections.abc import Callable
 
-from natlab.core.held import Entry, Held
+from natlab.core.held import Held
 from natlab.core.impair import DIRECTIONS, LinkImpairment, Shaper
 from natlab.records import LinkState
 
@@ -115,22 +115,28 @@ class Delayed:
     def soonest(self) -> float | None:
         return self.held.soonest()
 
-    def due(self, now: float, rang: bool) -> list[Entry]:
-        """Take out every frame due by `now`, as (at, order, deliver, frame); then set the
-        alarm for the next one if it is not set already (`rang`: it went off, which is
-        why the loop asks)."""
+    def release(self, now: float, rang: bool, failed: Callable[[OSError, bytes], None]) -> None:
+        """Deliver every frame due by `now`, in one pass that also counts its bytes and
+        lateness (a pass a frame is what this costs); then set the alarm for the next one
+        if it is not set already (`rang`: it went off, which is why the loop asks).
+        `failed` hears of a frame its way out refused."""
         alarm = self.alarm
         if rang:
             alarm.acknowledge()
-        batch = self.held.due(now)
-        if batch:
-            self.bytes -= sum([len(entry[3]) for entry in batch])
-            self.lateness.extend([now - entry[0] for entry in batch])
+        released = 0
+        late = self.lateness.append
+        for at, _, deliver, frame in self.held.due(now):
+            released += len(frame)
+            late(now - at)
+            try:
+                deliver(frame)
+            except OSError as error:
+                failed(error, frame)
+        self.bytes -= released
         if alarm.at is None:
             soonest = self.held.soonest()
             if soonest is not None:
                 alarm.set(max(soonest, now + ALARM_GRAIN))
-        return batch
 
     def late(self) -> dict[str, float]:
         """How late the last frames went out, in ms: median and p99 (empty: none held yet)."""

@@ -120,6 +120,26 @@ def test_same_seed_same_fates(impairment: Impairment, gaps: list[float], seed: i
     assert fates(impairment, str(seed), arrivals) == fates(impairment, str(seed), arrivals)
 
 
+@given(impairments, arrival_gaps, st.integers(0, 2**32 - 1))
+def test_the_short_way_decides_as_the_long_one_would(
+    impairment: Impairment, gaps: list[float], seed: int
+) -> None:
+    """A shaper with only independent loss and a fixed delay takes `_in_order`; every
+    frame's fate is the one the way for every setting (`_any`) gives it."""
+    simple = Impairment(loss=impairment.loss, delay=impairment.delay)
+    short, long = Shaper(simple, str(seed)), Shaper(simple, str(seed))
+    assert short.decide == short._in_order
+    arrivals = _times(gaps)
+    assert [short.decide(at, FRAME) for at in arrivals] == [long._any(at, FRAME) for at in arrivals]
+
+
+def test_any_other_setting_takes_the_long_way() -> None:
+    for other in ("burst=4", "jitter=5ms", "duplicate=1%", "reorder=1%", "rate=1mbit"):
+        impairment = parse_settings(["loss=5%", "delay=10ms", other]).outbound
+        shaper = Shaper(impairment, "s")
+        assert shaper.decide == shaper._any, other
+
+
 @given(st.integers(0, 1000))
 def test_different_seeds_differ(seed: int) -> None:
     lossy = Impairment(loss=0.5)

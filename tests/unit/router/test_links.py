@@ -16,13 +16,36 @@ def test_frames_come_out_in_time_order_and_only_when_due() -> None:
     out: list[bytes] = []
     for at, frame in ((5.0, b"c"), (1.0, b"a"), (3.0, b"b"), (3.0, b"b2")):
         assert delayed.add(at, out.append, frame)
-    for _, _, deliver, frame in delayed.due(3.0, rang=False):
-        deliver(frame)
+    delayed.release(3.0, rang=False, failed=refused)
     assert out == [b"a", b"b", b"b2"]  # equal times: in the order they were added
     assert delayed.bytes == 1
     assert delayed.soonest() == 5.0
-    assert [frame for _, _, _, frame in delayed.due(10.0, rang=False)] == [b"c"]
+    delayed.release(10.0, rang=False, failed=refused)
+    assert out[3:] == [b"c"]
     assert delayed.soonest() is None
+    assert delayed.bytes == 0
+    delayed.close()
+
+
+def refused(error: OSError, frame: bytes) -> None:
+    raise AssertionError(f"{frame!r} refused: {error}")
+
+
+def test_a_frame_its_way_out_refuses_is_told_and_the_others_still_go() -> None:
+    delayed = Delayed()
+    out: list[bytes] = []
+    failed: list[tuple[str, bytes]] = []
+
+    def full(frame: bytes) -> None:
+        raise OSError(105, "No buffer space available")
+
+    delayed.add(1.0, full, b"a")
+    delayed.add(2.0, out.append, b"b")
+    delayed.release(
+        3.0, rang=False, failed=lambda error, frame: failed.append((error.strerror, frame))
+    )
+    assert failed == [("No buffer space available", b"a")]
+    assert out == [b"b"]
     assert delayed.bytes == 0
     delayed.close()
 
@@ -76,9 +99,13 @@ def test_link_show_prints_one_line_an_interface() -> None:
 def test_the_lateness_of_held_frames_is_kept() -> None:
     delayed = Delayed()
     assert delayed.late() == {}
+    out: list[bytes] = []
     for index in range(100):
-        delayed.add(1.0 + index, print, b"x")
-    delayed.due(1.0 + 99 + 0.002, rang=False)  # the last 2 ms late, the first 101 s
+        delayed.add(1.0 + index, out.append, b"x")
+    delayed.release(
+        1.0 + 99 + 0.002, rang=False, failed=refused
+    )  # the last 2 ms late, the first 101 s
+    assert len(out) == 100
     late = delayed.late()
     assert late["frames"] == 100
     assert late["median_ms"] == pytest.approx(50_002, abs=1)
