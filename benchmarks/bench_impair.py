@@ -120,10 +120,7 @@ def measure(name: str, seconds: float) -> dict:
     )
     with Lab(topology, name) as lab:
         router = lab.router("r")
-        servers = [
-            lab.popen("server", ["iperf3", "-s"], stdout=subprocess.DEVNULL),
-            lab.popen("server", [sys.executable, "-c", ECHO]),
-        ]
+        echo = lab.popen("server", [sys.executable, "-c", ECHO])
         try:
             time.sleep(0.5)
             plain_rtts = pingpong(lab)
@@ -140,9 +137,8 @@ def measure(name: str, seconds: float) -> dict:
             delayed_rtts = pingpong(lab)
             links = router.links().to_json()
         finally:
-            for server in servers:
-                server.kill()
-                server.wait()
+            echo.kill()
+            echo.wait()
     return {
         "plain": plain,
         "impaired": impaired,
