@@ -119,7 +119,7 @@ from natlab.records import (
 )
 from natlab.sip import digest
 from natlab.sip.errors import SipError
-from natlab.sip.headers import NameAddr, SipUri, Via
+from natlab.sip.headers import NameAddr, SipUri, Via, asked_expiry
 from natlab.sip.message import RequestLine, SipMessage
 from natlab.sip.salvage import bad_request
 
@@ -980,19 +980,10 @@ def _tag_for(request: SipMessage) -> str:
 
 def _asked_expiry(request: SipMessage) -> int | None:
     """The expiry a REGISTER asks for: its Contact's expires, else its Expires; None if neither."""
-    contact = request.get("Contact") or ""
-    for value in (_contact_param(contact, "expires"), request.get("Expires")):
-        if value is not None and value.isdigit() and len(value) <= 10:
-            return int(value)
-    return None
-
-
-def _contact_param(contact: str, name: str) -> str | None:
+    contact = None
     with contextlib.suppress(SipError):
-        for key, value in NameAddr.parse(contact).params:
-            if key.lower() == name:
-                return value
-    return None
+        contact = NameAddr.parse(request.get("Contact") or "")
+    return asked_expiry(contact, request.get("Expires"))
 
 
 def _udp_socket(address: IPv4Address, port: int) -> socket.socket:

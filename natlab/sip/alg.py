@@ -48,7 +48,7 @@ from typing import Literal
 from natlab.sip import message as sip
 from natlab.sip import sdp
 from natlab.sip.errors import SipError
-from natlab.sip.headers import NameAddr, SipUri, Via, parse_params
+from natlab.sip.headers import NameAddr, SipUri, Via, asked_expiry, param, parse_params
 
 AlgMode = Literal["rewrite", "broken"]
 Address = tuple[str, int]
@@ -273,7 +273,7 @@ def _registration(message: sip.SipMessage, map_contact: ContactMapper) -> _Regis
             params = parse_params(uri.rest.partition("?")[0])
         except SipError:
             return None
-        transport = (_param(params, "transport") or "udp").lower()
+        transport = (param(params, "transport") or "udp").lower()
         if transport not in ("udp", "tcp"):
             return None  # TLS: no ALG reads it; others: nothing natlab routes
         return map_contact(transport, (uri.host, uri.port or 5060), _expiry(address, header))
@@ -282,17 +282,10 @@ def _registration(message: sip.SipMessage, map_contact: ContactMapper) -> _Regis
 
 
 def _expiry(contact: NameAddr, header: str | None) -> float:
-    """The seconds a REGISTER asks for this Contact (RFC 3261 10.2.1.1), at most
-    REGISTRATION_LIFETIME; that when it asks none."""
-    for value in (_param(contact.params, "expires"), header):
-        value = (value or "").strip()
-        if value.isascii() and value.isdigit() and len(value) <= 10:
-            return min(float(value), REGISTRATION_LIFETIME)
-    return REGISTRATION_LIFETIME
-
-
-def _param(params: tuple[tuple[str, str | None], ...], name: str) -> str | None:
-    return next((value for key, value in params if key.lower() == name), None)
+    """The seconds a REGISTER asks for this Contact, at most REGISTRATION_LIFETIME; that
+    when it asks none."""
+    asked = asked_expiry(contact, header)
+    return REGISTRATION_LIFETIME if asked is None else min(float(asked), REGISTRATION_LIFETIME)
 
 
 def _rewrite_sdp(

@@ -57,10 +57,22 @@ def format_params(params: Params) -> str:
     return "".join(f";{name}" if value is None else f";{name}={value}" for name, value in params)
 
 
-def _param(params: Params, name: str) -> str | None:
+def param(params: Params, name: str) -> str | None:
+    """The value of the parameter `name` (lower case): "" when it has none, None when absent."""
     for key, value in params:
         if key.lower() == name:
             return value if value is not None else ""
+    return None
+
+
+def asked_expiry(contact: NameAddr | None, expires: str | None) -> int | None:
+    """The seconds a REGISTER asks for a Contact (RFC 3261 10.2.1.1): its `expires`
+    parameter, else the Expires header; None when neither is a number (of at most 10
+    ASCII digits: what int() takes and nothing unbounded)."""
+    for value in (None if contact is None else param(contact.params, "expires"), expires):
+        value = (value or "").strip()
+        if value.isascii() and value.isdigit() and len(value) <= 10:
+            return int(value)
     return None
 
 
@@ -99,16 +111,16 @@ class Via:
 
     @property
     def branch(self) -> str | None:
-        return _param(self.params, "branch")
+        return param(self.params, "branch")
 
     @property
     def received(self) -> str | None:
-        return _param(self.params, "received")
+        return param(self.params, "received")
 
     @property
     def rport(self) -> int | str | None:
         """The rport value; "" when asked for (a bare ;rport), None when absent."""
-        value = _param(self.params, "rport")
+        value = param(self.params, "rport")
         if value is None or value == "":
             return value
         if not value.isdigit() or not 0 < int(value) < 65536:
@@ -164,7 +176,7 @@ class NameAddr:
 
     @property
     def tag(self) -> str | None:
-        return _param(self.params, "tag")
+        return param(self.params, "tag")
 
     def with_uri(self, uri: str) -> NameAddr:
         return replace(self, uri=uri)
